@@ -117,9 +117,9 @@ def make_grid(rows, labels=None, cell_hw: tuple[int, int] | None = None, pad: in
     `cell_hw` (default: the first image's size) with nearest-neighbour interpolation, so
     depth edges and invalid pixels stay crisp.
     """
-    if not rows or not any(rows):
+    first = next((rgb_to_uint8(im) for r in rows for im in r if im is not None), None)
+    if first is None and cell_hw is None:
         raise ValueError("make_grid: no images")
-    first = next(rgb_to_uint8(im) for r in rows for im in r if im is not None)
     ch, cw = cell_hw or first.shape[:2]
     ncol = max(len(r) for r in rows)
     out_rows = []
