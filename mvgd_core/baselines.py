@@ -275,7 +275,66 @@ def depth_range_from_poses(cond_T_wc: torch.Tensor, d_min: float = 0.2, d_max: f
     return max(d_min, min(2.0 * base, d_max / 2)), d_max
 
 
+def find_target_in_cond(cond_T_wc: torch.Tensor, tgt_T_wc: torch.Tensor, tol: float = 1e-4):
+    """Index of the conditioning view whose pose equals the target's (within `tol`), else None."""
+    diff = (cond_T_wc - tgt_T_wc.to(cond_T_wc)).abs().flatten(1).amax(1)  # (N,)
+    i = int(diff.argmin())
+    return i if float(diff[i]) <= tol else None
+
+
+def run_baselines(
+    cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, tgt_hw, cond_depth=None, target_index="auto",
+    fill: bool = True, max_sources: int = 4, rot_weight: float = 1.0, **sweep,
+) -> dict:
+    """Both baselines for one target, ready to score against ground truth.
+
+    cond_rgb (N, 3, H, W) [0, 1]; cond_K (N, 3, 3); cond_T_wc (N, 4, 4); cond_depth
+    (N, H, W) or None (then no reprojection baseline); tgt_K (3, 3) for tgt_hw; tgt_T_wc (4, 4).
+    target_index: the target's index among the conditioning views, None for a novel view,
+    or "auto" (match poses). If the target is conditioning view i, reprojection uses the
+    nearest OTHER view and plane sweep uses view i's RGB as reference (resized to tgt_hw if
+    needed) - never view i's depth. fill=True fills holes (`fill_holes`) so every baseline
+    is dense like the model's output; "coverage" is the fraction of target pixels the
+    baseline produced before filling. **sweep: `plane_sweep_depth` options (d_min, d_max, ...).
+    Returns {"reprojection": {...}, "plane_sweep": {...}}, each dict(depth (h, w), rgb
+    (3, h, w) or None, valid (h, w), coverage float).
+    """
+    if target_index == "auto":
+        target_index = find_target_in_cond(cond_T_wc, tgt_T_wc)
+    out = {}
+
+    def pack(rgb, depth, valid):
+        cov = float(valid.float().mean())
+        if fill:
+            depth, rgb, valid = fill_holes(depth, valid, rgb)
+        return {"depth": depth, "rgb": rgb, "valid": valid, "coverage": cov}
+
+    if cond_depth is not None and cond_T_wc.shape[0] > (1 if target_index is not None else 0):
+        r = reproject_nearest(cond_rgb, cond_depth, cond_K, cond_T_wc, tgt_K, tgt_T_wc, tgt_hw, target_index, 1, rot_weight)
+        out["reprojection"] = {**pack(r["rgb"], r["depth"], r["valid"]), "views": r["views"]}
+    if cond_T_wc.shape[0] >= 2:
+        if target_index is not None:
+            d, v, src = plane_sweep_at_view(cond_rgb, cond_K, cond_T_wc, target_index, max_sources, rot_weight, **sweep)
+            rgb = cond_rgb[target_index]
+            if tuple(d.shape) != tuple(tgt_hw):  # same camera, other resolution: resample
+                d = F.interpolate(d[None, None], size=tuple(tgt_hw), mode="nearest")[0, 0]
+                v = F.interpolate(v[None, None].float(), size=tuple(tgt_hw), mode="nearest")[0, 0] > 0.5
+                rgb = F.interpolate(rgb[None], size=tuple(tgt_hw), mode="bilinear", align_corners=False)[0]
+            out["plane_sweep"] = {**pack(rgb, d, v), "sources": src}
+        else:
+            r = plane_sweep_novel_view(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, tgt_hw, None, max_sources, rot_weight, **sweep)
+            out["plane_sweep"] = {**pack(r["rgb"], r["depth"], r["valid"]), "ref": r["ref"], "sources": r["sources"]}
+    return out
+
+
+def run_baselines_on_sample(sample, **kw) -> dict:
+    """`run_baselines` for a `MultiViewSample` (uses sample.cond_depth when present)."""
+    H, W = sample.tgt_depth.shape[-2:]
+    return run_baselines(sample.cond_rgb, sample.cond_K, sample.cond_T_wc, sample.tgt_K, sample.tgt_T_wc, (H, W), cond_depth=sample.cond_depth, **kw)
+
+
 __all__ = [
+    "find_target_in_cond", "run_baselines", "run_baselines_on_sample",
     "pose_distance", "nearest_views", "forward_warp", "fill_holes", "reproject_nearest",
     "inverse_depth_planes", "plane_sweep_depth", "plane_sweep_at_view", "plane_sweep_novel_view",
     "depth_range_from_poses",

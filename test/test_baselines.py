@@ -145,3 +145,25 @@ def test_fill_holes_densifies_and_keeps_valid_values():
     d[~valid] = 0
     filled, _, fv = B.fill_holes(d, valid)
     assert fv.all() and torch.allclose(filled, torch.full((H, W), 2.0))
+
+
+def test_run_baselines_at_conditioning_view_never_uses_its_depth():
+    rgb, depth, Ks, T = _scene()
+    poisoned = depth.clone()
+    poisoned[2] = 99.0  # if the target's own depth leaked into a baseline, it would show
+    out = B.run_baselines(rgb, Ks, T, K, T[2], (H, W), cond_depth=poisoned, d_min=0.5, d_max=10.0, num_planes=48)
+    assert set(out) == {"reprojection", "plane_sweep"}
+    for name, r in out.items():
+        assert r["valid"].all(), name  # filled to dense
+        assert 0.5 < r["coverage"] <= 1.0
+        assert ((r["depth"] - depth[2]).abs() / depth[2]).median() < 0.03, name
+    assert 2 not in out["reprojection"]["views"] and 2 not in out["plane_sweep"]["sources"]
+
+
+def test_run_baselines_novel_view_and_no_depth():
+    rgb, depth, Ks, T = _scene()
+    tgt = T[2].clone()
+    tgt[0, 3] += 0.05
+    assert B.find_target_in_cond(T, tgt) is None and B.find_target_in_cond(T, T[3]) == 3
+    out = B.run_baselines(rgb, Ks, T, K, tgt, (H, W), cond_depth=None, d_min=0.5, d_max=10.0, num_planes=32)
+    assert set(out) == {"plane_sweep"} and out["plane_sweep"]["rgb"].shape == (3, H, W)
