@@ -1,4 +1,12 @@
-"""Posed RGB-D data: sample types, procedural scenes, readers, rosbag2 I/O, training samplers."""
+"""Posed RGB-D data: sample types, procedural scenes, readers, rosbag2 I/O, training samplers.
+
+Main entry points (see each module's docstring):
+- types: Frame, MultiViewSample, MultiViewBatch, collate_samples
+- render: render(scene, K, T_wc, H, W), render_sequence(seed, n, H, W) -> list[Frame]
+- sampler: DataConfig, ViewSamplingConfig, ProceduralDataset, SequenceDataset, build_dataset,
+  ViewCountBatchSampler, select_views, make_sample, resize_frame
+- tf_tree: TFTree (pure-Python TF buffer); scene_folder, tum, rosbag_io: readers/writers
+"""
 from mvgd_core.data.types import Frame, MultiViewBatch, MultiViewSample, collate_samples
 
 __all__ = ["Frame", "MultiViewSample", "MultiViewBatch", "collate_samples"]

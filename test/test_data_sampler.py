@@ -1,0 +1,131 @@
+"""View selection, resizing, datasets, batch sampler and the data-mixture config."""
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from mvgd_core.cameras import look_at
+from mvgd_core.config import ConfigError, from_dict
+from mvgd_core.data.render import render_sequence
+from mvgd_core.data.sampler import (
+    DataConfig,
+    ProceduralDataset,
+    SequenceDataset,
+    ViewCountBatchSampler,
+    ViewSamplingConfig,
+    build_dataset,
+    make_sample,
+    overlap_fraction,
+    resize_frame,
+    select_views,
+)
+from mvgd_core.data.types import Frame, collate_samples
+
+
+@pytest.fixture(scope="module")
+def seq():
+    return render_sequence(5, 8, 36, 48, trajectory="forward")
+
+
+def _project(K, T_wc, p):
+    q = np.linalg.inv(T_wc) @ np.append(p, 1.0)
+    uvw = K @ q[:3]
+    return uvw[:2] / uvw[2]
+
+
+def test_resize_frame_keeps_projection_consistent(seq):
+    f = seq[0]
+    p = f.T_wc[:3, 3] + f.T_wc[:3, :3] @ np.array([0.2, -0.1, 2.0])  # a point in front of the camera
+    uv = _project(f.K, f.T_wc, p)
+    for hw, crop in [((18, 24), False), ((30, 30), True), ((40, 20), True)]:
+        g = resize_frame(f, hw, crop)
+        assert g.rgb.shape == (*hw, 3) and g.depth.shape == hw and g.depth.dtype == np.float32
+        uv2 = _project(g.K, g.T_wc, p)
+        if not crop:  # pixel centres at integers: u' = (u + 0.5) * w / W - 0.5
+            np.testing.assert_allclose(uv2, (uv + 0.5) * np.array([24 / 48, 18 / 36]) - 0.5, atol=1e-9)
+        # nearest-neighbour depth: resized values are a subset of the original ones
+        assert set(np.unique(g.depth)).issubset(set(np.unique(f.depth)))
+
+
+def test_overlap_fraction_identity_and_opposite(seq):
+    f = seq[0]
+    assert overlap_fraction(f, f) > 0.95
+    back = Frame(rgb=f.rgb, K=f.K, T_wc=f.T_wc @ np.diag([-1.0, 1.0, -1.0, 1.0]), depth=f.depth)  # turned 180 deg
+    assert overlap_fraction(f, back) == 0.0
+
+
+@pytest.mark.parametrize("p_in, expect_in", [(1.0, True), (0.0, False)])
+def test_select_views_target_in_conditioning_or_novel(seq, p_in, expect_in):
+    cfg = ViewSamplingConfig(p_target_in_cond=p_in, min_overlap=0.0)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        cond, t = select_views(seq, 3, rng, cfg)
+        assert len(cond) == 3 and len(set(cond)) == 3
+        assert (t in cond) is expect_in
+
+
+def test_select_views_respects_baseline_and_reports_short_sequences(seq):
+    # a dolly along x facing a wall 2 m away: 21 frames 0.1 m apart
+    K = np.array([[20.0, 0, 15.5], [0, 20.0, 11.5], [0, 0, 1]])
+    line = [
+        Frame(rgb=np.zeros((24, 32, 3), np.uint8), K=K, T_wc=look_at([0.1 * i, 0, 1], [0.1 * i, 5, 1]), depth=np.full((24, 32), 2.0, np.float32))
+        for i in range(21)
+    ]
+    cfg = ViewSamplingConfig(p_target_in_cond=0.0, max_translation=0.35, min_overlap=0.5)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        cond, t = select_views(line, 3, rng, cfg)
+        assert t not in cond and all(0.05 < abs(i - t) * 0.1 <= 0.35 + 1e-9 for i in cond)
+    with pytest.raises(ValueError, match="sequence has 8 frames, need 9"):
+        select_views(seq, 8, np.random.default_rng(0), ViewSamplingConfig(p_target_in_cond=0.0))
+
+
+def test_make_sample_shapes_and_size_mismatch(seq):
+    s = make_sample(seq, [0, 1], 2)
+    assert s.cond_rgb.shape == (2, 3, 36, 48) and s.cond_rgb.dtype == torch.float32 and s.cond_rgb.max() <= 1.0
+    assert s.tgt_depth.shape == (36, 48) and s.cond_depth.shape == (2, 36, 48) and s.tgt_T_wc.shape == (4, 4)
+    small = resize_frame(seq[3], (18, 24))
+    with pytest.raises(ValueError, match="different sizes"):
+        make_sample([*seq[:3], small], [0, 3], 1)
+
+
+def test_procedural_dataset_is_deterministic_and_batches_have_one_view_count():
+    ds = ProceduralDataset((24, 32), ViewSamplingConfig(min_views=1, max_views=3), length=12, seed=7)
+    a, b = ds[(4, 2)], ds[(4, 2)]
+    assert a.num_views == 2 and torch.equal(a.cond_rgb, b.cond_rgb) and torch.equal(a.tgt_depth, b.tgt_depth)
+    assert 1 <= ds[5].num_views <= 3
+    bs = ViewCountBatchSampler(len(ds), batch_size=3, min_views=1, max_views=3, seed=0)
+    batches = list(DataLoader(ds, batch_sampler=bs, collate_fn=collate_samples))
+    assert len(batches) == 4
+    for batch in batches:
+        B, N = batch.cond_rgb.shape[:2]
+        assert B == 3 and 1 <= N <= 3 and batch.tgt_rgb.shape == (3, 3, 24, 32)
+
+
+def test_batch_sampler_shards_ranks_disjointly():
+    r0 = [i for b in ViewCountBatchSampler(20, 2, 1, 4, rank=0, world_size=2) for i, _ in b]
+    r1 = [i for b in ViewCountBatchSampler(20, 2, 1, 4, rank=1, world_size=2) for i, _ in b]
+    assert len(r0) == len(r1) == 10 and not set(r0) & set(r1)
+
+
+def test_sequence_dataset_resizes_and_samples(seq):
+    ds = SequenceDataset([seq, seq[:2]], image_hw=(16, 16), length=5, seed=0)
+    s = ds[(0, 3)]
+    assert s.cond_rgb.shape == (3, 3, 16, 16) and s.tgt_K[0, 0] > 0
+    with pytest.raises(ValueError, match="no frames"):
+        SequenceDataset([[]])
+
+
+def test_data_config_from_dict_and_errors():
+    cfg = from_dict(
+        DataConfig,
+        {"image_hw": [24, 32], "sampling": {"min_views": 2, "max_views": 2}, "sources": [{"kind": "procedural", "weight": 1.0}], "length": 3},
+    )
+    ds = build_dataset(cfg)
+    assert ds[0].cond_rgb.shape == (2, 3, 24, 32)
+    with pytest.raises(ConfigError, match="kind"):
+        from_dict(DataConfig, {"sources": [{"kind": "video"}]})
+    with pytest.raises(ConfigError, match="min_views"):
+        from_dict(DataConfig, {"sampling": {"min_views": 3, "max_views": 2}})
+    with pytest.raises(ConfigError, match="weights"):
+        from_dict(DataConfig, {"sources": [{"weight": 0.0}]})
