@@ -1,0 +1,77 @@
+"""Inference off the executor: one consumer thread fed through newest-wins slots.
+
+Callbacks `submit(lane, request)` and return at once. Each lane (e.g. "live" depth, "target"
+views) holds at most one waiting request: a newer one replaces it and the replaced one is
+counted as stale - a robot wants the depth of the latest image, not a backlog (the
+image_pipeline camera_calibration pattern). Lanes are served round-robin so a busy camera
+never starves on-demand targets. Exceptions in `process` are counted and handed to
+`on_error`; the thread keeps running.
+"""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any, Callable
+
+
+class InferenceWorker:
+    def __init__(self, process: Callable[[str, Any], None], on_error: Callable[[str, BaseException], None] | None = None):
+        self._process = process
+        self._on_error = on_error
+        self._slots: dict[str, Any] = {}  # lane -> waiting request (insertion order = service order)
+        self._cond = threading.Condition()
+        self._stop = False
+        self._busy = False
+        self.counts: Counter = Counter()  # submitted, stale, done, failed
+        self._thread = threading.Thread(target=self._run, name="mvgd-inference", daemon=True)
+        self._thread.start()
+
+    def submit(self, lane: str, request: Any) -> bool:
+        """Queue `request`; returns False when it replaced an older waiting request of the lane."""
+        with self._cond:
+            replaced = lane in self._slots
+            self._slots.pop(lane, None)  # re-insert at the back: round-robin between lanes
+            self._slots[lane] = request
+            self.counts["submitted"] += 1
+            if replaced:
+                self.counts["stale"] += 1
+            self._cond.notify()
+        return not replaced
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._slots)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until nothing is waiting or running (tests and shutdown); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._slots and not self._busy, timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop after the running request; waiting ones are discarded."""
+        with self._cond:
+            self._stop = True
+            self._slots.clear()
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stop or self._slots)
+                if self._stop:
+                    return
+                lane = next(iter(self._slots))
+                request = self._slots.pop(lane)
+                self._busy = True
+            try:
+                self._process(lane, request)
+                self.counts["done"] += 1
+            except Exception as exc:  # keep serving: one bad request must not kill inference
+                self.counts["failed"] += 1
+                if self._on_error is not None:
+                    self._on_error(lane, exc)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
