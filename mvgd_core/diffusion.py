@@ -1,0 +1,177 @@
+"""Gaussian diffusion for MVGD: noise schedule, q_sample, preprocessing and training losses.
+
+The network (model.py) and the noise process are separate objects (DiT / improved-diffusion
+style): the trainer calls `diffusion.training_losses(model, batch, task)`; samplers
+(sampler.py) read the schedule from here.
+
+Model space: RGB [0, 1] -> [-1, 1]; depth (metres) -> SSN-normalized -> log-depth parameter
+in [-1, 1] (ssn.depth_to_param), replicated over the 3 target channels (model.py).
+Loss (paper): DDPM noise prediction, L2 on RGB, L1 on depth at valid GT pixels only.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mvgd_core.data.types import MultiViewBatch
+from mvgd_core.ssn import D_MAX, D_MIN, MIN_SCALE, depth_to_param, normalize_cameras
+
+TASK_RGB, TASK_DEPTH = 0, 1
+TASKS = {"rgb": TASK_RGB, "depth": TASK_DEPTH}
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    num_timesteps: int = 1000
+    schedule: Literal["cosine", "linear"] = "cosine"
+    # "epsilon" is what the paper trains; "v" (Salimans & Ho 2022) is offered because it keeps
+    # the x0 estimate well-conditioned at high noise, which matters with few sampling steps.
+    prediction_type: Literal["epsilon", "v"] = "epsilon"
+    d_min: float = D_MIN
+    d_max: float = D_MAX
+    ssn_min_scale: float = MIN_SCALE
+    self_cond_prob: float = 0.5  # RIN: train with latent self-conditioning half of the time
+    rgb_weight: float = 1.0
+    depth_weight: float = 1.0
+
+    def __post_init__(self):
+        if self.num_timesteps < 2:
+            raise ValueError(f"DiffusionConfig.num_timesteps must be >= 2, got {self.num_timesteps}")
+        if not 0 < self.d_min < self.d_max:
+            raise ValueError(f"DiffusionConfig: need 0 < d_min < d_max, got {self.d_min}, {self.d_max}")
+        if self.ssn_min_scale <= 0:
+            raise ValueError(f"DiffusionConfig.ssn_min_scale must be positive, got {self.ssn_min_scale}")
+
+
+# ---------------------------------------------------------------------- schedules (pure functions)
+
+
+def cosine_alphas_cumprod(T: int, s: float = 0.008) -> np.ndarray:
+    """Nichol & Dhariwal 2021, eq. 17: alpha_bar(t) = f(t) / f(0), f(t) = cos^2((t/T + s)/(1 + s) * pi/2).
+
+    Betas are clipped at 0.999 (their Sec. 3.2) so the last step is not a singularity. (T,) float64.
+    """
+    steps = np.arange(T + 1, dtype=np.float64) / T
+    f = np.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+    betas = np.clip(1 - f[1:] / f[:-1], 0, 0.999)
+    return np.cumprod(1 - betas)
+
+
+def linear_alphas_cumprod(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
+    """Ho et al. 2020 linear beta schedule, rescaled to T steps. (T,) float64."""
+    scale = 1000 / T
+    return np.cumprod(1 - np.linspace(scale * beta_start, scale * beta_end, T, dtype=np.float64))
+
+
+# ---------------------------------------------------------------------- preprocessing
+
+
+@dataclass
+class ModelInputs:
+    """Everything the network needs for one batch, in model space (see MVGD.forward)."""
+
+    cond_rgb: torch.Tensor  # (B, N, 3, H, W) in [-1, 1]
+    cond_K: torch.Tensor  # (B, N, 3, 3)
+    cond_T: torch.Tensor  # (B, N, 4, 4) SSN-normalized
+    tgt_K: torch.Tensor  # (B, 3, 3)
+    tgt_T: torch.Tensor  # (B, 4, 4) identity after SSN
+    scale: torch.Tensor  # (B,) SSN scale s (pose units per SSN unit)
+
+
+def prepare_inputs(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, min_scale: float = MIN_SCALE) -> ModelInputs:
+    """RGB [0, 1] -> [-1, 1] and SSN on the cameras. Shapes as in MultiViewBatch."""
+    cams = normalize_cameras(cond_T_wc, tgt_T_wc, min_scale)
+    return ModelInputs(cond_rgb * 2 - 1, cond_K, cams.cond_T, tgt_K, cams.tgt_T, cams.scale)
+
+
+def target_x0(tgt_rgb, tgt_depth, scale, task, cfg: DiffusionConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clean target in model space and its loss mask, per sample by task.
+
+    tgt_rgb (B, 3, H, W) [0, 1]; tgt_depth (B, H, W) metres (0 = invalid); scale (B,); task (B,).
+    Returns x0 (B, 3, H, W) in [-1, 1] and mask (B, 1, H, W): all ones for RGB samples,
+    valid (finite, > 0) GT depth for depth samples.
+    """
+    valid = torch.isfinite(tgt_depth) & (tgt_depth > 0)  # (B, H, W)
+    depth = torch.where(valid, tgt_depth, torch.zeros_like(tgt_depth)) / scale[:, None, None]
+    p = depth_to_param(depth, cfg.d_min, cfg.d_max)
+    p = torch.where(valid, p, torch.zeros_like(p))  # invalid pixels: mid-range filler, never in the loss
+    is_depth = (task == TASK_DEPTH)[:, None, None, None]  # (B, 1, 1, 1)
+    x0 = torch.where(is_depth, p[:, None].expand_as(tgt_rgb), tgt_rgb * 2 - 1)
+    mask = torch.where(is_depth, valid[:, None].float(), torch.ones_like(valid[:, None], dtype=torch.float32))
+    return x0, mask
+
+
+# ---------------------------------------------------------------------- process
+
+
+class GaussianDiffusion:
+    def __init__(self, cfg: DiffusionConfig = DiffusionConfig()):
+        self.cfg = cfg
+        T = cfg.num_timesteps
+        ac = cosine_alphas_cumprod(T) if cfg.schedule == "cosine" else linear_alphas_cumprod(T)
+        self.alphas_cumprod = torch.tensor(ac, dtype=torch.float64)  # (T,)
+        self.num_timesteps = T
+
+    def _coef(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) shaped (B, 1, 1, 1) like `like`."""
+        ac = self.alphas_cumprod.to(t.device)[t].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+        return ac.sqrt(), (1 - ac).sqrt()
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Forward process (DDPM eq. 4): x_t = sqrt(a_bar_t) x0 + sqrt(1 - a_bar_t) eps."""
+        a, b = self._coef(t, x0)
+        return a * x0 + b * noise
+
+    def target(self, x0, t, noise) -> torch.Tensor:
+        """What the network regresses: eps, or v = sqrt(a_bar) eps - sqrt(1 - a_bar) x0."""
+        if self.cfg.prediction_type == "epsilon":
+            return noise
+        a, b = self._coef(t, x0)
+        return a * noise - b * x0
+
+    def training_losses(self, model, batch: MultiViewBatch, task: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Loss of `model` on `batch`, one task per sample (task (B,) long: 0 rgb, 1 depth).
+
+        Returns {"loss": scalar to backprop, "loss_rgb", "loss_depth": per-task means (0 when the
+        batch has no sample of that task), "t": (B,) timesteps used}.
+        """
+        cfg = self.cfg
+        dev = batch.cond_rgb.device
+        B = batch.cond_rgb.shape[0]
+        task = task.to(dev).long()
+        inp = prepare_inputs(batch.cond_rgb, batch.cond_K, batch.cond_T_wc, batch.tgt_K, batch.tgt_T_wc, cfg.ssn_min_scale)
+        x0, mask = target_x0(batch.tgt_rgb, batch.tgt_depth, inp.scale, task, cfg)
+
+        t = torch.randint(0, self.num_timesteps, (B,), generator=generator).to(dev)
+        noise = torch.randn(x0.shape, generator=generator).to(dev)
+        x_t = self.q_sample(x0, t, noise)
+        args = (x_t, t, task, inp.cond_rgb, inp.cond_K, inp.cond_T, inp.tgt_K, inp.tgt_T)
+
+        scene = model.encode_scene(inp.cond_rgb, inp.cond_K, inp.cond_T) if hasattr(model, "encode_scene") else None
+        kw = {} if scene is None else {"scene_tokens": scene}
+        latents_sc = None
+        # Latent self-conditioning (RIN): half the time, a no-grad first pass supplies latents_sc.
+        if cfg.self_cond_prob > 0 and torch.rand((), generator=generator).item() < cfg.self_cond_prob:
+            with torch.no_grad():
+                _, latents_sc = model(*args, latents_sc=None, **{k: v.detach() for k, v in kw.items()})
+            latents_sc = latents_sc.detach()
+        pred, _ = model(*args, latents_sc=latents_sc, **kw)
+
+        err = pred.float() - self.target(x0, t, noise)  # (B, C, H, W)
+        denom = (mask.sum(dim=(1, 2, 3)) * err.shape[1]).clamp_min(1.0)  # (B,) valid entries
+        l2 = (err.square() * mask).sum(dim=(1, 2, 3)) / denom  # (B,)
+        l1 = (err.abs() * mask).sum(dim=(1, 2, 3)) / denom
+        is_depth = task == TASK_DEPTH
+        per_sample = torch.where(is_depth, cfg.depth_weight * l1, cfg.rgb_weight * l2)  # (B,)
+        zero = per_sample.sum() * 0
+        return {
+            "loss": per_sample.mean(),
+            "loss_rgb": l2[~is_depth].mean() if (~is_depth).any() else zero,
+            "loss_depth": l1[is_depth].mean() if is_depth.any() else zero,
+            "t": t,
+        }

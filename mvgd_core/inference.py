@@ -1,0 +1,177 @@
+"""MVGDPredictor: checkpoint -> depth or RGB of a target camera from posed conditioning frames.
+
+    pred = MVGDPredictor.from_checkpoint("models/mvgd_small.pt", device="auto", steps=10)
+    out = pred.predict(frames, tgt_K, tgt_T_wc, tgt_hw=(480, 640), task="depth", seed=0)
+    out.depth  # (480, 640) float32 metres (pose units)
+
+Frames are resized to the model's image_size (cv2.INTER_AREA, intrinsics rescaled), cameras
+go through SSN, DDIM samples the target, and depth is mapped back to pose units with the SSN
+scale. Output is resized to tgt_hw (depth: nearest, so no depth is invented across edges;
+RGB: bilinear).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mvgd_core.cameras import resize_intrinsics, validate_intrinsics, validate_pose
+from mvgd_core.checkpoint import configs_from_checkpoint, load_checkpoint, model_from_checkpoint
+from mvgd_core.data.types import Frame, MultiViewBatch
+from mvgd_core.diffusion import TASKS, DiffusionConfig, GaussianDiffusion, prepare_inputs
+from mvgd_core.model import MVGD
+from mvgd_core.sampler import DDIMSampler
+from mvgd_core.ssn import param_to_depth
+
+
+@dataclass
+class Prediction:
+    """depth (h, w) float32 pose units (metres for metric poses) or None; rgb (h, w, 3) uint8 or
+    None; K (3, 3) intrinsics for (h, w); scale: the SSN scale s used (pose units)."""
+
+    depth: np.ndarray | None
+    rgb: np.ndarray | None
+    K: np.ndarray
+    scale: float
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' requested but CUDA is not available")
+    return dev
+
+
+def _task_tensor(task, B: int, device) -> torch.Tensor:
+    if isinstance(task, str):
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
+        return torch.full((B,), TASKS[task], dtype=torch.long, device=device)
+    task = torch.as_tensor(task, dtype=torch.long, device=device).expand(B)
+    if ((task != 0) & (task != 1)).any():
+        raise ValueError(f"task ids must be 0 (rgb) or 1 (depth), got {task.tolist()}")
+    return task
+
+
+class MVGDPredictor:
+    def __init__(self, model: MVGD, diffusion_cfg: DiffusionConfig = DiffusionConfig(), device="auto", steps: int = 10):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.diffusion = GaussianDiffusion(diffusion_cfg)
+        self.sampler = DDIMSampler(self.diffusion, eta=0.0)
+        self.steps = steps
+
+    @classmethod
+    def from_checkpoint(cls, path, device="auto", steps: int = 10, use_ema: bool = True) -> "MVGDPredictor":
+        ckpt = load_checkpoint(path, map_location="cpu")
+        _, dcfg = configs_from_checkpoint(ckpt)
+        return cls(model_from_checkpoint(ckpt, use_ema=use_ema), dcfg, device=device, steps=steps)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.model.cfg.image_size
+
+    # ------------------------------------------------------------------ batched core
+
+    @torch.no_grad()
+    def sample(self, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, task, steps: int | None = None, seed: int = 0):
+        """Sample targets at the model's image_size. Inputs as in MultiViewBatch (rgb in [0, 1],
+        images already at image_size, K for that size). task: "rgb" | "depth" | (B,) ids.
+
+        Returns (x0 (B, 3, H, W) model space on CPU, scale (B,) SSN scale on CPU).
+        """
+        dev = self.device
+        B = cond_rgb.shape[0]
+        task = _task_tensor(task, B, dev)
+        inp = prepare_inputs(*(x.to(dev, torch.float32) for x in (cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc)),
+                             min_scale=self.diffusion.cfg.ssn_min_scale)
+        gen = torch.Generator().manual_seed(int(seed))  # CPU generator: same noise on any device
+        H, W = self.image_size
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            scene = self.model.encode_scene(inp.cond_rgb, inp.cond_K, inp.cond_T)  # (B, N*P, D), once for all steps
+
+            def model_fn(x_t, t, latents_sc):
+                return self.model(x_t, t, task, inp.cond_rgb, inp.cond_K, inp.cond_T, inp.tgt_K, inp.tgt_T,
+                                  latents_sc=latents_sc, scene_tokens=scene)
+
+            x0 = self.sampler.sample(model_fn, (B, self.model.cfg.channels, H, W), generator=gen, device=dev,
+                                     num_inference_steps=steps or self.steps)
+        return x0.float().cpu(), inp.scale.float().cpu()
+
+    def to_depth(self, x0: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """Model-space x0 (B, C, H, W) -> depth (B, H, W) in pose units (channel mean, inverse log param, * s)."""
+        cfg = self.diffusion.cfg
+        return param_to_depth(x0.mean(dim=1), cfg.d_min, cfg.d_max) * scale[:, None, None]
+
+    def predict_batch(self, batch: MultiViewBatch, task="depth", steps: int | None = None, seed: int = 0) -> torch.Tensor:
+        """Evaluation / validation entry: predictions for a MultiViewBatch at the batch's resolution.
+
+        Images are area-resampled to the model's image_size when they differ (K rescaled), and
+        outputs resized back. Returns depth (B, H, W) float32 pose units for task "depth", or
+        rgb (B, 3, H, W) float32 in [0, 1] for "rgb" (CPU tensors). tgt_rgb/tgt_depth are unused.
+        """
+        if task not in TASKS:
+            raise ValueError(f"predict_batch: task must be one of {sorted(TASKS)}, got {task!r}")
+        B, N, _, H, W = batch.cond_rgb.shape
+        h, w = self.image_size
+        cond_rgb, cond_K, tgt_K = batch.cond_rgb, batch.cond_K, batch.tgt_K
+        if (H, W) != (h, w):
+            cond_rgb = F.interpolate(cond_rgb.flatten(0, 1).float(), size=(h, w), mode="area").view(B, N, 3, h, w)
+            cond_K = resize_intrinsics(cond_K, (H, W), (h, w))
+            tgt_K = resize_intrinsics(tgt_K, (H, W), (h, w))
+        x0, scale = self.sample(cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, task, steps, seed)
+        if task == "depth":
+            out = self.to_depth(x0, scale)[:, None]  # (B, 1, h, w)
+            mode = "nearest"
+        else:
+            out = ((x0 + 1) / 2).clamp(0, 1)
+            mode = "bilinear"
+        if (H, W) != (h, w):
+            out = F.interpolate(out, size=(H, W), mode=mode, **({} if mode == "nearest" else {"align_corners": False}))
+        return out[:, 0] if task == "depth" else out
+
+    # ------------------------------------------------------------------ single target from Frames
+
+    def predict(self, cond: list[Frame], tgt_K, tgt_T_wc, tgt_hw, task: str = "depth", steps: int | None = None, seed: int = 0) -> Prediction:
+        """Depth or RGB for target camera (tgt_K (3, 3) for an image of tgt_hw = (h, w); tgt_T_wc
+        (4, 4) camera-to-world in the frames' world) from conditioning frames (any sizes)."""
+        if not cond:
+            raise ValueError("predict: need at least one conditioning frame, got an empty list")
+        if task not in TASKS:
+            raise ValueError(f"predict: task must be one of {sorted(TASKS)}, got {task!r}")
+        tgt_K = torch.as_tensor(np.asarray(tgt_K, dtype=np.float64))
+        tgt_T = torch.as_tensor(np.asarray(tgt_T_wc, dtype=np.float64))
+        if tgt_K.shape != (3, 3) or tgt_T.shape != (4, 4):
+            raise ValueError(f"predict: tgt_K must be (3, 3) and tgt_T_wc (4, 4), got {tuple(tgt_K.shape)}, {tuple(tgt_T.shape)}")
+        validate_intrinsics(tgt_K, "tgt_K")
+        validate_pose(tgt_T, "tgt_T_wc")
+        if len(tgt_hw) != 2 or min(tgt_hw) <= 0:
+            raise ValueError(f"predict: tgt_hw must be (h, w) > 0, got {tgt_hw}")
+        hw = self.image_size
+        rgbs, Ks, Ts = [], [], []
+        for i, f in enumerate(cond):
+            if not isinstance(f, Frame):
+                raise ValueError(f"predict: cond[{i}] is {type(f).__name__}, expected Frame")
+            if not np.isfinite(f.T_wc).all() or not np.isfinite(f.K).all():
+                raise ValueError(f"predict: cond[{i}] has a non-finite pose or intrinsics")
+            rgb = f.rgb if f.rgb.shape[:2] == hw else cv2.resize(f.rgb, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
+            rgbs.append(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0)  # (3, H, W)
+            Ks.append(resize_intrinsics(torch.as_tensor(f.K), f.rgb.shape[:2], hw))
+            Ts.append(torch.as_tensor(f.T_wc))
+        tgt_K_model = resize_intrinsics(tgt_K, tuple(tgt_hw), hw)
+        x0, scale = self.sample(torch.stack(rgbs)[None], torch.stack(Ks)[None], torch.stack(Ts)[None],
+                                tgt_K_model[None], tgt_T[None], task, steps, seed)
+        h, w = int(tgt_hw[0]), int(tgt_hw[1])
+        depth = rgb = None
+        if task == "depth":
+            d = self.to_depth(x0, scale)[0].numpy().astype(np.float32)  # (H, W)
+            depth = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST) if d.shape != (h, w) else d
+        else:
+            im = (((x0[0] + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
+            rgb = cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR) if im.shape[:2] != (h, w) else im
+        return Prediction(depth=depth, rgb=rgb, K=tgt_K.numpy().astype(np.float64), scale=float(scale[0]))

@@ -1,0 +1,296 @@
+"""MVGD network: a Recurrent Interface Network (RIN, Jabri et al. 2022) over multi-view tokens.
+
+Data tokens:
+- scene tokens, one per patch of each conditioning view: patch-encoder features (trained from
+  scratch; the paper's pretrained EfficientViT is not available to us) + raymap encoding;
+- prediction tokens, one per patch of the target: patch embedding of the noisy target x_t +
+  target raymap encoding + learned task embedding (0 = rgb, 1 = depth).
+L learned latents *read* all data tokens (cross-attention latents -> data), *process* among
+themselves (self-attention), and prediction tokens *read back* (write step: cross-attention
+prediction tokens -> latents), repeated over blocks. Data tokens never attend to data tokens,
+so attention cost is O(L * (N + 1) * P + L^2): linear in the number of views N.
+
+Channel layout (our choice): always C = 3. RGB uses the three channels; depth is the log-depth
+parameter replicated over them (averaged on output). One layout means one patch embedding and
+one output head shared by both tasks; the task embedding tells the network which one it makes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mvgd_core.raymap import patch_raymap, raymap_channels
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    image_size: tuple[int, int] = (48, 64)  # (H, W) the model runs at
+    patch_size: int = 8  # even: the patch encoder downsamples by p/2, then by 2
+    channels: int = 3  # target channel layout (see module docstring)
+    dim: int = 128  # data (patch) token width
+    dim_latent: int = 128  # latent token width
+    num_latents: int = 64
+    num_blocks: int = 4  # read / process / write blocks
+    process_layers: int = 2  # latent self-attention layers per block
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    encoder_channels: int = 32  # hidden width of the conditioning patch encoder
+    ray_origin_bands: int = 6  # paper: 20 / 10; our 48x64 images have 48 patches, fewer bands suffice
+    ray_dir_bands: int = 6
+    ray_max_freq: float = 16.0
+
+    def __post_init__(self):
+        H, W = self.image_size
+        p = self.patch_size
+        if p < 2 or p % 2 or H % p or W % p:
+            raise ValueError(f"ModelConfig: patch_size {p} must be even and divide image_size {self.image_size}")
+        for name in ("dim", "dim_latent"):
+            if getattr(self, name) % self.heads:
+                raise ValueError(f"ModelConfig: {name}={getattr(self, name)} must be divisible by heads={self.heads}")
+        if self.num_latents < 1 or self.num_blocks < 1:
+            raise ValueError("ModelConfig: num_latents and num_blocks must be >= 1")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+
+# Named presets (DiT style). "small" is the CPU-trained default; "base" is for a GPU.
+PRESETS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(image_size=(16, 16), patch_size=4, dim=48, dim_latent=48, num_latents=16, num_blocks=2,
+                        process_layers=1, heads=2, encoder_channels=16, ray_origin_bands=4, ray_dir_bands=4),
+    "small": ModelConfig(),
+    "base": ModelConfig(image_size=(96, 128), patch_size=8, dim=256, dim_latent=384, num_latents=256, num_blocks=6,
+                        process_layers=3, heads=8, encoder_channels=64, ray_origin_bands=10, ray_dir_bands=8, ray_max_freq=32.0),
+}
+
+
+def model_config(name: str, **overrides) -> ModelConfig:
+    """Preset by name with field overrides, e.g. model_config("small", num_latents=128)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; choose from {sorted(PRESETS)}")
+    return dataclasses.replace(PRESETS[name], **overrides)
+
+
+class Attention(nn.Module):
+    """Pre-norm multi-head attention; cross-attention when a context is given."""
+
+    def __init__(self, dim: int, heads: int, dim_context: int | None = None):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim)
+        self.norm_ctx = nn.LayerNorm(dim_context) if dim_context is not None else None
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_kv = nn.Linear(dim_context or dim, 2 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        x = self.norm(x)
+        ctx = x if self.norm_ctx is None else self.norm_ctx(context)  # (B, S, Cc)
+        S, h = ctx.shape[1], self.heads
+        q = self.to_q(x).view(B, T, h, C // h).transpose(1, 2)  # (B, h, T, hs)
+        k, v = self.to_kv(ctx).view(B, S, 2, h, C // h).permute(2, 0, 3, 1, 4)  # 2 x (B, h, S, hs)
+        y = F.scaled_dot_product_attention(q, k, v)  # (B, h, T, hs): scores (B, h, T, S) never larger
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, ratio: float):
+        super().__init__()
+        hidden = int(dim * ratio)
+        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class RINBlock(nn.Module):
+    """Read (latents <- data), process (latents <- latents), write (prediction tokens <- latents)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        D, Dl = cfg.dim, cfg.dim_latent
+        self.read = Attention(Dl, cfg.heads, dim_context=D)
+        self.read_mlp = MLP(Dl, cfg.mlp_ratio)
+        self.process = nn.ModuleList(
+            nn.ModuleList([Attention(Dl, cfg.heads), MLP(Dl, cfg.mlp_ratio)]) for _ in range(cfg.process_layers))
+        self.write = Attention(D, cfg.heads, dim_context=Dl)
+        self.write_mlp = MLP(D, cfg.mlp_ratio)
+
+    def forward(self, latents, scene, pred):
+        # latents (B, L, Dl); scene (B, N*P, D); pred (B, P, D)
+        data = torch.cat([scene, pred], dim=1)  # (B, N*P + P, D)
+        latents = latents + self.read(latents, data)  # scores (B, h, L, N*P + P)
+        latents = latents + self.read_mlp(latents)
+        for attn, mlp in self.process:
+            latents = latents + attn(latents)  # scores (B, h, L, L)
+            latents = latents + mlp(latents)
+        pred = pred + self.write(pred, latents)  # scores (B, h, P, L)
+        pred = pred + self.write_mlp(pred)
+        return latents, pred
+
+
+class PatchEncoder(nn.Module):
+    """Small conv patch encoder for conditioning images: (B, 3, H, W) -> (B, P, D).
+
+    Downsamples by p/2 first (memory stays small for 1000+ views), mixes neighbours with a
+    3x3 conv, then folds 2x2 into one token per patch.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        c, p = cfg.encoder_channels, cfg.patch_size
+        self.net = nn.Sequential(
+            nn.Conv2d(3, c, p // 2, stride=p // 2), nn.GELU(),
+            nn.Conv2d(c, c, 3, padding=1), nn.GELU(),
+            nn.Conv2d(c, cfg.dim, 2, stride=2))
+        self.norm = nn.LayerNorm(cfg.dim)
+
+    def forward(self, x):
+        return self.norm(self.net(x).flatten(2).transpose(1, 2))  # (B, P, D)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of integer timesteps (B,) -> (B, dim) (DiT / ADM)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]  # (B, half)
+    emb = torch.cat([args.cos(), args.sin()], dim=-1)
+    return F.pad(emb, (0, dim % 2))
+
+
+class MVGD(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        D, Dl, C, p = cfg.dim, cfg.dim_latent, cfg.channels, cfg.patch_size
+        ray_ch = raymap_channels(cfg.ray_origin_bands, cfg.ray_dir_bands)
+        self.scene_encoder = PatchEncoder(cfg)
+        self.ray_embed = nn.Sequential(nn.Linear(ray_ch, D), nn.GELU(), nn.Linear(D, D))
+        self.type_embed = nn.Parameter(torch.zeros(2, D))  # 0 = scene token, 1 = prediction token
+        self.pred_embed = nn.Conv2d(C, D, p, stride=p)
+        self.task_embed = nn.Embedding(2, D)
+        self.task_embed_latent = nn.Embedding(2, Dl)
+        self.time_mlp = nn.Sequential(nn.Linear(Dl, Dl), nn.SiLU(), nn.Linear(Dl, Dl))
+        self.latents = nn.Parameter(torch.randn(cfg.num_latents, Dl) * 0.02)
+        self.sc_mlp = nn.Sequential(nn.LayerNorm(Dl), nn.Linear(Dl, Dl))  # latent self-conditioning
+        self.blocks = nn.ModuleList(RINBlock(cfg) for _ in range(cfg.num_blocks))
+        self.out_norm = nn.LayerNorm(D)
+        self.out = nn.Linear(D, p * p * C)
+        self.initialize_weights()
+
+    def initialize_weights(self):
+        """DiT style: xavier linears, zero-init output layers so training starts from identity blocks."""
+        def _basic(m):
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        self.apply(_basic)
+        nn.init.normal_(self.task_embed.weight, std=0.02)
+        nn.init.normal_(self.task_embed_latent.weight, std=0.02)
+        nn.init.normal_(self.type_embed, std=0.02)
+        # Zero-init: the output head (prediction starts at 0), the self-conditioning input (a fresh
+        # model ignores latents_sc), and every residual branch's last projection (blocks start as identity).
+        for m in (self.out, self.sc_mlp[1]):
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+        for blk in self.blocks:
+            for m in (blk.read.proj, blk.write.proj, blk.read_mlp.net[-1], blk.write_mlp.net[-1]):
+                nn.init.zeros_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def encode_scene(self, cond_rgb, cond_K, cond_T) -> torch.Tensor:
+        """Scene tokens (B, N*P, D) of the conditioning views; independent of t, so samplers cache it.
+
+        cond_rgb (B, N, 3, H, W) in [-1, 1]; cond_K (B, N, 3, 3); cond_T (B, N, 4, 4) normalized.
+        """
+        cfg = self.cfg
+        B, N, _, H, W = cond_rgb.shape
+        if (H, W) != cfg.image_size:
+            raise ValueError(f"MVGD: conditioning images are {H}x{W}, model runs at {cfg.image_size}")
+        feats = self.scene_encoder(cond_rgb.flatten(0, 1))  # (B*N, P, D)
+        rays = self._rays(cond_K, cond_T)  # (B, N, P, R)
+        tokens = feats.view(B, N, -1, cfg.dim) + self.ray_embed(rays) + self.type_embed[0]  # (B, N, P, D)
+        return tokens.flatten(1, 2)  # (B, N*P, D)
+
+    def _rays(self, K, T):
+        cfg = self.cfg
+        dtype = self.latents.dtype
+        r = patch_raymap(K.float(), T.float(), *cfg.image_size, cfg.patch_size, cfg.ray_origin_bands, cfg.ray_dir_bands, cfg.ray_max_freq)
+        return r.to(dtype)
+
+    def forward(self, x_t, t, task, cond_rgb, cond_K, cond_T, tgt_K, tgt_T, latents_sc=None, scene_tokens=None):
+        """x_t (B, C, H, W) noisy target in model space; t (B,) int timesteps; task (B,) long
+        (0 = rgb, 1 = depth); cond_rgb (B, N, 3, H, W) in [-1, 1]; cond_K (B, N, 3, 3);
+        cond_T (B, N, 4, 4) and tgt_T (B, 4, 4) already scene-scale normalized;
+        tgt_K (B, 3, 3); latents_sc (B, L, D) or None (self-conditioning); scene_tokens: optional
+        cached `encode_scene(cond_rgb, cond_K, cond_T)` (then cond_* are not used).
+        Returns (pred (B, C, H, W), latents (B, L, D))."""
+        cfg = self.cfg
+        B, C, H, W = x_t.shape
+        if (H, W) != cfg.image_size or C != cfg.channels:
+            raise ValueError(f"MVGD: x_t is {tuple(x_t.shape)}, model expects (B, {cfg.channels}, {cfg.image_size[0]}, {cfg.image_size[1]})")
+        if scene_tokens is None:
+            scene_tokens = self.encode_scene(cond_rgb, cond_K, cond_T)  # (B, N*P, D)
+
+        # prediction tokens: noisy target + target raymap + task
+        pred = self.pred_embed(x_t).flatten(2).transpose(1, 2)  # (B, P, D)
+        pred = pred + self.ray_embed(self._rays(tgt_K, tgt_T)) + self.task_embed(task)[:, None] + self.type_embed[1]
+
+        # latents: learned + self-conditioning + (time, task) conditioning. RIN concatenates a time
+        # token instead; adding it to every latent keeps grow_latents function-preserving (a lone
+        # extra token would get half the attention weight relative to duplicated latents).
+        if latents_sc is None:
+            latents_sc = torch.zeros(B, cfg.num_latents, cfg.dim_latent, device=x_t.device, dtype=self.latents.dtype)
+        cond = self.time_mlp(timestep_embedding(t, cfg.dim_latent).to(self.latents.dtype)) + self.task_embed_latent(task)  # (B, Dl)
+        latents = self.latents.unsqueeze(0) + self.sc_mlp(latents_sc) + cond[:, None]  # (B, L, Dl)
+
+        for blk in self.blocks:
+            latents, pred = blk(latents, scene_tokens, pred)
+
+        out = self.out(self.out_norm(pred))  # (B, P, p*p*C)
+        return self.unpatchify(out), latents
+
+    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, P, p*p*C) -> (B, C, H, W)."""
+        cfg = self.cfg
+        gh, gw = cfg.grid
+        p, C = cfg.patch_size, cfg.channels
+        x = x.view(x.shape[0], gh, gw, p, p, C)
+        return torch.einsum("bhwpqc->bchpwq", x).reshape(x.shape[0], C, gh * p, gw * p)
+
+
+def grow_latents(model: MVGD, num_latents: int, noise_std: float = 1e-3, generator: torch.Generator | None = None) -> MVGD:
+    """A copy of `model` with `num_latents` latents (paper: 256 -> 512 -> 1024 -> 2048).
+
+    Every other weight is kept; new latent i copies trained latent i mod L. For an exact
+    multiple, the grown network computes the same function: duplicated keys/values in every
+    softmax leave attention outputs unchanged. Exact duplicates would also receive identical
+    gradients forever, so `noise_std` (relative to the latents' std) breaks the symmetry.
+    """
+    old = model.cfg.num_latents
+    if num_latents < old:
+        raise ValueError(f"grow_latents: cannot shrink {old} -> {num_latents} latents")
+    new = MVGD(dataclasses.replace(model.cfg, num_latents=num_latents))
+    state = {k: v for k, v in model.state_dict().items() if k != "latents"}
+    missing, unexpected = new.load_state_dict(state, strict=False)
+    assert missing == ["latents"] and not unexpected, (missing, unexpected)
+    with torch.no_grad():
+        src = model.latents.detach()  # (L, Dl)
+        idx = torch.arange(num_latents, device=src.device) % old
+        grown = src[idx].clone()  # (L', Dl)
+        noise = torch.randn(grown.shape, generator=generator, dtype=grown.dtype).to(grown.device)
+        grown[old:] += noise[old:] * noise_std * src.std()  # originals stay bit-exact
+        new.latents.copy_(grown.cpu())
+    return new.to(device=src.device, dtype=src.dtype).train(model.training)

@@ -1,0 +1,98 @@
+"""Checkpoints: round trip, atomic write, clear errors for every way a file can be wrong."""
+import os
+
+import pytest
+import torch
+
+from mvgd_core.checkpoint import FORMAT, CheckpointError, load_checkpoint, make_state, model_from_checkpoint, save_checkpoint
+from mvgd_core.diffusion import DiffusionConfig
+from mvgd_core.model import MVGD, PRESETS, grow_latents
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    m = MVGD(PRESETS["tiny"])
+    with torch.no_grad():
+        m.out.weight.normal_()  # make weights distinguishable from a fresh init
+    return m
+
+
+def test_round_trip_rebuilds_exact_model(tmp_path, model):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, make_state(model, DiffusionConfig(prediction_type="v"), step=7, ema=model))
+    ckpt = load_checkpoint(path)
+    assert ckpt["format"] == FORMAT and ckpt["step"] == 7
+    assert ckpt["config"]["diffusion"]["prediction_type"] == "v"
+    m2 = model_from_checkpoint(ckpt)
+    assert m2.cfg == model.cfg
+    for (k, a), (_, b) in zip(model.state_dict().items(), m2.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no tmp file left behind
+
+
+def test_overwrite_is_atomic_replacement(tmp_path, model):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, make_state(model, DiffusionConfig(), step=1))
+    save_checkpoint(path, make_state(model, DiffusionConfig(), step=2))
+    assert load_checkpoint(path)["step"] == 2
+
+
+def test_failed_save_keeps_previous_file(tmp_path, model):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, make_state(model, DiffusionConfig(), step=1))
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        save_checkpoint(path, make_state(model, DiffusionConfig(), step=2, bad=Unpicklable()))
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_truncated_file(tmp_path, model):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, make_state(model, DiffusionConfig()))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="ckpt.pt"):
+        load_checkpoint(path)
+
+
+def test_garbage_file(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    path.write_bytes(os.urandom(256))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_wrong_format_tag(tmp_path, model):
+    path = tmp_path / "ckpt.pt"
+    torch.save({**make_state(model, DiffusionConfig()), "format": "something-else"}, path)
+    with pytest.raises(CheckpointError, match="format tag"):
+        load_checkpoint(path)
+
+
+def test_config_weights_mismatch(tmp_path, model):
+    path = tmp_path / "ckpt.pt"
+    state = make_state(model, DiffusionConfig())
+    state["model"] = grow_latents(model, 32).state_dict()  # weights of a different model
+    save_checkpoint(path, state)
+    with pytest.raises(CheckpointError, match="do not match"):
+        model_from_checkpoint(load_checkpoint(path))
+
+
+def test_bad_config_key(tmp_path, model):
+    path = tmp_path / "ckpt.pt"
+    state = make_state(model, DiffusionConfig())
+    state["config"]["model"]["num_latentz"] = 3
+    save_checkpoint(path, state)
+    with pytest.raises(CheckpointError, match="num_latentz"):
+        model_from_checkpoint(load_checkpoint(path))
