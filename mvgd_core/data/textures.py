@@ -89,7 +89,9 @@ def random_material(rng: np.random.Generator, kinds=(TEX_FLAT, TEX_CHECKER, TEX_
     """One random material row (MAT_DIM,) from a numpy Generator: two colours, a kind, a scale."""
     a = rng.uniform(0.05, 0.95, 3)
     # second colour: a contrasting variant (shifted hue/brightness) so patterns are visible
-    b = np.clip(a + rng.uniform(-0.6, 0.6, 3), 0.02, 0.98)
+    delta = rng.uniform(-0.6, 0.6, 3)
+    delta *= max(1.0, 0.3 / max(np.abs(delta).mean(), 1e-6))  # at least ~0.3 mean contrast
+    b = np.clip(a + delta, 0.02, 0.98)
     kind = float(rng.choice(kinds))
     s = float(np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1]))))
     d = rng.normal(size=3)

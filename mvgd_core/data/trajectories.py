@@ -88,16 +88,21 @@ def _forward(scene, rng, n):
     p = _sample_free(scene, rng)[0]
     yaw, pitch = rng.uniform(0, 2 * np.pi), np.radians(rng.uniform(-5, 20))
     speed = rng.uniform(0.05, 0.3)
-    yaw_rate = 0.0
+    yaw_rate, turning = 0.0, 0.0
     poses = []
     for _ in range(n):
         poses.append(pose_from_ypr(p, yaw, pitch, rng.normal(0, np.radians(0.5))))
-        yaw_rate = 0.8 * yaw_rate + rng.normal(0, np.radians(2.0))
-        nxt = p + speed * np.array([np.cos(yaw), np.sin(yaw), 0.0])
-        if _free(scene, nxt)[0]:
-            p, yaw = nxt, yaw + yaw_rate
-        else:  # blocked: turn in place, like a robot's recovery behaviour
-            yaw += np.sign(rng.normal()) * np.radians(rng.uniform(20, 40))
+        heading = np.array([np.cos(yaw), np.sin(yaw), 0.0])
+        ahead = p + np.outer([speed, 0.5, 1.0, 1.5], heading)  # look-ahead like a local planner
+        if _free(scene, ahead).all():
+            turning = 0.0
+            yaw_rate = 0.8 * yaw_rate + rng.normal(0, np.radians(2.0))
+            p, yaw = p + speed * heading, yaw + yaw_rate
+        else:  # obstacle ahead: turn in place towards the freer side until the way is clear
+            if turning == 0.0:
+                side = [clearance(scene, p + 1.0 * np.array([np.cos(yaw + s), np.sin(yaw + s), 0.0]))[0] for s in (0.8, -0.8)]
+                turning = np.radians(rng.uniform(10, 20)) * (1.0 if side[0] >= side[1] else -1.0)
+            yaw += turning
     return poses
 
 

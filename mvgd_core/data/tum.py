@@ -69,11 +69,10 @@ def associate(stamps_a: np.ndarray, stamps_b: np.ndarray, max_dt: float = 0.02) 
     order = np.argsort(b)
     bs = b[order]
     cand = []
-    for i, t in enumerate(a):  # candidates: the neighbours on either side in sorted b
-        k = np.searchsorted(bs, t)
-        for kk in (k - 1, k, k + 1):
-            if 0 <= kk < len(bs) and abs(bs[kk] - t) <= max_dt:
-                cand.append((abs(bs[kk] - t), i, int(order[kk])))
+    lo, hi = np.searchsorted(bs, a - max_dt, "left"), np.searchsorted(bs, a + max_dt, "right")
+    for i, t in enumerate(a):  # candidates: every b within the tolerance window
+        for kk in range(lo[i], hi[i]):
+            cand.append((abs(bs[kk] - t), i, int(order[kk])))
     used_a, used_b, pairs = set(), set(), []
     for _, i, j in sorted(cand):
         if i not in used_a and j not in used_b:
