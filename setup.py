@@ -29,6 +29,7 @@ setup(
     entry_points={
         "console_scripts": [
             # Filled in by the node, trainer and evaluation work; each maps to a `main()`.
+            "mvgd_node = mvgd_ros.node:main",
         ],
     },
 )

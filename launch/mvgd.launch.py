@@ -1,0 +1,53 @@
+"""Launch mvgd_node with config/mvgd.yaml.
+
+    ros2 launch mvgd_ros mvgd.launch.py image:=/camera/color/image_raw \
+        camera_info:=/camera/color/camera_info fixed_frame:=map
+
+`image` / `camera_info` remap the node's relative input topics; `params_file` replaces the
+shipped defaults; `checkpoint`, `device` and `fixed_frame` override single parameters when
+given (empty keeps the file's value); `namespace` moves the node and its outputs
+(mvgd/depth -> <namespace>/mvgd/depth).
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+OVERRIDABLE = ("checkpoint", "device", "fixed_frame")
+
+
+def _node(context):
+    """The node, with only the single-parameter overrides that were actually given."""
+    value = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+    overrides = {name: value(name) for name in OVERRIDABLE if value(name)}
+    overrides["use_sim_time"] = value("use_sim_time").lower() == "true"
+    return [
+        Node(
+            package="mvgd_ros",
+            executable="mvgd_node",
+            name="mvgd_node",
+            namespace=value("namespace"),
+            output="screen",
+            emulate_tty=True,
+            parameters=[value("params_file"), overrides],
+            remappings=[("image", value("image")), ("camera_info", value("camera_info"))],
+        )
+    ]
+
+
+def generate_launch_description():
+    default_params = os.path.join(get_package_share_directory("mvgd_ros"), "config", "mvgd.yaml")
+    return LaunchDescription([
+        DeclareLaunchArgument("image", default_value="/camera/color/image_raw", description="input image topic"),
+        DeclareLaunchArgument("camera_info", default_value="/camera/color/camera_info", description="input camera_info topic"),
+        DeclareLaunchArgument("params_file", default_value=default_params, description="node parameters (YAML)"),
+        DeclareLaunchArgument("checkpoint", default_value="", description="model checkpoint (.pt); empty: the file's value"),
+        DeclareLaunchArgument("device", default_value="", description="auto, cuda or cpu; empty: the file's value"),
+        DeclareLaunchArgument("fixed_frame", default_value="", description="odom or map; empty: the file's value"),
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its outputs"),
+        DeclareLaunchArgument("use_sim_time", default_value="false", description="true when playing a bag with --clock"),
+        OpaqueFunction(function=_node),
+    ])

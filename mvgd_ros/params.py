@@ -1,0 +1,165 @@
+"""Every node parameter, declared once (generate_parameter_library style).
+
+`SPECS` is the single source of truth: name, default (which fixes the type), description,
+numeric range (enforced by rclpy through the descriptor), choices or a custom check
+(enforced by our on-set callback, at startup for overrides too), and whether it may change
+at runtime. config/mvgd.yaml mirrors SPECS; test_ros_params.py checks they agree.
+
+Read-only parameters are rejected at runtime by rclpy (descriptor.read_only) and by our
+callback; mutable ones (keyframe policy, steps, seed, tf_wait_s, ...) take effect on the next
+frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, make_dataclass
+from typing import Any, Callable
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    default: Any
+    description: str
+    read_only: bool = True
+    range: tuple[float, float] | None = None  # inclusive
+    choices: tuple[str, ...] | None = None
+    check: Callable[[Any], str | None] | None = None  # returns an error message or None
+    array_type: Parameter.Type | None = None  # for list defaults (an empty list has no element type)
+
+    @property
+    def type(self) -> Parameter.Type:
+        if self.array_type is not None:
+            return self.array_type
+        return Parameter.Type.from_parameter_value(self.default)
+
+
+def _resolution(v) -> str | None:
+    if len(v) != 2 or any(x < 0 for x in v) or (0 in v and any(v)):
+        return f"resolution must be [height, width] (both > 0) or [0, 0] for the model's size, got {list(v)}"
+    return None
+
+
+def _offsets(v) -> str | None:
+    if len(v) % 6:
+        return f"virtual_offsets must hold 6 numbers (x y z roll pitch yaw) per view, got {len(v)}"
+    return None
+
+
+SPECS: tuple[Spec, ...] = (
+    # --- frames and TF
+    Spec("fixed_frame", "odom", "TF frame that camera poses are expressed in (REP 105: odom for smooth local poses, map for globally consistent ones)."),
+    Spec("camera_frame_convention", "auto",
+         "How to read the image header's frame_id: 'optical' (z forward, x right), 'body' (REP 103, x forward, z up; "
+         "converted to optical), or 'auto' (optical if the name ends in _optical_frame or _optical, else body).",
+         choices=("auto", "optical", "body")),
+    Spec("tf_wait_s", 0.5, "Seconds a frame waits in the pending queue for its pose to appear in TF before it is dropped.",
+         read_only=False, range=(0.0, 10.0)),
+    Spec("tf_cache_s", 10.0, "Seconds of TF history kept (tf2 Buffer cache_time).", range=(1.0, 600.0)),
+    Spec("max_pending", 8, "Frames waiting for TF at most; the oldest is dropped when full.", read_only=False, range=(1, 100)),
+    # --- conditioning set
+    Spec("keyframe_min_translation", 0.2, "A frame becomes a keyframe if it moved this far (m) or turned keyframe_min_rotation_deg from every keyframe.",
+         read_only=False, range=(0.001, 100.0)),
+    Spec("keyframe_min_rotation_deg", 15.0, "Rotation (degrees) that makes a frame novel; see keyframe_min_translation.",
+         read_only=False, range=(0.1, 180.0)),
+    Spec("keyframe_max_age_s", 5.0, "Add a keyframe anyway when the newest is this old (s); 0 disables.", read_only=False, range=(0.0, 3600.0)),
+    Spec("max_views", 4, "Conditioning views at most (keyframes kept, live frame included); the older of the closest pair leaves first.",
+         read_only=False, range=(1, 32)),
+    Spec("select_views", 0, "Condition on the k views nearest the target camera (position + viewing direction); 0 uses all keyframes.",
+         read_only=False, range=(0, 32)),
+    Spec("reset_jump_translation", 0.5, "Reset the keyframes when TF moves the newest keyframe's pose by more than this (m), e.g. a map correction; 0 disables.",
+         read_only=False, range=(0.0, 100.0)),
+    # --- model
+    Spec("checkpoint", "", "Model checkpoint (.pt). Empty: the package's models/mvgd_default.pt (source tree, then the ament share dir)."),
+    Spec("device", "auto", "Inference device: auto (cuda if available), cuda or cpu.", choices=("auto", "cuda", "cpu")),
+    Spec("steps", 10, "DDIM sampling steps per prediction (fewer = faster, coarser).", read_only=False, range=(1, 1000)),
+    Spec("resolution", [0, 0], "Output [height, width] in pixels; [0, 0] uses the model's image size.", check=_resolution),
+    Spec("seed", 0, "Sampling seed: the same inputs give the same outputs.", read_only=False, range=(0, 2**31 - 1)),
+    # --- outputs
+    Spec("publish_points", False, "Also publish /mvgd/points (PointCloud2, xyz in the camera's optical frame) from each depth map.", read_only=False),
+    Spec("virtual_frames", [], "TF frames (optical) to render RGB at, each at every live image's stamp, published on /mvgd/rgb.",
+         array_type=Parameter.Type.STRING_ARRAY),
+    Spec("virtual_offsets", [], "Virtual cameras rigidly attached to the live camera: x y z (m) roll pitch yaw (rad) per view, in its optical "
+         "frame; each is broadcast on /tf_static as <camera frame>_mvgd_virtual_<i>.",
+         array_type=Parameter.Type.DOUBLE_ARRAY, check=_offsets),
+    Spec("target_frame_id", "mvgd_target_optical_frame", "Frame name given to views rendered for /mvgd/target_pose requests (broadcast on /tf)."),
+    Spec("diagnostics_period_s", 1.0, "Seconds between diagnostics messages and log lines.", range=(0.1, 60.0)),
+)
+
+BY_NAME = {s.name: s for s in SPECS}
+Params = make_dataclass("Params", [(s.name, Any) for s in SPECS], frozen=True)
+Params.__doc__ = "Current parameter values, one field per Spec in SPECS."
+
+
+def descriptor(spec: Spec) -> ParameterDescriptor:
+    d = ParameterDescriptor(name=spec.name, type=int(spec.type), description=spec.description, read_only=spec.read_only)
+    if spec.choices:
+        d.additional_constraints = f"one of: {', '.join(spec.choices)}"
+    if spec.range is not None:
+        lo, hi = spec.range
+        if spec.type == Parameter.Type.INTEGER:
+            d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+        else:
+            d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
+    return d
+
+
+def check_value(name: str, value) -> str | None:
+    """Error message for a value rclpy's descriptor cannot check (choices, shapes), or None."""
+    spec = BY_NAME.get(name)
+    if spec is None or value is None:
+        return None
+    if spec.choices and value not in spec.choices:
+        return f"{name} must be one of {list(spec.choices)}, got {value!r}"
+    return spec.check(value) if spec.check else None
+
+
+def declare(node: Node, on_change: Callable[[Params], None] | None = None) -> Params:
+    """Declare every parameter on `node` (overrides from YAML / -p validated) and return the values.
+
+    Raises rclpy's InvalidParameterValueException / InvalidParameterTypeException for a bad
+    override, naming the parameter and the reason. `on_change` gets the new Params after each
+    accepted runtime change.
+    """
+    initialized = False
+
+    def validate(params: list[Parameter]) -> SetParametersResult:
+        for p in params:
+            if initialized and p.name in BY_NAME and BY_NAME[p.name].read_only:
+                return SetParametersResult(successful=False, reason=f"{p.name} is read-only (restart the node to change it)")
+            err = check_value(p.name, p.value)
+            if err:
+                return SetParametersResult(successful=False, reason=err)
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(validate)
+    for s in SPECS:
+        node.declare_parameter(s.name, s.type if s.default == [] else s.default, descriptor(s))
+    initialized = True
+    if on_change is not None:
+        node.add_post_set_parameters_callback(lambda _params: on_change(read(node)))
+    return read(node)
+
+
+def read(node: Node) -> Params:
+    """Current values; an array parameter left unset (YAML `[]`) reads as its default."""
+    values = {}
+    for s in SPECS:
+        try:
+            v = node.get_parameter(s.name).value
+        except ParameterUninitializedException:
+            v = None
+        if isinstance(s.default, list):  # rclpy may hand back array.array or None
+            v = list(s.default) if v is None else list(v)
+        values[s.name] = v
+    return Params(**values)
+
+
+def yaml_defaults() -> dict[str, Any]:
+    """{name: default} as config/mvgd.yaml should hold them."""
+    return {s.name: s.default for s in SPECS}
+

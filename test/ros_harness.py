@@ -1,0 +1,163 @@
+"""Shared pieces of the DDS tests: a tiny real checkpoint, a rendered sequence, and a test-side
+rclpy node that plays frames + TF in and collects the node's outputs.
+
+Waiting is always "until a condition holds, or give up after a generous deadline" - the
+deadline only turns a hang into a failure, it never measures speed.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+
+import numpy as np
+import pytest
+import torch
+
+rclpy = pytest.importorskip("rclpy")
+from geometry_msgs.msg import PoseStamped  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from mvgd_ros import image_codec  # noqa: E402
+from mvgd_ros.tf import TF_STATIC_QOS, broadcast_message  # noqa: E402
+
+DEADLINE_S = 60.0
+CAMERA_FRAME = "cam_optical_frame"
+T0 = 100.0  # stamps start here: a zero stamp means "latest" to TF
+
+
+def make_tiny_checkpoint(path):
+    """A randomly initialised 'tiny' MVGD (16x16) saved through the core checkpoint API."""
+    from mvgd_core.checkpoint import make_state, save_checkpoint
+    from mvgd_core.diffusion import DiffusionConfig
+    from mvgd_core.model import MVGD, PRESETS
+
+    torch.manual_seed(0)
+    save_checkpoint(path, make_state(MVGD(PRESETS["tiny"]), DiffusionConfig(), step=0))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def sequence():
+    """Six rendered 32x32 frames of a procedural scene, camera moving forward (list[Frame])."""
+    from mvgd_core.data.render import render_sequence
+
+    return render_sequence(seed=3, num_frames=6, height=32, width=32, trajectory="forward")
+
+
+def stamp_msg(t: float):
+    h = Header()
+    h.stamp.sec = int(t)
+    h.stamp.nanosec = int(round((t - int(t)) * 1e9))
+    return h.stamp
+
+
+def wait_for(predicate, what: str, deadline: float = DEADLINE_S):
+    end = time.monotonic() + deadline
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError(f"gave up waiting for {what} after {deadline} s")
+        time.sleep(0.01)
+
+
+class Rig:
+    """One rclpy context with a test node (publishers/collectors) and optionally the node under test."""
+
+    def __init__(self):
+        from tf2_msgs.msg import TFMessage
+
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx)
+        self.io = rclpy.create_node("test_io", context=self.ctx)
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.TFMessage = TFMessage
+        self.image_pub = self.io.create_publisher(Image, "image", qos)
+        self.info_pub = self.io.create_publisher(CameraInfo, "camera_info", qos)
+        self.tf_pub = self.io.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
+        self.tf_static_pub = self.io.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
+        self.target_pub = self.io.create_publisher(PoseStamped, "mvgd/target_pose", 10)
+        self.received = defaultdict(list)  # topic -> messages
+        self._lock = threading.Lock()
+        for topic, cls in [("mvgd/depth", Image), ("mvgd/depth/camera_info", CameraInfo), ("mvgd/rgb", Image),
+                           ("mvgd/rgb/camera_info", CameraInfo), ("mvgd/rgb/depth", Image), ("mvgd/points", PointCloud2)]:
+            self.io.create_subscription(cls, topic, lambda m, t=topic: self._store(t, m), qos)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.io)
+        self.node = None
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def _store(self, topic, msg):
+        with self._lock:
+            self.received[topic].append(msg)
+
+    def got(self, topic: str) -> list:
+        with self._lock:
+            return list(self.received[topic])
+
+    def start_node(self, checkpoint, **overrides):
+        """The node under test, in this process, spun by the rig's executor."""
+        from rclpy.parameter import Parameter
+
+        from mvgd_ros.node import MVGDNode
+
+        params = [Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value="cpu"), Parameter("steps", value=2)]
+        params += [Parameter(k, value=v) for k, v in overrides.items()]
+        self.node = MVGDNode(context=self.ctx, parameter_overrides=params)
+        self.executor.add_node(self.node)
+        return self.node
+
+    def wait_connected(self, *outputs: str):
+        """Until the node hears our inputs and our collectors hear the node's `outputs`."""
+        wait_for(lambda: self.image_pub.get_subscription_count() > 0 and self.info_pub.get_subscription_count() > 0, "node subscriptions")
+        pubs = {"mvgd/depth": self.node.depth_pub, "mvgd/rgb": self.node.rgb_pub, "mvgd/rgb/depth": self.node.rgb_depth_pub,
+                "mvgd/points": self.node.points_pub}
+        for o in outputs:
+            wait_for(lambda o=o: pubs[o].get_subscription_count() > 0, f"subscriber on {o}")
+
+    def send_tf(self, T_fixed_cam, t: float, parent="odom", child=CAMERA_FRAME):
+        self.tf_pub.publish(self.TFMessage(transforms=[broadcast_message(parent, child, T_fixed_cam, stamp_msg(t))]))
+
+    def send_frame(self, frame, t: float, frame_id=CAMERA_FRAME, encoding="rgb8", info_hw=None, K=None):
+        header = Header(stamp=stamp_msg(t), frame_id=frame_id)
+        info_hw = info_hw or frame.rgb.shape[:2]
+        self.info_pub.publish(image_codec.make_camera_info(frame.K if K is None else K, info_hw, header))
+        img = image_codec.rgb_to_image(frame.rgb, header)
+        if encoding != "rgb8":
+            img.encoding = encoding
+        self.image_pub.publish(img)
+
+    def close(self):
+        self.executor.shutdown()
+        if self.node is not None:
+            self.node.destroy_node()
+        self.io.destroy_node()
+        rclpy.try_shutdown(context=self.ctx)
+
+
+@pytest.fixture
+def rig():
+    r = Rig()
+    yield r
+    r.close()
+
+
+def stamp_of(msg) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
+def depth_bound(frames) -> float:
+    """Largest depth the model can express for these cameras: d_max (SSN units) * SSN scale."""
+    from mvgd_core.ssn import D_MAX, MIN_SCALE
+
+    T = np.stack([f.T_wc for f in frames])
+    baseline = np.abs(T[:, :3, 3][:, None] - T[:, :3, 3][None]).max()
+    return D_MAX * max(MIN_SCALE, baseline)

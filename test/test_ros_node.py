@@ -1,0 +1,194 @@
+"""The node over loopback DDS with a real (tiny, random) checkpoint: outputs, bad inputs, resets."""
+import numpy as np
+import pytest
+
+from ros_harness import CAMERA_FRAME, T0, depth_bound, rig, sequence, stamp_of, stamp_msg, tiny_checkpoint, wait_for  # noqa: F401
+
+from mvgd_core.cameras import make_pose
+from mvgd_ros import image_codec
+from mvgd_ros.pointcloud import cloud_to_points
+
+pytestmark = pytest.mark.ros
+
+
+def play(rig, frames, t0=T0, dt=0.1):
+    """TF (slightly past each image, so lookups interpolate) then camera_info + image, per frame."""
+    for i, f in enumerate(frames):
+        rig.send_tf(f.T_wc, t0 + i * dt)
+    rig.send_tf(frames[-1].T_wc, t0 + len(frames) * dt)
+    for i, f in enumerate(frames):
+        rig.send_frame(f, t0 + i * dt)
+
+
+def test_depth_for_every_frame_with_its_stamp_frame_and_metric_values(rig, tiny_checkpoint, sequence):
+    node = rig.start_node(tiny_checkpoint, publish_points=True, resolution=[24, 32])
+    rig.wait_connected("mvgd/depth", "mvgd/points")
+    frames = sequence[:4]
+    for i, f in enumerate(frames):  # one at a time: newest-wins may otherwise (correctly) skip some
+        rig.send_tf(f.T_wc, T0 + i * 0.1)
+        rig.send_tf(f.T_wc, T0 + i * 0.1 + 0.05)
+        rig.send_frame(f, T0 + i * 0.1)
+        wait_for(lambda i=i: len(rig.got("mvgd/depth")) > i, f"depth {i}")
+
+    depths = rig.got("mvgd/depth")
+    assert [round(stamp_of(m), 6) for m in depths] == [round(T0 + i * 0.1, 6) for i in range(4)]
+    bound = depth_bound(frames)
+    for m in depths:
+        assert (m.header.frame_id, m.encoding, m.height, m.width) == (CAMERA_FRAME, "32FC1", 24, 32)
+        d = image_codec.image_to_depth(m)
+        assert np.isfinite(d).all() and (d > 0).all() and d.max() <= bound
+
+    wait_for(lambda: len(rig.got("mvgd/depth/camera_info")) >= 4 and len(rig.got("mvgd/points")) >= 4, "camera_info and points")
+    info = rig.got("mvgd/depth/camera_info")[-1]
+    K, hw = image_codec.camera_info_to_K(info)
+    assert hw == (24, 32) and info.header.frame_id == CAMERA_FRAME
+    src = frames[-1].K
+    assert K[0, 0] == pytest.approx(src[0, 0] * 32 / 32) and K[1, 1] == pytest.approx(src[1, 1] * 24 / 32)
+    pts = cloud_to_points(rig.got("mvgd/points")[-1])
+    assert pts.shape == (24 * 32, 3) and (pts[:, 2] > 0).all()
+    assert node.stats.totals["depth_published"] == 4 and len(node.keyframes) >= 2
+    assert not node.stats.drops
+
+
+def test_no_subscriber_no_work(rig, tiny_checkpoint, sequence):
+    node = rig.start_node(tiny_checkpoint)
+    rig.io.destroy_subscription(next(s for s in rig.io.subscriptions if s.topic_name.endswith("mvgd/depth")))
+    rig.io.destroy_subscription(next(s for s in rig.io.subscriptions if s.topic_name.endswith("mvgd/depth/camera_info")))
+    rig.wait_connected()
+    wait_for(lambda: node.depth_pub.get_subscription_count() == 0, "depth subscriber gone")
+    play(rig, sequence[:2])
+    wait_for(lambda: node.stats.totals["skipped_no_subscribers"] == 2, "two skipped frames")
+    assert node.worker.counts["submitted"] == 0 and len(node.keyframes) >= 1  # the set stays warm
+
+
+def test_virtual_views_and_target_pose(rig, tiny_checkpoint, sequence):
+    node = rig.start_node(tiny_checkpoint, virtual_offsets=[0.0, 0.0, -0.5, 0.0, 0.0, 0.0], target_frame_id="goal_optical_frame")
+    rig.wait_connected("mvgd/rgb", "mvgd/rgb/depth")
+    f = sequence[0]
+    rig.send_tf(f.T_wc, T0)
+    rig.send_tf(f.T_wc, T0 + 0.05)
+    rig.send_frame(f, T0)
+    wait_for(lambda: len(rig.got("mvgd/rgb")) >= 1 and len(rig.got("mvgd/rgb/depth")) >= 1, "virtual rgb + depth")
+    rgb = rig.got("mvgd/rgb")[0]
+    assert (rgb.encoding, rgb.header.frame_id, stamp_of(rgb)) == ("rgb8", f"{CAMERA_FRAME}_mvgd_virtual_0", pytest.approx(T0))
+    assert image_codec.image_to_rgb(rgb).shape == (16, 16, 3)  # the model's size ([0, 0] resolution)
+    assert "cam_optical_frame_mvgd_virtual_0" in node._static_tf
+
+    pose = make_pose(np.eye(3), [0.0, 0.0, 0.0]) @ f.T_wc
+    msg = _pose_stamped(pose, T0 + 0.02, "odom")
+    rig.target_pub.publish(msg)
+    wait_for(lambda: any(m.header.frame_id == "goal_optical_frame" for m in rig.got("mvgd/rgb")), "target view")
+    tgt = [m for m in rig.got("mvgd/rgb") if m.header.frame_id == "goal_optical_frame"][0]
+    assert stamp_of(tgt) == pytest.approx(T0 + 0.02)
+    info = [m for m in rig.got("mvgd/rgb/camera_info") if m.header.frame_id == "goal_optical_frame"]
+    wait_for(lambda: any(m.header.frame_id == "goal_optical_frame" for m in rig.got("mvgd/rgb/camera_info")), "target info")
+
+
+def _pose_stamped(T, t, frame_id):
+    from geometry_msgs.msg import PoseStamped
+
+    from mvgd_core.cameras import matrix_to_quat
+
+    msg = PoseStamped()
+    msg.header.stamp, msg.header.frame_id = stamp_msg(t), frame_id
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in T[:3, 3])
+    q = matrix_to_quat(T[:3, :3])
+    msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z, msg.pose.orientation.w = (float(v) for v in q)
+    return msg
+
+
+def test_bad_inputs_are_dropped_counted_and_survived(rig, tiny_checkpoint, sequence):
+    node = rig.start_node(tiny_checkpoint, tf_wait_s=0.2)
+    rig.wait_connected("mvgd/depth")
+    f = sequence[0]
+    drops = node.stats.drops
+
+    rig.send_frame(f, T0, encoding="yuv422")  # unknown encoding (rgb8 bytes relabelled)
+    wait_for(lambda: drops["bad_image"] == 1, "bad_image drop")
+
+    rig.send_tf(f.T_wc, T0 + 1.0)
+    rig.send_tf(f.T_wc, T0 + 1.1)
+    rig.send_frame(f, T0 + 1.0, info_hw=(20, 20))  # image 32x32, camera_info 20x20
+    wait_for(lambda: drops["size_mismatch"] == 1, "size_mismatch drop")
+
+    rig.send_frame(f, T0 + 2.0, frame_id="nowhere_optical_frame")  # no TF for this frame at all
+    wait_for(lambda: drops["tf_timeout"] == 1, "tf_timeout drop")
+
+    nan_pose = f.T_wc.copy()
+    nan_pose[0, 3] = np.nan
+    rig.send_tf(nan_pose, T0 + 3.0, child="nan_optical_frame")  # rejected by the TF buffer
+    rig.send_frame(f, T0 + 3.0, frame_id="nan_optical_frame")
+    wait_for(lambda: drops["tf_timeout"] == 2, "NaN pose: frame never posed")
+    assert node.tf.rejected == 1
+
+    zero_K = np.zeros((3, 3))
+    rig.info_pub.publish(image_codec.make_camera_info(zero_K, (32, 32), _header(T0 + 4.0)))
+    wait_for(lambda: drops["bad_camera_info"] == 1, "bad camera_info drop")
+
+    bad = _pose_stamped(np.eye(4), T0 + 4.0, "odom")
+    bad.pose.orientation.w = 0.0  # zero quaternion
+    rig.target_pub.publish(bad)
+    wait_for(lambda: drops["bad_target_pose"] == 1, "bad target pose drop")
+
+    # Still alive and still right: a good frame gives a depth map.
+    rig.send_tf(f.T_wc, T0 + 5.0)
+    rig.send_tf(f.T_wc, T0 + 5.1)
+    rig.send_frame(f, T0 + 5.0)
+    wait_for(lambda: len(rig.got("mvgd/depth")) == 1, "depth after bad inputs")
+    assert stamp_of(rig.got("mvgd/depth")[0]) == pytest.approx(T0 + 5.0)
+    assert node.stats.totals["images"] == 5 and sum(drops.values()) == 6
+
+
+def _header(t, frame_id=CAMERA_FRAME):
+    from std_msgs.msg import Header
+
+    return Header(stamp=stamp_msg(t), frame_id=frame_id)
+
+
+def test_reset_service_and_tf_jump(rig, tiny_checkpoint, sequence):
+    from std_srvs.srv import Trigger
+
+    node = rig.start_node(tiny_checkpoint, reset_jump_translation=0.5)
+    rig.wait_connected("mvgd/depth")
+    f0, f1 = sequence[0], sequence[3]
+    rig.send_tf(f0.T_wc, T0)
+    rig.send_tf(f0.T_wc, T0 + 0.5)
+    rig.send_frame(f0, T0)
+    wait_for(lambda: len(rig.got("mvgd/depth")) == 1, "first depth")
+    assert len(node.keyframes) == 1
+
+    # A map correction: TF now says the camera was 1 m elsewhere at the keyframe's own stamp.
+    moved = f0.T_wc.copy()
+    moved[0, 3] += 1.0
+    rig.send_tf(moved, T0)
+    rig.send_tf(moved, T0 + 0.5)
+    rig.send_frame(f1, T0 + 0.5)
+    wait_for(lambda: node.stats.resets["tf_jump"] == 1, "tf_jump reset")
+    wait_for(lambda: len(rig.got("mvgd/depth")) == 2, "depth after the reset")
+    assert len(node.keyframes) == 1 and node.keyframes.newest.stamp == pytest.approx(T0 + 0.5)
+
+    client = rig.io.create_client(Trigger, "/mvgd_node/reset")
+    assert client.wait_for_service(timeout_sec=30)
+    future = client.call_async(Trigger.Request())
+    wait_for(future.done, "reset service response")
+    assert future.result().success and "1 keyframes" in future.result().message
+    assert len(node.keyframes) == 0 and node.stats.resets["request"] == 1
+
+
+def test_diagnostics_are_published(rig, tiny_checkpoint, sequence):
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    got = []
+    rig.io.create_subscription(DiagnosticArray, "/diagnostics", got.append, 10)
+    node = rig.start_node(tiny_checkpoint, diagnostics_period_s=0.2)
+    rig.wait_connected("mvgd/depth")
+    play(rig, sequence[:1])
+    wait_for(lambda: len(rig.got("mvgd/depth")) == 1, "depth")
+    wait_for(lambda: any(_kv(m).get("total_depth_published") == "1" for m in got), "diagnostics with the published count")
+    kv = _kv(got[-1])
+    assert kv["tf_backend"] == node.tf.backend and "latency_mean_s" in kv and "keyframes" in kv
+    assert got[-1].status[0].name == "mvgd_node: depth"
+
+
+def _kv(msg):
+    return {v.key: v.value for v in msg.status[0].values}
