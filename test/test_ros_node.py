@@ -4,7 +4,6 @@ import pytest
 
 from ros_harness import CAMERA_FRAME, T0, depth_bound, rig, sequence, stamp_of, stamp_msg, tiny_checkpoint, wait_for  # noqa: F401
 
-from mvgd_core.cameras import make_pose
 from mvgd_ros import image_codec
 from mvgd_ros.pointcloud import cloud_to_points
 
@@ -74,14 +73,13 @@ def test_virtual_views_and_target_pose(rig, tiny_checkpoint, sequence):
     assert image_codec.image_to_rgb(rgb).shape == (16, 16, 3)  # the model's size ([0, 0] resolution)
     assert "cam_optical_frame_mvgd_virtual_0" in node._static_tf
 
-    pose = make_pose(np.eye(3), [0.0, 0.0, 0.0]) @ f.T_wc
-    msg = _pose_stamped(pose, T0 + 0.02, "odom")
+    msg = _pose_stamped(f.T_wc, T0 + 0.02, "odom")  # the live camera's own pose, given in the fixed frame
     rig.target_pub.publish(msg)
     wait_for(lambda: any(m.header.frame_id == "goal_optical_frame" for m in rig.got("mvgd/rgb")), "target view")
     tgt = [m for m in rig.got("mvgd/rgb") if m.header.frame_id == "goal_optical_frame"][0]
     assert stamp_of(tgt) == pytest.approx(T0 + 0.02)
-    info = [m for m in rig.got("mvgd/rgb/camera_info") if m.header.frame_id == "goal_optical_frame"]
     wait_for(lambda: any(m.header.frame_id == "goal_optical_frame" for m in rig.got("mvgd/rgb/camera_info")), "target info")
+    assert node.stats.totals["rgb_published"] == 2
 
 
 def _pose_stamped(T, t, frame_id):

@@ -1,0 +1,134 @@
+"""Pure node helpers: frame conventions, pose checks, intrinsics scaling, offsets, point clouds, diagnostics."""
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+from geometry_msgs.msg import Pose  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from mvgd_core.cameras import R_BODY_OPTICAL, make_pose  # noqa: E402
+from mvgd_ros import diagnostics  # noqa: E402
+from mvgd_ros.frames import (  # noqa: E402
+    FrameError,
+    build_frame,
+    camera_pose,
+    is_optical,
+    offset_transforms,
+    pose_to_matrix,
+    rpy_matrix,
+    scale_intrinsics,
+)
+from mvgd_ros.pointcloud import cloud_to_points, depth_to_points, points_to_cloud  # noqa: E402
+
+K = np.array([[20.0, 0, 7.5], [0, 20.0, 5.5], [0, 0, 1]])
+
+
+@pytest.mark.parametrize(
+    "frame_id, convention, optical",
+    [
+        ("camera_color_optical_frame", "auto", True),
+        ("zed_left_optical", "auto", True),
+        ("camera_link", "auto", False),
+        ("camera_link", "optical", True),
+        ("camera_color_optical_frame", "body", False),
+    ],
+)
+def test_optical_frame_rule(frame_id, convention, optical):
+    assert is_optical(frame_id, convention) is optical
+
+
+def test_body_frames_are_rotated_to_optical():
+    T_body = make_pose(np.eye(3), [1.0, 2.0, 0.3])  # REP 103 camera_link looking along world +x
+    T = camera_pose(T_body, optical=False)
+    np.testing.assert_allclose(T[:3, 2], [1, 0, 0])  # optical z (forward) = body x
+    np.testing.assert_allclose(T[:3, 0], [0, -1, 0])  # optical x (right) = body -y
+    np.testing.assert_allclose(T[:3, :3], R_BODY_OPTICAL)
+    np.testing.assert_allclose(camera_pose(T_body, optical=True), T_body)
+
+
+def test_non_finite_or_non_rigid_poses_are_bad_pose():
+    T = np.eye(4)
+    T[0, 3] = np.nan
+    with pytest.raises(FrameError) as e:
+        camera_pose(T, optical=True)
+    assert e.value.reason == "bad_pose"
+    S = np.diag([2.0, 1.0, 1.0, 1.0])
+    with pytest.raises(FrameError, match="orthonormal"):
+        camera_pose(S, optical=True)
+
+
+def test_build_frame_checks_size_against_camera_info():
+    rgb = np.zeros((12, 16, 3), np.uint8)
+    f = build_frame(rgb, K, (12, 16), np.eye(4), 3.5, "cam")
+    assert (f.stamp, f.frame_id, f.height, f.width) == (3.5, "cam", 12, 16)
+    with pytest.raises(FrameError) as e:
+        build_frame(rgb, K, (24, 32), np.eye(4), 0.0, "cam")
+    assert e.value.reason == "size_mismatch" and "16x12" in str(e.value)
+    with pytest.raises(FrameError) as e:
+        build_frame(rgb, np.zeros((3, 3)), (12, 16), np.eye(4), 0.0, "cam")
+    assert e.value.reason == "bad_frame"
+
+
+def test_scale_intrinsics_keeps_pixel_centres():
+    K2 = scale_intrinsics(K, (12, 16), (24, 32))
+    np.testing.assert_allclose(K2, [[40, 0, 15.5], [0, 40, 11.5], [0, 0, 1]])
+
+
+def test_offsets_and_rpy_follow_tf2():
+    np.testing.assert_allclose(rpy_matrix(0, 0, np.pi / 2) @ [1, 0, 0], [0, 1, 0], atol=1e-12)  # yaw about z
+    np.testing.assert_allclose(rpy_matrix(np.pi / 2, 0, 0) @ [0, 1, 0], [0, 0, 1], atol=1e-12)  # roll about x
+    R = rpy_matrix(0.1, 0.2, 0.3)
+    np.testing.assert_allclose(R, rpy_matrix(0, 0, 0.3) @ rpy_matrix(0, 0.2, 0) @ rpy_matrix(0.1, 0, 0))
+    Ts = offset_transforms([0.5, 0, 0, 0, 0, 0, 0, 0, -1.0, 0, 0.3, 0])
+    assert len(Ts) == 2
+    np.testing.assert_allclose(Ts[0][:3, 3], [0.5, 0, 0])
+    np.testing.assert_allclose(Ts[1][:3, :3], rpy_matrix(0, 0.3, 0))
+    with pytest.raises(ValueError, match="6 numbers"):
+        offset_transforms([1.0])
+
+
+def test_pose_message_to_matrix():
+    p = Pose()
+    p.position.x, p.orientation.z, p.orientation.w = 2.0, np.sin(np.pi / 4), np.cos(np.pi / 4)
+    T = pose_to_matrix(p)
+    np.testing.assert_allclose(T[:3, 3], [2, 0, 0])
+    np.testing.assert_allclose(T[:3, :3] @ [1, 0, 0], [0, 1, 0], atol=1e-12)
+    p.orientation.w = p.orientation.z = 0.0
+    with pytest.raises(ValueError):
+        pose_to_matrix(p)
+
+
+def test_depth_to_cloud_round_trip():
+    depth = np.full((12, 16), 2.0, np.float32)
+    depth[0, 0] = 0.0  # invalid pixels are left out
+    pts = depth_to_points(depth, K)
+    assert pts.shape == (12 * 16 - 1, 3) and np.allclose(pts[:, 2], 2.0)
+    # pixel (u=7.5, v=5.5) is the principal point: x = y = 0 there; pixel (15, 11) -> ((15-7.5)/20*2, (11-5.5)/20*2)
+    np.testing.assert_allclose(pts[-1], [0.75, 0.55, 2.0], atol=1e-6)
+    msg = points_to_cloud(pts, Header(frame_id="cam_optical_frame"))
+    assert msg.width == len(pts) and msg.point_step == 12 and msg.header.frame_id == "cam_optical_frame"
+    assert [f.name for f in msg.fields] == ["x", "y", "z"]
+    np.testing.assert_array_equal(cloud_to_points(msg), pts)
+
+
+def test_stats_snapshot_levels_and_message():
+    s = diagnostics.NodeStats()
+    s.count("images", 3)
+    s.published("depth_published", latency_s=0.2, infer_s=0.1)
+    kv = s.snapshot({"pending": "0"})
+    assert kv["_level"] == "ok" and kv["total_images"] == "3" and kv["latency_mean_s"] == "0.200" and kv["pending"] == "0"
+    s.drop("tf_timeout")
+    kv = s.snapshot()
+    assert kv["_level"] == "warn" and kv["drop_tf_timeout"] == "1" and kv["dropped_this_period"] == "1"
+    assert s.snapshot()["_level"] == "ok"  # per period
+    s.count("inference_failed")
+    kv = s.snapshot()
+    assert kv["_level"] == "error"
+    msg = diagnostics.to_message(kv, "mvgd_node: depth", "odom", Header().stamp)
+    if diagnostics.DiagnosticArray is None:
+        assert json.loads(msg.data)["level"] == "error"
+    else:
+        st = msg.status[0]
+        assert st.level == st.ERROR and {v.key for v in st.values} >= {"total_inference_failed", "latency_mean_s"}
