@@ -30,6 +30,9 @@ setup(
         "console_scripts": [
             # Filled in by the node, trainer and evaluation work; each maps to a `main()`.
             "mvgd_node = mvgd_ros.node:main",
+            "mvgd-eval = mvgd_ros.eval:main",
+            "mvgd-play = mvgd_ros.player:main",
+            "mvgd-demo = mvgd_ros.demo:main",
         ],
     },
 )

@@ -169,19 +169,39 @@ def in_camera(f: Frame, K_out, hw) -> Frame:
     )
 
 
-def score_frames(frames: list[Frame], live_out: dict, novel_rgb: dict, novel_depth: dict, held: set[int], num_cond: int,
+def node_conditioning(frames: list[Frame], held: set[int], kf_cfg, select_views: int = 0) -> dict[int, list[int]]:
+    """{frame index: indices of the conditioning views the node uses for it}, by replaying the
+    node's own keyframe policy (mvgd_ros.keyframes, same parameters) over the frames it was sent.
+
+    Live frames (sent): the live frame plus keyframes (`KeyframeSet.conditioning`, live last).
+    Held-out frames: the keyframes at that moment nearest the target (`KeyframeSet.select`).
+    """
+    from mvgd_ros.keyframes import KeyframeSet
+
+    ks = KeyframeSet(kf_cfg)
+    index = {id(f): i for i, f in enumerate(frames)}
+    out = {}
+    for i, f in enumerate(frames):
+        if i in held:
+            if ks.frames:
+                out[i] = [index[id(x)] for x in ks.select(f.T_wc, select_views)]
+            continue
+        ks.add(f)
+        out[i] = [index[id(x)] for x in ks.conditioning(f, select_views)]
+    return out
+
+
+def score_frames(frames: list[Frame], live_out: dict, novel_rgb: dict, novel_depth: dict, cond_sets: dict[int, list[int]],
                  sweep: dict, out_dir: Path | None, baselines: bool = True, max_pictures: int = 1000, progress: bool = True):
     """Score node outputs against ground truth frames; optionally write per-frame pictures.
 
     frames: ground truth in bag order. live_out/novel_rgb/novel_depth: {frame index: Output}.
-    held: indices withheld from the node. Baselines condition on the last `num_cond` frames
-    that were sent to the node up to (and, for live targets, including) the target.
-    Returns (results, overview rows, overview labels, notes).
+    cond_sets: {frame index: conditioning frame indices} (see `node_conditioning`): the
+    baselines see the same views as the model. Returns (results, overview rows, labels, notes).
     """
     from tqdm import tqdm
 
     results, rows, labels, notes = [], [], [], []
-    sent = [i for i in range(len(frames)) if i not in held]
     jobs = [(i, "depth_live") for i in sorted(live_out)] + [(i, "novel") for i in sorted(set(novel_rgb) | set(novel_depth))]
     n_pics = 0
     for i, kind in tqdm(jobs, desc="score", disable=not progress, file=sys.stderr, leave=False):
@@ -190,7 +210,7 @@ def score_frames(frames: list[Frame], live_out: dict, novel_rgb: dict, novel_dep
         hw = o.data.shape[:2]
         K_out = o.K if o.K is not None else f.K
         gt = in_camera(f, K_out, hw)
-        window = [j for j in sent if j <= i][-num_cond:] if kind == "depth_live" else [j for j in sent if j < i][-num_cond:]
+        window = cond_sets.get(i, [])
         cond = [in_camera(frames[j], K_out, hw) for j in window]
         tgt_idx = window.index(i) if kind == "depth_live" and i in window else None
         base = {}
@@ -315,7 +335,7 @@ class Collector:
         self.depth: dict[float, Output] = {}
         self.rgb: dict[float, Output] = {}
         self.vdepth: dict[float, Output] = {}
-        self.infos: dict[str, dict[float, np.ndarray]] = {"depth": {}, "rgb": {}, "vdepth": {}}
+        self.infos: dict[str, dict[float, np.ndarray]] = {"depth": {}, "rgb": {}}
         self.errors: list[str] = []
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         self.node.create_subscription(Image, args.depth_out, lambda m: self._img(m, self.depth, "depth"), qos)
@@ -325,7 +345,6 @@ class Collector:
             self.node.create_subscription(CameraInfo, args.rgb_out + "/camera_info", lambda m: self._info(m, "rgb"), qos)
         if args.virtual_depth_out:
             self.node.create_subscription(Image, args.virtual_depth_out, lambda m: self._img(m, self.vdepth, "vdepth"), qos)
-            self.node.create_subscription(CameraInfo, args.virtual_depth_out + "/camera_info", lambda m: self._info(m, "vdepth"), qos)
         self.pose_pub = self.node.create_publisher(PoseStamped, args.target_pose_topic, 10)
         self.PoseStamped = PoseStamped
         self.ex = SingleThreadedExecutor(context=self.ctx)
@@ -372,7 +391,7 @@ class Collector:
     def attach_K(self):
         """Give each output the K of its camera_info (same stamp), if it arrived."""
         with self.cv:
-            for store, kind in ((self.depth, "depth"), (self.rgb, "rgb"), (self.vdepth, "vdepth")):
+            for store, kind in ((self.depth, "depth"), (self.rgb, "rgb"), (self.vdepth, "rgb")):  # virtual depth shares the rgb camera
                 for key, o in store.items():
                     o.K = self.infos[kind].get(key)
 
@@ -388,7 +407,7 @@ def _node_command(args) -> list[str]:
     exe = shutil.which(args.node_cmd) or str(Path(sys.executable).with_name(args.node_cmd))
     if not Path(exe).exists() and not shutil.which(exe):
         raise EvalError(f"node executable {args.node_cmd!r} not found (looked on PATH and next to {sys.executable}); run `make venv`")
-    cmd = [exe, "--ros-args"]
+    cmd = [exe, "--ros-args", "-p", f"fixed_frame:={args.world_frame}"]
     if args.model:
         cmd += ["-p", f"{args.model_param}:={Path(args.model).resolve()}"]
     for p in args.param:
@@ -436,6 +455,7 @@ def run_eval(args) -> dict:
     bag = Path(args.bag)
     if not bag.exists():
         raise EvalError(f"bag not found: {bag}")
+    from mvgd_core.data.rosbag_io import BagError as RosbagIOError
     from mvgd_core.data.rosbag_io import read_bag
     from mvgd_ros.player import BagError, BagPlayer, read_messages
 
@@ -444,9 +464,13 @@ def run_eval(args) -> dict:
     except BagError as exc:
         raise EvalError(str(exc)) from exc
     notes: list[str] = []
+    node_params = _node_param_values(args)
 
     # 1. ground truth
-    frames = read_bag(bag, rgb_topic=args.image_topic, depth_topic=args.depth_topic or None, info_topic=args.camera_info_topic, fixed_frame=args.world_frame)
+    try:
+        frames = read_bag(bag, rgb_topic=args.image_topic, depth_topic=args.depth_topic or None, info_topic=args.camera_info_topic, fixed_frame=args.world_frame)
+    except RosbagIOError as exc:
+        raise EvalError(str(exc)) from exc
     if not frames:
         raise EvalError(f"no usable frames on {args.image_topic} (need image + camera_info + TF to {args.world_frame})")
     if args.max_frames:
@@ -504,7 +528,7 @@ def run_eval(args) -> dict:
             if m.topic == args.image_topic:  # withheld image: ask for its view instead
                 col.publish_target(frames[i].T_wc, frames[i].stamp, args.world_frame)
                 if args.rate is None:
-                    store = col.rgb if args.rgb_out else col.vdepth
+                    store = col.vdepth if args.virtual_depth_out else col.rgb  # published last for a target
                     if not col.wait(store, m.stamp, _timeout(args, seen_outputs[0])):
                         misses.append(m.stamp)
             return m.topic == args.image_topic
@@ -549,8 +573,12 @@ def run_eval(args) -> dict:
 
     # 4. score (ground truth vs outputs, baselines on the same frames)
     live = dict(list(live.items())[:: max(1, args.eval_every)])
-    sweep = dict(d_min=args.sweep_dmin, d_max=args.sweep_dmax, num_planes=args.sweep_planes, cost=args.sweep_cost)
-    results, rows, labels, more = score_frames(frames, live, rgb_out, vdepth_out, held, args.cond_views, sweep, out,
+    sweep = dict(d_min=args.sweep_dmin, d_max=args.sweep_dmax, num_planes=args.sweep_planes, cost=args.sweep_cost,
+                 window=args.sweep_window, cost_filter=args.sweep_filter)
+    from mvgd_ros.node import keyframe_config
+
+    cond_sets = node_conditioning(frames, held, keyframe_config(node_params), node_params.select_views)
+    results, rows, labels, more = score_frames(frames, live, rgb_out, vdepth_out, cond_sets, sweep, out,
                                                baselines=not args.no_baselines, max_pictures=args.max_pictures, progress=not args.quiet)
     notes += sorted(set(more))
     overview = None
@@ -564,7 +592,7 @@ def run_eval(args) -> dict:
                    "world_frame": args.world_frame, "depth_out": args.depth_out, "rgb_out": args.rgb_out, "target_pose": args.target_pose_topic},
         "frames_info": {"frames": len(frames), "held_out": len(held), "live_depth_outputs": len(live),
                         "novel_outputs": len(rgb_out), "mode": f"rate x{args.rate}" if args.rate else "gated (as fast as the node keeps up)"},
-        "baselines_info": None if args.no_baselines else {"conditioning": f"last {args.cond_views} frames sent to the node up to the target",
+        "baselines_info": None if args.no_baselines else {"conditioning": "the node's own views (its keyframe policy replayed with its parameters)",
                                                            "plane_sweep": sweep, "reprojection": "nearest other view by |dt| + 1 m/rad * angle, GT depth"},
         "latency": latency_stats(lat),
         "latency_note": "Gated playback: one image in flight at a time, so this is the node's processing latency without queueing." if not args.rate else
@@ -576,6 +604,23 @@ def run_eval(args) -> dict:
     summary = json.loads((out / "metrics.json").read_text())
     summary["readme"] = str(readme)
     return summary
+
+
+def _node_param_values(args):
+    """The node's parameter values: declared defaults (mvgd_ros.params) with our -p overrides."""
+    from mvgd_ros import params as NP
+
+    values = {s.name: s.default for s in NP.SPECS}
+    for item in args.param:
+        name, sep, raw = item.partition(":=")
+        if not sep or name not in values:
+            raise EvalError(f"--param {item!r}: expected NAME:=VALUE with NAME one of the node's parameters")
+        d = values[name]
+        try:
+            values[name] = type(d)(raw) if not isinstance(d, (bool, list)) else (raw.lower() == "true" if isinstance(d, bool) else json.loads(raw))
+        except ValueError as exc:
+            raise EvalError(f"--param {item!r}: {exc}") from exc
+    return NP.Params(**values)
 
 
 def _timeout(args, n_outputs: int) -> float:
@@ -596,11 +641,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--world-frame", default="map", help="fixed TF frame of the poses")
     g = p.add_argument_group("node")
     g.add_argument("--node-cmd", default="mvgd_node")
-    g.add_argument("--model-param", default="model_path", help="node parameter that takes the checkpoint")
+    g.add_argument("--model-param", default="checkpoint", help="node parameter that takes the checkpoint")
     g.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE", help="extra node parameter (repeatable)")
     g.add_argument("--depth-out", default="/mvgd/depth")
     g.add_argument("--rgb-out", default="/mvgd/rgb", help="virtual-view RGB topic ('' to skip novel views)")
-    g.add_argument("--virtual-depth-out", default="", help="virtual-view depth topic, if the node publishes one")
+    g.add_argument("--virtual-depth-out", default="/mvgd/rgb/depth", help="virtual-view depth topic ('' to skip); K from <rgb-out>/camera_info")
     g.add_argument("--target-pose-topic", default="/mvgd/target_pose")
     g.add_argument("--startup-timeout", type=float, default=120.0, help="s to wait for the node to subscribe")
     g = p.add_argument_group("playback")
@@ -614,12 +659,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--warmup", type=int, default=2, help="frames always sent before the first hold-out")
     g = p.add_argument_group("scoring")
     g.add_argument("--eval-every", type=int, default=1, help="score every n-th live depth output")
-    g.add_argument("--cond-views", type=int, default=8, help="baselines: conditioning window (last N frames sent)")
     g.add_argument("--no-baselines", action="store_true")
     g.add_argument("--sweep-dmin", type=float, default=0.3)
     g.add_argument("--sweep-dmax", type=float, default=10.0)
     g.add_argument("--sweep-planes", type=int, default=64)
     g.add_argument("--sweep-cost", choices=["zncc", "ad"], default="zncc")
+    g.add_argument("--sweep-window", type=int, default=7, help="matching window (px)")
+    g.add_argument("--sweep-filter", type=int, default=5, help="box filter on the cost volume (px)")
     g.add_argument("--max-pictures", type=int, default=200)
     g.add_argument("--overview-rows", type=int, default=8)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -628,6 +674,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    # An isolated DDS domain unless the caller chose one: a node or bag running elsewhere on
+    # the default domain must not feed our node (or our collector) stray /tf or images.
+    os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     try:
         s = run_eval(args)
