@@ -245,7 +245,7 @@ def score_frames(frames: list[Frame], live_out: dict, novel_rgb: dict, novel_dep
             n_pics += 1
             # overview row: target RGB, GT depth, MVGD output, baselines
             lo, hi = viz.depth_range(gt.depth if gt.depth is not None else pred_depth)
-            cells, labs = [gt.rgb], [f"{kind} {f.stamp:.2f}"]
+            cells, labs = [gt.rgb], [f"{'live' if kind == 'depth_live' else 'novel'} +{f.stamp - frames[0].stamp:.1f}s"]
             if gt.depth is not None:
                 cells.append(viz.colorize_depth(gt.depth, lo, hi))
                 labs.append("GT depth")
