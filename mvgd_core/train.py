@@ -1,0 +1,667 @@
+"""MVGD trainer: one YAML config -> model + diffusion + data mixture -> resumable training run.
+
+    python training/train.py --config training/configs/default.yaml --set optim.lr=1e-4
+    torchrun --nproc_per_node=2 training/train.py --config ...          # DDP (gloo on CPU, nccl on CUDA)
+    python training/train.py --config training/configs/finetune_tum.yaml --init-from models/mvgd_default.pt
+    python training/train.py --config ... --init-from small.pt --grow-latents 128   # incremental fine-tuning
+
+Single source of truth (improved-diffusion style): `TrainConfig` below. Every top-level scalar
+field is also a CLI flag (`--run-dir`, `--steps`, `--init-from`, ...); any nested key is
+`--set section.key=value` (value parsed as YAML). The resolved config is written to the run
+dir and stored in every checkpoint.
+
+Loop (nanoGPT style): warm-up + cosine LR set by hand each step, gradient accumulation,
+clipping, AdamW, EMA; bf16 autocast on CUDA only. Tasks are mixed per sample: depth with
+probability `depth_ratio`, RGB otherwise; a target that is also a conditioning view always
+trains depth (its RGB is an input, a copy task), a target without valid depth always RGB.
+
+Run dir: config.yaml, checkpoint.pt (full state, atomic, every few minutes and at the end),
+metrics.csv (+ TensorBoard events when `tensorboard` is installed), val.csv, val/step*.png.
+Resume is exact: model, optimizer, LR step, EMA, torch/numpy/python RNGs, the noise generator
+and the data position (micro-batches consumed) are restored; N steps straight and N/2 + resume
++ N/2 give bit-identical weights on CPU (test/test_train.py).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from mvgd_core.checkpoint import CheckpointError, configs_from_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
+from mvgd_core.config import ConfigError, from_dict, load_config, to_dict
+from mvgd_core.data.render import render_sequence
+from mvgd_core.data.sampler import (DataConfig, MixtureDataset, ProceduralDataset, SequenceDataset, ViewCountBatchSampler,
+                                    load_source_frames, make_sample, select_views, worker_init_fn, _item)
+from mvgd_core.data.types import MultiViewBatch, collate_samples
+from mvgd_core.diffusion import TASK_DEPTH, TASK_RGB, DiffusionConfig, GaussianDiffusion
+from mvgd_core.ema import EMA, unwrap
+from mvgd_core.model import MVGD, PRESETS, ModelConfig, grow_latents
+
+CHECKPOINT = "checkpoint.pt"
+
+
+# --------------------------------------------------------------------------- configs
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up to `lr`, then cosine decay to `min_lr` at TrainConfig.steps."""
+
+    lr: float = 3e-4
+    min_lr: float = 3e-5
+    warmup_steps: int = 300
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0  # max global grad norm; 0 = no clipping
+    ema_decay: float = 0.999
+
+
+@dataclass(frozen=True)
+class ValConfig:
+    """Periodic validation on held-out procedural scenes (seed disjoint from every training seed).
+
+    Each check scores `num_samples` depth targets that are conditioning views, and as many novel
+    targets (depth and RGB), with the EMA weights and `sample_steps` DDIM steps.
+    """
+
+    every: int = 1000  # optimizer steps; 0 = never
+    num_samples: int = 8
+    num_views: int = 3
+    seed: int = 1_000_000
+    sample_steps: int = 10
+    grid_samples: int = 3  # rows written to val/step*.png
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model_preset: str = "small"  # mvgd_core.model.PRESETS
+    model: dict = field(default_factory=dict)  # ModelConfig field overrides of the preset
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    data: DataConfig = field(default_factory=DataConfig)  # image_hw is taken from the model
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    val: ValConfig = field(default_factory=ValConfig)
+    run_dir: str = "runs/default"
+    steps: int = 10_000  # total optimizer steps (the cosine horizon)
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this much wall time in this process; 0 = off
+    batch_size: int = 16  # per rank and micro-step
+    grad_accum: int = 1
+    depth_ratio: float = 0.5  # P(depth) for novel targets; targets that are conditioning views always train depth
+    rgb_on_cond_targets: bool = False  # also let targets that are conditioning views train RGB
+    scene_reuse: int = 1  # >1: each rendered procedural scene serves this many consecutive items (batches unshuffled)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16 autocast (CUDA only; CPU always float32)
+    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    num_workers: int = 1  # DataLoader workers per rank
+    log_every: int = 25
+    ckpt_every: int = 0  # steps; 0 = time-based only
+    ckpt_minutes: float = 5.0
+    resume: str = "auto"  # auto (run_dir/checkpoint.pt if present) | never | <path>
+    init_from: str = ""  # checkpoint to initialise weights from (fresh optimizer): fine-tuning
+    grow_latents: int = 0  # with init_from: grow the model to this many latents first
+
+    def __post_init__(self):
+        if self.model_preset not in PRESETS:
+            raise ValueError(f"model_preset {self.model_preset!r} unknown; choose from {sorted(PRESETS)}")
+        if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("steps, batch_size and grad_accum must be >= 1")
+        if not 0.0 <= self.depth_ratio <= 1.0:
+            raise ValueError(f"depth_ratio must be in [0, 1], got {self.depth_ratio}")
+        if self.grow_latents and not self.init_from:
+            raise ValueError("grow_latents needs init_from (the smaller model to grow)")
+        train_seeds = {self.data.seed + i for i in range(len(self.data.sources))}
+        if self.val.every and self.val.seed in train_seeds:
+            raise ValueError(f"val.seed {self.val.seed} collides with a training data seed {sorted(train_seeds)}")
+
+
+def model_config_for(cfg: TrainConfig) -> ModelConfig:
+    """The preset with cfg.model overrides applied (keys and types checked)."""
+    return from_dict(ModelConfig, {**to_dict(PRESETS[cfg.model_preset]), **cfg.model}, where="model")
+
+
+def lr_at(step: int, o: OptimConfig, total: int) -> float:
+    """Linear warm-up over warmup_steps, then cosine from lr to min_lr at `total` (pure function)."""
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    frac = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
+    return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1.0 + math.cos(math.pi * frac))
+
+
+# --------------------------------------------------------------------------- data
+
+
+class SceneReuseDataset(Dataset):
+    """Procedural items with each rendered scene shared by `reuse` consecutive indices.
+
+    Rendering costs about as much as a training step of the small model on CPU; drawing several
+    (conditioning set, target) pairs from one longer rendered sequence roughly halves data cost.
+    Deterministic per index: the scene depends on (seed, index // reuse), the views on (seed, index).
+    """
+
+    def __init__(self, image_hw, sampling, procedural, length: int, seed: int, frames_per_scene: int, reuse: int):
+        self.image_hw, self.sampling, self.procedural = tuple(image_hw), sampling, procedural
+        self.length, self.seed, self.reuse = length, seed, reuse
+        self.frames = max(frames_per_scene, sampling.max_views + 2)
+        self._cache: dict[int, list] = {}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, item):
+        idx, n, rng = _item(item, self.seed, self.sampling.min_views, self.sampling.max_views)
+        sid = idx // self.reuse
+        if sid not in self._cache:
+            if len(self._cache) >= 8:
+                self._cache.pop(next(iter(self._cache)))
+            scene_seed = int(np.random.default_rng([self.seed, sid, 7]).integers(2**62))
+            self._cache[sid] = render_sequence(scene_seed, self.frames, *self.image_hw, cfg=self.procedural)
+        frames = self._cache[sid]
+        cond, tgt = select_views(frames, n, rng, self.sampling)
+        return make_sample(frames, cond, tgt)
+
+
+def build_train_dataset(d: DataConfig, scene_reuse: int = 1) -> Dataset:
+    """mvgd_core.data.sampler.build_dataset, with SceneReuseDataset for procedural sources when scene_reuse > 1."""
+    datasets = []
+    for i, src in enumerate(d.sources):
+        if src.kind == "procedural" and scene_reuse > 1:
+            datasets.append(SceneReuseDataset(d.image_hw, d.sampling, d.procedural, d.length, d.seed + i, d.frames_per_scene, scene_reuse))
+        elif src.kind == "procedural":
+            datasets.append(ProceduralDataset(d.image_hw, d.sampling, d.procedural, d.length, d.seed + i, d.frames_per_scene))
+        else:
+            datasets.append(SequenceDataset(load_source_frames(src), d.image_hw, d.sampling, d.length, d.seed + i, d.crop_to_aspect))
+    return datasets[0] if len(datasets) == 1 else MixtureDataset(datasets, [s.weight for s in d.sources], d.length, d.seed)
+
+
+class _SkipFirst(Sampler):
+    """The batches of `batch_sampler` after the first `skip` (resume mid-epoch without loading them)."""
+
+    def __init__(self, batch_sampler, skip: int):
+        self.bs, self.skip = batch_sampler, skip
+
+    def __len__(self):
+        return len(self.bs) - self.skip
+
+    def __iter__(self):
+        it = iter(self.bs)
+        for _ in range(self.skip):
+            next(it)
+        yield from it
+
+
+def batch_stream(ds: Dataset, cfg: TrainConfig, start: int, rank: int, world: int):
+    """Endless MultiViewBatches for this rank, starting after `start` micro-batches (the data position).
+
+    Ranks take disjoint batches (ViewCountBatchSampler rank/world_size); each item is a pure function
+    of (seed, index), so worker scheduling never changes the data. The DataLoader gets its own
+    generator so creating iterators never consumes the global torch RNG.
+    """
+    bs = ViewCountBatchSampler(len(ds), cfg.batch_size, cfg.data.sampling.min_views, cfg.data.sampling.max_views,
+                               seed=cfg.seed, shuffle=cfg.scene_reuse <= 1, rank=rank, world_size=world)
+    epoch, offset = divmod(start, len(bs))
+    while True:
+        bs.set_epoch(epoch)
+        dl = DataLoader(ds, batch_sampler=_SkipFirst(bs, offset), collate_fn=collate_samples, num_workers=cfg.num_workers,
+                        worker_init_fn=worker_init_fn, generator=torch.Generator().manual_seed(cfg.seed),
+                        prefetch_factor=4 if cfg.num_workers else None, persistent_workers=False)
+        yield from dl
+        epoch, offset = epoch + 1, 0
+
+
+def target_is_conditioning(batch: MultiViewBatch, tol: float = 1e-5) -> torch.Tensor:
+    """(B,) bool: the target pose equals one of the conditioning poses."""
+    diff = (batch.cond_T_wc - batch.tgt_T_wc[:, None]).abs().flatten(2).amax(-1)  # (B, N)
+    return diff.amin(-1) <= tol
+
+
+def choose_tasks(batch: MultiViewBatch, depth_ratio: float, rgb_on_cond_targets: bool, gen: torch.Generator) -> torch.Tensor:
+    """(B,) long task per sample (see module docstring); draws from `gen` only."""
+    B = batch.tgt_rgb.shape[0]
+    task = torch.where(torch.rand(B, generator=gen) < depth_ratio, TASK_DEPTH, TASK_RGB)
+    if not rgb_on_cond_targets:
+        task = torch.where(target_is_conditioning(batch).cpu(), TASK_DEPTH, task)
+    has_depth = (batch.tgt_depth > 0).flatten(1).any(1).cpu()
+    return torch.where(has_depth, task, TASK_RGB).long()
+
+
+# --------------------------------------------------------------------------- state
+
+
+def rng_state(noise_gen: torch.Generator) -> dict:
+    """All RNG states as tensors / plain types (checkpoints load with weights_only=True)."""
+    np_state = np.random.get_state()
+    py = random.getstate()
+    st = {"torch": torch.get_rng_state(), "noise": noise_gen.get_state(),
+          "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+          "python": [py[0], list(py[1]), py[2]]}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict, noise_gen: torch.Generator) -> None:
+    torch.set_rng_state(st["torch"])
+    noise_gen.set_state(st["noise"])
+    n = st["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
+    random.setstate((st["python"][0], tuple(st["python"][1]), st["python"][2]))
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def export_model(ckpt_path, out_path, use_ema: bool = True) -> Path:
+    """Ship a checkpoint: EMA weights as "model", no optimizer/RNG/EMA copy (about 1/4 the size)."""
+    ckpt = load_checkpoint(ckpt_path)
+    weights = ckpt["ema"] if use_ema and isinstance(ckpt.get("ema"), dict) else ckpt["model"]
+    train = dict(ckpt["config"].get("train") or {})
+    state = {"config": {"model": ckpt["config"]["model"], "diffusion": ckpt["config"].get("diffusion") or {}, "train": train},
+             "model": {k: v.clone() for k, v in weights.items()}, "step": int(ckpt.get("step", 0)),
+             "weights": "ema" if weights is ckpt.get("ema") else "model",
+             "elapsed_s": float(ckpt.get("elapsed_s", 0.0)), "samples_seen": int(ckpt.get("samples_seen", 0))}
+    model_from_checkpoint(state)  # refuses to ship weights that do not match the config
+    save_checkpoint(out_path, state)
+    return Path(out_path)
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+def setup_distributed(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world_size, device). torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; else a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    want_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if want_cuda and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} requested but CUDA is not available")
+    if world > 1:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if want_cuda:
+            torch.cuda.set_device(local)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if want_cuda else "gloo")
+        rank = dist.get_rank()
+        dev = torch.device("cuda", local) if want_cuda else torch.device("cpu")
+        return rank, dist.get_world_size(), dev
+    dev = torch.device(device if device != "auto" else ("cuda" if want_cuda else "cpu"))
+    return 0, 1, dev
+
+
+def _all_true(flag: bool, world: int, device) -> bool:
+    """Any rank's flag, agreed by all ranks (so they stop at the same step)."""
+    if world == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t)
+    return bool(t.item() > 0)
+
+
+# --------------------------------------------------------------------------- logging
+
+
+class MetricsLog:
+    """CSV (rank 0) with rows after a resumed step dropped, plus TensorBoard when importable."""
+
+    def __init__(self, path: Path, resume_step: int, tb_dir: Path | None):
+        self.path, self.fields, self.tb = path, None, None
+        if path.exists():
+            rows = list(csv.DictReader(path.open()))
+            keep = [r for r in rows if int(float(r.get("step", 0))) <= resume_step]
+            if keep or rows:
+                self.fields = list(rows[0].keys()) if rows else None
+                with path.open("w", newline="") as f:
+                    if self.fields:
+                        w = csv.DictWriter(f, self.fields)
+                        w.writeheader()
+                        w.writerows(keep)
+        if tb_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(tb_dir))
+            except Exception:  # tensorboard not installed: CSV only
+                self.tb = None
+
+    def write(self, row: dict, prefix: str = "") -> None:
+        if self.fields is None:
+            self.fields = list(row)
+            with self.path.open("w", newline="") as f:
+                csv.DictWriter(f, self.fields).writeheader()
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(row)
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
+                    self.tb.add_scalar(prefix + k, v, row["step"])
+            self.tb.flush()
+
+
+# --------------------------------------------------------------------------- training
+
+
+def build_model(cfg: TrainConfig, mcfg_expected: ModelConfig | None = None) -> tuple[MVGD, ModelConfig]:
+    """Fresh model from the config, or initialised from cfg.init_from (+ grow_latents)."""
+    if not cfg.init_from:
+        mcfg = model_config_for(cfg)
+        return MVGD(mcfg), mcfg
+    ckpt = load_checkpoint(cfg.init_from)
+    model = model_from_checkpoint(ckpt, use_ema=True)
+    if cfg.grow_latents:
+        model = grow_latents(model, cfg.grow_latents, generator=torch.Generator().manual_seed(cfg.seed))
+    return model, model.cfg
+
+
+def _check_resume(ckpt: dict, path, mcfg: ModelConfig, dcfg: DiffusionConfig, cfg: TrainConfig, world: int) -> list[str]:
+    """CheckpointError when the checkpoint cannot continue this run; warnings for inexact resumes."""
+    stored_m, stored_d = configs_from_checkpoint(ckpt)
+    if stored_m != mcfg:
+        diff = {k: (v, getattr(mcfg, k)) for k, v in dataclasses.asdict(stored_m).items() if getattr(mcfg, k) != v and not isinstance(v, tuple) or (isinstance(v, tuple) and tuple(getattr(mcfg, k)) != v)}
+        raise CheckpointError(f"{path}: model config does not match this run (checkpoint vs config: {diff}); "
+                              f"use a new run_dir, or --init-from to fine-tune from it")
+    if stored_d != dcfg:
+        raise CheckpointError(f"{path}: diffusion config does not match this run: {to_dict(stored_d)} vs {to_dict(dcfg)}")
+    for key in ("optimizer", "ema", "rng", "data"):
+        if key not in ckpt:
+            raise CheckpointError(f"{path}: has no {key!r} state; it is an exported model, not a training checkpoint "
+                                  f"(use --init-from to fine-tune from it)")
+    warn = []
+    old = ckpt["config"].get("train") or {}
+    for k in ("batch_size", "grad_accum", "seed", "scene_reuse", "data"):
+        if k in old and old[k] != to_dict(cfg)[k]:
+            warn.append(f"{k} changed since the checkpoint: the resumed run is not an exact continuation")
+    if ckpt["data"].get("world_size", 1) != world:
+        warn.append(f"world size {ckpt['data'].get('world_size')} -> {world}: data order differs from a straight run")
+    return warn
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Run (or resume) training to cfg.steps. Returns a summary dict (rank 0's view)."""
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    rank, world, device = setup_distributed(cfg.device)
+    run_dir = Path(cfg.run_dir)
+    ckpt_path = run_dir / CHECKPOINT
+    dcfg = cfg.diffusion
+    diffusion = GaussianDiffusion(dcfg)
+
+    # Seeds: identical model init on every rank; per-rank noise stream; data split by the batch sampler.
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    noise_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)
+
+    model, mcfg = build_model(cfg)
+    if tuple(cfg.data.image_hw) != tuple(mcfg.image_size):
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_hw=tuple(mcfg.image_size)))
+    model.to(device)
+    ema = EMA(model, cfg.optim.ema_decay)
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (decay if p.dim() >= 2 and n != "latents" else no_decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.optim.lr, betas=cfg.optim.betas)
+
+    step, micro, elapsed0, seen = 0, 0, 0.0, 0
+    resume_from = None
+    if cfg.resume == "auto":
+        resume_from = ckpt_path if ckpt_path.exists() else None
+    elif cfg.resume != "never":
+        resume_from = Path(cfg.resume)
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from)
+        for w in _check_resume(ckpt, resume_from, mcfg, dcfg, cfg, world):
+            if rank == 0:
+                print(f"warning: {w}", file=sys.stderr)
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        try:
+            opt.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"{resume_from}: optimizer state does not match the model: {exc}") from exc
+        step, micro = int(ckpt["step"]), int(ckpt["data"]["micro_batches"])
+        elapsed0, seen = float(ckpt.get("elapsed_s", 0.0)), int(ckpt.get("samples_seen", 0))
+        rng = ckpt["rng"]
+        set_rng_state(rng[rank] if isinstance(rng, list) and rank < len(rng) else (rng[0] if isinstance(rng, list) else rng), noise_gen)
+        del ckpt
+
+    ddp = world > 1
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ddp else model
+    ds = build_train_dataset(cfg.data, cfg.scene_reuse)
+    stream = batch_stream(ds, cfg, micro, rank, world)
+
+    log = None
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        log = MetricsLog(run_dir / "metrics.csv", step, run_dir / "tb")
+        val_log = MetricsLog(run_dir / "val.csv", step, None)
+
+    stop = {"signal": False}
+
+    def _on_term(signum, frame):
+        stop["signal"] = True
+
+    old_handler = signal.signal(signal.SIGTERM, _on_term) if rank == 0 or not ddp else None
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
+    params = [p for p in model.parameters() if p.requires_grad]
+    t_start = t_ckpt = t_log = time.time()
+    win = {"loss": 0.0, "loss_rgb": 0.0, "loss_depth": 0.0, "n": 0, "n_rgb": 0, "n_depth": 0, "gn": 0.0}
+    samples_win = 0
+    per_step = cfg.batch_size * cfg.grad_accum * world
+    pbar = None
+    if rank == 0 and progress:
+        from tqdm import tqdm
+        pbar = tqdm(total=cfg.steps, initial=step, dynamic_ncols=True, mininterval=2.0, desc="train")
+
+    def save(final: bool = False):
+        rngs = [rng_state(noise_gen)]
+        if ddp:  # every rank's RNG state, so a resume restores each rank's noise stream
+            gathered = [None] * world
+            dist.all_gather_object(gathered, rngs[0])
+            rngs = gathered
+        if rank == 0:
+            state = {"config": {"model": to_dict(mcfg), "diffusion": to_dict(dcfg), "train": to_dict(cfg)},
+                     "model": unwrap(model).state_dict(), "ema": ema.state_dict(), "step": step,
+                     "optimizer": opt.state_dict(), "scheduler": {"kind": "warmup_cosine", "step": step},
+                     "rng": rngs if ddp else rngs[0], "data": {"micro_batches": micro, "world_size": world},
+                     "elapsed_s": elapsed0 + time.time() - t_start, "samples_seen": seen}
+            save_checkpoint(ckpt_path, state)
+        if ddp:
+            dist.barrier()
+
+    net.train()
+    summary = {}
+    try:
+        while step < cfg.steps:
+            lr = lr_at(step, cfg.optim, cfg.steps)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            for k in range(cfg.grad_accum):
+                batch = next(stream).to(device)
+                micro += 1
+                task = choose_tasks(batch, cfg.depth_ratio, cfg.rgb_on_cond_targets, noise_gen).to(device)
+                sync = not ddp or k == cfg.grad_accum - 1
+                with (net.no_sync() if not sync else _null()), amp:
+                    out = diffusion.training_losses(net, batch, task, generator=noise_gen)
+                    loss = out["loss"] / cfg.grad_accum
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}; lower optim.lr or check the data")
+                with (net.no_sync() if not sync else _null()):
+                    loss.backward()
+                win["loss"] += out["loss"].item()
+                win["n"] += 1
+                for t_id, key in ((TASK_RGB, "loss_rgb"), (TASK_DEPTH, "loss_depth")):
+                    if (task == t_id).any():
+                        win[key] += out[key].item()
+                        win["n_" + key[5:]] += 1
+            gn = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
+            win["gn"] += float(gn)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            ema.update(model, step)
+            step += 1
+            seen += per_step
+            samples_win += per_step
+
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                stats = torch.tensor([win["loss"], win["n"], win["loss_rgb"], win["n_rgb"], win["loss_depth"], win["n_depth"], win["gn"]], dtype=torch.float64)
+                if ddp:
+                    stats = stats.to(device)
+                    dist.all_reduce(stats)
+                    stats = stats.cpu()
+                now = time.time()
+                nsteps = max(1, step - (summary.get("logged_step", step - cfg.log_every)))
+                row = {"step": step, "loss": stats[0].item() / max(stats[1].item(), 1),
+                       "loss_rgb": stats[2].item() / stats[3].item() if stats[3] else float("nan"),
+                       "loss_depth": stats[4].item() / stats[5].item() if stats[5] else float("nan"),
+                       "grad_norm": stats[6].item() / world / nsteps, "lr": lr,
+                       "samples_per_s": samples_win / max(now - t_log, 1e-9), "samples_seen": seen,
+                       "elapsed_s": round(elapsed0 + now - t_start, 1)}
+                summary.update(row, logged_step=step)
+                win = dict.fromkeys(win, 0.0)
+                samples_win, t_log = 0, now
+                if rank == 0:
+                    log.write(row)
+                    if pbar is not None:
+                        pbar.set_postfix(loss=f"{row['loss']:.4f}", sps=f"{row['samples_per_s']:.1f}", lr=f"{lr:.1e}", refresh=False)
+            if pbar is not None:
+                pbar.update(1)
+
+            if cfg.val.every and step % cfg.val.every == 0:
+                t_val = time.time()
+                if rank == 0:
+                    vrow = validate(model, ema, dcfg, cfg, step, device)
+                    val_log.write(vrow, prefix="val/")
+                    summary["val"] = vrow
+                if ddp:
+                    dist.barrier()
+                t_log += time.time() - t_val  # throughput counts training time only
+
+            now = time.time()
+            want_stop = stop["signal"] or (cfg.max_minutes > 0 and now - t_start >= 60 * cfg.max_minutes)
+            want_stop = _all_true(want_stop, world, device)
+            due = (cfg.ckpt_every and step % cfg.ckpt_every == 0) or (cfg.ckpt_minutes > 0 and now - t_ckpt >= 60 * cfg.ckpt_minutes)
+            due = _all_true(bool(due), world, device)
+            if due or want_stop or step == cfg.steps:
+                save()
+                t_ckpt = time.time()
+            if want_stop:
+                if rank == 0:
+                    print(f"\nstopping at step {step} ({'SIGTERM' if stop['signal'] else 'max_minutes'}); resume with the same command",
+                          file=sys.stderr)
+                break
+    finally:
+        if pbar is not None:
+            pbar.close()
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+        if log is not None and log.tb is not None:
+            log.tb.close()
+    summary.update(step=step, samples_seen=seen, rank=rank, world_size=world, checkpoint=str(ckpt_path))
+    return summary
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def validate(model: MVGD, ema: EMA, dcfg: DiffusionConfig, cfg: TrainConfig, step: int, device) -> dict:
+    """EMA weights on held-out procedural scenes -> metrics row; grid PNG in run_dir/val/.
+
+    Runs under fork_rng and its own generators: training RNG streams are untouched.
+    """
+    from mvgd_core.inference import MVGDPredictor
+    from mvgd_core.model_eval import evaluate_samples, held_out_samples, save_grid
+
+    eval_model = MVGD(unwrap(model).cfg)
+    ema.copy_to(eval_model)
+    with torch.random.fork_rng(devices=[]):
+        pred = MVGDPredictor(eval_model, dcfg, device=device, steps=cfg.val.sample_steps)
+        v = cfg.val
+        sets = {"cond": held_out_samples(cfg.data, v.num_samples, v.seed, v.num_views, "cond"),
+                "novel": held_out_samples(cfg.data, v.num_samples, v.seed + 1, v.num_views, "novel")}
+        res = evaluate_samples(pred, sets, steps=v.sample_steps, baselines=False)
+    row = {"step": step, **res["summary"]}
+    save_grid(Path(cfg.run_dir) / "val" / f"step{step:07d}.png", res, v.grid_samples)
+    return row
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+_SCALARS = {int: int, float: float, str: str, bool: bool}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mvgd-train", description="Train or fine-tune MVGD (see docs/TRAINING.md).")
+    p.add_argument("--config", required=True, help="YAML TrainConfig (training/configs/*.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, dotted, value parsed as YAML (e.g. optim.lr=1e-4, data.sampling.max_views=5)")
+    p.add_argument("--export", metavar="OUT.pt", help="after training, write the shipped EMA model (no optimizer) here")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    hints = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    for name, tp in hints.items():  # every top-level scalar is a flag (improved-diffusion's add_dict_to_argparser)
+        if tp in ("int", "float", "str", "bool"):
+            p.add_argument("--" + name.replace("_", "-"), dest="cfg_" + name, default=None, metavar=tp.upper(),
+                           help=f"config key {name} (default {getattr(TrainConfig, name, None) if not callable(getattr(TrainConfig, name, None)) else ''})")
+    return p
+
+
+def overrides_from_args(args) -> dict:
+    out: dict = {}
+    for item in args.set:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        key, val = item.split("=", 1)
+        d = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            d = d.setdefault(part, {})
+        d[parts[-1]] = yaml.safe_load(val)
+    for k, v in vars(args).items():
+        if k.startswith("cfg_") and v is not None:
+            out[k[4:]] = yaml.safe_load(v)
+            if k[4:] in ("run_dir", "init_from", "resume", "device"):
+                out[k[4:]] = str(v)
+    return out
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load_config(TrainConfig, args.config, overrides_from_args(args))
+    except ConfigError as exc:
+        print(f"mvgd-train: config error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = train(cfg, progress=not args.no_progress)
+    except CheckpointError as exc:
+        print(f"mvgd-train: checkpoint error: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if summary.get("rank", 0) == 0:
+        print(f"done: step {summary['step']}, checkpoint {summary['checkpoint']}")
+        if args.export:
+            print(f"exported {export_model(summary['checkpoint'], args.export)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
