@@ -50,7 +50,7 @@ test: $(STAMP)
 # (mvgd_ros/demo.py). DEMO_T0 is read when make starts, so the demo's budget covers set-up too.
 DEMO_T0 := $(shell date +%s)
 demo: $(STAMP)
-	$(VPY) -m mvgd_ros.demo --t0 $(DEMO_T0)
+	$(VPY) -m mvgd_ros.demo --t0 $(DEMO_T0) $(DEMO_ARGS)
 
 # Node latency/throughput and view-count scaling; tables printed, JSON in benchmarks/results/.
 bench: $(STAMP)

@@ -303,7 +303,18 @@ class NodeProcess:
         self._fh.flush()
         return _tail(self.log, n)
 
+    def peak_rss_mb(self) -> float | None:
+        """Peak resident memory of the node process (VmHWM, Linux), while it runs."""
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+        except OSError:
+            pass
+        return None
+
     def stop(self, timeout: float = 10.0) -> int | None:
+        self.peak_mb = self.peak_rss_mb()
         if self.alive():
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -564,7 +575,8 @@ def run_eval(args) -> dict:
         live = {i: o for i, o in depth_out.items() if i not in held}
         # novel depth may also arrive on the depth topic if the node publishes virtual depth there
         vdepth_out.update({i: o for i, o in depth_out.items() if i in held and i not in vdepth_out})
-        lat = [o.recv - pub_time[k] for k, o in col.depth.items() if k in pub_time]
+        lat_samples = sorted((o.stamp, o.recv - pub_time[k]) for k, o in col.depth.items() if k in pub_time)
+        lat = [x for _, x in lat_samples]
     finally:
         if col is not None:
             col.close()
@@ -597,6 +609,8 @@ def run_eval(args) -> dict:
         "latency": latency_stats(lat),
         "latency_note": "Gated playback: one image in flight at a time, so this is the node's processing latency without queueing." if not args.rate else
                         f"Paced at x{args.rate} bag time: includes queueing; dropped frames have no latency sample.",
+        "latency_samples": [[round(t, 6), round(x, 6)] for t, x in lat_samples],
+        "node_peak_rss_mb": getattr(node, "peak_mb", None),
         "node_startup_s": round(startup_s, 2), "wall_time_s": round(time.time() - t_start, 1), "playback_s": round(wall_play, 1),
         "notes": notes,
     }

@@ -1,0 +1,184 @@
+"""Node / predictor benchmarks: prints tables, writes JSON to benchmarks/results/.
+
+    python benchmarks/bench_node.py [--sizes 64 128 256] [--views 1 4 16 64 256 1024] [--steps 10]
+                                    [--part node|views|all] [--model PATH]
+
+Part "node" - end to end through the real `mvgd_node` over DDS (mvgd-eval's gated playback):
+image published -> /mvgd/depth received, with 8 conditioning views (max_views 8, every frame a
+keyframe), at 64x64, 128x128 and 256x256 (a randomly initialised model of the default
+architecture at that image size: speed does not depend on the weights). The first 7 frames
+fill the conditioning set and are not counted. Throughput = depth maps per second of gated
+playback (one image in flight). Memory = the node process's peak RSS.
+
+Part "views" - the predictor path the node calls (MVGDPredictor.predict, depth, the model's
+48x64 size) with N = 1 ... 1024 conditioning views; each N in a fresh subprocess so its peak
+RSS is its own. The model-only scaling (forward passes, no sampler) is the core engineer's
+benchmarks/bench_model.py; this measures what the node pays per prediction.
+
+CPU only where no GPU is present (device "auto" picks CUDA when available; the JSON records it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _random_checkpoint(path: Path, hw: tuple[int, int]) -> Path:
+    import torch
+
+    from mvgd_core.checkpoint import make_state, save_checkpoint
+    from mvgd_core.diffusion import DiffusionConfig
+    from mvgd_core.model import MVGD, model_config
+
+    torch.manual_seed(0)
+    save_checkpoint(path, make_state(MVGD(model_config("small", image_size=hw)), DiffusionConfig()))
+    return path
+
+
+def _env() -> dict:
+    import torch
+
+    return {"torch": torch.__version__, "device": "cuda" if torch.cuda.is_available() else "cpu", "threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(), "load_avg_at_start": os.getloadavg()[0]}
+
+
+def bench_node(sizes, steps: int, frames: int, tmp: Path) -> list[dict]:
+    from mvgd_core.data.render import render_sequence
+    from mvgd_core.data.rosbag_io import write_bag
+    from mvgd_core.report import latency_stats
+    from mvgd_ros import eval as E
+
+    rows = []
+    for s in sizes:
+        ckpt = _random_checkpoint(tmp / f"small_{s}.pt", (s, s))
+        seq = render_sequence(seed=5, num_frames=frames, height=s, width=s, trajectory="forward")
+        bag = write_bag(seq, tmp / f"bag_{s}", storage="mcap", stamp_offset=100.0, overwrite=True)
+        out = tmp / f"eval_{s}"
+        args = [str(bag), "--model", str(ckpt), "--out", str(out), "--quiet", "--holdout-every", "0", "--no-baselines",
+                "--max-pictures", "0", "--rgb-out", "", "--virtual-depth-out", "", "--first-timeout", "300", "--timeout", "300",
+                "--param", "max_views:=8", "--param", "keyframe_min_translation:=0.001", "--param", "keyframe_min_rotation_deg:=0.1",
+                "--param", f"steps:={steps}"]
+        print(f"[bench] node {s}x{s}: {frames} frames", file=sys.stderr, flush=True)
+        if E.main(args) != 0:
+            raise SystemExit(f"mvgd-eval failed at {s}x{s}")
+        m = json.loads((out / "metrics.json").read_text())
+        samples = [x for t, x in m["latency_samples"]][7:]  # frames 8+ see 8 views
+        lat = latency_stats(samples)
+        rows.append({"size": f"{s}x{s}", "views": 8, "steps": steps, "samples": lat["n"], "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"],
+                     "p99_ms": lat["p99_ms"], "throughput_hz": 1000.0 / lat["mean_ms"] if lat["mean_ms"] else None,
+                     "node_peak_rss_mb": m.get("node_peak_rss_mb")})
+    return rows
+
+
+def _one_predict(n: int, steps: int, ckpt: str, repeats: int) -> dict:
+    """Child process: time MVGDPredictor.predict with n conditioning views; report peak RSS."""
+    import numpy as np
+    import torch
+
+    from mvgd_core.cameras import look_at
+    from mvgd_core.data.types import Frame
+    from mvgd_core.inference import MVGDPredictor
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    pred = MVGDPredictor.from_checkpoint(ckpt, steps=steps)
+    H, W = pred.image_size
+    rng = np.random.default_rng(0)
+    K = np.array([[W * 0.8, 0, (W - 1) / 2], [0, W * 0.8, (H - 1) / 2], [0, 0, 1.0]])
+    cond = []
+    for i in range(n):
+        a = 2 * np.pi * i / max(n, 1)
+        T = look_at([3 * np.cos(a), 3 * np.sin(a), 1.0], [0, 0, 0.5])
+        cond.append(Frame(rgb=rng.integers(0, 255, (H, W, 3), dtype=np.uint8), K=K, T_wc=T, stamp=float(i)))
+    for _ in range(2):  # warm-up: the first CPU calls are several times slower (allocator, kernel caches)
+        pred.predict(cond, K, cond[0].T_wc, (H, W), steps=1)
+    times = []
+    for r in range(repeats):
+        t = time.perf_counter()
+        pred.predict(cond, K, cond[0].T_wc, (H, W), steps=steps, seed=r)
+        times.append(time.perf_counter() - t)
+    hwm = None
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            hwm = int(line.split()[1]) / 1024.0
+    return {"views": n, "size": f"{H}x{W}", "steps": steps, "repeats": repeats, "median_s": float(np.median(times)), "min_s": float(np.min(times)),
+            "peak_rss_mb": hwm, "device": str(pred.device)}
+
+
+def bench_views(views, steps: int, ckpt: str) -> list[dict]:
+    rows = []
+    for n in views:
+        print(f"[bench] predictor with {n} views", file=sys.stderr, flush=True)
+        reps = 3 if n <= 64 else 1
+        r = subprocess.run([sys.executable, __file__, "--_child", str(n), "--steps", str(steps), "--model", ckpt, "--repeats", str(reps)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            rows.append({"views": n, "error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"})
+            continue
+        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    return rows
+
+
+def _table(rows: list[dict], cols: list[tuple[str, str, str]]) -> str:
+    head = "| " + " | ".join(c[1] for c in cols) + " |\n|" + "---|" * len(cols) + "\n"
+
+    def cell(r, k, f):
+        v = r.get(k)
+        return "–" if v is None else (f.format(v) if f else str(v))
+
+    return head + "\n".join("| " + " | ".join(cell(r, k, f) for k, _, f in cols) + " |" for r in rows)
+
+
+NODE_COLS = [("size", "image", ""), ("views", "views", ""), ("steps", "DDIM steps", ""), ("samples", "frames", ""), ("p50_ms", "p50 ms", "{:.0f}"),
+             ("p90_ms", "p90 ms", "{:.0f}"), ("p99_ms", "p99 ms", "{:.0f}"), ("throughput_hz", "depth maps/s", "{:.2f}"), ("node_peak_rss_mb", "node peak RSS MB", "{:.0f}")]
+VIEW_COLS = [("views", "views", ""), ("size", "image", ""), ("steps", "DDIM steps", ""), ("median_s", "median s / prediction", "{:.3f}"),
+             ("min_s", "min s", "{:.3f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"), ("error", "error", "")]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--part", choices=["node", "views", "all"], default="all")
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
+    p.add_argument("--views", type=int, nargs="+", default=[1, 4, 16, 64, 256, 1024])
+    p.add_argument("--steps", type=int, default=10, help="DDIM steps (the node's default is 10)")
+    p.add_argument("--frames", type=int, default=13, help="frames per node run (7 fill the conditioning set)")
+    p.add_argument("--model", default=None, help="checkpoint for the views part (default: a random 'small' model, 48x64)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--_child", type=int, default=None, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a._child is not None:
+        print(json.dumps(_one_predict(a._child, a.steps, a.model, a.repeats)))
+        return 0
+    import torch
+
+    torch.set_num_threads(2)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    cmd = "python benchmarks/bench_node.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        if a.part in ("node", "all"):
+            rows = bench_node(a.sizes, a.steps, a.frames, tmp)
+            res = {"command": cmd, "env": _env(), "rows": rows, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+            (RESULTS / "node_latency.json").write_text(json.dumps(res, indent=2))
+            print("\nEnd-to-end node latency (image in -> depth out, real DDS, gated):\n" + _table(rows, NODE_COLS))
+        if a.part in ("views", "all"):
+            ckpt = a.model or str(_random_checkpoint(tmp / "small_48x64.pt", (48, 64)))
+            rows = bench_views(a.views, a.steps, ckpt)
+            res = {"command": cmd, "env": _env(), "model": a.model or "random small (48x64)", "rows": rows, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+            (RESULTS / "node_view_scaling.json").write_text(json.dumps(res, indent=2))
+            print("\nPredictor path (MVGDPredictor.predict, depth) vs conditioning views:\n" + _table(rows, VIEW_COLS))
+    print(f"\nJSON: {RESULTS}/node_latency.json, node_view_scaling.json (load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
