@@ -6,7 +6,8 @@ style): the trainer calls `diffusion.training_losses(model, batch, task)`; sampl
 
 Model space: RGB [0, 1] -> [-1, 1]; depth (metres) -> SSN-normalized -> log-depth parameter
 in [-1, 1] (ssn.depth_to_param), replicated over the 3 target channels (model.py).
-Loss (paper): DDPM noise prediction, L2 on RGB, L1 on depth at valid GT pixels only.
+Loss (paper): L2 on RGB, L1 on depth at valid GT pixels only, on the regression target
+(v by default, epsilon as in the paper available: see DiffusionConfig.prediction_type).
 """
 from __future__ import annotations
 
@@ -29,9 +30,12 @@ TASKS = {"rgb": TASK_RGB, "depth": TASK_DEPTH}
 class DiffusionConfig:
     num_timesteps: int = 1000
     schedule: Literal["cosine", "linear"] = "cosine"
-    # "epsilon" is what the paper trains; "v" (Salimans & Ho 2022) is offered because it keeps
-    # the x0 estimate well-conditioned at high noise, which matters with few sampling steps.
-    prediction_type: Literal["epsilon", "v"] = "epsilon"
+    # The paper trains with noise ("epsilon") prediction; we default to v-prediction (Salimans &
+    # Ho 2022). Epsilon gives x0 = (x_t - sqrt(1 - a) eps) / sqrt(a), amplifying eps errors by
+    # 1/sqrt(a) at high noise, and the log-depth parameter is unforgiving: 0.1 in P_D is a 46%
+    # depth error (2000^0.05). Measured on our tiny overfit scene (test_overfit.py set-up, 10
+    # DDIM steps): AbsRel 1.7 with epsilon after 1000 steps vs 0.17 with v after 600.
+    prediction_type: Literal["epsilon", "v"] = "v"
     d_min: float = D_MIN
     d_max: float = D_MAX
     ssn_min_scale: float = MIN_SCALE

@@ -16,6 +16,13 @@ def test_cosine_schedule_is_monotone_and_spans_signal_to_noise():
     assert ac[0] > 0.999 and ac[-1] < 1e-3
 
 
+def test_v_target_definition():
+    d = GaussianDiffusion(DiffusionConfig(prediction_type="v"))
+    x0, noise, t = torch.rand(1, 3, 2, 2), torch.randn(1, 3, 2, 2), torch.tensor([400])
+    a = d.alphas_cumprod[400].float()
+    np.testing.assert_allclose(d.target(x0, t, noise), a.sqrt() * noise - (1 - a).sqrt() * x0, atol=1e-6)
+
+
 def test_q_sample_matches_closed_form():
     d = GaussianDiffusion()
     x0, noise = torch.ones(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
@@ -70,7 +77,7 @@ class ConstModel(torch.nn.Module):
 
 def test_training_losses_per_task_and_masking():
     batch = _batch()
-    d = GaussianDiffusion(DiffusionConfig(self_cond_prob=0.0))
+    d = GaussianDiffusion(DiffusionConfig(self_cond_prob=0.0, prediction_type="epsilon"))
     m = ConstModel()
     g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
     out = d.training_losses(m, batch, torch.tensor([0, 1]), generator=g())
@@ -155,7 +162,7 @@ def test_ddpm_step_with_oracle_converges():
 
 
 def test_ddim_step_equation_by_hand():
-    d = GaussianDiffusion()
+    d = GaussianDiffusion(DiffusionConfig(prediction_type="epsilon"))
     s = DDIMSampler(d, eta=0.0, clip_sample=False)
     s.set_timesteps(4)  # 999, 749, 499, 249
     x_t, eps = torch.full((1, 1, 1, 1), 0.7), torch.full((1, 1, 1, 1), 0.2)
