@@ -63,173 +63,210 @@ class ProceduralConfig:
 
 
 def camera_rays(K: torch.Tensor, T_wc: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """World ray origins (B*H*W, 3) and directions (B*H*W, 3) with optical-z component 1.
+    """Per-view ray origins (B, 3) and world directions (B, H*W, 3) with optical-z component 1.
 
     K: (B, 3, 3); T_wc: (B, 4, 4) camera-to-world, OpenCV optical. Pixel centres at integers.
     """
     v, u = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij")
     pix = torch.stack([u, v, torch.ones_like(u)], -1).reshape(-1, 3)  # (HW, 3)
     d_cam = pix @ torch.linalg.inv(K).transpose(-1, -2)  # (B, HW, 3), z = 1
-    d = d_cam @ T_wc[:, :3, :3].transpose(-1, -2)  # (B, HW, 3)
-    o = T_wc[:, None, :3, 3].expand_as(d)
-    return o.reshape(-1, 3), d.reshape(-1, 3)
+    return T_wc[:, :3, 3], d_cam @ T_wc[:, :3, :3].transpose(-1, -2)
 
 
 # --------------------------------------------------------------------------- intersections
-# Each returns (t (N,), normal (N, 3), texture point (N, 3), material (N, MAT_DIM)) for the
-# nearest primitive of its type; t = inf where the ray misses all of them.
+# Rays are tested against primitives in two stages. A cheap bounding-sphere test runs densely
+# for every (ray, primitive) pair: all rays of a view share its origin, so it reduces to one
+# matmul (B, N, 3) @ (3, M) plus a few elementwise ops. The exact intersection then runs only on
+# the surviving (ray, primitive) pairs, typically one or two per ray instead of M. Each
+# `_pairs_*` function takes per-pair origins o (K, 3), directions d (K, 3) and primitive
+# indices m (K,) and returns (t (K,) with inf for a miss, normal (K, 3), texture point (K, 3));
+# `_nearest` keeps the closest pair per ray. Depth stays exact: culling never changes a hit.
+
+_INF = float("inf")
 
 
-def _hit_boxes(o, d, c, h, R, mat, inside: bool = False):
-    # box-local rays: R^T (o - c), R^T d.   (N, M, 3)
-    ol = torch.einsum("nk,mkj->nmj", o, R) - torch.einsum("mk,mkj->mj", c, R)
-    dl = torch.einsum("nk,mkj->nmj", d, R)
-    dl = torch.where(dl.abs() < 1e-9, torch.full_like(dl, 1e-9), dl)  # no 0 division; sign irrelevant then
-    inv = 1.0 / dl
+def _nonzero(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x.abs() < 1e-9, torch.full_like(x, 1e-9), x)  # no 0 division; the sign is irrelevant then
+
+
+def _candidates(o: torch.Tensor, d_unit: torch.Tensor, centre: torch.Tensor, radius: torch.Tensor):
+    """(view, ray, prim) index triples whose ray (unit directions (B, N, 3)) meets the
+    primitive's bounding sphere ahead of the camera."""
+    oc = o[:, None] - centre  # (B, M, 3)
+    b = d_unit @ oc.transpose(1, 2)  # (B, N, M): d . (o - c)
+    cc = ((oc * oc).sum(-1) - radius * radius)[:, None]  # (B, 1, M)
+    hit = (b * b >= cc) & ((b < 0) | (cc < 0))  # sphere reached, and ahead (or camera inside it)
+    return hit.nonzero(as_tuple=True)
+
+
+def _box_local(o, d, c, h, R):
+    """Box-frame origin, direction and slab entry/exit distances; R None = axis-aligned box."""
+    ol, dl = o - c, d
+    if R is not None:
+        ol = (ol.unsqueeze(-2) @ R).squeeze(-2)  # R^T (o - c) as row vector times R
+        dl = (d.unsqueeze(-2) @ R).squeeze(-2)
+    inv = 1.0 / _nonzero(dl)
     t1, t2 = (-h - ol) * inv, (h - ol) * inv
-    tnear = torch.minimum(t1, t2).amax(-1)
-    tfar = torch.maximum(t1, t2).amin(-1)
-    if inside:  # room: the ray leaves through the far side
-        t = torch.where(tfar > _EPS, tfar, torch.full_like(tfar, float("inf")))
-    else:
-        t = torch.where((tnear <= tfar) & (tnear > _EPS), tnear, torch.full_like(tnear, float("inf")))
-    t, idx = t.min(-1)  # (N,)
-    rows = torch.arange(len(o))
-    pl = ol[rows, idx] + t.nan_to_num(posinf=0.0)[:, None] * dl[rows, idx]  # (N, 3) local hit point
-    # face normal: the axis where the hit point is closest to the box surface
-    axis = (pl.abs() / h[idx]).argmax(-1)
-    nl = torch.zeros_like(pl)
-    nl[rows, axis] = torch.sign(pl[rows, axis])
-    normal = torch.einsum("nij,nj->ni", R[idx], nl)
-    if inside:  # per-face material: -x, +x, -y, +y, -z, +z
-        face = axis * 2 + (pl[rows, axis] > 0).long()
-        return t, normal, pl, mat[face]
-    return t, normal, pl, mat[idx]
+    return ol, dl, torch.minimum(t1, t2).amax(-1), torch.maximum(t1, t2).amin(-1)
 
 
-def _hit_spheres(o, d, c, r, mat):
-    oc = o[:, None] - c  # (N, M, 3)
-    a = (d * d).sum(-1, keepdim=True)  # (N, 1)
-    b = (oc * d[:, None]).sum(-1)
-    cc = (oc * oc).sum(-1) - r * r
+def _box_normal(pl, h, R):
+    axis = (pl.abs() / h).argmax(-1, keepdim=True)  # the face the hit point is on
+    side = torch.sign(torch.gather(pl, -1, axis))
+    nl = torch.zeros_like(pl).scatter_(-1, axis, side)
+    normal = nl if R is None else (R @ nl.unsqueeze(-1)).squeeze(-1)
+    return normal, axis.squeeze(-1), side.squeeze(-1)
+
+
+def _pairs_boxes(o, d, m, scene: Scene):
+    c, h, R = scene.box_c[m], scene.box_h[m], scene.box_R[m]
+    ol, dl, tnear, tfar = _box_local(o, d, c, h, R)
+    t = torch.where((tnear <= tfar) & (tnear > _EPS), tnear, _INF)
+    pl = ol + t.nan_to_num(posinf=0.0)[:, None] * dl
+    return t, _box_normal(pl, h, R)[0], pl
+
+
+def _pairs_cylinders(o, d, m, scene: Scene):
+    c, r, hh = scene.cyl_c[m], scene.cyl_r[m], scene.cyl_hh[m]
+    oc = o - c
+    a = (d[:, :2] ** 2).sum(-1).clamp_min(1e-12)
+    b = (d[:, :2] * oc[:, :2]).sum(-1)
+    cc = (oc[:, :2] ** 2).sum(-1) - r * r
     disc = b * b - a * cc
+    t_side = (-b - disc.clamp_min(0).sqrt()) / a
+    t = torch.where((disc >= 0) & (t_side > _EPS) & ((oc[:, 2] + t_side * d[:, 2]).abs() <= hh), t_side, _INF)
+    dz = _nonzero(d[:, 2])
+    for sgn in (-1.0, 1.0):  # caps: |oc_xy + tc d_xy|^2 = cc + r^2 + 2 tc b + tc^2 a
+        tc = (sgn * hh - oc[:, 2]) / dz
+        t = torch.minimum(t, torch.where((tc > _EPS) & (cc + 2 * tc * b + tc * tc * a <= 0), tc, _INF))
+    local = oc + t.nan_to_num(posinf=0.0)[:, None] * d
+    side_n = torch.cat([local[:, :2] / r[:, None], torch.zeros_like(local[:, :1])], -1)
+    cap_n = torch.zeros_like(local)
+    cap_n[:, 2] = torch.sign(local[:, 2])
+    on_cap = (local[:, 2].abs() / hh > local[:, :2].norm(dim=-1) / r)[:, None]  # whichever surface the point is on
+    return t, torch.where(on_cap, cap_n, side_n), local
+
+
+def _pairs_quads(o, d, m, scene: Scene):
+    c, u, v, h = scene.quad_c[m], scene.quad_u[m], scene.quad_v[m], scene.quad_h[m]
+    n = torch.cross(u, v, dim=-1)
+    oc = o - c
+    t = -(oc * n).sum(-1) / _nonzero((d * n).sum(-1))
+    p = oc + t[:, None] * d  # hit point relative to the centre
+    pu, pv = (p * u).sum(-1), (p * v).sum(-1)
+    t = torch.where((t > _EPS) & (pu.abs() <= h[:, 0]) & (pv.abs() <= h[:, 1]), t, _INF)
+    return t, n, torch.stack([pu, pv, torch.zeros_like(pu)], -1)
+
+
+def _pairs_spheres(o, d, m, scene: Scene):
+    c, r = scene.sph_c[m], scene.sph_r[m]
+    oc = o - c
+    a = (d * d).sum(-1)
+    b = (d * oc).sum(-1)
+    disc = b * b - a * ((oc * oc).sum(-1) - r * r)
     sq = disc.clamp_min(0).sqrt()
     t0, t1 = (-b - sq) / a, (-b + sq) / a
     t = torch.where(t0 > _EPS, t0, t1)
-    t = torch.where((disc >= 0) & (t > _EPS), t, torch.full_like(t, float("inf")))
-    t, idx = t.min(-1)
-    p = o + t.nan_to_num(posinf=0.0)[:, None] * d
-    local = p - c[idx]
-    return t, local / r[idx, None], local, mat[idx]
+    t = torch.where((disc >= 0) & (t > _EPS), t, _INF)
+    local = oc + t.nan_to_num(posinf=0.0)[:, None] * d
+    return t, local / r[:, None], local
 
 
-def _hit_cylinders(o, d, c, r, hh, mat):
-    oc = o[:, None] - c  # (N, M, 3)
-    dx = d[:, None, :2]
-    a = (dx * dx).sum(-1).clamp_min(1e-12)
-    b = (oc[..., :2] * dx).sum(-1)
-    cc = (oc[..., :2] ** 2).sum(-1) - r * r
-    disc = b * b - a * cc
-    t_side = (-b - disc.clamp_min(0).sqrt()) / a
-    z_side = oc[..., 2] + t_side * d[:, None, 2]
-    side_ok = (disc >= 0) & (t_side > _EPS) & (z_side.abs() <= hh)
-    inf = torch.full_like(t_side, float("inf"))
-    t = torch.where(side_ok, t_side, inf)
-    dz = d[:, None, 2]
-    dz = torch.where(dz.abs() < 1e-9, torch.full_like(dz, 1e-9), dz)
-    for sgn in (-1.0, 1.0):  # caps
-        tc = (sgn * hh - oc[..., 2]) / dz
-        xy = oc[..., :2] + tc[..., None] * d[:, None, :2]
-        ok = (tc > _EPS) & ((xy * xy).sum(-1) <= r * r)
-        t = torch.minimum(t, torch.where(ok, tc, inf))
-    t, idx = t.min(-1)
-    p = o + t.nan_to_num(posinf=0.0)[:, None] * d
-    local = p - c[idx]
-    rel_r = local[:, :2].norm(dim=-1) / r[idx]
-    rel_h = local[:, 2].abs() / hh[idx]
-    side_n = torch.cat([local[:, :2] / r[idx, None], torch.zeros_like(local[:, :1])], -1)
-    cap_n = torch.zeros_like(local)
-    cap_n[:, 2] = torch.sign(local[:, 2])
-    normal = torch.where((rel_h > rel_r)[:, None], cap_n, side_n)  # whichever surface the point is on
-    return t, normal, local, mat[idx]
+def _nearest(pairs_fn, scene: Scene, o, d, d_unit, centre, radius):
+    """Closest hit per ray (flattened B*N) of one primitive type, via bounding-sphere candidates."""
+    B, N = d.shape[:2]
+    bi, ni, mi = _candidates(o, d_unit, centre, radius)
+    t_out = torch.full((B * N,), _INF)
+    if len(mi) == 0:
+        return t_out, torch.zeros(B * N, 3), torch.zeros(B * N, 3), torch.zeros(B * N, dtype=torch.long)
+    t, normal, local = pairs_fn(o[bi], d[bi, ni], mi, scene)
+    ray = bi * N + ni
+    t_out = t_out.scatter_reduce(0, ray, t, "amin")
+    win = torch.isfinite(t) & (t == t_out[ray])
+    pair = torch.zeros(B * N, dtype=torch.long)
+    pair[ray[win]] = torch.nonzero(win).squeeze(1)  # the winning pair of each ray (any one on exact ties)
+    return t_out, normal[pair], local[pair], mi[pair]
 
 
-def _hit_quads(o, d, c, u, v, h, mat):
-    n = torch.cross(u, v, dim=-1)  # (M, 3)
-    denom = d @ n.T  # (N, M)
-    denom = torch.where(denom.abs() < 1e-9, torch.full_like(denom, 1e-9), denom)
-    oc = c[None] - o[:, None]  # (N, M, 3)
-    t = (oc * n).sum(-1) / denom
-    p = -oc + t[..., None] * d[:, None]  # hit point relative to quad centre
-    pu, pv = (p * u).sum(-1), (p * v).sum(-1)
-    ok = (t > _EPS) & (pu.abs() <= h[:, 0]) & (pv.abs() <= h[:, 1])
-    t = torch.where(ok, t, torch.full_like(t, float("inf")))
-    t, idx = t.min(-1)
-    rows = torch.arange(len(o))
-    local = torch.stack([pu[rows, idx], pv[rows, idx], torch.zeros_like(t)], -1)
-    return t, n[idx].expand(len(o), 3), local, mat[idx]
+def _hit_room(o, d, scene: Scene):
+    """Inside the room box every ray leaves through a face: the far slab distance (B*N,)."""
+    lo, hi = scene.room_bounds
+    c, h, R = (lo + hi) / 2, (hi - lo) / 2, None
+    o_r = o[:, None].expand_as(d).reshape(-1, 3)
+    ol, dl, _, tfar = _box_local(o_r, d.reshape(-1, 3), c, h, R)
+    t = torch.where(tfar > _EPS, tfar, _INF)
+    pl = ol + t.nan_to_num(posinf=0.0)[:, None] * dl
+    normal, axis, side = _box_normal(pl, h, R)
+    return t, normal, pl, axis * 2 + (side > 0).long()  # per-face material: -x, +x, -y, +y, -z, +z
 
 
-def _hit_ground(o, d, mat):
-    dz = d[:, 2]
-    t = torch.where(dz < -1e-9, -o[:, 2] / dz.clamp_max(-1e-9), torch.full_like(dz, float("inf")))
-    t = torch.where((t > _EPS) & (o[:, 2] > 0), t, torch.full_like(t, float("inf")))
-    p = o + t.nan_to_num(posinf=0.0)[:, None] * d
+def _hit_ground(o, d):
+    o_r, d_r = o[:, None].expand_as(d).reshape(-1, 3), d.reshape(-1, 3)
+    t = torch.where((d_r[:, 2] < -1e-9) & (o_r[:, 2] > 0), -o_r[:, 2] / d_r[:, 2].clamp_max(-1e-9), _INF)
+    t = torch.where(t > _EPS, t, _INF)
+    p = o_r + t.nan_to_num(posinf=0.0)[:, None] * d_r
     normal = torch.zeros_like(p)
     normal[:, 2] = 1.0
-    return t, normal, p, mat.expand(len(o), MAT_DIM)
+    return t, normal, p, torch.zeros(len(t), dtype=torch.long)
 
 
-def _hit_backdrop(o, d, radius: float, height: float, mat):
-    a = (d[:, :2] ** 2).sum(-1).clamp_min(1e-12)
-    b = (o[:, :2] * d[:, :2]).sum(-1)
-    cc = (o[:, :2] ** 2).sum(-1) - radius * radius
-    disc = (b * b - a * cc).clamp_min(0)
-    t = (-b + disc.sqrt()) / a  # seen from inside: the far root
-    p = o + t[:, None] * d
-    t = torch.where((t > _EPS) & (p[:, 2] >= 0) & (p[:, 2] <= height), t, torch.full_like(t, float("inf")))
+def _hit_backdrop(o, d, radius: float, height: float):
+    o_r, d_r = o[:, None].expand_as(d).reshape(-1, 3), d.reshape(-1, 3)
+    a = (d_r[:, :2] ** 2).sum(-1).clamp_min(1e-12)
+    b = (o_r[:, :2] * d_r[:, :2]).sum(-1)
+    cc = (o_r[:, :2] ** 2).sum(-1) - radius * radius
+    t = (-b + (b * b - a * cc).clamp_min(0).sqrt()) / a  # seen from inside: the far root
+    p = o_r + t[:, None] * d_r
+    t = torch.where((t > _EPS) & (p[:, 2] >= 0) & (p[:, 2] <= height), t, _INF)
     normal = torch.cat([-p[:, :2] / radius, torch.zeros_like(p[:, :1])], -1)
     # texture in (arc length, 0, z): a wrap-around "terrain" strip
     tex = torch.stack([torch.atan2(p[:, 1], p[:, 0]) * radius, torch.zeros_like(t), p[:, 2]], -1)
-    return t, normal, tex, mat.expand(len(o), MAT_DIM)
+    return t, normal, tex, torch.zeros(len(t), dtype=torch.long)
 
 
 def _cast(scene: Scene, o: torch.Tensor, d: torch.Tensor):
-    """Nearest hit for rays (N, 3): (t (N,), normal (N, 3), texture point (N, 3), material (N, MAT_DIM))."""
-    hits = []
+    """Nearest hit for rays from origins o (B, 3) along d (B, N, 3), flattened to R = B*N rays:
+    (t (R,), normal (R, 3), texture point (R, 3), material (R, MAT_DIM))."""
+    hits, tables = [], []
+
+    def add(hit, table):  # material rows become indices into one scene-wide table
+        offset = sum(len(x) for x in tables)
+        tables.append(table.reshape(-1, MAT_DIM))
+        hits.append((*hit[:3], hit[3] + offset))
+
     if scene.room_bounds is not None:
-        lo, hi = scene.room_bounds
-        hits.append(_hit_boxes(o, d, ((lo + hi) / 2)[None], ((hi - lo) / 2)[None], torch.eye(3)[None], scene.room_mats, inside=True))
+        add(_hit_room(o, d, scene), scene.room_mats)
     if scene.ground_mat is not None:
-        hits.append(_hit_ground(o, d, scene.ground_mat))
+        add(_hit_ground(o, d), scene.ground_mat)
     if scene.backdrop is not None:
-        hits.append(_hit_backdrop(o, d, scene.backdrop[0], scene.backdrop[1], scene.backdrop_mat))
+        add(_hit_backdrop(o, d, *scene.backdrop), scene.backdrop_mat)
+    du = d / d.norm(dim=-1, keepdim=True)
     if len(scene.box_c):
-        hits.append(_hit_boxes(o, d, scene.box_c, scene.box_h, scene.box_R, scene.box_mat))
+        add(_nearest(_pairs_boxes, scene, o, d, du, scene.box_c, scene.box_h.norm(dim=-1)), scene.box_mat)
     if len(scene.sph_c):
-        hits.append(_hit_spheres(o, d, scene.sph_c, scene.sph_r, scene.sph_mat))
+        add(_nearest(_pairs_spheres, scene, o, d, du, scene.sph_c, scene.sph_r), scene.sph_mat)
     if len(scene.cyl_c):
-        hits.append(_hit_cylinders(o, d, scene.cyl_c, scene.cyl_r, scene.cyl_hh, scene.cyl_mat))
+        add(_nearest(_pairs_cylinders, scene, o, d, du, scene.cyl_c, (scene.cyl_r**2 + scene.cyl_hh**2).sqrt()), scene.cyl_mat)
     if len(scene.quad_c):
-        hits.append(_hit_quads(o, d, scene.quad_c, scene.quad_u, scene.quad_v, scene.quad_h, scene.quad_mat))
+        add(_nearest(_pairs_quads, scene, o, d, du, scene.quad_c, scene.quad_h.norm(dim=-1)), scene.quad_mat)
+    R = d.shape[0] * d.shape[1]
     if not hits:
-        inf = torch.full((len(o),), float("inf"))
-        return inf, torch.zeros_like(o), torch.zeros_like(o), torch.zeros(len(o), MAT_DIM)
-    t_all = torch.stack([h[0] for h in hits])  # (P, N)
-    t, best = t_all.min(0)
-    rows = torch.arange(len(o))
+        return torch.full((R,), _INF), torch.zeros(R, 3), torch.zeros(R, 3), torch.zeros(R, MAT_DIM)
+    t, best = torch.stack([h[0] for h in hits]).min(0)  # (R,)
+    rows = torch.arange(R)
     normal = torch.stack([h[1] for h in hits])[best, rows]
     tex = torch.stack([h[2] for h in hits])[best, rows]
-    mat = torch.stack([h[3] for h in hits])[best, rows]
-    return t, normal, tex, mat
+    mat_id = torch.stack([h[3] for h in hits])[best, rows]
+    return t, normal, tex, torch.cat(tables)[mat_id]
 
 
 def _shade(scene: Scene, d, t, normal, tex, mat) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colour (R, 3) in [0, 1] and camera-facing normals (R, 3) for flat ray lists (R = rays)."""
     hit = torch.isfinite(t)
     # two-sided surfaces: make normals face the camera
     flip = torch.where((normal * d).sum(-1, keepdim=True) > 0, -1.0, 1.0)
     normal = normal * flip * hit[:, None]
-    lam = (normal @ scene.light_dir).clamp_min(0.0)  # (N,)
+    lam = (normal @ scene.light_dir).clamp_min(0.0)  # (R,)
     col = albedo(tex, mat) * (scene.ambient + (1.0 - scene.ambient) * lam)[:, None]
     elev = (d[:, 2] / d.norm(dim=-1)).clamp(0, 1)[:, None] ** 0.5
     sky = scene.sky_colors[0] + (scene.sky_colors[1] - scene.sky_colors[0]) * elev
@@ -249,16 +286,23 @@ def render(scene: Scene, K, T_wc, height: int, width: int) -> RenderOutput:
         K = K.expand(len(T_wc), 3, 3)
     if len(K) != len(T_wc):
         raise ValueError(f"render: {len(K)} intrinsics for {len(T_wc)} poses")
-    o, d = camera_rays(K, T_wc, height, width)
+    o, d = camera_rays(K, T_wc, height, width)  # (B, 3), (B, HW, 3)
+    B, HW = d.shape[:2]
     rgb, depth, normals = [], [], []
-    for s in range(0, len(o), _CHUNK):
-        oc, dc = o[s : s + _CHUNK], d[s : s + _CHUNK]
-        t, n, tex, mat = _cast(scene, oc, dc)
-        col, n = _shade(scene, dc, t, n, tex, mat)
-        rgb.append(col)
-        depth.append(torch.where(torch.isfinite(t), t, torch.zeros_like(t)))
-        normals.append(n)
-    B = len(K)
+    step = max(1, _CHUNK // HW)  # views per chunk; very large images are split by rows of rays
+    for b0 in range(0, B, step):
+        for s in range(0, HW, _CHUNK):
+            oc, dc = o[b0 : b0 + step], d[b0 : b0 + step, s : s + _CHUNK]
+            t, n, tex, mat = _cast(scene, oc, dc)
+            col, n = _shade(scene, dc.flatten(0, 1), t, n, tex, mat)
+            rgb.append(col.view(len(oc), -1, 3))
+            depth.append(torch.where(torch.isfinite(t), t, 0.0).view(len(oc), -1))
+            normals.append(n.view(len(oc), -1, 3))
+    if HW > _CHUNK:  # re-assemble row chunks of each view chunk
+        per = -(-HW // _CHUNK)
+        rgb = [torch.cat(rgb[i : i + per], 1) for i in range(0, len(rgb), per)]
+        depth = [torch.cat(depth[i : i + per], 1) for i in range(0, len(depth), per)]
+        normals = [torch.cat(normals[i : i + per], 1) for i in range(0, len(normals), per)]
     rgb = (torch.cat(rgb) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).reshape(B, height, width, 3)
     return RenderOutput(rgb, torch.cat(depth).reshape(B, height, width), torch.cat(normals).reshape(B, height, width, 3))
 
