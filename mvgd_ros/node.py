@@ -340,6 +340,8 @@ class MVGDNode(Node):
                 self.rgb_depth_pub.publish(image_codec.depth_to_image(pred.depth, v.header))
 
     def _on_job_error(self, lane: str, exc: BaseException) -> None:
+        if not self.context.ok():
+            return  # shutting down (Ctrl-C): the running job's publish fails, nothing is wrong
         self.stats.count("inference_failed")
         self.get_logger().error(f"inference failed ({lane}): {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
 

@@ -68,6 +68,19 @@ def wait_for(predicate, what: str, deadline: float = DEADLINE_S):
         time.sleep(0.01)
 
 
+def send_until(send, predicate, what: str, every_s: float = 1.0, deadline: float = DEADLINE_S):
+    """Call `send` until `predicate` holds. Across processes, DDS may drop the first messages of a
+    freshly matched best-effort link (the reader has not matched the writer yet): resend."""
+    end = time.monotonic() + deadline
+    while True:
+        send()
+        try:
+            return wait_for(predicate, what, deadline=min(every_s, max(end - time.monotonic(), 0.0)))
+        except AssertionError:
+            if time.monotonic() > end:
+                raise AssertionError(f"gave up waiting for {what} after {deadline} s") from None
+
+
 class Rig:
     """One rclpy context with a test node (publishers/collectors) and optionally the node under test."""
 
