@@ -133,3 +133,9 @@ def test_launch_file_compiles_and_points_at_real_things():
     assert 'glob("launch/*.launch.py")' in setup and 'glob("config/*.yaml")' in setup  # installed to share/
     for name in re.findall(r'"(\w+)"', text.split("OVERRIDABLE = ")[1].split("\n")[0]):
         assert name in params.BY_NAME, f"launch overrides unknown parameter {name}"
+
+
+def test_every_parameter_is_documented():
+    doc = (ROOT / "docs" / "ROS_NODE.md").read_text()
+    missing = [s.name for s in params.SPECS if f"`{s.name}`" not in doc]
+    assert not missing, f"add to docs/ROS_NODE.md: {missing}"
