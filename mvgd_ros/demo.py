@@ -20,7 +20,7 @@ from mvgd_core.report import headline
 ROOT = Path(__file__).resolve().parents[1]
 BAGS = [  # (name, bag folder, extra mvgd-eval flags); first = headline
     ("tum_fr1_rpy", "data/bags/tum_fr1_rpy", []),
-    ("procedural", "data/bags/procedural", []),
+    ("procedural_demo", "data/bags/procedural_demo", []),
 ]
 
 
