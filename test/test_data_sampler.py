@@ -1,4 +1,6 @@
 """View selection, resizing, datasets, batch sampler and the data-mixture config."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -20,6 +22,8 @@ from mvgd_core.data.sampler import (
     select_views,
 )
 from mvgd_core.data.types import Frame, collate_samples
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -90,13 +94,13 @@ def test_make_sample_shapes_and_size_mismatch(seq):
 
 
 def test_procedural_dataset_is_deterministic_and_batches_have_one_view_count():
-    ds = ProceduralDataset((24, 32), ViewSamplingConfig(min_views=1, max_views=3), length=12, seed=7)
+    ds = ProceduralDataset((24, 32), ViewSamplingConfig(min_views=1, max_views=3), length=6, seed=7)
     a, b = ds[(4, 2)], ds[(4, 2)]
     assert a.num_views == 2 and torch.equal(a.cond_rgb, b.cond_rgb) and torch.equal(a.tgt_depth, b.tgt_depth)
     assert 1 <= ds[5].num_views <= 3
     bs = ViewCountBatchSampler(len(ds), batch_size=3, min_views=1, max_views=3, seed=0)
     batches = list(DataLoader(ds, batch_sampler=bs, collate_fn=collate_samples))
-    assert len(batches) == 4
+    assert len(batches) == 2
     for batch in batches:
         B, N = batch.cond_rgb.shape[:2]
         assert B == 3 and 1 <= N <= 3 and batch.tgt_rgb.shape == (3, 3, 24, 32)
@@ -129,3 +133,23 @@ def test_data_config_from_dict_and_errors():
         from_dict(DataConfig, {"sampling": {"min_views": 3, "max_views": 2}})
     with pytest.raises(ConfigError, match="weights"):
         from_dict(DataConfig, {"sources": [{"weight": 0.0}]})
+
+
+def test_mixture_of_real_sources_from_yaml_like_dict():
+    cfg = from_dict(
+        DataConfig,
+        {
+            "image_hw": [24, 32],
+            "length": 6,
+            "sampling": {"min_views": 2, "max_views": 2, "min_overlap": 0.0},
+            "sources": [
+                {"kind": "tum", "path": str(ROOT / "data" / "tum_fr1_rpy_small"), "weight": 1.0, "max_frames": 8},
+                {"kind": "rosbag", "path": str(ROOT / "data" / "bags" / "procedural_demo"), "weight": 1.0, "stride": 4},
+            ],
+        },
+    )
+    ds = build_dataset(cfg)
+    batch = collate_samples([ds[(i, 2)] for i in range(6)])
+    assert batch.cond_rgb.shape == (6, 2, 3, 24, 32) and (batch.tgt_depth > 0).float().mean() > 0.5
+    with pytest.raises(FileNotFoundError, match="missing"):
+        build_dataset(from_dict(DataConfig, {"sources": [{"kind": "tum", "path": "nope"}]}))

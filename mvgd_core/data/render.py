@@ -13,6 +13,7 @@ Entry points:
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -273,13 +274,37 @@ def _shade(scene: Scene, d, t, normal, tex, mat) -> tuple[torch.Tensor, torch.Te
     return torch.where(hit[:, None], col, sky), normal
 
 
+@contextmanager
+def single_thread():
+    """Run torch ops on one intra-op thread inside the block, restoring the caller's setting.
+
+    The renderer issues many small ops; with several OpenMP threads on a busy (shared) machine
+    each op waits for descheduled threads at its barrier (measured: 20x slower). Parallelism
+    comes from DataLoader worker processes instead.
+    """
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 @torch.no_grad()
 def render(scene: Scene, K, T_wc, height: int, width: int) -> RenderOutput:
-    """Render views of `scene`.
+    """Render views of `scene` (single-threaded, see `single_thread`).
 
     K: (B, 3, 3) or (3, 3) intrinsics for (height, width); T_wc: (B, 4, 4) or (4, 4)
     camera-to-world (OpenCV optical, world z up). Returns RenderOutput with a leading B.
     """
+    with single_thread():
+        return _render(scene, K, T_wc, height, width)
+
+
+def _render(scene: Scene, K, T_wc, height: int, width: int) -> RenderOutput:
     K = torch.as_tensor(np.asarray(K), dtype=torch.float32).reshape(-1, 3, 3)
     T_wc = torch.as_tensor(np.asarray(T_wc), dtype=torch.float32).reshape(-1, 4, 4)
     if len(K) == 1 and len(T_wc) > 1:
@@ -320,6 +345,11 @@ def render_sequence(
     cfg.trajectories is drawn. Frames: rgb uint8, depth float32 metres (0 = sky), K, T_wc,
     stamp = k / cfg.fps, frame_id "proc<seed>_<k>".
     """
+    with single_thread():  # trajectory search + rendering: many small ops
+        return _render_sequence(seed, num_frames, height, width, cfg, trajectory)
+
+
+def _render_sequence(seed, num_frames, height, width, cfg, trajectory) -> list[Frame]:
     rng = np.random.default_rng(seed)
     scene = random_scene(rng, cfg.p_indoor)
     kind = trajectory or str(rng.choice(list(cfg.trajectories)))

@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from mvgd_core.cameras import crop_intrinsics, resize_intrinsics
-from mvgd_core.data.render import ProceduralConfig, render_sequence
+from mvgd_core.data.render import ProceduralConfig, render_sequence, single_thread
 from mvgd_core.data.types import Frame, MultiViewSample
 
 
@@ -297,9 +297,10 @@ class ProceduralDataset(Dataset):
     def __getitem__(self, item) -> MultiViewSample:
         idx, n, rng = _item(item, self.seed, self.sampling.min_views, self.sampling.max_views)
         scene_seed = int(rng.integers(2**62))
-        frames = render_sequence(scene_seed, max(self.frames_per_scene, n + 1), *self.image_hw, cfg=self.procedural)
-        cond, tgt = select_views(frames, n, rng, self.sampling)
-        return make_sample(frames, cond, tgt)
+        with single_thread():  # many small ops: threads only add barrier waits
+            frames = render_sequence(scene_seed, max(self.frames_per_scene, n + 1), *self.image_hw, cfg=self.procedural)
+            cond, tgt = select_views(frames, n, rng, self.sampling)
+            return make_sample(frames, cond, tgt)
 
 
 class SequenceDataset(Dataset):
@@ -335,7 +336,8 @@ class SequenceDataset(Dataset):
             raise ValueError(f"SequenceDataset: no sequence has more than {n} frames (lengths {lens.astype(int).tolist()})")
         seq = self.sequences[int(rng.choice(len(lens), p=w / w.sum()))]
         cond, tgt = select_views(seq, n, rng, self.sampling)
-        return make_sample(seq, cond, tgt)
+        with single_thread():
+            return make_sample(seq, cond, tgt)
 
 
 class MixtureDataset(Dataset):
