@@ -17,7 +17,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mvgd_core.data.types import MultiViewBatch
 from mvgd_core.ssn import D_MAX, D_MIN, MIN_SCALE, depth_to_param, normalize_cameras

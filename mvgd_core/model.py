@@ -227,8 +227,9 @@ class MVGD(nn.Module):
     def _rays(self, K, T):
         cfg = self.cfg
         dtype = self.latents.dtype
-        r = patch_raymap(K.float(), T.float(), *cfg.image_size, cfg.patch_size, cfg.ray_origin_bands, cfg.ray_dir_bands, cfg.ray_max_freq)
-        return r.to(dtype)
+        with torch.autocast(K.device.type, enabled=False):  # geometry in float32 even under bf16 autocast
+            r = patch_raymap(K.float(), T.float(), *cfg.image_size, cfg.patch_size, cfg.ray_origin_bands, cfg.ray_dir_bands, cfg.ray_max_freq)
+        return r.to(dtype)  # (..., P, R)
 
     def forward(self, x_t, t, task, cond_rgb, cond_K, cond_T, tgt_K, tgt_T, latents_sc=None, scene_tokens=None):
         """x_t (B, C, H, W) noisy target in model space; t (B,) int timesteps; task (B,) long
