@@ -152,6 +152,7 @@ def main():
         "device": args.device, "device_name": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or platform.machine(),
         "threads": args.threads, "torch": torch.__version__, "steps": args.steps,
         "memory_method": "cuda max_memory_allocated - allocated before" if device.type == "cuda" else "fresh subprocess per N: ru_maxrss - RSS before the first forward",
+        "loadavg_1_5_15_at_end": list(os.getloadavg()), "cpu_count": os.cpu_count(),
         "rows": rows, "ratio_1024_over_64": ratio,
     }
     print("\n| views | data tokens | forward wall (ms) | forward CPU (ms) | sample wall (ms) | sample CPU (ms) | peak mem (MiB) |")
