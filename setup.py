@@ -29,6 +29,7 @@ setup(
     entry_points={
         "console_scripts": [
             # Filled in by the node, trainer and evaluation work; each maps to a `main()`.
+            "mvgd-train = mvgd_core.train:main",
             "mvgd_node = mvgd_ros.node:main",
             "mvgd-eval = mvgd_ros.eval:main",
             "mvgd-play = mvgd_ros.player:main",

@@ -274,6 +274,7 @@ def export_model(ckpt_path, out_path, use_ema: bool = True) -> Path:
              "elapsed_s": float(ckpt.get("elapsed_s", 0.0)), "samples_seen": int(ckpt.get("samples_seen", 0))}
     model_from_checkpoint(state)  # refuses to ship weights that do not match the config
     save_checkpoint(out_path, state)
+    os.chmod(out_path, 0o644)  # a shipped file, readable by the node's user
     return Path(out_path)
 
 
@@ -350,23 +351,29 @@ class MetricsLog:
 # --------------------------------------------------------------------------- training
 
 
-def build_model(cfg: TrainConfig, mcfg_expected: ModelConfig | None = None) -> tuple[MVGD, ModelConfig]:
-    """Fresh model from the config, or initialised from cfg.init_from (+ grow_latents)."""
+def build_model(cfg: TrainConfig) -> tuple[MVGD, ModelConfig, DiffusionConfig]:
+    """Fresh model from the config, or initialised from cfg.init_from (+ grow_latents).
+
+    With init_from the checkpoint defines the architecture and the diffusion process (its
+    weights only make sense with the parameterization they were trained with).
+    """
     if not cfg.init_from:
         mcfg = model_config_for(cfg)
-        return MVGD(mcfg), mcfg
+        return MVGD(mcfg), mcfg, cfg.diffusion
     ckpt = load_checkpoint(cfg.init_from)
+    _, dcfg = configs_from_checkpoint(ckpt)
     model = model_from_checkpoint(ckpt, use_ema=True)
     if cfg.grow_latents:
         model = grow_latents(model, cfg.grow_latents, generator=torch.Generator().manual_seed(cfg.seed))
-    return model, model.cfg
+    return model, model.cfg, dcfg
 
 
 def _check_resume(ckpt: dict, path, mcfg: ModelConfig, dcfg: DiffusionConfig, cfg: TrainConfig, world: int) -> list[str]:
     """CheckpointError when the checkpoint cannot continue this run; warnings for inexact resumes."""
     stored_m, stored_d = configs_from_checkpoint(ckpt)
     if stored_m != mcfg:
-        diff = {k: (v, getattr(mcfg, k)) for k, v in dataclasses.asdict(stored_m).items() if getattr(mcfg, k) != v and not isinstance(v, tuple) or (isinstance(v, tuple) and tuple(getattr(mcfg, k)) != v)}
+        new = to_dict(mcfg)
+        diff = {k: (v, new[k]) for k, v in to_dict(stored_m).items() if new[k] != v}
         raise CheckpointError(f"{path}: model config does not match this run (checkpoint vs config: {diff}); "
                               f"use a new run_dir, or --init-from to fine-tune from it")
     if stored_d != dcfg:
@@ -385,15 +392,28 @@ def _check_resume(ckpt: dict, path, mcfg: ModelConfig, dcfg: DiffusionConfig, cf
     return warn
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Run (or resume) training to cfg.steps. Returns a summary dict (rank 0's view)."""
+def state_digest(state: dict) -> str:
+    """sha256 over a state dict's tensors (bitwise identity of weights across ranks / runs)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(state.items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None) -> dict:
+    """Run (or resume) training to cfg.steps. Returns a summary dict (rank 0's view).
+
+    stop_after: stop (with a checkpoint) once this many steps are done in total, keeping
+    cfg.steps as the schedule horizon (tests: N/2 steps, resume, N/2 steps).
+    """
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     rank, world, device = setup_distributed(cfg.device)
     run_dir = Path(cfg.run_dir)
     ckpt_path = run_dir / CHECKPOINT
-    dcfg = cfg.diffusion
-    diffusion = GaussianDiffusion(dcfg)
 
     # Seeds: identical model init on every rank; per-rank noise stream; data split by the batch sampler.
     torch.manual_seed(cfg.seed)
@@ -401,7 +421,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     random.seed(cfg.seed)
     noise_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)
 
-    model, mcfg = build_model(cfg)
+    model, mcfg, dcfg = build_model(cfg)
+    if dcfg != cfg.diffusion:
+        if rank == 0 and cfg.diffusion != DiffusionConfig():
+            print(f"note: diffusion config taken from {cfg.init_from}: {to_dict(dcfg)}", file=sys.stderr)
+        cfg = dataclasses.replace(cfg, diffusion=dcfg)
+    diffusion = GaussianDiffusion(dcfg)
     if tuple(cfg.data.image_hw) != tuple(mcfg.image_size):
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_hw=tuple(mcfg.image_size)))
     model.to(device)
@@ -443,6 +468,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     log = None
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
+        for tmp in run_dir.glob(f".{CHECKPOINT}.*.tmp"):  # left by a save that was killed mid-write
+            tmp.unlink(missing_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         log = MetricsLog(run_dir / "metrics.csv", step, run_dir / "tb")
         val_log = MetricsLog(run_dir / "val.csv", step, None)
@@ -549,7 +576,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 t_log += time.time() - t_val  # throughput counts training time only
 
             now = time.time()
-            want_stop = stop["signal"] or (cfg.max_minutes > 0 and now - t_start >= 60 * cfg.max_minutes)
+            want_stop = stop["signal"] or (cfg.max_minutes > 0 and now - t_start >= 60 * cfg.max_minutes) or (stop_after is not None and step >= stop_after)
             want_stop = _all_true(want_stop, world, device)
             due = (cfg.ckpt_every and step % cfg.ckpt_every == 0) or (cfg.ckpt_minutes > 0 and now - t_ckpt >= 60 * cfg.ckpt_minutes)
             due = _all_true(bool(due), world, device)
@@ -558,8 +585,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 t_ckpt = time.time()
             if want_stop:
                 if rank == 0:
-                    print(f"\nstopping at step {step} ({'SIGTERM' if stop['signal'] else 'max_minutes'}); resume with the same command",
-                          file=sys.stderr)
+                    why = "SIGTERM" if stop["signal"] else ("stop_after" if stop_after is not None and step >= stop_after else "max_minutes")
+                    print(f"\nstopping at step {step} ({why}); resume with the same command", file=sys.stderr)
                 break
     finally:
         if pbar is not None:
@@ -568,7 +595,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             signal.signal(signal.SIGTERM, old_handler)
         if log is not None and log.tb is not None:
             log.tb.close()
-    summary.update(step=step, samples_seen=seen, rank=rank, world_size=world, checkpoint=str(ckpt_path))
+    summary.update(step=step, samples_seen=seen, rank=rank, world_size=world, checkpoint=str(ckpt_path),
+                   weights_sha256=state_digest(unwrap(model).state_dict()), ema_sha256=state_digest(ema.shadow))
     return summary
 
 
