@@ -357,12 +357,15 @@ class MVGDNode(Node):
         self.diag_pub.publish(diagnostics.to_message(kv, f"{self.get_name()}: depth", self.p.fixed_frame, self.get_clock().now().to_msg()))
         self.get_logger().info(
             f"{kv['_message']}: images {kv['image_rate_hz']} Hz, depth {kv['depth_rate_hz']} Hz, latency {kv['latency_mean_s']} s, "
-            f"keyframes {kv['keyframes']}, drops {dict(self.stats.drops)}", throttle_duration_sec=10.0,
+            f"keyframes {kv['keyframes']}, drops {dict(self.stats.drops)}, "
+            f"skipped without subscribers {self.stats.totals['skipped_no_subscribers']}", throttle_duration_sec=10.0,
         )
 
     def destroy_node(self):
         if hasattr(self, "worker"):  # absent when the constructor failed
             self.worker.stop()
+            self.get_logger().info(f"totals: {dict(self.stats.totals)}, drops {dict(self.stats.drops)}, "
+                                   f"resets {dict(self.stats.resets)}, stale requests {self.worker.counts['stale']}")
         return super().destroy_node()
 
 
