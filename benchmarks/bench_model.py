@@ -6,8 +6,9 @@
 For each view count N (batch 1): one forward pass (scene encoding + all RIN blocks) and one
 full DDIM sampling run (`--steps`, scene tokens encoded once, latent self-conditioning), both
 under no_grad, median of `--repeats` runs after one warm-up. Wall time and process CPU time
-(time.process_time, all threads) are both reported: on a shared CPU machine, CPU time is the
-less contention-sensitive of the two.
+(time.process_time, all threads) are both reported. On a shared, loaded CPU machine use
+`--threads 1` (and OMP_WAIT_POLICY=PASSIVE): with several threads, OpenMP spin-waits on
+descheduled peers and both clocks become noise (see results/bench_model_cpu_2threads.json).
 
 Peak memory:
 - CUDA: torch.cuda.max_memory_allocated() minus the memory held before the run (model + inputs).
