@@ -10,7 +10,7 @@ Sections (each printed as a Markdown table and stored in the JSON):
    of the nearest other view) vs plane-sweep stereo (RGB + poses, like MVGD).
 2. tum: the same on the shipped TUM fr1/rpy frames (data/tum_fr1_rpy_small), using only frames
    with index >= --tum-first (the default TUM fine-tune trains on frames 0..39 only).
-3. steps: DDIM steps (5, 10, 25, 50) vs quality on the procedural sets, with sampling time
+3. steps: DDIM steps (1, 2, 5, 10, 25, 50) vs quality on the procedural sets, with sampling time
    (batched, per target) and single-target latency.
 All numbers are measured at run time; nothing is hard-coded.
 """
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     ap.add_argument("--num", type=int, default=24, help="targets per procedural set")
     ap.add_argument("--views", type=int, default=3, help="conditioning views per sample")
     ap.add_argument("--steps", type=int, default=10, help="DDIM steps for the quality tables")
-    ap.add_argument("--sweep-steps", default="5,10,25,50", help="DDIM step counts for the steps table ('' = skip)")
+    ap.add_argument("--sweep-steps", default="1,2,5,10,25,50", help="DDIM step counts for the steps table ('' = skip)")
     ap.add_argument("--sweep-num", type=int, default=16, help="targets per set in the steps table")
     ap.add_argument("--tum", default="data/tum_fr1_rpy_small", help="TUM folder ('' = skip)")
     ap.add_argument("--tum-first", type=int, default=40, help="evaluate on TUM frames with index >= this (held out from fine-tuning)")
