@@ -54,8 +54,18 @@ def _train(model, diffusion, batch, steps, gen, lr=2e-3):
     return losses
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from a second thread, and on the shared 2-core machine OpenMP
+    spin-waits on descheduled peers (measured: 30x slower under load)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
-def trained():
+def trained(one_thread):
     torch.manual_seed(0)
     dcfg = DiffusionConfig()
     diffusion = GaussianDiffusion(dcfg)
