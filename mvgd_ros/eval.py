@@ -520,11 +520,15 @@ def run_eval(args) -> dict:
         while True:
             if not node.alive():
                 raise EvalError(f"the node exited with code {node.proc.returncode} before subscribing to {args.image_topic}:\n{node.tail()}")
-            if col.node.count_subscribers(args.image_topic) > 0 and col.node.count_publishers(args.depth_out) > 0:
+            # every input topic matched (a camera_info or /tf lost to discovery would drop frames)
+            if not player.wait_for_subscribers(list(player.publishers), timeout=0.0) and col.node.count_publishers(args.depth_out) > 0:
                 break
             if time.monotonic() - t0 > args.startup_timeout:
                 raise EvalError(f"the node did not subscribe to {args.image_topic} within {args.startup_timeout:.0f}s:\n{node.tail()}")
             time.sleep(0.1)
+        # Matching is seen from our side first; give the node's side a moment too, or the first
+        # image (volatile QoS) is lost and the node may think nobody wants its depth yet.
+        time.sleep(args.settle)
         startup_s = time.monotonic() - t0
 
         misses: list[float] = []
@@ -662,6 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--virtual-depth-out", default="/mvgd/rgb/depth", help="virtual-view depth topic ('' to skip); K from <rgb-out>/camera_info")
     g.add_argument("--target-pose-topic", default="/mvgd/target_pose")
     g.add_argument("--startup-timeout", type=float, default=120.0, help="s to wait for the node to subscribe")
+    g.add_argument("--settle", type=float, default=1.0, help="s to wait after DDS matching before playing")
     g = p.add_argument_group("playback")
     g.add_argument("--rate", type=float, default=None, help="pace by bag time at this multiplier (default: gated, as fast as the node keeps up)")
     g.add_argument("--timeout", type=float, default=20.0, help="gate: s to wait for each output")

@@ -165,10 +165,11 @@ class BagPlayer:
         """Wait until every publisher of `topics` (bag names) has a subscriber; returns those still without."""
         end = time.monotonic() + timeout
         pending = [t for t in topics if t in self.publishers]
-        while pending and time.monotonic() < end:
+        while True:
             pending = [t for t in pending if self.publishers[t].get_subscription_count() == 0]
+            if not pending or time.monotonic() >= end:
+                return pending
             time.sleep(0.05)
-        return pending
 
     def play(self, gate: Callable[[BagMessage], None] | None = None, trigger_topics=(), on_publish: Callable[[BagMessage, float], None] | None = None,
              skip: Callable[[BagMessage], bool] | None = None, progress: bool = True) -> int:
