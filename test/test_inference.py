@@ -9,6 +9,7 @@ from mvgd_core.data.types import Frame, MultiViewBatch
 from mvgd_core.diffusion import DiffusionConfig
 from mvgd_core.inference import MVGDPredictor, Prediction
 from mvgd_core.model import MVGD, PRESETS
+from geometry_helpers import random_rigid
 
 
 def _random_model(seed=0):
@@ -35,13 +36,6 @@ def _frames(n=2, hw=(30, 40), scale=1.0, rigid=np.eye(4)):
     return out, K
 
 
-def _rigid(seed=3):
-    rng = np.random.default_rng(seed)
-    Q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
-    Q *= np.sign(np.linalg.det(Q))
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = Q, rng.normal(size=3) * 10
-    return T
 
 
 def test_predict_depth_and_rgb_shapes(predictor):
@@ -78,7 +72,7 @@ def test_scene_scale_scales_depth(predictor):
 
 def test_rigid_motion_leaves_prediction_unchanged(predictor):
     frames, K = _frames()
-    M = _rigid()
+    M = random_rigid(3, 10)
     moved, _ = _frames(rigid=M)
     tgt = look_at([0.2, -2.0, 0.3], [0, 0, 0.3])
     a = predictor.predict(frames, K, tgt, (30, 40), seed=2)

@@ -7,6 +7,7 @@ import torch
 
 from mvgd_core.cameras import invert_pose, look_at
 from mvgd_core.ssn import depth_to_param, normalize_cameras, param_to_depth, relative_poses, scene_scale
+from geometry_helpers import random_rigid
 
 
 def _cams():
@@ -15,13 +16,6 @@ def _cams():
     return cond[None], tgt[None]  # (1, 3, 4, 4), (1, 4, 4)
 
 
-def _rigid(seed=0):
-    rng = np.random.default_rng(seed)
-    Q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
-    Q *= np.sign(np.linalg.det(Q))
-    M = np.eye(4)
-    M[:3, :3], M[:3, 3] = Q, rng.normal(size=3) * 50
-    return torch.tensor(M)
 
 
 def test_relative_pose_maps_camera_points_into_target_frame():
@@ -55,7 +49,7 @@ def test_normalized_cameras_and_scale():
 
 def test_rigid_motion_invariance():
     cond, tgt = _cams()
-    M = _rigid()
+    M = torch.tensor(random_rigid(0, 50))
     a = normalize_cameras(cond, tgt)
     b = normalize_cameras(M @ cond, M @ tgt)
     np.testing.assert_allclose(b.cond_T, a.cond_T, atol=1e-9)
