@@ -6,7 +6,8 @@ import torch
 from mvgd_core.cameras import look_at, project_points, unproject_depth
 from mvgd_core.data.render import ProceduralConfig, render, render_sequence
 from mvgd_core.data.scenes import Scene, clearance, random_scene
-from mvgd_core.data.textures import MAT_DIM, random_material
+from mvgd_core.data import textures
+from mvgd_core.data.textures import MAT_DIM, TEX_IMAGE, random_material
 from mvgd_core.data.trajectories import TRAJECTORY_KINDS, random_intrinsics, view_quality
 
 K_SMALL = np.array([[30.0, 0.0, 23.5], [0.0, 30.0, 17.5], [0.0, 0.0, 1.0]])  # 48 x 36
@@ -58,8 +59,9 @@ def test_sphere_surface_distance(rng):
     assert (r[on_sphere] - 0.4).abs().max() < 1e-4
 
 
-def test_reprojection_into_neighbour_lands_on_matching_colours():
-    frames = render_sequence(3, 6, 48, 64, trajectory="handheld")
+@pytest.mark.parametrize("p_image", [0.0, 1.0])  # procedural patterns only / natural photos on every surface
+def test_reprojection_into_neighbour_lands_on_matching_colours(p_image):
+    frames = render_sequence(3, 6, 48, 64, ProceduralConfig(p_image_texture=p_image), trajectory="handheld")
     a, b = frames[0], frames[5]
     K = torch.as_tensor(a.K)
     pts = unproject_depth(torch.as_tensor(a.depth).double(), K, torch.as_tensor(a.T_wc)).reshape(-1, 3)
@@ -105,3 +107,34 @@ def test_any_resolution_and_intrinsics(rng):
     with pytest.raises(ValueError, match="intrinsics for"):
         render(random_scene(rng), np.stack([K, K]), np.stack([np.eye(4)] * 3), 10, 70)
     assert MAT_DIM == random_material(rng).shape[0]
+
+
+def test_photo_textures_change_colours_only():
+    """Photos come from their own generator: same scene geometry and trajectory, other colours."""
+    plain = render_sequence(5, 2, 24, 32, ProceduralConfig(p_image_texture=0.0))
+    photo = render_sequence(5, 2, 24, 32, ProceduralConfig(p_image_texture=1.0))
+    for a, b in zip(plain, photo):
+        assert np.array_equal(a.depth, b.depth) and np.array_equal(a.T_wc, b.T_wc)
+        assert np.abs(a.rgb.astype(int) - b.rgb.astype(int)).mean() > 10
+
+
+def test_photo_materials_use_every_table(rng):
+    scene = random_scene(rng, p_indoor=1.0)
+    textures.use_image_textures(scene.material_tables(), np.random.default_rng(0), 1.0)
+    assert all((t.view(-1, MAT_DIM)[:, 6] == TEX_IMAGE).all() for t in scene.material_tables())
+    atlas = textures.natural_image_atlas()
+    assert atlas.shape == (1, 3, textures.IMAGE_TILE, textures.IMAGE_TILE * len(textures.NATURAL_IMAGES))
+    assert 0.2 < atlas.mean() < 0.8 and atlas.std() > 0.1  # real pictures, not blank tiles
+
+
+def test_photo_textures_without_scikit_image_fail_clearly(monkeypatch):
+    monkeypatch.setattr(textures, "natural_image_dir", lambda: None)
+    textures.natural_image_atlas.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="scikit-image.*p_image_texture: 0"):
+            render_sequence(5, 1, 12, 16, ProceduralConfig(p_image_texture=1.0))
+        render_sequence(5, 1, 12, 16, ProceduralConfig(p_image_texture=0.0))  # patterns alone still work
+    finally:
+        textures.natural_image_atlas.cache_clear()
+    with pytest.raises(ValueError, match="p_image_texture"):
+        ProceduralConfig(p_image_texture=1.5)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from mvgd_core.data.scenes import Scene, random_scene
-from mvgd_core.data.textures import MAT_DIM, albedo
+from mvgd_core.data.textures import MAT_DIM, albedo, use_image_textures
 from mvgd_core.data.trajectories import TRAJECTORY_KINDS, random_intrinsics, random_trajectory
 from mvgd_core.data.types import Frame
 
@@ -44,20 +44,23 @@ class ProceduralConfig:
 
     p_indoor: probability of a room (else outdoor layout). trajectories: kinds drawn uniformly
     from TRAJECTORY_KINDS ("forward", "turn", "handheld", "wide"). hfov_deg: horizontal field
-    of view range. fps: stamp spacing of sequence frames.
+    of view range. fps: stamp spacing of sequence frames. p_image_texture: probability that a
+    surface wears a natural photo (textures.TEX_IMAGE) instead of a procedural pattern.
     """
 
     p_indoor: float = 0.6
     trajectories: tuple[str, ...] = TRAJECTORY_KINDS
     hfov_deg: tuple[float, float] = (50.0, 90.0)
     fps: float = 10.0
+    p_image_texture: float = 0.3
 
     def __post_init__(self):
         bad = [t for t in self.trajectories if t not in TRAJECTORY_KINDS]
         if bad or not self.trajectories:
             raise ValueError(f"ProceduralConfig.trajectories: unknown {bad}; choose from {TRAJECTORY_KINDS}")
-        if not 0.0 <= self.p_indoor <= 1.0:
-            raise ValueError(f"ProceduralConfig.p_indoor must be in [0, 1], got {self.p_indoor}")
+        for name in ("p_indoor", "p_image_texture"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"ProceduralConfig.{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 # --------------------------------------------------------------------------- rays
@@ -261,14 +264,16 @@ def _cast(scene: Scene, o: torch.Tensor, d: torch.Tensor):
     return t, normal, tex, torch.cat(tables)[mat_id]
 
 
-def _shade(scene: Scene, d, t, normal, tex, mat) -> tuple[torch.Tensor, torch.Tensor]:
-    """Colour (R, 3) in [0, 1] and camera-facing normals (R, 3) for flat ray lists (R = rays)."""
+def _shade(scene: Scene, o, d, t, normal, tex, mat) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colour (R, 3) in [0, 1] and camera-facing normals (R, 3) for flat ray lists (R = rays)
+    with origins o (R, 3) and directions d (R, 3)."""
     hit = torch.isfinite(t)
     # two-sided surfaces: make normals face the camera
     flip = torch.where((normal * d).sum(-1, keepdim=True) > 0, -1.0, 1.0)
     normal = normal * flip * hit[:, None]
     lam = (normal @ scene.light_dir).clamp_min(0.0)  # (R,)
-    col = albedo(tex, mat) * (scene.ambient + (1.0 - scene.ambient) * lam)[:, None]
+    world = o + t.nan_to_num(posinf=0.0)[:, None] * d
+    col = albedo(tex, mat, world, normal) * (scene.ambient + (1.0 - scene.ambient) * lam)[:, None]
     elev = (d[:, 2] / d.norm(dim=-1)).clamp(0, 1)[:, None] ** 0.5
     sky = scene.sky_colors[0] + (scene.sky_colors[1] - scene.sky_colors[0]) * elev
     return torch.where(hit[:, None], col, sky), normal
@@ -319,7 +324,7 @@ def _render(scene: Scene, K, T_wc, height: int, width: int) -> RenderOutput:
         for s in range(0, HW, _CHUNK):
             oc, dc = o[b0 : b0 + step], d[b0 : b0 + step, s : s + _CHUNK]
             t, n, tex, mat = _cast(scene, oc, dc)
-            col, n = _shade(scene, dc.flatten(0, 1), t, n, tex, mat)
+            col, n = _shade(scene, oc[:, None].expand_as(dc).flatten(0, 1), dc.flatten(0, 1), t, n, tex, mat)
             rgb.append(col.view(len(oc), -1, 3))
             depth.append(torch.where(torch.isfinite(t), t, 0.0).view(len(oc), -1))
             normals.append(n.view(len(oc), -1, 3))
@@ -352,6 +357,8 @@ def render_sequence(
 def _render_sequence(seed, num_frames, height, width, cfg, trajectory) -> list[Frame]:
     rng = np.random.default_rng(seed)
     scene = random_scene(rng, cfg.p_indoor)
+    if cfg.p_image_texture > 0:  # own generator: the scene and trajectory draws stay the same
+        use_image_textures(scene.material_tables(), np.random.default_rng([seed, 1]), cfg.p_image_texture)
     kind = trajectory or str(rng.choice(list(cfg.trajectories)))
     K = random_intrinsics(rng, height, width, cfg.hfov_deg)
     T = random_trajectory(scene, rng, kind, num_frames, K, height, width)

@@ -92,6 +92,11 @@ class Scene:
         self.quad_h = torch.cat([self.quad_h, _t(half_extents, (2,))])
         self.quad_mat = torch.cat([self.quad_mat, _t(mat, (MAT_DIM,))])
 
+    def material_tables(self) -> list[torch.Tensor]:
+        """Every material table of the scene ((M, MAT_DIM) or (MAT_DIM,) tensors), for in-place edits."""
+        tables = [self.room_mats, self.ground_mat, self.backdrop_mat, self.box_mat, self.sph_mat, self.cyl_mat, self.quad_mat]
+        return [t for t in tables if t is not None and t.numel()]
+
     @property
     def num_objects(self) -> int:
         return len(self.box_c) + len(self.sph_c) + len(self.cyl_c) + len(self.quad_c)

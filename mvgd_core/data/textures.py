@@ -4,20 +4,38 @@ Textures are functions of a 3D point in the primitive's own frame, so a surface 
 same albedo from every viewpoint: rendered views are exactly multi-view consistent. Noise is a
 lookup in a fixed random lattice (seeded once), so textures are identical across runs.
 
-Texture kinds (`TEX_*`): flat colour, checker, stripes, value-noise (fBm) blend, and "marble"
-(stripes warped by noise). Each material row is
+Texture kinds (`TEX_*`): flat colour, checker, stripes, value-noise (fBm) blend, "marble"
+(stripes warped by noise), and natural photographs (`TEX_IMAGE`: the texture and photo
+images that scikit-image ships inside its wheel: brick, grass, gravel, a cat, coffee, ...),
+so the model also sees real-image statistics. Photos are mapped triplanar in *world*
+coordinates (each axis-aligned projection weighted by the surface normal), which keeps them
+a function of the surface point and so multi-view consistent. Each material row is
     [a_r, a_g, a_b, b_r, b_g, b_b, kind, scale, dir_x, dir_y, dir_z, seed]  (MAT_DIM = 12)
-with colours in [0, 1], scale in metres (period of the pattern), dir a unit vector (stripes).
+with colours in [0, 1], scale in metres (period of the pattern; for photos the size of one
+tile), dir a unit vector (stripes), seed (noise offset; for photos also which photo).
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
+from pathlib import Path
+
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-TEX_FLAT, TEX_CHECKER, TEX_STRIPES, TEX_NOISE, TEX_MARBLE = 0, 1, 2, 3, 4
-NUM_TEX = 5
+TEX_FLAT, TEX_CHECKER, TEX_STRIPES, TEX_NOISE, TEX_MARBLE, TEX_IMAGE = 0, 1, 2, 3, 4, 5
+NUM_TEX = 6
 MAT_DIM = 12
+
+# Photos shipped in scikit-image's wheel (skimage/data, BSD-3 / public domain, see its
+# README.txt): real textures first, then scenes and objects. Read as files, so skimage (and
+# its SciPy dependency) is never imported.
+NATURAL_IMAGES = ("brick.png", "grass.png", "gravel.png", "chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg",
+                  "motorcycle_left.png", "hubble_deep_field.jpg", "camera.png", "moon.png", "coins.png",
+                  "text.png", "color.png", "retina.jpg", "ihc.png")
+IMAGE_TILE = 128  # photos are resized to (TILE, TILE): detail beyond what a 48x64 view resolves is wasted
 
 _RES = 32  # lattice period of the noise volume
 
@@ -55,8 +73,68 @@ def fbm(p: torch.Tensor, seed: torch.Tensor, octaves: int = 3) -> torch.Tensor:
     return total / norm
 
 
-def albedo(points: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
-    """Albedo (N, 3) in [0, 1] of surface points (N, 3) (primitive frame, metres) with materials (N, MAT_DIM)."""
+def natural_image_dir() -> Path | None:
+    """scikit-image's data folder, found without importing skimage; None when it is not installed."""
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
+    return folder if folder.is_dir() else None
+
+
+@functools.lru_cache(maxsize=1)
+def natural_image_atlas() -> torch.Tensor:
+    """(1, 3, TILE, TILE * n) float photos in [0, 1] side by side, one tile per NATURAL_IMAGES entry.
+
+    Raises RuntimeError naming the fix when scikit-image (a training/data dependency, in
+    requirements.txt) is not installed. Read once per process, then shared read-only.
+    """
+    folder = natural_image_dir()
+    if folder is None:
+        raise RuntimeError("natural-image textures need the photos shipped with scikit-image: "
+                           "pip install scikit-image==0.26.0, or set ProceduralConfig.p_image_texture: 0")
+    tiles = []
+    for name in NATURAL_IMAGES:
+        img = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
+        if img is None:
+            raise RuntimeError(f"natural-image texture {folder / name} is missing or unreadable")
+        img = cv2.resize(img, (IMAGE_TILE, IMAGE_TILE), interpolation=cv2.INTER_AREA)
+        tiles.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    atlas = np.concatenate(tiles, axis=1).astype(np.float32) / 255.0  # (TILE, TILE * n, 3)
+    return torch.from_numpy(atlas).permute(2, 0, 1)[None].contiguous()
+
+
+def image_albedo(world: torch.Tensor, normals: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
+    """Photo albedo (N, 3) at world points (N, 3) with world normals (N, 3), materials (N, MAT_DIM).
+
+    Triplanar: the photo is projected along x, y and z (tiles of `scale` metres, repeating),
+    and the three looks are blended with weights |n|^4, so a face sees mostly the projection
+    along its own normal. The first material colour tints the photo (0.5x to 1.5x).
+    """
+    atlas = natural_image_atlas()
+    n_img = len(NATURAL_IMAGES)
+    scale = mats[:, 7:8].clamp_min(1e-3)
+    which = torch.remainder(mats[:, 11].round(), n_img)  # (N,) photo index from the material seed
+    shift = torch.frac(mats[:, 11:12] * _GOLDEN[:2])  # (N, 2) per-material offset of the tiling
+    w = normals.abs() ** 4
+    w = w / w.sum(-1, keepdim=True).clamp_min(1e-8)  # (N, 3)
+    col = torch.zeros_like(world)
+    for axis, (i, j) in enumerate(((1, 2), (0, 2), (0, 1))):  # projection along x, y, z
+        uv = torch.frac(torch.stack([world[:, i], world[:, j]], -1) / scale + shift)  # (N, 2) in [0, 1)
+        x = (which + uv[:, 0]) / n_img * 2.0 - 1.0  # column inside the atlas
+        y = (1.0 - uv[:, 1]) * 2.0 - 1.0  # image rows run down, world "up" runs up
+        grid = torch.stack([x, y], -1).view(1, 1, -1, 2)
+        look = F.grid_sample(atlas, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        col = col + w[:, axis : axis + 1] * look.view(3, -1).t()
+    return col * (0.5 + mats[:, 0:3])
+
+
+def albedo(points: torch.Tensor, mats: torch.Tensor, world: torch.Tensor | None = None,
+           normals: torch.Tensor | None = None) -> torch.Tensor:
+    """Albedo (N, 3) in [0, 1] of surface points (N, 3) (primitive frame, metres) with materials (N, MAT_DIM).
+
+    world, normals: (N, 3) world hit points and normals, needed only by TEX_IMAGE materials.
+    """
     a, b = mats[:, 0:3], mats[:, 3:6]
     kind = mats[:, 6].round()
     scale = mats[:, 7:8].clamp_min(1e-3)
@@ -77,8 +155,26 @@ def albedo(points: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
     mix = torch.where(kind == TEX_NOISE, n.clamp(0.2, 0.8).sub(0.2).div(0.6), mix)
     mix = torch.where(kind == TEX_MARBLE, marble, mix)
     col = a + (b - a) * mix.unsqueeze(-1)
+    photo = kind == TEX_IMAGE
+    if photo.any():
+        if world is None or normals is None:
+            raise ValueError("albedo: TEX_IMAGE materials need the world points and normals")
+        col[photo] = image_albedo(world[photo], normals[photo], mats[photo])
     grain = 0.85 + 0.3 * n.unsqueeze(-1)  # subtle texture everywhere, so flat faces are not blank
     return (col * grain).clamp(0.0, 1.0)
+
+
+def use_image_textures(tables: list[torch.Tensor], rng: np.random.Generator, p: float) -> None:
+    """Turn each material row of `tables` ((M, MAT_DIM) tensors, edited in place) into a photo
+    with probability p; tiles of 0.5-3 m (x10 on rows already larger than 3 m: backdrops).
+
+    Draws from its own `rng`, so scenes without photos are unchanged by this option.
+    """
+    for table in tables:
+        for row in table.view(-1, MAT_DIM):
+            if rng.random() < p:
+                row[6] = TEX_IMAGE
+                row[7] = float(np.exp(rng.uniform(np.log(0.5), np.log(3.0)))) * (10.0 if row[7] > 3.0 else 1.0)
 
 
 def random_material(rng: np.random.Generator, kinds=(TEX_FLAT, TEX_CHECKER, TEX_STRIPES, TEX_NOISE, TEX_MARBLE), scale=(0.1, 1.0)) -> np.ndarray:
