@@ -69,8 +69,8 @@ def load_checkpoint(path, map_location="cpu", trusted: bool = False) -> dict:
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"{path}: not a valid checkpoint (corrupt, or holds objects other than tensors and "
                               f"plain types; use trusted=True only for your own files): {exc}") from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable or truncated checkpoint: {exc}") from exc
+    except Exception as exc:  # garbage bytes surface as any of RuntimeError, EOFError, IndexError, KeyError, ...
+        raise CheckpointError(f"{path}: unreadable or truncated checkpoint: {type(exc).__name__}: {exc}") from exc
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: expected a dict, got {type(ckpt).__name__}")
     if ckpt.get("format") != FORMAT:

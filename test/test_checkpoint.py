@@ -1,6 +1,7 @@
 """Checkpoints: round trip, atomic write, clear errors for every way a file can be wrong."""
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -67,8 +68,14 @@ def test_truncated_file(tmp_path, model):
 
 
 def test_garbage_file(tmp_path):
+    """Random bytes reach torch.load's parsers in many ways (seen: IndexError); every one is a CheckpointError."""
     path = tmp_path / "ckpt.pt"
-    path.write_bytes(os.urandom(256))
+    rng = np.random.default_rng(0)
+    for n in [0, 1, 8, 64, 256, 4096] * 5:
+        path.write_bytes(rng.integers(0, 256, n, dtype=np.uint8).tobytes())
+        with pytest.raises(CheckpointError, match="ckpt.pt"):
+            load_checkpoint(path)
+    path.write_bytes(b"PK\x03\x04" + os.urandom(512))  # looks like a zip (torch's format), is not
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
 
