@@ -474,12 +474,14 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
         log = MetricsLog(run_dir / "metrics.csv", step, run_dir / "tb")
         val_log = MetricsLog(run_dir / "val.csv", step, None)
 
-    stop = {"signal": False}
+    stop = {"signal": None}  # name of the signal that asked for a graceful stop
 
     def _on_term(signum, frame):
-        stop["signal"] = True
+        stop["signal"] = signal.Signals(signum).name
 
-    old_handler = signal.signal(signal.SIGTERM, _on_term) if rank == 0 or not ddp else None
+    # SIGTERM (kill, timeout, schedulers) and SIGINT (Ctrl-C) both stop at the next step
+    # boundary with a checkpoint; DataLoader workers ignore them (sampler.worker_init_fn).
+    old_handlers = {sig: signal.signal(sig, _on_term) for sig in (signal.SIGTERM, signal.SIGINT)} if rank == 0 or not ddp else {}
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
     params = [p for p in model.parameters() if p.requires_grad]
     t_start = t_ckpt = t_log = time.time()
@@ -585,14 +587,14 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
                 t_ckpt = time.time()
             if want_stop:
                 if rank == 0:
-                    why = "SIGTERM" if stop["signal"] else ("stop_after" if stop_after is not None and step >= stop_after else "max_minutes")
+                    why = stop["signal"] or ("stop_after" if stop_after is not None and step >= stop_after else "max_minutes")
                     print(f"\nstopping at step {step} ({why}); resume with the same command", file=sys.stderr)
                 break
     finally:
         if pbar is not None:
             pbar.close()
-        if old_handler is not None:
-            signal.signal(signal.SIGTERM, old_handler)
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
         if log is not None and log.tb is not None:
             log.tb.close()
     summary.update(step=step, samples_seen=seen, rank=rank, world_size=world, checkpoint=str(ckpt_path),

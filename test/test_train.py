@@ -114,6 +114,43 @@ def test_kill_during_training_never_leaves_a_corrupt_checkpoint(tmp_path):
     assert not [f.name for f in run.iterdir() if f.name.endswith(".tmp")]  # the trainer sweeps a killed save's tmp file
 
 
+_GRACEFUL = """
+import sys
+from mvgd_core.config import load_config
+from mvgd_core.train import TrainConfig, train
+cfg = load_config(TrainConfig, sys.argv[1], {"run_dir": sys.argv[2], "steps": 100000, "num_workers": 1, "log_every": 1,
+                                             "ckpt_every": 0, "ckpt_minutes": 0})
+print("stopped at", train(cfg, progress=False)["step"], flush=True)
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_signal_to_process_group_stops_with_a_checkpoint(tmp_path, sig):
+    """`kill -TERM -PGID` / Ctrl-C reach the DataLoader worker too: it must not die first and crash
+    the trainer; the trainer saves at the next step boundary and exits 0."""
+    import signal
+
+    run = tmp_path / "graceful"
+    script = tmp_path / "graceful.py"
+    script.write_text(_GRACEFUL)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([PY, str(script), str(TINY), str(run)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        t0 = time.time()
+        while time.time() - t0 < 90 and not ((run / "metrics.csv").exists() and len((run / "metrics.csv").read_text().splitlines()) > 3):
+            time.sleep(0.05)  # a few steps done: the worker is running
+        os.killpg(p.pid, getattr(signal, sig))
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 0, err[-2000:]
+    stopped = int(out.split("stopped at")[1])
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == stopped >= 3
+    assert f"({sig})" in err
+
+
 def test_interrupted_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "c.pt"
     save_checkpoint(path, {"config": {"model": {}}, "model": {"w": torch.ones(3)}, "step": 1})

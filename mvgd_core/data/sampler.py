@@ -22,6 +22,7 @@ per (seed, index), independent of worker assignment.
 """
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -433,5 +434,12 @@ class ViewCountBatchSampler(Sampler):
 
 
 def worker_init_fn(worker_id: int) -> None:
-    """DataLoader worker set-up: one torch thread per worker (rendering is already batched)."""
+    """DataLoader worker set-up: one torch thread per worker (rendering is already batched).
+
+    Workers ignore SIGTERM and SIGINT: `kill -TERM -PGID`, `timeout` and Ctrl-C reach the whole
+    process group, and a worker dying first would crash the trainer before its graceful stop
+    (checkpoint, then exit). The trainer ends its workers itself when it stops.
+    """
     torch.set_num_threads(1)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
