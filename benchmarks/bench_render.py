@@ -30,9 +30,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mvgd_core.data.render import render, render_sequence  # noqa: E402
+from mvgd_core.data.render import ProceduralConfig, render, render_sequence  # noqa: E402
 from mvgd_core.data.sampler import ProceduralDataset, ViewSamplingConfig  # noqa: E402
 from mvgd_core.data.scenes import random_scene  # noqa: E402
+from mvgd_core.data.textures import use_image_textures  # noqa: E402
 from mvgd_core.data.trajectories import random_intrinsics, random_trajectory  # noqa: E402
 
 VIEWS = 16
@@ -43,6 +44,7 @@ def _jobs(hw, n_scenes, seed):
     out = []
     for _ in range(n_scenes):
         s = random_scene(rng)
+        use_image_textures(s.material_tables(), rng, ProceduralConfig().p_image_texture)  # the default share of photos
         K = random_intrinsics(rng, *hw)
         out.append((s, K, random_trajectory(s, rng, str(rng.choice(["forward", "turn", "handheld", "wide"])), VIEWS, K, *hw)))
     return out
