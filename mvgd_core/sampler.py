@@ -63,13 +63,15 @@ class DDIMSampler:
         return a_t, a_prev, prev_t
 
     def _x0_eps(self, model_output, t: int, x_t):
-        """x0 and eps from the network output (epsilon or v prediction); x0 clipped to [-1, 1]."""
+        """x0 and eps from the network output (epsilon, v or x0 prediction); x0 clipped to [-1, 1]."""
         a_t = float(self.alphas_cumprod[t])
         sa, sb = a_t ** 0.5, (1 - a_t) ** 0.5
         if self.prediction_type == "epsilon":
             x0 = (x_t - sb * model_output) / sa  # DDIM eq. 12, "predicted x0" term (eq. 9 inverted)
-        else:
+        elif self.prediction_type == "v":
             x0 = sa * x_t - sb * model_output  # v-prediction (Salimans & Ho 2022, Sec. 4)
+        else:
+            x0 = model_output  # x0-prediction: the network's output is the clean target
         if self.clip_sample:
             x0 = x0.clamp(-1, 1)
         eps = (x_t - sa * x0) / sb  # re-derived from the (clipped) x0 so x_prev stays consistent with it

@@ -21,6 +21,20 @@ def test_v_target_definition():
     x0, noise, t = torch.rand(1, 3, 2, 2), torch.randn(1, 3, 2, 2), torch.tensor([400])
     a = d.alphas_cumprod[400].float()
     np.testing.assert_allclose(d.target(x0, t, noise), a.sqrt() * noise - (1 - a).sqrt() * x0, atol=1e-6)
+    assert torch.equal(GaussianDiffusion(DiffusionConfig(prediction_type="x0")).target(x0, t, noise), x0)
+    assert torch.equal(GaussianDiffusion(DiffusionConfig(prediction_type="epsilon")).target(x0, t, noise), noise)
+
+
+def test_training_timesteps_visit_pure_noise_by_terminal_prob():
+    g = torch.Generator().manual_seed(0)
+    t = GaussianDiffusion(DiffusionConfig(terminal_prob=0.25)).sample_timesteps(20000, g)
+    assert t.min() >= 0 and t.max() == 999
+    assert abs((t == 999).float().mean().item() - (0.25 + 0.75 / 1000)) < 0.01
+    assert abs(t[t != 999].float().mean().item() - 499.5) < 10  # the rest uniform
+    u = GaussianDiffusion(DiffusionConfig(terminal_prob=0.0)).sample_timesteps(20000, g)
+    assert (u == 999).float().mean().item() < 0.003
+    with pytest.raises(ValueError, match="terminal_prob"):
+        DiffusionConfig(terminal_prob=1.0)
 
 
 def test_q_sample_matches_closed_form():
@@ -116,19 +130,19 @@ def test_training_losses_through_mvgd_backprop():
 
 
 def _oracle(d: GaussianDiffusion, x0: torch.Tensor, calls: list):
-    """A dummy model that knows the clean sample: outputs the exact eps (or v) for any x_t."""
+    """A dummy model that knows the clean sample: outputs the exact eps, v or x0 for any x_t."""
 
     def fn(x_t, t, latents_sc):
         calls.append((int(t[0]), latents_sc))
         a = d.alphas_cumprod[t].float().view(-1, 1, 1, 1)
         eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
-        out = eps if d.cfg.prediction_type == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
+        out = {"epsilon": eps, "v": a.sqrt() * eps - (1 - a).sqrt() * x0, "x0": x0.expand_as(x_t)}[d.cfg.prediction_type]
         return out, torch.full((x_t.shape[0], 3, 2), float(t[0]))
 
     return fn
 
 
-@pytest.mark.parametrize("pred_type", ["epsilon", "v"])
+@pytest.mark.parametrize("pred_type", ["epsilon", "v", "x0"])
 def test_ddim_full_loop_recovers_x0_with_oracle(pred_type):
     d = GaussianDiffusion(DiffusionConfig(prediction_type=pred_type))
     x0 = torch.rand(2, 3, 8, 8) * 1.6 - 0.8
@@ -141,7 +155,7 @@ def test_ddim_full_loop_recovers_x0_with_oracle(pred_type):
 
 
 def test_ddim_deterministic_per_seed_and_eta_noise():
-    d = GaussianDiffusion()
+    d = GaussianDiffusion(DiffusionConfig(prediction_type="v"))  # a zero v keeps x_T's noise in the output
     fn = lambda x, t, sc: (torch.zeros_like(x), None)  # noqa: E731
     s = DDIMSampler(d, eta=0.0)
     a = s.sample(fn, (1, 3, 4, 4), generator=torch.Generator().manual_seed(3), num_inference_steps=5)
