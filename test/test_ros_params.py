@@ -62,7 +62,7 @@ def test_declared_values_and_yaml_loaded_overrides(ctx, tmp_path):
         node = rclpy.create_node("param_probe", context=c)
         p = params.declare(node)
         assert p.virtual_frames == [] and p.virtual_offsets == [0.0, 0.1, 0.0, 0.0, 0.0, 1.0] and p.resolution == [24, 32]
-        assert p.fixed_frame == "odom" and p.steps == 10
+        assert p.fixed_frame == "odom" and p.steps == 1
     finally:
         rclpy.try_shutdown(context=c)
 
