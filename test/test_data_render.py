@@ -138,3 +138,46 @@ def test_photo_textures_without_scikit_image_fail_clearly(monkeypatch):
         textures.natural_image_atlas.cache_clear()
     with pytest.raises(ValueError, match="p_image_texture"):
         ProceduralConfig(p_image_texture=1.5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_pixel_is_the_nearest_surface_along_its_ray(seed):
+    """Hit points lie on a surface, and the segment from the camera to them is free space (a
+    farther surface chosen over a nearer solid would put part of the segment inside it).
+    Covers every primitive type (yawed boxes, capped cylinders, spheres, quads, room, ground)."""
+    frames = render_sequence(seed, 2, 36, 48, ProceduralConfig(p_indoor=0.5))
+    scene = random_scene(np.random.default_rng(seed), 0.5)  # the scene render_sequence drew
+    for f in frames:
+        pts = unproject_depth(torch.as_tensor(f.depth).double(), torch.as_tensor(f.K), torch.as_tensor(f.T_wc)).reshape(-1, 3)
+        pts = pts[torch.as_tensor(f.depth).reshape(-1) > 0].numpy()
+        assert len(pts) > 100
+        assert np.abs(clearance(scene, pts)).max() < 2e-3
+        along = f.T_wc[:3, 3] + np.linspace(0.05, 0.97, 12)[:, None, None] * (pts - f.T_wc[:3, 3])  # (12, P, 3)
+        assert clearance(scene, along.reshape(-1, 3)).min() > -2e-3
+
+
+def test_chunking_leaves_the_image_unchanged(monkeypatch, rng):
+    """Views are cast in chunks of rays (several views, or rows of one view): the split is invisible."""
+    import mvgd_core.data.render as render_module
+
+    scene = random_scene(rng)
+    K = random_intrinsics(rng, 30, 40)
+    T = np.stack([look_at([0.1 * k, 0.0, 1.0], [2.0, 0.5, 0.8]) for k in range(3)])
+    whole = render(scene, K, T, 30, 40)
+    for chunk in (500, 1200, 2500):  # rows of one view; one view; two views and a part
+        monkeypatch.setattr(render_module, "_CHUNK", chunk)
+        part = render(scene, K, T, 30, 40)
+        for name in ("rgb", "depth", "normal"):
+            assert torch.equal(getattr(part, name), getattr(whole, name)), (chunk, name)
+
+
+def test_value_noise_is_trilinear_interpolation_of_the_lattice():
+    """The cell-corner table lookup equals grid_sample's trilinear interpolation of the lattice."""
+    gen = torch.Generator().manual_seed(0)
+    p = torch.rand(3, 500, generator=gen) * 80 - 20
+    seed = torch.randint(0, 1000, (500,), generator=gen).float()
+    off = torch.frac(seed * textures._GOLDEN[:, None]) * textures._RES
+    q = torch.remainder(p + off, textures._RES) * (2.0 / textures._RES) - 1.0
+    grid = q.t().reshape(1, 1, 1, -1, 3)
+    expected = torch.nn.functional.grid_sample(textures._noise_volume(), grid, mode="bilinear", align_corners=True).view(-1)
+    torch.testing.assert_close(textures.value_noise(p, seed), expected, atol=1e-5, rtol=0)

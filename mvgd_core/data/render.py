@@ -1,8 +1,10 @@
 """Procedural posed RGB-D renderer: exact analytic ray casting in torch, no rasterizer.
 
-Every pixel ray is intersected with every primitive of a `Scene` (batched per primitive
-type), the nearest hit wins; depth is exact z-depth because the rays are built with unit
-optical-z component (ray = R_wc K^-1 [u, v, 1]), so the ray parameter t *is* z-depth.
+Every pixel ray is intersected exactly with the primitives of a `Scene` whose bounding
+spheres it meets (batched per primitive type), the nearest hit wins; depth is exact z-depth
+because the rays are built with unit optical-z component (ray = R_wc K^-1 [u, v, 1]), so the
+ray parameter t *is* z-depth. Throughput: see benchmarks/bench_render.py (CPU, one thread
+per process; rays in L2-sized chunks, channels-first layout).
 Shading is Lambertian with one directional light plus ambient; texture albedo is a function
 of the surface point only, so views are exactly multi-view consistent. Rays that escape
 (outdoor sky) get a sky colour and depth 0 (invalid, like a real sensor).
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -25,7 +28,7 @@ from mvgd_core.data.trajectories import TRAJECTORY_KINDS, random_intrinsics, ran
 from mvgd_core.data.types import Frame
 
 _EPS = 1e-4  # minimum hit distance (m): avoids self-hits at the ray origin
-_CHUNK = 1 << 18  # rays per chunk: bounds memory to ~100 MB whatever the resolution
+_CHUNK = 1 << 16  # rays per chunk: working set stays in L2 cache (measured fastest of 2^14..2^18 at 128x128)
 
 
 @dataclass
@@ -78,205 +81,303 @@ def camera_rays(K: torch.Tensor, T_wc: torch.Tensor, height: int, width: int) ->
 
 
 # --------------------------------------------------------------------------- intersections
+# Layout: inside the renderer, vectors are channels-first (3, K) tensors. Rows x, y, z are
+# contiguous, so dot products, gathers and scatters are plain 1-D ops; the (K, 3) layout is
+# 3-5x slower for each of them on CPU (measured: sum over the last dim of 3, index_select).
+#
 # Rays are tested against primitives in two stages. A cheap bounding-sphere test runs densely
 # for every (ray, primitive) pair: all rays of a view share its origin, so it reduces to one
 # matmul (B, N, 3) @ (3, M) plus a few elementwise ops. The exact intersection then runs only on
-# the surviving (ray, primitive) pairs, typically one or two per ray instead of M. Each
-# `_pairs_*` function takes per-pair origins o (K, 3), directions d (K, 3) and primitive
-# indices m (K,) and returns (t (K,) with inf for a miss, normal (K, 3), texture point (K, 3));
-# `_nearest` keeps the closest pair per ray. Depth stays exact: culling never changes a hit.
+# the surviving (ray, primitive) pairs, typically one or two per ray instead of M. Depth stays
+# exact: culling never changes a hit.
+#
+# Each primitive type yields `_Hits`: per-pair ray indices, hit distances t (inf = miss) and a
+# `surface` function giving normals, texture points and material rows for selected pairs.
+# `_cast` first takes the minimum t per ray over all types, then calls `surface` only for the
+# winning pairs: shading inputs are never computed for hidden surfaces.
 
 _INF = float("inf")
 
 
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise dot product of (3, K) tensors (or a (3, 1) column against (3, K)): (K,)."""
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """x[..., idx]: gather along the last (ray / pair) axis."""
+    return x.index_select(-1, idx)
+
+
+def _columns(x: torch.Tensor) -> torch.Tensor:
+    """Per-primitive table (M, ...) as contiguous channels-first (prod(...), M)."""
+    return x.reshape(len(x), -1).t().contiguous()
+
+
 def _nonzero(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x.abs() < 1e-9, torch.full_like(x, 1e-9), x)  # no 0 division; the sign is irrelevant then
+    return torch.copysign(x.abs().clamp_min(1e-9), x)  # magnitude >= 1e-9: no 0 division
+
+
+@dataclass
+class _Hits:
+    """Candidate hits of one primitive type. ray: (K,) flat ray index (None: one pair per ray,
+    in ray order); t: (K,) distance, inf for a miss; surface(sel) -> (normal (3, S), texture
+    point (3, S), material row (S,) into `table`) for pair indices sel (S,)."""
+
+    ray: torch.Tensor | None
+    t: torch.Tensor
+    surface: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    table: torch.Tensor  # (rows, MAT_DIM)
 
 
 def _candidates(o: torch.Tensor, d_unit: torch.Tensor, centre: torch.Tensor, radius: torch.Tensor):
-    """(view, ray, prim) index triples whose ray (unit directions (B, N, 3)) meets the
-    primitive's bounding sphere ahead of the camera."""
+    """(view, flat ray, prim) indices of rays (origins o (B, 3), unit directions (B, N, 3))
+    that meet the primitive's bounding sphere (centre (M, 3), radius (M,)) ahead of the camera."""
+    radius = radius * (1 + 1e-4) + 1e-6  # a touch larger: rounding here never drops a grazing hit
     oc = o[:, None] - centre  # (B, M, 3)
-    b = d_unit @ oc.transpose(1, 2)  # (B, N, M): d . (o - c)
-    cc = ((oc * oc).sum(-1) - radius * radius)[:, None]  # (B, 1, M)
-    hit = (b * b >= cc) & ((b < 0) | (cc < 0))  # sphere reached, and ahead (or camera inside it)
-    return hit.nonzero(as_tuple=True)
+    cc = (oc * oc).sum(-1) - radius * radius  # (B, M): < 0 when the camera is inside the sphere
+    # The ray meets the sphere ahead iff d.(o - c) <= -sqrt(cc) (always when inside): one
+    # comparison per (ray, primitive) pair against a per-(view, primitive) threshold.
+    thr = torch.where(cc < 0, _INF, -cc.clamp_min(0).sqrt())[:, None]  # (B, 1, M)
+    hit = d_unit @ oc.transpose(1, 2) <= thr  # (B, N, M)
+    bi, ni, mi = hit.nonzero(as_tuple=True)
+    return bi, bi * d_unit.shape[1] + ni, mi
 
 
-def _box_local(o, d, c, h, R):
-    """Box-frame origin, direction and slab entry/exit distances; R None = axis-aligned box."""
-    ol, dl = o - c, d
-    if R is not None:
-        ol = (ol.unsqueeze(-2) @ R).squeeze(-2)  # R^T (o - c) as row vector times R
-        dl = (d.unsqueeze(-2) @ R).squeeze(-2)
+def _rotate_t(x: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+    """R^T x for x (3, K) and rotations R (9, K) (row-major R_ij at row 3i + j): (3, K)."""
+    return torch.stack([R[j] * x[0] + R[3 + j] * x[1] + R[6 + j] * x[2] for j in range(3)])
+
+
+def _rotate(x: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+    """R x for x (3, K) and rotations R (9, K): (3, K)."""
+    return torch.stack([R[3 * i] * x[0] + R[3 * i + 1] * x[1] + R[3 * i + 2] * x[2] for i in range(3)])
+
+
+def _slabs(ol, dl, h):
+    """Slab entry and exit distances (K,) of local rays ol, dl (3, K) through boxes of half sizes h (3, K or 1)."""
     inv = 1.0 / _nonzero(dl)
     t1, t2 = (-h - ol) * inv, (h - ol) * inv
-    return ol, dl, torch.minimum(t1, t2).amax(-1), torch.maximum(t1, t2).amin(-1)
+    return torch.minimum(t1, t2).amax(0), torch.maximum(t1, t2).amin(0)
 
 
-def _box_normal(pl, h, R):
-    axis = (pl.abs() / h).argmax(-1, keepdim=True)  # the face the hit point is on
-    side = torch.sign(torch.gather(pl, -1, axis))
-    nl = torch.zeros_like(pl).scatter_(-1, axis, side)
-    normal = nl if R is None else (R @ nl.unsqueeze(-1)).squeeze(-1)
-    return normal, axis.squeeze(-1), side.squeeze(-1)
+def _box_face(pl, h):
+    """Local outward normal (3, S) of the face that box-local point pl (3, S) lies on, and the
+    face index axis * 2 + (side > 0), i.e. -x, +x, -y, +y, -z, +z."""
+    a = pl.abs() / h
+    # argmax over the 3 rows, first one on ties (torch.argmax(0) is ~30x slower on this layout)
+    axis = (a[1] > a[0]).long()
+    axis = axis + (a[2] > torch.maximum(a[0], a[1])) * (2 - axis)
+    onehot = torch.stack([axis == 0, axis == 1, axis == 2])  # (3, S) bool
+    side = torch.sign((pl * onehot).sum(0))  # sign of the coordinate on that axis
+    return onehot * side, axis * 2 + (side > 0).long()
 
 
-def _pairs_boxes(o, d, m, scene: Scene):
-    c, h, R = scene.box_c[m], scene.box_h[m], scene.box_R[m]
-    ol, dl, tnear, tfar = _box_local(o, d, c, h, R)
+def _hits_boxes(o, d, ray, view, m, scene: Scene) -> _Hits:
+    c, h, R = _take(_columns(scene.box_c), m), _take(_columns(scene.box_h), m), _take(_columns(scene.box_R), m)
+    ol = _rotate_t(_take(o, view) - c, R)
+    dl = _rotate_t(_take(d, ray), R)
+    tnear, tfar = _slabs(ol, dl, h)
     t = torch.where((tnear <= tfar) & (tnear > _EPS), tnear, _INF)
-    pl = ol + t.nan_to_num(posinf=0.0)[:, None] * dl
-    return t, _box_normal(pl, h, R)[0], pl
+
+    def surface(sel):
+        pl = _take(ol, sel) + _take(t, sel) * _take(dl, sel)
+        return _rotate(_box_face(pl, _take(h, sel))[0], _take(R, sel)), pl, _take(m, sel)
+
+    return _Hits(ray, t, surface, scene.box_mat)
 
 
-def _pairs_cylinders(o, d, m, scene: Scene):
-    c, r, hh = scene.cyl_c[m], scene.cyl_r[m], scene.cyl_hh[m]
-    oc = o - c
-    a = (d[:, :2] ** 2).sum(-1).clamp_min(1e-12)
-    b = (d[:, :2] * oc[:, :2]).sum(-1)
-    cc = (oc[:, :2] ** 2).sum(-1) - r * r
+def _hits_cylinders(o, d, ray, view, m, scene: Scene) -> _Hits:
+    c, r, hh = _take(_columns(scene.cyl_c), m), _take(scene.cyl_r, m), _take(scene.cyl_hh, m)
+    oc, d = _take(o, view) - c, _take(d, ray)
+    a = (d[0] * d[0] + d[1] * d[1]).clamp_min(1e-12)
+    b = d[0] * oc[0] + d[1] * oc[1]
+    cc = oc[0] * oc[0] + oc[1] * oc[1] - r * r
     disc = b * b - a * cc
     t_side = (-b - disc.clamp_min(0).sqrt()) / a
-    t = torch.where((disc >= 0) & (t_side > _EPS) & ((oc[:, 2] + t_side * d[:, 2]).abs() <= hh), t_side, _INF)
-    dz = _nonzero(d[:, 2])
+    t = torch.where((disc >= 0) & (t_side > _EPS) & ((oc[2] + t_side * d[2]).abs() <= hh), t_side, _INF)
+    dz = _nonzero(d[2])
     for sgn in (-1.0, 1.0):  # caps: |oc_xy + tc d_xy|^2 = cc + r^2 + 2 tc b + tc^2 a
-        tc = (sgn * hh - oc[:, 2]) / dz
+        tc = (sgn * hh - oc[2]) / dz
         t = torch.minimum(t, torch.where((tc > _EPS) & (cc + 2 * tc * b + tc * tc * a <= 0), tc, _INF))
-    local = oc + t.nan_to_num(posinf=0.0)[:, None] * d
-    side_n = torch.cat([local[:, :2] / r[:, None], torch.zeros_like(local[:, :1])], -1)
-    cap_n = torch.zeros_like(local)
-    cap_n[:, 2] = torch.sign(local[:, 2])
-    on_cap = (local[:, 2].abs() / hh > local[:, :2].norm(dim=-1) / r)[:, None]  # whichever surface the point is on
-    return t, torch.where(on_cap, cap_n, side_n), local
+
+    def surface(sel):
+        local = _take(oc, sel) + _take(t, sel) * _take(d, sel)
+        rs, hs = _take(r, sel), _take(hh, sel)
+        zero = torch.zeros_like(rs)
+        side_n = torch.stack([local[0] / rs, local[1] / rs, zero])
+        cap_n = torch.stack([zero, zero, torch.sign(local[2])])
+        on_cap = local[2].abs() / hs > (local[0] * local[0] + local[1] * local[1]).sqrt() / rs  # which surface the point is on
+        return torch.where(on_cap, cap_n, side_n), local, _take(m, sel)
+
+    return _Hits(ray, t, surface, scene.cyl_mat)
 
 
-def _pairs_quads(o, d, m, scene: Scene):
-    c, u, v, h = scene.quad_c[m], scene.quad_u[m], scene.quad_v[m], scene.quad_h[m]
-    n = torch.cross(u, v, dim=-1)
-    oc = o - c
-    t = -(oc * n).sum(-1) / _nonzero((d * n).sum(-1))
-    p = oc + t[:, None] * d  # hit point relative to the centre
-    pu, pv = (p * u).sum(-1), (p * v).sum(-1)
-    t = torch.where((t > _EPS) & (pu.abs() <= h[:, 0]) & (pv.abs() <= h[:, 1]), t, _INF)
-    return t, n, torch.stack([pu, pv, torch.zeros_like(pu)], -1)
+def _hits_quads(o, d, ray, view, m, scene: Scene) -> _Hits:
+    c, u, v, h = (_take(_columns(x), m) for x in (scene.quad_c, scene.quad_u, scene.quad_v, scene.quad_h))
+    n = torch.linalg.cross(u, v, dim=0)
+    oc, d = _take(o, view) - c, _take(d, ray)
+    t = -_dot(oc, n) / _nonzero(_dot(d, n))
+    p = oc + t * d  # hit point relative to the centre
+    pu, pv = _dot(p, u), _dot(p, v)
+    t = torch.where((t > _EPS) & (pu.abs() <= h[0]) & (pv.abs() <= h[1]), t, _INF)
+
+    def surface(sel):
+        pu_s = _take(pu, sel)
+        return _take(n, sel), torch.stack([pu_s, _take(pv, sel), torch.zeros_like(pu_s)]), _take(m, sel)
+
+    return _Hits(ray, t, surface, scene.quad_mat)
 
 
-def _pairs_spheres(o, d, m, scene: Scene):
-    c, r = scene.sph_c[m], scene.sph_r[m]
-    oc = o - c
-    a = (d * d).sum(-1)
-    b = (d * oc).sum(-1)
-    disc = b * b - a * ((oc * oc).sum(-1) - r * r)
+def _hits_spheres(o, d, ray, view, m, scene: Scene) -> _Hits:
+    c, r = _take(_columns(scene.sph_c), m), _take(scene.sph_r, m)
+    oc, d = _take(o, view) - c, _take(d, ray)
+    a = _dot(d, d)
+    b = _dot(d, oc)
+    disc = b * b - a * (_dot(oc, oc) - r * r)
     sq = disc.clamp_min(0).sqrt()
     t0, t1 = (-b - sq) / a, (-b + sq) / a
     t = torch.where(t0 > _EPS, t0, t1)
     t = torch.where((disc >= 0) & (t > _EPS), t, _INF)
-    local = oc + t.nan_to_num(posinf=0.0)[:, None] * d
-    return t, local / r[:, None], local
+
+    def surface(sel):
+        local = _take(oc, sel) + _take(t, sel) * _take(d, sel)
+        return local / _take(r, sel), local, _take(m, sel)
+
+    return _Hits(ray, t, surface, scene.sph_mat)
 
 
-def _nearest(pairs_fn, scene: Scene, o, d, d_unit, centre, radius):
-    """Closest hit per ray (flattened B*N) of one primitive type, via bounding-sphere candidates."""
-    B, N = d.shape[:2]
-    bi, ni, mi = _candidates(o, d_unit, centre, radius)
-    t_out = torch.full((B * N,), _INF)
-    if len(mi) == 0:
-        return t_out, torch.zeros(B * N, 3), torch.zeros(B * N, 3), torch.zeros(B * N, dtype=torch.long)
-    t, normal, local = pairs_fn(o[bi], d[bi, ni], mi, scene)
-    ray = bi * N + ni
-    t_out = t_out.scatter_reduce(0, ray, t, "amin")
-    win = torch.isfinite(t) & (t == t_out[ray])
-    pair = torch.zeros(B * N, dtype=torch.long)
-    pair[ray[win]] = torch.nonzero(win).squeeze(1)  # the winning pair of each ray (any one on exact ties)
-    return t_out, normal[pair], local[pair], mi[pair]
-
-
-def _hit_room(o, d, scene: Scene):
-    """Inside the room box every ray leaves through a face: the far slab distance (B*N,)."""
+def _hits_room(o_r, d_r, scene: Scene) -> _Hits:
+    """Inside the room box every ray leaves through a face: the far slab distance, one per ray."""
     lo, hi = scene.room_bounds
-    c, h, R = (lo + hi) / 2, (hi - lo) / 2, None
-    o_r = o[:, None].expand_as(d).reshape(-1, 3)
-    ol, dl, _, tfar = _box_local(o_r, d.reshape(-1, 3), c, h, R)
+    c, h = ((lo + hi) / 2)[:, None], ((hi - lo) / 2)[:, None]
+    ol = o_r - c
+    tfar = _slabs(ol, d_r, h)[1]
     t = torch.where(tfar > _EPS, tfar, _INF)
-    pl = ol + t.nan_to_num(posinf=0.0)[:, None] * dl
-    normal, axis, side = _box_normal(pl, h, R)
-    return t, normal, pl, axis * 2 + (side > 0).long()  # per-face material: -x, +x, -y, +y, -z, +z
+
+    def surface(sel):
+        pl = _take(ol, sel) + _take(t, sel) * _take(d_r, sel)
+        normal, face = _box_face(pl, h)
+        return normal, pl, face  # one material per face
+
+    return _Hits(None, t, surface, scene.room_mats)
 
 
-def _hit_ground(o, d):
-    o_r, d_r = o[:, None].expand_as(d).reshape(-1, 3), d.reshape(-1, 3)
-    t = torch.where((d_r[:, 2] < -1e-9) & (o_r[:, 2] > 0), -o_r[:, 2] / d_r[:, 2].clamp_max(-1e-9), _INF)
+def _hits_ground(o_r, d_r, scene: Scene) -> _Hits:
+    t = torch.where((d_r[2] < -1e-9) & (o_r[2] > 0), -o_r[2] / d_r[2].clamp_max(-1e-9), _INF)
     t = torch.where(t > _EPS, t, _INF)
-    p = o_r + t.nan_to_num(posinf=0.0)[:, None] * d_r
-    normal = torch.zeros_like(p)
-    normal[:, 2] = 1.0
-    return t, normal, p, torch.zeros(len(t), dtype=torch.long)
+
+    def surface(sel):
+        p = _take(o_r, sel) + _take(t, sel) * _take(d_r, sel)
+        normal = torch.zeros_like(p)
+        normal[2] = 1.0
+        return normal, p, torch.zeros(len(sel), dtype=torch.long)
+
+    return _Hits(None, t, surface, scene.ground_mat.reshape(1, MAT_DIM))
 
 
-def _hit_backdrop(o, d, radius: float, height: float):
-    o_r, d_r = o[:, None].expand_as(d).reshape(-1, 3), d.reshape(-1, 3)
-    a = (d_r[:, :2] ** 2).sum(-1).clamp_min(1e-12)
-    b = (o_r[:, :2] * d_r[:, :2]).sum(-1)
-    cc = (o_r[:, :2] ** 2).sum(-1) - radius * radius
+def _hits_backdrop(o_r, d_r, scene: Scene) -> _Hits:
+    radius, height = scene.backdrop
+    a = (d_r[0] * d_r[0] + d_r[1] * d_r[1]).clamp_min(1e-12)
+    b = o_r[0] * d_r[0] + o_r[1] * d_r[1]
+    cc = o_r[0] * o_r[0] + o_r[1] * o_r[1] - radius * radius
     t = (-b + (b * b - a * cc).clamp_min(0).sqrt()) / a  # seen from inside: the far root
-    p = o_r + t[:, None] * d_r
-    t = torch.where((t > _EPS) & (p[:, 2] >= 0) & (p[:, 2] <= height), t, _INF)
-    normal = torch.cat([-p[:, :2] / radius, torch.zeros_like(p[:, :1])], -1)
-    # texture in (arc length, 0, z): a wrap-around "terrain" strip
-    tex = torch.stack([torch.atan2(p[:, 1], p[:, 0]) * radius, torch.zeros_like(t), p[:, 2]], -1)
-    return t, normal, tex, torch.zeros(len(t), dtype=torch.long)
+    z = o_r[2] + t * d_r[2]
+    t = torch.where((t > _EPS) & (z >= 0) & (z <= height), t, _INF)
+
+    def surface(sel):
+        p = _take(o_r, sel) + _take(t, sel) * _take(d_r, sel)
+        zero = torch.zeros_like(p[0])
+        normal = torch.stack([-p[0] / radius, -p[1] / radius, zero])
+        tex = torch.stack([torch.atan2(p[1], p[0]) * radius, zero, p[2]])  # (arc length, 0, z): a wrap-around terrain strip
+        return normal, tex, torch.zeros(len(sel), dtype=torch.long)
+
+    return _Hits(None, t, surface, scene.backdrop_mat.reshape(1, MAT_DIM))
 
 
-def _cast(scene: Scene, o: torch.Tensor, d: torch.Tensor):
-    """Nearest hit for rays from origins o (B, 3) along d (B, N, 3), flattened to R = B*N rays:
-    (t (R,), normal (R, 3), texture point (R, 3), material (R, MAT_DIM))."""
-    hits, tables = [], []
+# object types: (hits function, (centres (M, 3), bounding-sphere radii (M,)) for candidate culling)
+_OBJECTS = (
+    (_hits_boxes, lambda s: (s.box_c, s.box_h.norm(dim=-1))),
+    (_hits_spheres, lambda s: (s.sph_c, s.sph_r)),
+    (_hits_cylinders, lambda s: (s.cyl_c, (s.cyl_r**2 + s.cyl_hh**2).sqrt())),
+    (_hits_quads, lambda s: (s.quad_c, s.quad_h.norm(dim=-1))),
+)
 
-    def add(hit, table):  # material rows become indices into one scene-wide table
-        offset = sum(len(x) for x in tables)
-        tables.append(table.reshape(-1, MAT_DIM))
-        hits.append((*hit[:3], hit[3] + offset))
 
+def _scene_hits(scene: Scene, o, d, o_r, d_r) -> list[_Hits]:
+    """Candidate hits of every surface type, in tie-break order (room, ground, backdrop, objects)."""
+    hits = []
     if scene.room_bounds is not None:
-        add(_hit_room(o, d, scene), scene.room_mats)
+        hits.append(_hits_room(o_r, d_r, scene))
     if scene.ground_mat is not None:
-        add(_hit_ground(o, d), scene.ground_mat)
+        hits.append(_hits_ground(o_r, d_r, scene))
     if scene.backdrop is not None:
-        add(_hit_backdrop(o, d, *scene.backdrop), scene.backdrop_mat)
-    du = d / d.norm(dim=-1, keepdim=True)
-    if len(scene.box_c):
-        add(_nearest(_pairs_boxes, scene, o, d, du, scene.box_c, scene.box_h.norm(dim=-1)), scene.box_mat)
-    if len(scene.sph_c):
-        add(_nearest(_pairs_spheres, scene, o, d, du, scene.sph_c, scene.sph_r), scene.sph_mat)
-    if len(scene.cyl_c):
-        add(_nearest(_pairs_cylinders, scene, o, d, du, scene.cyl_c, (scene.cyl_r**2 + scene.cyl_hh**2).sqrt()), scene.cyl_mat)
-    if len(scene.quad_c):
-        add(_nearest(_pairs_quads, scene, o, d, du, scene.quad_c, scene.quad_h.norm(dim=-1)), scene.quad_mat)
-    R = d.shape[0] * d.shape[1]
-    if not hits:
-        return torch.full((R,), _INF), torch.zeros(R, 3), torch.zeros(R, 3), torch.zeros(R, MAT_DIM)
-    t, best = torch.stack([h[0] for h in hits]).min(0)  # (R,)
-    rows = torch.arange(R)
-    normal = torch.stack([h[1] for h in hits])[best, rows]
-    tex = torch.stack([h[2] for h in hits])[best, rows]
-    mat_id = torch.stack([h[3] for h in hits])[best, rows]
-    return t, normal, tex, torch.cat(tables)[mat_id]
+        hits.append(_hits_backdrop(o_r, d_r, scene))
+    d_unit = d / _dot(d_r, d_r).sqrt().view(d.shape[0], -1, 1)
+    o_cols = o.t().contiguous()
+    for hits_fn, bounds in _OBJECTS:
+        centre, radius = bounds(scene)
+        if len(centre):
+            view, ray, m = _candidates(o, d_unit, centre, radius)
+            hits.append(hits_fn(o_cols, d_r, ray, view, m, scene))
+    return hits
 
 
-def _shade(scene: Scene, o, d, t, normal, tex, mat) -> tuple[torch.Tensor, torch.Tensor]:
-    """Colour (R, 3) in [0, 1] and camera-facing normals (R, 3) for flat ray lists (R = rays)
-    with origins o (R, 3) and directions d (R, 3)."""
-    hit = torch.isfinite(t)
+def _winners(h: _Hits, t_best: torch.Tensor, taken: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs of `h` that are their ray's nearest hit and not already claimed by an earlier type:
+    (pair indices, their rays), one pair per ray (the last one on an exact tie within the type)."""
+    if h.ray is None:
+        sel = torch.nonzero((h.t == t_best) & ~taken & (h.t < _INF)).squeeze(1)
+        return sel, sel
+    sel = torch.nonzero((h.t == _take(t_best, h.ray)) & ~_take(taken, h.ray) & (h.t < _INF)).squeeze(1)
+    rays = _take(h.ray, sel)
+    last = torch.full_like(taken, -1, dtype=torch.long).scatter_reduce(0, rays, torch.arange(len(sel)), "amax")
+    keep = torch.nonzero(_take(last, rays) == torch.arange(len(sel))).squeeze(1)
+    return _take(sel, keep), _take(rays, keep)
+
+
+def _cast(scene: Scene, o: torch.Tensor, d: torch.Tensor, o_r: torch.Tensor, d_r: torch.Tensor):
+    """Nearest hit for rays from origins o (B, 3) along d (B, N, 3); o_r, d_r (3, R): the same
+    R = B*N rays channels-first. Returns t (R,) (inf = no hit), normal (3, R), texture point
+    (3, R), material (MAT_DIM, R)."""
+    R = d_r.shape[1]
+    hits = _scene_hits(scene, o, d, o_r, d_r)
+    t_best = torch.full((R,), _INF)
+    for h in hits:
+        t_best = torch.minimum(t_best, h.t) if h.ray is None else t_best.scatter_reduce(0, h.ray, h.t, "amin")
+    normal, tex = torch.zeros(3, R), torch.zeros(3, R)
+    mat_row = torch.zeros(R, dtype=torch.long)  # into the scene-wide table of all types' rows
+    taken = torch.zeros(R, dtype=torch.bool)  # exact ties between types: the first type wins
+    offset = 0
+    for h in hits:
+        sel, rays = _winners(h, t_best, taken)
+        n, x, row = h.surface(sel)
+        normal.index_copy_(1, rays, n)
+        tex.index_copy_(1, rays, x)
+        mat_row.index_copy_(0, rays, row + offset)
+        taken.index_fill_(0, rays, True)
+        offset += len(h.table)
+    table = _columns(torch.cat([h.table for h in hits])) if hits else torch.zeros(MAT_DIM, 1)
+    return t_best, normal, tex, _take(table, mat_row)
+
+
+def _shade(scene: Scene, o_r, d_r, t, normal, tex, mat) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colour (3, R) in [0, 1] and camera-facing normals (3, R) of rays o_r, d_r (3, R) with
+    hits from `_cast`. Albedo is evaluated on hit rays only (sky rays skip the textures)."""
     # two-sided surfaces: make normals face the camera
-    flip = torch.where((normal * d).sum(-1, keepdim=True) > 0, -1.0, 1.0)
-    normal = normal * flip * hit[:, None]
-    lam = (normal @ scene.light_dir).clamp_min(0.0)  # (R,)
-    world = o + t.nan_to_num(posinf=0.0)[:, None] * d
-    col = albedo(tex, mat, world, normal) * (scene.ambient + (1.0 - scene.ambient) * lam)[:, None]
-    elev = (d[:, 2] / d.norm(dim=-1)).clamp(0, 1)[:, None] ** 0.5
-    sky = scene.sky_colors[0] + (scene.sky_colors[1] - scene.sky_colors[0]) * elev
-    return torch.where(hit[:, None], col, sky), normal
+    normal = normal * (1.0 - 2.0 * (_dot(normal, d_r) > 0))
+    shading = scene.ambient + (1.0 - scene.ambient) * _dot(normal, scene.light_dir[:, None]).clamp_min(0.0)
+    hit = t < _INF
+    idx = torch.nonzero(hit).squeeze(1)
+    if len(idx) == len(t):  # every ray hits (rooms): no sky, no gathers
+        return albedo(tex, mat, o_r + t * d_r, normal) * shading, normal
+    elev = (d_r[2] / _dot(d_r, d_r).sqrt()).clamp(0, 1) ** 0.5
+    sky0, sky1 = scene.sky_colors[0][:, None], scene.sky_colors[1][:, None]
+    col = sky0 + (sky1 - sky0) * elev
+    world = _take(o_r, idx) + _take(t, idx) * _take(d_r, idx)
+    n_hit = _take(normal, idx)
+    col.index_copy_(1, idx, albedo(_take(tex, idx), _take(mat, idx), world, n_hit) * _take(shading, idx))
+    return col, normal * hit
 
 
 @contextmanager
@@ -323,11 +424,13 @@ def _render(scene: Scene, K, T_wc, height: int, width: int) -> RenderOutput:
     for b0 in range(0, B, step):
         for s in range(0, HW, _CHUNK):
             oc, dc = o[b0 : b0 + step], d[b0 : b0 + step, s : s + _CHUNK]
-            t, n, tex, mat = _cast(scene, oc, dc)
-            col, n = _shade(scene, oc[:, None].expand_as(dc).flatten(0, 1), dc.flatten(0, 1), t, n, tex, mat)
-            rgb.append(col.view(len(oc), -1, 3))
+            o_r = oc.t()[:, :, None].expand(3, len(oc), dc.shape[1]).reshape(3, -1)  # (3, R): every ray's origin
+            d_r = dc.reshape(-1, 3).t().contiguous()
+            t, n, tex, mat = _cast(scene, oc, dc, o_r, d_r)
+            col, n = _shade(scene, o_r, d_r, t, n, tex, mat)
+            rgb.append(col.t().reshape(len(oc), -1, 3))
             depth.append(torch.where(torch.isfinite(t), t, 0.0).view(len(oc), -1))
-            normals.append(n.view(len(oc), -1, 3))
+            normals.append(n.t().reshape(len(oc), -1, 3))
     if HW > _CHUNK:  # re-assemble row chunks of each view chunk
         per = -(-HW // _CHUNK)
         rgb = [torch.cat(rgb[i : i + per], 1) for i in range(0, len(rgb), per)]

@@ -47,25 +47,43 @@ def _noise_volume() -> torch.Tensor:
     return torch.from_numpy(v)[None, None]
 
 
-_VOLUME = _noise_volume()
+def _cell_corners(volume: torch.Tensor) -> torch.Tensor:
+    """(8, RES^3): the 8 corner values of every lattice cell, corner k = (dz, dy, dx) bits of k.
+    One gather per point then fetches a whole cell (8 separate gathers, or grid_sample, cost 2-3x more)."""
+    v = volume[0, 0]
+    corners = [v[dz : dz + _RES, dy : dy + _RES, dx : dx + _RES].reshape(-1) for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)]
+    return torch.stack(corners).contiguous()
+
+
+_CORNERS = _cell_corners(_noise_volume())
 _GOLDEN = torch.tensor([0.6180339887, 0.7548776662, 0.5698402910])  # per-seed lattice offsets (R2/R3 sequence)
 
 
-def value_noise(p: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
-    """Smooth 3D value noise in [0, 1]: trilinear lookup in a fixed periodic random lattice.
+def _mod(x: torch.Tensor, m: float) -> torch.Tensor:
+    """x mod m in [0, m) like torch.remainder, ~10x faster on CPU; exact for m a power of 2."""
+    return x - torch.floor(x / m) * m
 
-    p: (N, 3) lattice-unit coordinates; seed: (N,) per-point seeds shifting the lattice so
-    materials get different patterns. One grid_sample call: far cheaper than hashing corners.
+
+def value_noise(p: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
+    """Smooth 3D value noise in [0, 1]: trilinear interpolation in a fixed periodic random lattice.
+
+    p: (3, N) lattice-unit coordinates; seed: (N,) per-point seeds shifting the lattice so
+    materials get different patterns. A table lookup: far cheaper than hashing corners.
     """
-    off = torch.frac(seed.to(torch.float32)[:, None] * _GOLDEN) * _RES
-    q = torch.remainder(p + off, _RES) * (2.0 / _RES) - 1.0  # [-1, 1): align_corners maps +-1 to slices 0 and RES
-    out = F.grid_sample(_VOLUME, q.view(1, 1, 1, -1, 3), mode="bilinear", padding_mode="border", align_corners=True)
-    return out.view(-1)
+    off = torch.frac(seed.to(torch.float32) * _GOLDEN[:, None]) * _RES
+    q = _mod(p + off, _RES)  # (3, N) in [0, RES]
+    cell = torch.floor(q).clamp_max(_RES - 1)  # q == RES (rounding) stays in the last cell
+    f = q - cell  # (3, N) position inside the cell, rows x, y, z
+    index = ((cell[2] * _RES + cell[1]) * _RES + cell[0]).long()  # exact in float32 (< 2^24)
+    v = _CORNERS.index_select(1, index)  # (8, N)
+    v = v[0::2] + (v[1::2] - v[0::2]) * f[0]  # along x: (4, N)
+    v = v[0::2] + (v[1::2] - v[0::2]) * f[1]  # along y: (2, N)
+    return v[0] + (v[1] - v[0]) * f[2]
 
 
 def fbm(p: torch.Tensor, seed: torch.Tensor, octaves: int = 3) -> torch.Tensor:
-    """Fractal sum of value noise, normalized to [0, 1]. p: (N, 3); seed: (N,) float seeds."""
-    total, amp, norm = torch.zeros_like(p[:, 0]), 1.0, 0.0
+    """Fractal sum of value noise, normalized to [0, 1]. p: (3, N); seed: (N,) float seeds."""
+    total, amp, norm = torch.zeros_like(p[0]), 1.0, 0.0
     for o in range(octaves):
         total = total + amp * value_noise(p * (2.0**o), seed + o)
         norm += amp
@@ -105,7 +123,7 @@ def natural_image_atlas() -> torch.Tensor:
 
 
 def image_albedo(world: torch.Tensor, normals: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
-    """Photo albedo (N, 3) at world points (N, 3) with world normals (N, 3), materials (N, MAT_DIM).
+    """Photo albedo (3, N) at world points (3, N) with world normals (3, N), materials (MAT_DIM, N).
 
     Triplanar: the photo is projected along x, y and z (tiles of `scale` metres, repeating),
     and the three looks are blended with weights |n|^4, so a face sees mostly the projection
@@ -113,55 +131,71 @@ def image_albedo(world: torch.Tensor, normals: torch.Tensor, mats: torch.Tensor)
     """
     atlas = natural_image_atlas()
     n_img = len(NATURAL_IMAGES)
-    scale = mats[:, 7:8].clamp_min(1e-3)
-    which = torch.remainder(mats[:, 11].round(), n_img)  # (N,) photo index from the material seed
-    shift = torch.frac(mats[:, 11:12] * _GOLDEN[:2])  # (N, 2) per-material offset of the tiling
+    scale = mats[7].clamp_min(1e-3)
+    which = torch.remainder(mats[11].round(), n_img)  # (N,) photo index from the material seed
+    shift = torch.frac(mats[11] * _GOLDEN[:2, None])  # (2, N) per-material offset of the tiling
     w = normals.abs() ** 4
-    w = w / w.sum(-1, keepdim=True).clamp_min(1e-8)  # (N, 3)
+    w = w / (w[0] + w[1] + w[2]).clamp_min(1e-8)  # (3, N)
     col = torch.zeros_like(world)
     for axis, (i, j) in enumerate(((1, 2), (0, 2), (0, 1))):  # projection along x, y, z
-        uv = torch.frac(torch.stack([world[:, i], world[:, j]], -1) / scale + shift)  # (N, 2) in [0, 1)
-        x = (which + uv[:, 0]) / n_img * 2.0 - 1.0  # column inside the atlas
-        y = (1.0 - uv[:, 1]) * 2.0 - 1.0  # image rows run down, world "up" runs up
+        u = torch.frac(world[i] / scale + shift[0])  # in [0, 1)
+        v = torch.frac(world[j] / scale + shift[1])
+        x = (which + u) / n_img * 2.0 - 1.0  # column inside the atlas
+        y = (1.0 - v) * 2.0 - 1.0  # image rows run down, world "up" runs up
         grid = torch.stack([x, y], -1).view(1, 1, -1, 2)
         look = F.grid_sample(atlas, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        col = col + w[:, axis : axis + 1] * look.view(3, -1).t()
-    return col * (0.5 + mats[:, 0:3])
+        col = col + w[axis] * look.view(3, -1)
+    return col * (0.5 + mats[0:3])
 
 
 def albedo(points: torch.Tensor, mats: torch.Tensor, world: torch.Tensor | None = None,
            normals: torch.Tensor | None = None) -> torch.Tensor:
-    """Albedo (N, 3) in [0, 1] of surface points (N, 3) (primitive frame, metres) with materials (N, MAT_DIM).
+    """Albedo (3, N) in [0, 1] of surface points (3, N) (primitive frame, metres) with
+    materials (MAT_DIM, N). Channels-first like the renderer (1-D rows are fast on CPU).
 
-    world, normals: (N, 3) world hit points and normals, needed only by TEX_IMAGE materials.
+    world, normals: (3, N) world hit points and normals, needed only by TEX_IMAGE materials.
     """
-    a, b = mats[:, 0:3], mats[:, 3:6]
-    kind = mats[:, 6].round()
-    scale = mats[:, 7:8].clamp_min(1e-3)
-    direction = mats[:, 8:11]
-    seed = mats[:, 11]
-    q = points / scale  # (N, 3) in pattern periods
+    a, b = mats[0:3], mats[3:6]
+    kind = mats[6].round()
+    q = points / mats[7].clamp_min(1e-3)  # (3, N) in pattern periods
 
     # One shared noise field gives fBm blends, marble warping and a fine grain on every kind.
-    n = fbm(q * 2.0, seed, octaves=2)  # (N,)
-    checker = torch.remainder(torch.floor(q).sum(-1), 2.0)
-    phase = (q * direction).sum(-1)
-    stripes = (torch.sin(2 * np.pi * phase) > 0).to(points.dtype)
-    marble = 0.5 + 0.5 * torch.sin(2 * np.pi * (phase + 1.5 * n))
-
-    mix = torch.zeros_like(n)
-    mix = torch.where(kind == TEX_CHECKER, checker, mix)
-    mix = torch.where(kind == TEX_STRIPES, stripes, mix)
-    mix = torch.where(kind == TEX_NOISE, n.clamp(0.2, 0.8).sub(0.2).div(0.6), mix)
-    mix = torch.where(kind == TEX_MARBLE, marble, mix)
-    col = a + (b - a) * mix.unsqueeze(-1)
-    photo = kind == TEX_IMAGE
-    if photo.any():
+    n = fbm(q * 2.0, mats[11], octaves=2)  # (N,)
+    mix = torch.zeros_like(n)  # pattern weight of colour b; each pattern only where its kind is present
+    for tex_kind, pattern in ((TEX_CHECKER, _checker), (TEX_STRIPES, _stripes), (TEX_NOISE, _noise_band), (TEX_MARBLE, _marble)):
+        is_kind = kind == tex_kind
+        if is_kind.any():
+            mix = mix + pattern(q, mats, n) * is_kind  # patterns are finite: the masked sum equals a select
+    col = a + (b - a) * mix
+    photo = torch.nonzero(kind == TEX_IMAGE).squeeze(1)
+    if len(photo):
         if world is None or normals is None:
             raise ValueError("albedo: TEX_IMAGE materials need the world points and normals")
-        col[photo] = image_albedo(world[photo], normals[photo], mats[photo])
-    grain = 0.85 + 0.3 * n.unsqueeze(-1)  # subtle texture everywhere, so flat faces are not blank
+        take = lambda x: x.index_select(1, photo)  # noqa: E731
+        col.index_copy_(1, photo, image_albedo(take(world), take(normals), take(mats)))
+    grain = 0.85 + 0.3 * n  # subtle texture everywhere, so flat faces are not blank
     return (col * grain).clamp(0.0, 1.0)
+
+
+def _checker(q, mats, n):
+    f = torch.floor(q)
+    return _mod(f[0] + f[1] + f[2], 2.0)
+
+
+def _phase(q, mats):
+    return q[0] * mats[8] + q[1] * mats[9] + q[2] * mats[10]  # along the stripe direction
+
+
+def _stripes(q, mats, n):
+    return (torch.sin(2 * np.pi * _phase(q, mats)) > 0).to(q.dtype)
+
+
+def _noise_band(q, mats, n):
+    return n.clamp(0.2, 0.8).sub(0.2).div(0.6)
+
+
+def _marble(q, mats, n):
+    return 0.5 + 0.5 * torch.sin(2 * np.pi * (_phase(q, mats) + 1.5 * n))
 
 
 def use_image_textures(tables: list[torch.Tensor], rng: np.random.Generator, p: float) -> None:
