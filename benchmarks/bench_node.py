@@ -1,18 +1,18 @@
 """Node / predictor benchmarks: prints tables, writes JSON to benchmarks/results/.
 
     python benchmarks/bench_node.py [--sizes 64 128 256] [--views 1 4 16 64 256 1024] [--steps 10]
-                                    [--part node|views|all] [--model PATH]
+                                    [--threads 1] [--part node|views|all] [--model PATH]
 
 Part "node" - end to end through the real `mvgd_node` over DDS (mvgd-eval's gated playback):
 image published -> /mvgd/depth received, with 8 conditioning views (max_views 8, every frame a
-keyframe), at 64x64, 128x128 and 256x256 (a randomly initialised model of the default
-architecture at that image size: speed does not depend on the weights). The first 7 frames
-fill the conditioning set and are not counted. Throughput = depth maps per second of gated
-playback (one image in flight). Memory = the node process's peak RSS.
+keyframe), at 64x64, 128x128 and 256x256 (random weights in the shipped model's architecture
+at that image size: speed does not depend on the weights). The first 7 frames fill the
+conditioning set and are not counted. Throughput = depth maps per second of gated playback
+(one image in flight). Memory = the node process's peak RSS. JSON: node_latency_<steps>steps.json.
 
-Part "views" - the predictor path the node calls (MVGDPredictor.predict, depth, the model's
-48x64 size) with N = 1 ... 1024 conditioning views; each N in a fresh subprocess so its peak
-RSS is its own. The model-only scaling (forward passes, no sampler) is the core engineer's
+Part "views" - the predictor path the node calls (MVGDPredictor.predict, depth, the shipped
+model at its 48x64 size) with N = 1 ... 1024 conditioning views; each N in a fresh subprocess
+so its peak RSS is its own. The model-only scaling (forward passes, no sampler) is the core engineer's
 benchmarks/bench_model.py; this measures what the node pays per prediction.
 
 CPU only where no GPU is present (device "auto" picks CUDA when available; the JSON records it).
@@ -33,15 +33,24 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+SHIPPED = ROOT / "models" / "mvgd_default.pt"
+
+
 def _random_checkpoint(path: Path, hw: tuple[int, int]) -> Path:
+    """Random weights in the shipped model's architecture at image size hw (the shipped weights
+    exist for 48x64 only; speed does not depend on the weights)."""
+    import dataclasses
+
     import torch
 
-    from mvgd_core.checkpoint import make_state, save_checkpoint
+    from mvgd_core.checkpoint import load_checkpoint, make_state, save_checkpoint
+    from mvgd_core.config import from_dict
     from mvgd_core.diffusion import DiffusionConfig
-    from mvgd_core.model import MVGD, model_config
+    from mvgd_core.model import MVGD, ModelConfig
 
+    shipped = from_dict(ModelConfig, load_checkpoint(SHIPPED)["config"]["model"], where=str(SHIPPED))
     torch.manual_seed(0)
-    save_checkpoint(path, make_state(MVGD(model_config("small", image_size=hw)), DiffusionConfig()))
+    save_checkpoint(path, make_state(MVGD(dataclasses.replace(shipped, image_size=hw)), DiffusionConfig()))
     return path
 
 
@@ -150,9 +159,9 @@ def main(argv=None) -> int:
     p.add_argument("--part", choices=["node", "views", "all"], default="all")
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
     p.add_argument("--views", type=int, nargs="+", default=[1, 4, 16, 64, 256, 1024])
-    p.add_argument("--steps", type=int, default=10, help="DDIM steps (the node's default is 10)")
+    p.add_argument("--steps", type=int, default=10, help="DDIM steps (10: the issue's latency target; the node's default is 1)")
     p.add_argument("--frames", type=int, default=13, help="frames per node run (7 fill the conditioning set)")
-    p.add_argument("--model", default=None, help="checkpoint for the views part (default: a random 'small' model, 48x64)")
+    p.add_argument("--model", default=None, help="checkpoint for the views part (default: models/mvgd_default.pt)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2, help="torch threads in the views part (the node uses torch's default)")
     p.add_argument("--_child", type=int, default=None, help=argparse.SUPPRESS)
@@ -170,15 +179,15 @@ def main(argv=None) -> int:
         if a.part in ("node", "all"):
             rows = bench_node(a.sizes, a.steps, a.frames, tmp)
             res = {"command": cmd, "env": _env(), "rows": rows, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
-            (RESULTS / "node_latency.json").write_text(json.dumps(res, indent=2))
+            (RESULTS / f"node_latency_{a.steps}steps.json").write_text(json.dumps(res, indent=2))
             print("\nEnd-to-end node latency (image in -> depth out, real DDS, gated):\n" + _table(rows, NODE_COLS))
         if a.part in ("views", "all"):
-            ckpt = a.model or str(_random_checkpoint(tmp / "small_48x64.pt", (48, 64)))
+            ckpt = a.model or str(SHIPPED)
             rows = bench_views(a.views, a.steps, ckpt, a.repeats, a.threads)
-            res = {"command": cmd, "env": _env(), "threads": a.threads, "model": a.model or "random small (48x64)", "rows": rows, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+            res = {"command": cmd, "env": _env(), "threads": a.threads, "model": ckpt, "rows": rows, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
             (RESULTS / f"node_view_scaling_{a.threads}threads.json").write_text(json.dumps(res, indent=2))
             print("\nPredictor path (MVGDPredictor.predict, depth) vs conditioning views:\n" + _table(rows, VIEW_COLS))
-    print(f"\nJSON: {RESULTS}/node_latency.json, node_view_scaling_<threads>threads.json (load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+    print(f"\nJSON: {RESULTS}/node_latency_<steps>steps.json, node_view_scaling_<threads>threads.json (load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     return 0
 
 

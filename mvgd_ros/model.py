@@ -36,6 +36,14 @@ def resolve_checkpoint(value: str) -> Path:
     raise StartupError(f"no checkpoint found (looked at: {looked}); {TRAIN_HINT}, or pass -p checkpoint:=/path/to/model.pt")
 
 
+def set_torch_threads(threads: int) -> None:
+    """Intra-op CPU threads for inference (process-wide); 0 keeps torch's default."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def load_predictor(checkpoint: str, device: str, steps: int):
     """MVGDPredictor from the resolved checkpoint; StartupError with the reason on failure."""
     from mvgd_core.checkpoint import CheckpointError

@@ -36,7 +36,7 @@ from mvgd_core.data.types import Frame
 from mvgd_ros import diagnostics, image_codec, params
 from mvgd_ros.frames import FrameError, build_frame, camera_pose, is_optical, offset_transforms, pose_to_matrix, scale_intrinsics
 from mvgd_ros.keyframes import KeyframeConfig, KeyframeSet
-from mvgd_ros.model import StartupError, load_predictor
+from mvgd_ros.model import StartupError, load_predictor, set_torch_threads
 from mvgd_ros.pointcloud import depth_to_points, points_to_cloud
 from mvgd_ros.tf import TfLookupError, broadcast_message, make_tf_buffer, stamp_to_sec
 from mvgd_ros.worker import InferenceWorker
@@ -88,6 +88,7 @@ class MVGDNode(Node):
         super().__init__("mvgd_node", **kwargs)
         self.p = params.declare(self, on_change=self._on_params)
         self.stats = diagnostics.NodeStats()
+        set_torch_threads(self.p.torch_threads)
         self.predictor = predictor or load_predictor(self.p.checkpoint, self.p.device, self.p.steps)
         self.out_hw = tuple(self.p.resolution) if self.p.resolution[0] > 0 else tuple(self.predictor.image_size)
         self.keyframes = KeyframeSet(keyframe_config(self.p))

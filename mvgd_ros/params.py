@@ -76,6 +76,8 @@ SPECS: tuple[Spec, ...] = (
     # --- model
     Spec("checkpoint", "", "Model checkpoint (.pt). Empty: the package's models/mvgd_default.pt (source tree, then the ament share dir)."),
     Spec("device", "auto", "Inference device: auto (cuda if available), cuda or cpu.", choices=("auto", "cuda", "cpu")),
+    Spec("torch_threads", 0, "CPU threads torch uses for inference; 0 keeps torch's default (one per core). Use 1 on a CPU shared "
+         "with other busy processes: there 2 threads measured 4-10x slower than 1 (BENCHMARKS.md).", range=(0, 256)),
     Spec("steps", 1, "DDIM sampling steps per prediction. 1 = a single x0 estimate from pure noise (fastest); more steps add sampled detail. The shipped model measured best at 1 (models/MODEL_CARD.md).", read_only=False, range=(1, 1000)),
     Spec("resolution", [0, 0], "Output [height, width] in pixels; [0, 0] uses the model's image size.", check=_resolution),
     Spec("seed", 0, "Sampling seed: the same inputs give the same outputs.", read_only=False, range=(0, 2**31 - 1)),

@@ -139,3 +139,21 @@ def test_every_parameter_is_documented():
     doc = (ROOT / "docs" / "ROS_NODE.md").read_text()
     missing = [s.name for s in params.SPECS if f"`{s.name}`" not in doc]
     assert not missing, f"add to docs/ROS_NODE.md: {missing}"
+
+
+def test_torch_threads_sets_the_inference_threads(ctx, tmp_path):
+    import torch
+
+    from mvgd_ros.node import MVGDNode
+
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        MVGDNode(context=ctx, parameter_overrides=[Parameter("checkpoint", value=str(ckpt)), Parameter("torch_threads", value=1)]).destroy_node()
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        MVGDNode(context=ctx, parameter_overrides=[Parameter("checkpoint", value=str(ckpt))]).destroy_node()  # 0: left as it is
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
