@@ -109,6 +109,11 @@ def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x.index_select(-1, idx)
 
 
+def _point_at(origin: torch.Tensor, direction: torch.Tensor, t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """origin + t * direction (3, S) at the pairs / rays idx (S,) of (3, K) origins, directions and (K,) t."""
+    return _take(origin, idx) + _take(t, idx) * _take(direction, idx)
+
+
 def _columns(x: torch.Tensor) -> torch.Tensor:
     """Per-primitive table (M, ...) as contiguous channels-first (prod(...), M)."""
     return x.reshape(len(x), -1).t().contiguous()
@@ -181,7 +186,7 @@ def _hits_boxes(o, d, ray, view, m, scene: Scene) -> _Hits:
     t = torch.where((tnear <= tfar) & (tnear > _EPS), tnear, _INF)
 
     def surface(sel):
-        pl = _take(ol, sel) + _take(t, sel) * _take(dl, sel)
+        pl = _point_at(ol, dl, t, sel)
         return _rotate(_box_face(pl, _take(h, sel))[0], _take(R, sel)), pl, _take(m, sel)
 
     return _Hits(ray, t, surface, scene.box_mat)
@@ -202,7 +207,7 @@ def _hits_cylinders(o, d, ray, view, m, scene: Scene) -> _Hits:
         t = torch.minimum(t, torch.where((tc > _EPS) & (cc + 2 * tc * b + tc * tc * a <= 0), tc, _INF))
 
     def surface(sel):
-        local = _take(oc, sel) + _take(t, sel) * _take(d, sel)
+        local = _point_at(oc, d, t, sel)
         rs, hs = _take(r, sel), _take(hh, sel)
         zero = torch.zeros_like(rs)
         side_n = torch.stack([local[0] / rs, local[1] / rs, zero])
@@ -241,7 +246,7 @@ def _hits_spheres(o, d, ray, view, m, scene: Scene) -> _Hits:
     t = torch.where((disc >= 0) & (t > _EPS), t, _INF)
 
     def surface(sel):
-        local = _take(oc, sel) + _take(t, sel) * _take(d, sel)
+        local = _point_at(oc, d, t, sel)
         return local / _take(r, sel), local, _take(m, sel)
 
     return _Hits(ray, t, surface, scene.sph_mat)
@@ -256,7 +261,7 @@ def _hits_room(o_r, d_r, scene: Scene) -> _Hits:
     t = torch.where(tfar > _EPS, tfar, _INF)
 
     def surface(sel):
-        pl = _take(ol, sel) + _take(t, sel) * _take(d_r, sel)
+        pl = _point_at(ol, d_r, t, sel)
         normal, face = _box_face(pl, h)
         return normal, pl, face  # one material per face
 
@@ -268,7 +273,7 @@ def _hits_ground(o_r, d_r, scene: Scene) -> _Hits:
     t = torch.where(t > _EPS, t, _INF)
 
     def surface(sel):
-        p = _take(o_r, sel) + _take(t, sel) * _take(d_r, sel)
+        p = _point_at(o_r, d_r, t, sel)
         normal = torch.zeros_like(p)
         normal[2] = 1.0
         return normal, p, torch.zeros(len(sel), dtype=torch.long)
@@ -286,7 +291,7 @@ def _hits_backdrop(o_r, d_r, scene: Scene) -> _Hits:
     t = torch.where((t > _EPS) & (z >= 0) & (z <= height), t, _INF)
 
     def surface(sel):
-        p = _take(o_r, sel) + _take(t, sel) * _take(d_r, sel)
+        p = _point_at(o_r, d_r, t, sel)
         zero = torch.zeros_like(p[0])
         normal = torch.stack([-p[0] / radius, -p[1] / radius, zero])
         tex = torch.stack([torch.atan2(p[1], p[0]) * radius, zero, p[2]])  # (arc length, 0, z): a wrap-around terrain strip
@@ -374,7 +379,7 @@ def _shade(scene: Scene, o_r, d_r, t, normal, tex, mat) -> tuple[torch.Tensor, t
     elev = (d_r[2] / _dot(d_r, d_r).sqrt()).clamp(0, 1) ** 0.5
     sky0, sky1 = scene.sky_colors[0][:, None], scene.sky_colors[1][:, None]
     col = sky0 + (sky1 - sky0) * elev
-    world = _take(o_r, idx) + _take(t, idx) * _take(d_r, idx)
+    world = _point_at(o_r, d_r, t, idx)
     n_hit = _take(normal, idx)
     col.index_copy_(1, idx, albedo(_take(tex, idx), _take(mat, idx), world, n_hit) * _take(shading, idx))
     return col, normal * hit
