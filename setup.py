@@ -10,7 +10,7 @@ package_name = "mvgd_ros"
 
 setup(
     name=package_name,
-    version="0.1.0",
+    version="0.2.0",
     packages=find_packages(include=["mvgd_core", "mvgd_core.*", "mvgd_ros", "mvgd_ros.*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
@@ -20,7 +20,11 @@ setup(
         ("share/" + package_name + "/models", glob("models/*.pt") + glob("models/*.md")),
     ],
     package_data={"mvgd_core": ["configs/*.yaml"]},
-    install_requires=["setuptools", "numpy", "torch", "pyyaml", "opencv-python-headless", "tqdm", "rosbags"],
+    # OpenCV is an extra: on a ROS install python3-opencv (package.xml) provides cv2, and pip's
+    # opencv-python-headless beside it would shadow it. `make venv` installs it from requirements.txt;
+    # without ROS: pip install -e .[opencv]
+    install_requires=["setuptools", "numpy", "torch", "pyyaml", "tqdm", "rosbags"],
+    extras_require={"opencv": ["opencv-python-headless"]},
     zip_safe=True,
     maintainer="mvgd_ros maintainers",
     maintainer_email="mvgd-ros@example.com",

@@ -75,7 +75,7 @@ def bench_node(sizes, steps: int, frames: int, tmp: Path) -> list[dict]:
         out = tmp / f"eval_{s}"
         args = [str(bag), "--model", str(ckpt), "--out", str(out), "--quiet", "--holdout-every", "0", "--no-baselines",
                 "--max-pictures", "0", "--rgb-out", "", "--virtual-depth-out", "", "--first-timeout", "300", "--timeout", "300",
-                "--param", "max_views:=8", "--param", "keyframe_min_translation:=0.001", "--param", "keyframe_min_rotation_deg:=0.1",
+                "--param", "max_views:=8", "--param", "keyframe_pose_distance:=0.0",
                 "--param", f"steps:={steps}"]
         print(f"[bench] node {s}x{s}: {frames} frames", file=sys.stderr, flush=True)
         if E.main(args) != 0:

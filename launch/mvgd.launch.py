@@ -6,7 +6,11 @@
 `image` / `camera_info` remap the node's relative input topics; `params_file` replaces the
 shipped defaults; `checkpoint`, `device` and `fixed_frame` override single parameters when
 given (empty keeps the file's value); `namespace` moves the node and its outputs
-(mvgd/depth -> <namespace>/mvgd/depth).
+(mvgd/depth/image -> <namespace>/mvgd/depth/image); `log_level` sets the node's logger level.
+
+Namespaced robots (Nav2's multi-robot convention) keep TF in their namespace: pass
+`tf_topic:=tf tf_static_topic:=tf_static` (relative, so /robot1/tf) or absolute names; the
+node's TF input and its /tf, /tf_static output (optical and virtual frames) follow.
 """
 import os
 
@@ -24,6 +28,8 @@ def _node(context):
     value = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
     overrides = {name: value(name) for name in OVERRIDABLE if value(name)}
     overrides["use_sim_time"] = value("use_sim_time").lower() == "true"
+    remappings = [("image", value("image")), ("camera_info", value("camera_info"))]
+    remappings += [(src, dst) for src, dst in (("/tf", value("tf_topic")), ("/tf_static", value("tf_static_topic"))) if dst != src]
     return [
         Node(
             package="mvgd_ros",
@@ -33,7 +39,8 @@ def _node(context):
             output="screen",
             emulate_tty=True,
             parameters=[value("params_file"), overrides],
-            remappings=[("image", value("image")), ("camera_info", value("camera_info"))],
+            remappings=remappings,
+            arguments=["--ros-args", "--log-level", value("log_level")],  # `ros_arguments` is not in every distro's launch_ros
         )
     ]
 
@@ -41,7 +48,7 @@ def _node(context):
 def generate_launch_description():
     default_params = os.path.join(get_package_share_directory("mvgd_ros"), "config", "mvgd.yaml")
     return LaunchDescription([
-        DeclareLaunchArgument("image", default_value="/camera/color/image_raw", description="input image topic"),
+        DeclareLaunchArgument("image", default_value="/camera/color/image_raw", description="input image topic (with image_transport:=compressed, the base topic)"),
         DeclareLaunchArgument("camera_info", default_value="/camera/color/camera_info", description="input camera_info topic"),
         DeclareLaunchArgument("params_file", default_value=default_params, description="node parameters (YAML)"),
         DeclareLaunchArgument("checkpoint", default_value="", description="model checkpoint (.pt); empty: the file's value"),
@@ -49,5 +56,8 @@ def generate_launch_description():
         DeclareLaunchArgument("fixed_frame", default_value="", description="odom or map; empty: the file's value"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its outputs"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="true when playing a bag with --clock"),
+        DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error or fatal"),
+        DeclareLaunchArgument("tf_topic", default_value="/tf", description="TF topic (tf for a namespaced robot's <namespace>/tf)"),
+        DeclareLaunchArgument("tf_static_topic", default_value="/tf_static", description="static TF topic (tf_static for <namespace>/tf_static)"),
         OpaqueFunction(function=_node),
     ])

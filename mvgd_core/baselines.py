@@ -5,10 +5,14 @@
    It needs depth at the conditioning views, which exists only in evaluation data (ground
    truth or a depth sensor) - the model never sees it, so this is an oracle-geometry
    reference for novel-view RGB/depth, not a competitor using the same inputs.
-2. Plane-sweep stereo (`plane_sweep_depth`, `plane_sweep_novel_view`): RGB and poses only
-   (the same inputs as the model). Fronto-parallel planes in inverse depth, homography
-   warps via grid_sample, ZNCC or absolute-difference cost on a small window, winner takes
-   all, parabolic sub-plane refinement.
+2. Plane-sweep stereo (`plane_sweep_depth`, `plane_sweep_novel_view`, key "plane_sweep"): RGB
+   and poses only (the same inputs as the model). Fronto-parallel planes in inverse depth over
+   a fixed range, homography warps via grid_sample, ZNCC or absolute-difference cost on a
+   small window, winner takes all, parabolic sub-plane refinement. The older, naive method,
+   kept reachable by name.
+3. Multi-view stereo (mvgd_core/mvs.py, key "mvs"): the headline classical baseline - pose-
+   derived depth range, occlusion-robust ZNCC, semi-global aggregation, confidence and a
+   cross-view consistency check that leaves unreliable pixels invalid.
 
 Nearest view. `pose_distance` = |t_a - t_b| + rot_weight * angle(R_a^T R_b), metres with
 `rot_weight` in metres per radian (default 1 m/rad: a rotation by theta moves the image
@@ -282,48 +286,78 @@ def find_target_in_cond(cond_T_wc: torch.Tensor, tgt_T_wc: torch.Tensor, tol: fl
     return i if float(diff[i]) <= tol else None
 
 
+def _to_hw(x: torch.Tensor, hw) -> torch.Tensor:
+    """(h0, w0) map -> (h, w), nearest (same camera, other resolution); bool stays bool."""
+    if tuple(x.shape) == tuple(hw):
+        return x
+    y = F.interpolate(x[None, None].float(), size=tuple(hw), mode="nearest")[0, 0]
+    return y > 0.5 if x.dtype == torch.bool else y
+
+
+BASELINE_METHODS = ("reprojection", "plane_sweep", "mvs")
+
+
 def run_baselines(
     cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, tgt_hw, cond_depth=None, target_index="auto",
-    fill: bool = True, max_sources: int = 4, rot_weight: float = 1.0, **sweep,
+    fill: bool = True, max_sources: int = 4, rot_weight: float = 1.0, methods=None, mvs_cfg=None, **sweep,
 ) -> dict:
-    """Both baselines for one target, ready to score against ground truth.
+    """The baselines for one target, ready to score against ground truth.
 
     cond_rgb (N, 3, H, W) [0, 1]; cond_K (N, 3, 3); cond_T_wc (N, 4, 4); cond_depth
     (N, H, W) or None (then no reprojection baseline); tgt_K (3, 3) for tgt_hw; tgt_T_wc (4, 4).
     target_index: the target's index among the conditioning views, None for a novel view,
     or "auto" (match poses). If the target is conditioning view i, reprojection uses the
-    nearest OTHER view and plane sweep uses view i's RGB as reference (resized to tgt_hw if
-    needed) - never view i's depth. fill=True fills holes (`fill_holes`) so every baseline
+    nearest OTHER view and plane sweep / MVS use view i's RGB as reference (resized to tgt_hw
+    if needed) - never view i's depth. fill=True fills holes (`fill_holes`) so every baseline
     is dense like the model's output; "coverage" is the fraction of target pixels the
-    baseline produced before filling. **sweep: `plane_sweep_depth` options (d_min, d_max, ...).
-    Returns {"reprojection": {...}, "plane_sweep": {...}}, each dict(depth (h, w), rgb
-    (3, h, w) or None, valid (h, w), coverage float).
+    baseline produced before filling and "depth_sparse" (h, w) the unfilled depth (0 =
+    invalid). methods: subset of BASELINE_METHODS (default all that apply). **sweep:
+    `plane_sweep_depth` options (d_min, d_max, ...) for "plane_sweep" only; mvs_cfg: a
+    mvgd_core.mvs.MVSConfig for "mvs" (default MVSConfig(max_sources=max_sources)).
+    Returns {"reprojection": {...}, "plane_sweep": {...}, "mvs": {...}}, each dict(depth (h, w),
+    depth_sparse (h, w), rgb (3, h, w) or None, valid (h, w), coverage float); "mvs" adds
+    confidence (h, w) in [0, 1] (0 where nothing was estimated).
     """
+    from mvgd_core.mvs import MVSConfig, mvs_at_view, mvs_novel_view
+
+    methods = BASELINE_METHODS if methods is None else tuple(methods)
+    bad = [m for m in methods if m not in BASELINE_METHODS]
+    if bad:
+        raise ValueError(f"run_baselines: unknown methods {bad}; choose from {BASELINE_METHODS}")
+    mvs_cfg = MVSConfig(max_sources=max_sources) if mvs_cfg is None else mvs_cfg
     if target_index == "auto":
         target_index = find_target_in_cond(cond_T_wc, tgt_T_wc)
     out = {}
 
     def pack(rgb, depth, valid):
         cov = float(valid.float().mean())
+        sparse = torch.where(valid, depth, torch.zeros_like(depth))
         if fill:
             depth, rgb, valid = fill_holes(depth, valid, rgb)
-        return {"depth": depth, "rgb": rgb, "valid": valid, "coverage": cov}
+        return {"depth": depth, "depth_sparse": sparse, "rgb": rgb, "valid": valid, "coverage": cov}
 
-    if cond_depth is not None and cond_T_wc.shape[0] > (1 if target_index is not None else 0):
+    if "reprojection" in methods and cond_depth is not None and cond_T_wc.shape[0] > (1 if target_index is not None else 0):
         r = reproject_nearest(cond_rgb, cond_depth, cond_K, cond_T_wc, tgt_K, tgt_T_wc, tgt_hw, target_index, 1, rot_weight)
         out["reprojection"] = {**pack(r["rgb"], r["depth"], r["valid"]), "views": r["views"]}
-    if cond_T_wc.shape[0] >= 2:
-        if target_index is not None:
+    if cond_T_wc.shape[0] < 2:
+        return out
+    if target_index is not None:
+        rgb = cond_rgb[target_index]
+        if tuple(rgb.shape[-2:]) != tuple(tgt_hw):
+            rgb = F.interpolate(rgb[None], size=tuple(tgt_hw), mode="bilinear", align_corners=False)[0]
+        if "plane_sweep" in methods:
             d, v, src = plane_sweep_at_view(cond_rgb, cond_K, cond_T_wc, target_index, max_sources, rot_weight, **sweep)
-            rgb = cond_rgb[target_index]
-            if tuple(d.shape) != tuple(tgt_hw):  # same camera, other resolution: resample
-                d = F.interpolate(d[None, None], size=tuple(tgt_hw), mode="nearest")[0, 0]
-                v = F.interpolate(v[None, None].float(), size=tuple(tgt_hw), mode="nearest")[0, 0] > 0.5
-                rgb = F.interpolate(rgb[None], size=tuple(tgt_hw), mode="bilinear", align_corners=False)[0]
-            out["plane_sweep"] = {**pack(rgb, d, v), "sources": src}
-        else:
+            out["plane_sweep"] = {**pack(rgb, _to_hw(d, tgt_hw), _to_hw(v, tgt_hw)), "sources": src}
+        if "mvs" in methods:
+            r = mvs_at_view(cond_rgb, cond_K, cond_T_wc, target_index, mvs_cfg)
+            out["mvs"] = {**pack(rgb, _to_hw(r.depth, tgt_hw), _to_hw(r.valid, tgt_hw)), "confidence": _to_hw(r.confidence, tgt_hw), "sources": r.sources}
+    else:
+        if "plane_sweep" in methods:
             r = plane_sweep_novel_view(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, tgt_hw, None, max_sources, rot_weight, **sweep)
             out["plane_sweep"] = {**pack(r["rgb"], r["depth"], r["valid"]), "ref": r["ref"], "sources": r["sources"]}
+        if "mvs" in methods:
+            r = mvs_novel_view(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, tgt_hw, None, mvs_cfg, rot_weight)
+            out["mvs"] = {**pack(r["rgb"], r["depth"], r["valid"]), "confidence": r["confidence"], "ref": r["ref"], "sources": r["sources"]}
     return out
 
 
@@ -334,7 +368,7 @@ def run_baselines_on_sample(sample, **kw) -> dict:
 
 
 __all__ = [
-    "find_target_in_cond", "run_baselines", "run_baselines_on_sample",
+    "BASELINE_METHODS", "find_target_in_cond", "run_baselines", "run_baselines_on_sample",
     "pose_distance", "nearest_views", "forward_warp", "fill_holes", "reproject_nearest",
     "inverse_depth_planes", "plane_sweep_depth", "plane_sweep_at_view", "plane_sweep_novel_view",
     "depth_range_from_poses",

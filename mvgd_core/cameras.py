@@ -29,14 +29,21 @@ _ORTHO_TOL = 1e-3
 
 
 def validate_intrinsics(K, name: str = "K") -> None:
-    """Raise ValueError unless K (..., 3, 3) is finite with positive focal lengths."""
+    """Raise ValueError unless K (..., 3, 3) is a pinhole matrix the model can use: finite even in
+    float32 (the network runs in float32: 1e39 is finite in float64, infinite in float32),
+    positive focal lengths, last row [0, 0, 1] (a zero row makes every projection singular)."""
     K = torch.as_tensor(K)
     if K.shape[-2:] != (3, 3):
         raise ValueError(f"{name}: expected shape (..., 3, 3), got {tuple(K.shape)}")
     if not torch.isfinite(K).all():
         raise ValueError(f"{name}: intrinsics contain NaN or Inf")
+    if K.is_floating_point() and not torch.isfinite(K.to(torch.float32)).all():
+        raise ValueError(f"{name}: intrinsics overflow float32 (|value| > {torch.finfo(torch.float32).max:.3g}): {K.tolist()}")
     if (K[..., 0, 0] <= 0).any() or (K[..., 1, 1] <= 0).any():
         raise ValueError(f"{name}: focal lengths must be positive, got fx={K[..., 0, 0].tolist()} fy={K[..., 1, 1].tolist()}")
+    last = K[..., 2, :].double() - torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    if last.abs().amax() > 1e-6:
+        raise ValueError(f"{name}: last row must be [0, 0, 1], got {K[..., 2, :].tolist()}")
 
 
 def validate_pose(T, name: str = "T_wc") -> None:

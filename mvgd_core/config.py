@@ -8,6 +8,8 @@ Usage:
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -16,6 +18,9 @@ from typing import Any, TypeVar
 import yaml
 
 T = TypeVar("T")
+# A decimal number in a string. YAML 1.1 (PyYAML) reads "1e-4" (no dot) as a string, so
+# `--set optim.lr=1e-4` and `lr: 1e-4` would otherwise be refused for a float field.
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 class ConfigError(ValueError):
@@ -116,8 +121,12 @@ def _coerce(tp, value, key: str):
     if tp is Any:
         return value
     if tp is float:
+        if isinstance(value, str) and _NUMBER.match(value.strip()):
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+        if math.isnan(value):  # NaN compares false with every bound, so later checks would pass it
+            raise ConfigError(f"{key}: NaN is not a valid value")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from mvgd_core.data.types import MultiViewBatch
-from mvgd_core.ssn import D_MAX, D_MIN, MIN_SCALE, depth_to_param, normalize_cameras
+from mvgd_core.ssn import D_MAX, D_MIN, MIN_SCALE, depth_to_param, normalize_cameras, scale_features
 
 TASK_RGB, TASK_DEPTH = 0, 1
 TASKS = {"rgb": TASK_RGB, "depth": TASK_DEPTH}
@@ -52,6 +52,13 @@ class DiffusionConfig:
     terminal_prob: float = 0.25
     rgb_weight: float = 1.0
     depth_weight: float = 1.0
+    # Issue 11 (defaults = the old training). match_weight: L1 on the cost volume's own soft-argmin
+    # log-depth parameter at its resolution, for every sample with GT depth (MVSNet / SimpleRecon
+    # supervise their volume directly; through the diffusion output alone it learns slowly).
+    match_weight: float = 0.0
+    # False: no depth loss for samples whose SSN scale was clamped (no baseline: depth is not
+    # observable from the views, and the target would be a monocular guess in min_scale units).
+    depth_loss_when_clamped: bool = True
 
     def __post_init__(self):
         if self.num_timesteps < 2:
@@ -97,12 +104,15 @@ class ModelInputs:
     tgt_K: torch.Tensor  # (B, 3, 3)
     tgt_T: torch.Tensor  # (B, 4, 4) identity after SSN
     scale: torch.Tensor  # (B,) SSN scale s (pose units per SSN unit)
+    raw_scale: torch.Tensor | None = None  # (B,) s before the min_scale clamp
+    scale_feats: torch.Tensor | None = None  # (B, 2) float32 ssn.scale_features: the model's scale input
 
 
 def prepare_inputs(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, min_scale: float = MIN_SCALE) -> ModelInputs:
     """RGB [0, 1] -> [-1, 1] and SSN on the cameras. Shapes as in MultiViewBatch."""
     cams = normalize_cameras(cond_T_wc, tgt_T_wc, min_scale)
-    return ModelInputs(cond_rgb * 2 - 1, cond_K, cams.cond_T, tgt_K, cams.tgt_T, cams.scale)
+    return ModelInputs(cond_rgb * 2 - 1, cond_K, cams.cond_T, tgt_K, cams.tgt_T, cams.scale, cams.raw_scale,
+                       scale_features(cams.scale, cams.raw_scale, min_scale).to(cond_rgb.device))
 
 
 def target_x0(tgt_rgb, tgt_depth, scale, task, cfg: DiffusionConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,18 +181,25 @@ class GaussianDiffusion:
         inp = prepare_inputs(batch.cond_rgb, batch.cond_K, batch.cond_T_wc, batch.tgt_K, batch.tgt_T_wc, cfg.ssn_min_scale)
         x0, mask = target_x0(batch.tgt_rgb, batch.tgt_depth, inp.scale, task, cfg)
 
+        if not cfg.depth_loss_when_clamped and inp.raw_scale is not None:
+            clamped = (inp.raw_scale < cfg.ssn_min_scale).to(mask.dtype)[:, None, None, None]  # (B, 1, 1, 1)
+            mask = mask * (1 - clamped * (task == TASK_DEPTH).to(mask.dtype)[:, None, None, None])
+
         t = self.sample_timesteps(B, generator).to(dev)
         noise = torch.randn(x0.shape, generator=generator).to(dev)
         x_t = self.q_sample(x0, t, noise)
         args = (x_t, t, task, inp.cond_rgb, inp.cond_K, inp.cond_T, inp.tgt_K, inp.tgt_T)
 
-        scene = model.encode_scene(inp.cond_rgb, inp.cond_K, inp.cond_T) if hasattr(model, "encode_scene") else None
-        kw = {} if scene is None else {"scene_tokens": scene}
+        kw = {"scale_feats": inp.scale_feats}
+        if hasattr(model, "encode_scene"):  # cache the t-independent parts (a DDP wrapper computes them inside)
+            kw["scene_tokens"] = model.encode_scene(inp.cond_rgb, inp.cond_K, inp.cond_T)
+            if getattr(model.cfg, "decoder", False):
+                kw["context"] = model.encode_context(inp.cond_rgb, inp.cond_K, inp.cond_T, inp.tgt_K)
         latents_sc = None
         # Latent self-conditioning (RIN): half the time, a no-grad first pass supplies latents_sc.
         if cfg.self_cond_prob > 0 and torch.rand((), generator=generator).item() < cfg.self_cond_prob:
             with torch.no_grad():
-                _, latents_sc = model(*args, latents_sc=None, **{k: v.detach() for k, v in kw.items()})
+                _, latents_sc = model(*args, latents_sc=None, **kw)
             latents_sc = latents_sc.detach()
         pred, _ = model(*args, latents_sc=latents_sc, **kw)
 
@@ -193,9 +210,27 @@ class GaussianDiffusion:
         is_depth = task == TASK_DEPTH
         per_sample = torch.where(is_depth, cfg.depth_weight * l1, cfg.rgb_weight * l2)  # (B,)
         zero = per_sample.sum() * 0
+        loss = per_sample.mean()
+        loss_match = zero
+        ctx = kw.get("context")
+        if cfg.match_weight > 0 and ctx is not None and ctx.match is not None:
+            loss_match = self.match_loss(ctx.match.depth, batch.tgt_depth, inp.scale)
+            loss = loss + cfg.match_weight * loss_match
         return {
-            "loss": per_sample.mean(),
+            "loss": loss,
             "loss_rgb": l2[~is_depth].mean() if (~is_depth).any() else zero,
             "loss_depth": l1[is_depth].mean() if is_depth.any() else zero,
+            "loss_match": loss_match,
             "t": t,
         }
+
+    def match_loss(self, match_depth: torch.Tensor, tgt_depth: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """L1 between the cost volume's depth (B, 1, h, w) SSN units and GT depth (B, H, W) metres,
+        in the log-depth parameter, at the matching resolution (GT: nearest at cell centres)."""
+        cfg = self.cfg
+        h, w = match_depth.shape[-2:]
+        gt = torch.nn.functional.interpolate(tgt_depth[:, None].float(), size=(h, w), mode="nearest")  # (B, 1, h, w)
+        valid = torch.isfinite(gt) & (gt > 0)
+        gt_p = depth_to_param(torch.where(valid, gt, torch.ones_like(gt)) / scale.view(-1, 1, 1, 1), cfg.d_min, cfg.d_max)
+        err = (depth_to_param(match_depth.float(), cfg.d_min, cfg.d_max) - gt_p).abs() * valid
+        return err.sum() / valid.sum().clamp_min(1)

@@ -11,6 +11,7 @@ RGB: bilinear).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -30,12 +31,14 @@ from mvgd_core.ssn import param_to_depth
 @dataclass
 class Prediction:
     """depth (h, w) float32 pose units (metres for metric poses) or None; rgb (h, w, 3) uint8 or
-    None; K (3, 3) intrinsics for (h, w); scale: the SSN scale s used (pose units)."""
+    None; K (3, 3) intrinsics for (h, w); scale: the SSN scale s used (pose units); confidence:
+    (h, w) float32 in [0, 1] from the matching distribution (ModelConfig.matching), else None."""
 
     depth: np.ndarray | None
     rgb: np.ndarray | None
     K: np.ndarray
     scale: float
+    confidence: np.ndarray | None = None
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -79,41 +82,58 @@ class MVGDPredictor:
     # ------------------------------------------------------------------ batched core
 
     @torch.no_grad()
-    def sample(self, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, task, steps: int | None = None, seed: int = 0):
+    def sample(self, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, task, steps: int | None = None, seed: int = 0,
+               return_confidence: bool = False):
         """Sample targets at the model's image_size. Inputs as in MultiViewBatch (rgb in [0, 1],
         images already at image_size, K for that size). task: "rgb" | "depth" | (B,) ids.
 
-        Returns (x0 (B, 3, H, W) model space on CPU, scale (B,) SSN scale on CPU).
+        Returns (x0 (B, 3, H, W) model space on CPU, scale (B,) SSN scale on CPU), plus, with
+        return_confidence, confidence (B, H, W) float32 on CPU or None (model without matching).
         """
         dev = self.device
         B = cond_rgb.shape[0]
         task = _task_tensor(task, B, dev)
-        inp = prepare_inputs(*(x.to(dev, torch.float32) for x in (cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc)),
-                             min_scale=self.diffusion.cfg.ssn_min_scale)
+        # Poses stay float64 through SSN (a map frame 5e6 m from the origin keeps only ~0.5 m in
+        # float32); only the normalised cameras go to float32 for the network.
+        f32, f64 = torch.float32, torch.float64
+        inp = prepare_inputs(cond_rgb.to(dev, f32), cond_K.to(dev, f32), cond_T_wc.to(dev, f64), tgt_K.to(dev, f32),
+                             tgt_T_wc.to(dev, f64), min_scale=self.diffusion.cfg.ssn_min_scale)
+        inp = dataclasses.replace(inp, cond_T=inp.cond_T.to(f32), tgt_T=inp.tgt_T.to(f32))
         gen = torch.Generator().manual_seed(int(seed))  # CPU generator: same noise on any device
         H, W = self.image_size
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             scene = self.model.encode_scene(inp.cond_rgb, inp.cond_K, inp.cond_T)  # (B, N*P, D), once for all steps
+            context = self.model.encode_context(inp.cond_rgb, inp.cond_K, inp.cond_T, inp.tgt_K)  # None for raymap-only models
+            kw = {"scale_feats": inp.scale_feats} if self.model.cfg.scale_input else {}
+            if context is not None:
+                kw["context"] = context
 
             def model_fn(x_t, t, latents_sc):
                 return self.model(x_t, t, task, inp.cond_rgb, inp.cond_K, inp.cond_T, inp.tgt_K, inp.tgt_T,
-                                  latents_sc=latents_sc, scene_tokens=scene)
+                                  latents_sc=latents_sc, scene_tokens=scene, **kw)
 
             x0 = self.sampler.sample(model_fn, (B, self.model.cfg.channels, H, W), generator=gen, device=dev,
                                      num_inference_steps=steps or self.steps)
-        return x0.float().cpu(), inp.scale.float().cpu()
+        if not return_confidence:
+            return x0.float().cpu(), inp.scale.float().cpu()
+        conf = None
+        if context is not None and context.match is not None:  # bilinear to the model's resolution
+            conf = F.interpolate(context.match.confidence.float(), size=(H, W), mode="bilinear", align_corners=False)[:, 0].cpu()
+        return x0.float().cpu(), inp.scale.float().cpu(), conf
 
     def to_depth(self, x0: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """Model-space x0 (B, C, H, W) -> depth (B, H, W) in pose units (channel mean, inverse log param, * s)."""
         cfg = self.diffusion.cfg
         return param_to_depth(x0.mean(dim=1), cfg.d_min, cfg.d_max) * scale[:, None, None]
 
-    def predict_batch(self, batch: MultiViewBatch, task="depth", steps: int | None = None, seed: int = 0) -> torch.Tensor:
+    def predict_batch(self, batch: MultiViewBatch, task="depth", steps: int | None = None, seed: int = 0,
+                      return_confidence: bool = False):
         """Evaluation / validation entry: predictions for a MultiViewBatch at the batch's resolution.
 
         Images are area-resampled to the model's image_size when they differ (K rescaled), and
         outputs resized back. Returns depth (B, H, W) float32 pose units for task "depth", or
         rgb (B, 3, H, W) float32 in [0, 1] for "rgb" (CPU tensors). tgt_rgb/tgt_depth are unused.
+        With return_confidence: (that, confidence (B, H, W) in [0, 1] or None).
         """
         if task not in TASKS:
             raise ValueError(f"predict_batch: task must be one of {sorted(TASKS)}, got {task!r}")
@@ -124,7 +144,10 @@ class MVGDPredictor:
             cond_rgb = F.interpolate(cond_rgb.flatten(0, 1).float(), size=(h, w), mode="area").view(B, N, 3, h, w)
             cond_K = resize_intrinsics(cond_K, (H, W), (h, w))
             tgt_K = resize_intrinsics(tgt_K, (H, W), (h, w))
-        x0, scale = self.sample(cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, task, steps, seed)
+        x0, scale, conf = self.sample(cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, task, steps, seed,
+                                      return_confidence=True)
+        if conf is not None and (H, W) != (h, w):
+            conf = F.interpolate(conf[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
         if task == "depth":
             out = self.to_depth(x0, scale)[:, None]  # (B, 1, h, w)
             mode = "nearest"
@@ -133,7 +156,8 @@ class MVGDPredictor:
             mode = "bilinear"
         if (H, W) != (h, w):
             out = F.interpolate(out, size=(H, W), mode=mode, **({} if mode == "nearest" else {"align_corners": False}))
-        return out[:, 0] if task == "depth" else out
+        out = out[:, 0] if task == "depth" else out
+        return (out, conf) if return_confidence else out
 
     # ------------------------------------------------------------------ single target from Frames
 
@@ -164,14 +188,17 @@ class MVGDPredictor:
             Ks.append(resize_intrinsics(torch.as_tensor(f.K), f.rgb.shape[:2], hw))
             Ts.append(torch.as_tensor(f.T_wc))
         tgt_K_model = resize_intrinsics(tgt_K, tuple(tgt_hw), hw)
-        x0, scale = self.sample(torch.stack(rgbs)[None], torch.stack(Ks)[None], torch.stack(Ts)[None],
-                                tgt_K_model[None], tgt_T[None], task, steps, seed)
+        x0, scale, conf = self.sample(torch.stack(rgbs)[None], torch.stack(Ks)[None], torch.stack(Ts)[None],
+                                      tgt_K_model[None], tgt_T[None], task, steps, seed, return_confidence=True)
         h, w = int(tgt_hw[0]), int(tgt_hw[1])
-        depth = rgb = None
+        depth = rgb = confidence = None
+        if conf is not None:
+            c = conf[0].numpy().astype(np.float32)
+            confidence = cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) if c.shape != (h, w) else c
         if task == "depth":
             d = self.to_depth(x0, scale)[0].numpy().astype(np.float32)  # (H, W)
             depth = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST) if d.shape != (h, w) else d
         else:
             im = (((x0[0] + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
             rgb = cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR) if im.shape[:2] != (h, w) else im
-        return Prediction(depth=depth, rgb=rgb, K=tgt_K.numpy().astype(np.float64), scale=float(scale[0]))
+        return Prediction(depth=depth, rgb=rgb, K=tgt_K.numpy().astype(np.float64), scale=float(scale[0]), confidence=confidence)

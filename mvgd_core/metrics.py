@@ -3,7 +3,15 @@
 Images: (H, W), (H, W, C) or (C, H, W) / batched (B, C, H, W) float in [0, data_range].
 Depth: any shape, metres; valid = GT finite and > 0 (and `mask`, when given); predictions are
 clamped to >= eps before logs and ratios so a zero prediction cannot produce inf.
-Depth metrics follow Eigen et al. 2014 (AbsRel, SqRel, RMSE, log-RMSE, delta < 1.25^k).
+Depth metrics follow Eigen et al. 2014 (AbsRel, SqRel, RMSE, log-RMSE, delta < 1.25^k), plus
+the per-pixel median AbsRel of a sample ("abs_rel_px_median").
+
+Aggregating over samples (issue 10: numbers that cannot mislead): `summarize` gives the mean
+AND the median over samples (means are dominated by a few bad samples), and
+`aggregate_by_regime` splits them by how observable each target's depth is
+(mvgd_core.observability.REGIMES, plus "all"). `constant_references` gives the two
+know-nothing rows every depth table carries: a constant at the training-set median depth and
+a per-image constant at the true median (knows the scale, nothing else).
 """
 from __future__ import annotations
 
@@ -93,24 +101,44 @@ def ssim(pred, gt, mask=None, data_range: float = 1.0, win_size: int = 11, sigma
 
 
 def depth_metrics(pred, gt, mask=None) -> dict[str, float]:
-    """AbsRel, SqRel, RMSE, log-RMSE, delta1..3 over valid pixels (GT finite and > 0, & mask).
+    """AbsRel (mean and per-pixel median), SqRel, RMSE, log-RMSE, delta1..3 over valid pixels
+    (GT finite and > 0, & mask).
 
     Returns NaN for every metric when no pixel is valid, plus "valid_fraction"."""
     p, g = _t(pred), _t(gt)
     v = _valid(p, g, mask)
-    keys = ("abs_rel", "sq_rel", "rmse", "log_rmse", "delta1", "delta2", "delta3")
+    keys = ("abs_rel", "abs_rel_px_median", "sq_rel", "rmse", "log_rmse", "delta1", "delta2", "delta3")
     if not v.any():
         return {**{k: float("nan") for k in keys}, "valid_fraction": 0.0}
     p, g = p[v].clamp_min(_EPS), g[v]
     ratio = torch.maximum(p / g, g / p)
+    rel = (p - g).abs() / g
     out = {
-        "abs_rel": ((p - g).abs() / g).mean(),
+        "abs_rel": rel.mean(),
+        "abs_rel_px_median": rel.median(),
         "sq_rel": ((p - g) ** 2 / g).mean(),
         "rmse": ((p - g) ** 2).mean().sqrt(),
         "log_rmse": ((p.log() - g.log()) ** 2).mean().sqrt(),
         **{f"delta{k}": (ratio < 1.25 ** k).double().mean() for k in (1, 2, 3)},
     }
     return {**{k: float(x) for k, x in out.items()}, "valid_fraction": float(v.double().mean())}
+
+
+SCORED_DEPTH_KEYS = ("abs_rel", "rmse", "delta1", "abs_rel_px_median")
+
+
+def depth_scores(pred, gt, keys=SCORED_DEPTH_KEYS) -> dict[str, float]:
+    """`keys` of depth_metrics on pixels valid in both GT and prediction (a method may leave
+    pixels without depth: NaN, inf or <= 0), plus "coverage": the share of valid GT pixels
+    that got a valid prediction (1 for a dense method). Statistics are only comparable
+    between methods together with their coverage."""
+    p, g = _t(pred), _t(gt)
+    if p.shape != g.shape:
+        raise ValueError(f"pred {tuple(p.shape)} and gt {tuple(g.shape)} differ in shape")
+    gv = torch.isfinite(g) & (g > 0)
+    pv = torch.isfinite(p) & (p > 0)
+    m = depth_metrics(torch.where(pv, p, torch.ones_like(p)), g, gv & pv)
+    return {**{k: m[k] for k in keys}, "coverage": float((gv & pv).sum()) / max(int(gv.sum()), 1)}
 
 
 def abs_rel(pred, gt, mask=None) -> float:
@@ -134,3 +162,68 @@ def delta(pred, gt, k: int = 1, mask=None) -> float:
     if k not in (1, 2, 3):
         raise ValueError(f"delta: k must be 1, 2 or 3, got {k}")
     return depth_metrics(pred, gt, mask)[f"delta{k}"]
+
+
+# --------------------------------------------------------------------------- over samples
+
+ALL = "all"
+# The depth numbers every table reports, each as mean and median over samples.
+HEADLINE_KEYS = ("abs_rel", "rmse", "delta1")
+CONST_TRAIN = "const_train_median"
+CONST_GT = "const_gt_median"
+
+
+def summarize(values) -> dict:
+    """{"mean", "median", "n"} of the finite values (NaN for both when there are none)."""
+    a = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return {"mean": float("nan"), "median": float("nan"), "n": 0}
+    return {"mean": float(a.mean()), "median": float(np.median(a)), "n": int(a.size)}
+
+
+def aggregate_by_regime(rows, regimes=None, keys=None) -> dict:
+    """Mean and median over samples, overall and per observability regime.
+
+    rows: iterable of {"regime": str, "metrics": {method: {metric: float}}} (one per sample).
+    regimes: the regime names always present in the output (default
+    mvgd_core.observability.REGIMES), so tables and CSV columns stay stable when a regime is
+    empty. keys: metrics to keep (default: every metric seen).
+    Returns {ALL | regime: {method: {metric: {"mean", "median", "n"}, "n": samples}}};
+    a method missing from a regime's samples gets n = 0 and NaN statistics.
+    """
+    if regimes is None:
+        from mvgd_core.observability import REGIMES as regimes
+    rows = list(rows)
+    methods = list(dict.fromkeys(m for r in rows for m in r["metrics"]))
+    metrics = list(keys) if keys is not None else list(dict.fromkeys(k for r in rows for ms in r["metrics"].values() for k in ms))
+    out = {}
+    for reg in (ALL, *regimes):
+        sel = [r for r in rows if reg == ALL or r["regime"] == reg]
+        slot = out[reg] = {}
+        for m in methods:
+            per = [r["metrics"][m] for r in sel if m in r["metrics"]]
+            slot[m] = {k: summarize(x.get(k) for x in per) for k in metrics}
+            slot[m]["n"] = len(per)
+    return out
+
+
+def constant_references(gt, train_median: float | None) -> dict[str, torch.Tensor]:
+    """The know-nothing depth rows for one target, same shape as gt (metres).
+
+    CONST_GT: every pixel at the median of the target's valid GT depth (an oracle for scale
+    only: it knows the true scale of this image and nothing else). CONST_TRAIN: every pixel at
+    `train_median` (the training data's median depth: knows nothing about this image); left
+    out when train_median is None. A target without valid depth gets neither.
+    """
+    g = _t(gt).float()
+    valid = torch.isfinite(g) & (g > 0)
+    out = {}
+    if not valid.any():
+        return out
+    out[CONST_GT] = torch.full_like(g, float(g[valid].median()))
+    if train_median is not None:
+        if not (math.isfinite(train_median) and train_median > 0):
+            raise ValueError(f"train_median must be a positive depth in metres, got {train_median}")
+        out[CONST_TRAIN] = torch.full_like(g, float(train_median))
+    return out

@@ -10,6 +10,18 @@ themselves (self-attention), and prediction tokens *read back* (write step: cros
 prediction tokens -> latents), repeated over blocks. Data tokens never attend to data tokens,
 so attention cost is O(L * (N + 1) * P + L^2): linear in the number of views N.
 
+Additions for our compute (issue 11; each behind a ModelConfig switch whose default is the
+paper's design, so old checkpoints rebuild and predict bit-identically):
+- `matching`: a plane-sweep cost volume along the target's rays (mvgd_core/cost_volume.py);
+  its depth distribution, features and expected colour enter the prediction tokens and the
+  decoder, and (`match_skip`) its depth / colour estimate is the output's starting point;
+- `decoder`: a small convolutional decoder at 1/match_stride resolution with learned
+  (pixel-shuffle) upsampling after the token stage, so output detail is finer than a patch;
+  when the target is a conditioning view, its own image features go straight into the
+  prediction tokens and the decoder;
+- `scale_input`: the SSN scale (log s, and how far the clamp raised it) joins the (time, task)
+  conditioning, so the network knows the metric size of a normalized scene.
+
 Channel layout (our choice): always C = 3. RGB uses the three channels; depth is the log-depth
 parameter replicated over them (averaged on output). One layout means one patch embedding and
 one output head shared by both tasks; the task embedding tells the network which one it makes.
@@ -24,7 +36,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mvgd_core.cost_volume import CostVolume, FeatureEncoder, MatchOutput, find_reference_view
 from mvgd_core.raymap import patch_raymap, raymap_channels
+from mvgd_core.ssn import depth_to_param
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,20 @@ class ModelConfig:
     ray_origin_bands: int = 6  # paper: 20 / 10; our 48x64 images have 48 patches, fewer bands suffice
     ray_dir_bands: int = 6
     ray_max_freq: float = 16.0
+    # --- issue 11 switches; the defaults are the paper's pure raymap design (old checkpoints)
+    scale_input: bool = False  # tell the network log s (SSN scale) and the clamp's share of it
+    decoder: bool = False  # conv decoder + learned upsampling after the token stage (needs match_stride)
+    matching: bool = False  # plane-sweep cost volume path (needs decoder)
+    match_skip: bool = True  # with matching: output = cost-volume estimate + learned residual
+    match_stride: int = 4  # matching / decoder resolution = image_size / match_stride (2 or 4)
+    match_channels: int = 32  # matching feature width
+    match_depths: int = 32  # hypotheses, log-spaced in [match_d_lo, match_d_hi] SSN units
+    match_d_lo: float = 0.1  # procedural data: GT depth / s has median 1.2, 5-95 % range ~0.7-3.2, extremes 0.07-72
+    match_d_hi: float = 30.0  # beyond ~30 SSN units parallax is below a pixel at 1/4 of 96x128
+    match_zncc: bool = False  # also feed the fixed ZNCC (3x3) cost
+    match_width: int = 64  # cost aggregator width
+    match_out: int = 32  # aggregated matching feature width
+    decoder_width: int = 48
 
     def __post_init__(self):
         H, W = self.image_size
@@ -54,6 +82,12 @@ class ModelConfig:
                 raise ValueError(f"ModelConfig: {name}={getattr(self, name)} must be divisible by heads={self.heads}")
         if self.num_latents < 1 or self.num_blocks < 1:
             raise ValueError("ModelConfig: num_latents and num_blocks must be >= 1")
+        if self.matching and not self.decoder:
+            raise ValueError("ModelConfig: matching needs decoder (the cost volume feeds the decoder)")
+        if self.decoder:
+            s = self.match_stride
+            if s not in (2, 4) or p % s or H % s or W % s:
+                raise ValueError(f"ModelConfig: match_stride {s} must be 2 or 4 and divide patch_size {p} and image_size {self.image_size}")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -69,6 +103,8 @@ PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(image_size=(16, 16), patch_size=4, dim=48, dim_latent=48, num_latents=16, num_blocks=2,
                         process_layers=1, heads=2, encoder_channels=16, ray_origin_bands=4, ray_dir_bands=4),
     "small": ModelConfig(),
+    # issue 11: matching path, decoder, scale input; 96x128 output from 16x16 patches (48 tokens per view)
+    "match": ModelConfig(image_size=(96, 128), patch_size=16, scale_input=True, decoder=True, matching=True),
     "base": ModelConfig(image_size=(96, 128), patch_size=8, dim=256, dim_latent=384, num_latents=256, num_blocks=6,
                         process_layers=3, heads=8, encoder_channels=64, ray_origin_bands=10, ray_dir_bands=8, ray_max_freq=32.0),
 }
@@ -188,6 +224,20 @@ class MVGD(nn.Module):
         self.blocks = nn.ModuleList(RINBlock(cfg) for _ in range(cfg.num_blocks))
         self.out_norm = nn.LayerNorm(D)
         self.out = nn.Linear(D, p * p * C)
+        if cfg.scale_input:
+            self.scale_embed = nn.Linear(2, Dl)  # [log s, log(s / raw s)] -> latent conditioning
+        if cfg.decoder:
+            s, c = cfg.match_stride, cfg.match_channels
+            self.features = FeatureEncoder(c, s)  # image features at 1/s: matching, own-view features
+            ctx = c + 1 + (cfg.match_out + 2 + 3 if cfg.matching else 0)  # ref feats, has_ref [, match feats, P_D, conf, colour]
+            self.ctx_to_token = nn.Linear(ctx * (p // s) ** 2, D)  # context cells of a patch -> its prediction token
+            self.token_to_dec = nn.Linear(D, cfg.decoder_width * (p // s) ** 2)  # token -> decoder cells
+            w = cfg.decoder_width
+            self.decoder = nn.Sequential(nn.Conv2d(w + ctx, w, 3, padding=1), nn.GELU(), nn.Conv2d(w, w, 3, padding=1), nn.GELU(),
+                                         nn.Conv2d(w, C * s * s, 3, padding=1), nn.PixelShuffle(s))  # learned upsampling
+            if cfg.matching:
+                self.cost_volume = CostVolume(cfg.image_size, s, c, cfg.match_depths, cfg.match_d_lo, cfg.match_d_hi,
+                                              cfg.match_zncc, cfg.match_width, cfg.match_out)
         self.initialize_weights()
 
     def initialize_weights(self):
@@ -210,6 +260,15 @@ class MVGD(nn.Module):
             for m in (blk.read.proj, blk.write.proj, blk.read_mlp.net[-1], blk.write_mlp.net[-1]):
                 nn.init.zeros_(m.weight)
                 nn.init.zeros_(m.bias)
+        # New paths start switched off (zero last layers): a fresh model equals the raymap design
+        # (plus the cost-volume estimate with match_skip), and training grows them.
+        for name in ("scale_embed", "ctx_to_token"):
+            if hasattr(self, name):
+                nn.init.zeros_(getattr(self, name).weight)
+                nn.init.zeros_(getattr(self, name).bias)
+        if self.cfg.decoder:
+            nn.init.zeros_(self.decoder[-2].weight)
+            nn.init.zeros_(self.decoder[-2].bias)
 
     def encode_scene(self, cond_rgb, cond_K, cond_T) -> torch.Tensor:
         """Scene tokens (B, N*P, D) of the conditioning views; independent of t, so samplers cache it.
@@ -225,6 +284,25 @@ class MVGD(nn.Module):
         tokens = feats.view(B, N, -1, cfg.dim) + self.ray_embed(rays) + self.type_embed[0]  # (B, N, P, D)
         return tokens.flatten(1, 2)  # (B, N*P, D)
 
+    def encode_context(self, cond_rgb, cond_K, cond_T, tgt_K) -> "Context | None":
+        """t-independent per-pixel context of the target (samplers cache it like scene tokens):
+        own-view features when the target is a conditioning view, and the matching output.
+        None when cfg.decoder is off. Shapes as in forward."""
+        cfg = self.cfg
+        if not cfg.decoder:
+            return None
+        B, N, _, H, W = cond_rgb.shape
+        s = cfg.match_stride
+        with torch.autocast(cond_rgb.device.type, enabled=False):  # geometry and costs in float32
+            feats = self.features(cond_rgb.flatten(0, 1).float()).view(B, N, -1, H // s, W // s)  # (B, N, C, h, w)
+            has_ref, ref_idx = find_reference_view(cond_T.float(), cond_K.float(), tgt_K.float())
+            match = self.cost_volume(feats, cond_rgb.float(), cond_K, cond_T, tgt_K) if cfg.matching else None
+        ref = feats[torch.arange(B, device=feats.device), ref_idx] * has_ref.view(B, 1, 1, 1).to(feats.dtype)  # (B, C, h, w)
+        parts = [ref, has_ref.view(B, 1, 1, 1).to(feats.dtype).expand(B, 1, H // s, W // s)]
+        if match is not None:
+            parts += [match.feats, depth_to_param(match.depth), match.confidence, match.colour]
+        return Context(maps=torch.cat(parts, 1), match=match)  # maps (B, ctx, h, w)
+
     def _rays(self, K, T):
         cfg = self.cfg
         dtype = self.latents.dtype
@@ -232,12 +310,14 @@ class MVGD(nn.Module):
             r = patch_raymap(K.float(), T.float(), *cfg.image_size, cfg.patch_size, cfg.ray_origin_bands, cfg.ray_dir_bands, cfg.ray_max_freq)
         return r.to(dtype)  # (..., P, R)
 
-    def forward(self, x_t, t, task, cond_rgb, cond_K, cond_T, tgt_K, tgt_T, latents_sc=None, scene_tokens=None):
+    def forward(self, x_t, t, task, cond_rgb, cond_K, cond_T, tgt_K, tgt_T, latents_sc=None, scene_tokens=None,
+                scale_feats=None, context=None):
         """x_t (B, C, H, W) noisy target in model space; t (B,) int timesteps; task (B,) long
         (0 = rgb, 1 = depth); cond_rgb (B, N, 3, H, W) in [-1, 1]; cond_K (B, N, 3, 3);
         cond_T (B, N, 4, 4) and tgt_T (B, 4, 4) already scene-scale normalized;
         tgt_K (B, 3, 3); latents_sc (B, L, D) or None (self-conditioning); scene_tokens: optional
-        cached `encode_scene(cond_rgb, cond_K, cond_T)` (then cond_* are not used).
+        cached `encode_scene(cond_rgb, cond_K, cond_T)`; scale_feats (B, 2) `ssn.scale_features`
+        (needed with cfg.scale_input); context: optional cached `encode_context(...)`.
         Returns (pred (B, C, H, W), latents (B, L, D))."""
         cfg = self.cfg
         B, C, H, W = x_t.shape
@@ -248,6 +328,12 @@ class MVGD(nn.Module):
 
         # (time, task) conditioning vector, shared by latents and prediction tokens
         cond = self.time_mlp(timestep_embedding(t, cfg.dim_latent).to(self.latents.dtype)) + self.task_embed_latent(task)  # (B, Dl)
+        if cfg.scale_input:
+            if scale_feats is None:
+                raise ValueError("MVGD: this model takes the SSN scale (cfg.scale_input); pass scale_feats=ssn.scale_features(...)")
+            cond = cond + self.scale_embed(scale_feats.to(cond.dtype))
+        if cfg.decoder and context is None:
+            context = self.encode_context(cond_rgb, cond_K, cond_T, tgt_K)
 
         # prediction tokens: noisy target + target raymap + task. The x_t embedding is FiLM-ed by
         # (t, task) (our addition; RIN tells data tokens t only through the latents): it rides the
@@ -257,6 +343,8 @@ class MVGD(nn.Module):
         scale, shift = self.pred_film(cond)[:, None].chunk(2, dim=-1)  # 2 x (B, 1, D)
         pred = self.pred_embed(x_t).flatten(2).transpose(1, 2) * (1 + scale) + shift  # (B, P, D)
         pred = pred + self.ray_embed(self._rays(tgt_K, tgt_T)) + self.task_embed(task)[:, None] + self.type_embed[1]
+        if context is not None:  # own-view features and matching, the cells of each patch -> its token
+            pred = pred + self.ctx_to_token(self._cells_to_tokens(context.maps.to(pred.dtype)))
 
         # latents: learned + self-conditioning + (time, task) conditioning. RIN concatenates a time
         # token instead; adding it to every latent keeps grow_latents function-preserving (a lone
@@ -268,8 +356,34 @@ class MVGD(nn.Module):
         for blk in self.blocks:
             latents, pred = blk(latents, scene_tokens, pred)
 
-        out = self.out(self.out_norm(pred))  # (B, P, p*p*C)
-        return self.unpatchify(out), latents
+        pred = self.out_norm(pred)
+        out = self.unpatchify(self.out(pred))  # (B, C, H, W)
+        if context is not None:
+            out = out + self._decode(pred, context, task)
+        return out, latents
+
+    def _cells_to_tokens(self, maps: torch.Tensor) -> torch.Tensor:
+        """(B, c, h, w) at 1/s -> (B, P, c * (p/s)^2): the cells under each patch, row-major patches."""
+        k = self.cfg.patch_size // self.cfg.match_stride
+        return F.pixel_unshuffle(maps, k).flatten(2).transpose(1, 2)
+
+    def _decode(self, pred: torch.Tensor, context: "Context", task: torch.Tensor) -> torch.Tensor:
+        """Decoder: token features + context at 1/s -> (B, C, H, W) learned upsampling; plus, with
+        match_skip, the cost volume's own estimate (log-depth param for depth, expected colour for RGB)."""
+        cfg = self.cfg
+        gh, gw = cfg.grid
+        k = cfg.patch_size // cfg.match_stride
+        tok = self.token_to_dec(pred).transpose(1, 2).reshape(pred.shape[0], -1, gh, gw)  # (B, w*k*k, gh, gw)
+        x = torch.cat([F.pixel_shuffle(tok, k), context.maps.to(pred.dtype)], 1)  # (B, w + ctx, h, w)
+        out = self.decoder(x)  # (B, C, H, W)
+        m = context.match
+        if cfg.matching and cfg.match_skip and m is not None:
+            H, W = cfg.image_size
+            est_d = depth_to_param(m.depth).expand(-1, cfg.channels, -1, -1)  # (B, C, h, w) model space
+            est_rgb = m.colour if cfg.channels == 3 else m.colour.mean(1, keepdim=True).expand(-1, cfg.channels, -1, -1)
+            est = torch.where((task == 1).view(-1, 1, 1, 1), est_d, est_rgb)
+            out = out + F.interpolate(est.to(out.dtype), size=(H, W), mode="bilinear", align_corners=False)
+        return out
 
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
         """(B, P, p*p*C) -> (B, C, H, W)."""
@@ -278,6 +392,14 @@ class MVGD(nn.Module):
         p, C = cfg.patch_size, cfg.channels
         x = x.view(x.shape[0], gh, gw, p, p, C)
         return torch.einsum("bhwpqc->bchpwq", x).reshape(x.shape[0], C, gh * p, gw * p)
+
+
+@dataclass
+class Context:
+    """encode_context output. maps (B, c, h, w) at 1/match_stride; match: MatchOutput or None."""
+
+    maps: torch.Tensor
+    match: MatchOutput | None
 
 
 def grow_latents(model: MVGD, num_latents: int, noise_std: float = 1e-3, generator: torch.Generator | None = None) -> MVGD:

@@ -45,7 +45,7 @@ from mvgd_core.checkpoint import CheckpointError, configs_from_checkpoint, load_
 from mvgd_core.config import ConfigError, from_dict, load_config, to_dict
 from mvgd_core.data.render import render_sequence
 from mvgd_core.data.sampler import (DataConfig, MixtureDataset, ProceduralDataset, SequenceDataset, ViewCountBatchSampler,
-                                    load_source_frames, make_sample, select_views, worker_init_fn, _item)
+                                    depth_target_allowed, load_source_frames, make_sample, select_views, worker_init_fn, _item)
 from mvgd_core.data.types import MultiViewBatch, collate_samples
 from mvgd_core.diffusion import TASK_DEPTH, TASK_RGB, DiffusionConfig, GaussianDiffusion
 from mvgd_core.ema import EMA, unwrap
@@ -69,6 +69,18 @@ class OptimConfig:
     grad_clip: float = 1.0  # max global grad norm; 0 = no clipping
     ema_decay: float = 0.999
 
+    def __post_init__(self):
+        def bad(name, v, ok):
+            if not (math.isfinite(v) and ok):
+                raise ValueError(f"optim.{name} = {v} is out of range")
+        bad("lr", self.lr, self.lr > 0)
+        bad("min_lr", self.min_lr, 0 <= self.min_lr <= self.lr)
+        bad("weight_decay", self.weight_decay, self.weight_decay >= 0)
+        bad("grad_clip", self.grad_clip, self.grad_clip >= 0)
+        bad("ema_decay", self.ema_decay, 0 <= self.ema_decay < 1)
+        if self.warmup_steps < 0 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"optim.warmup_steps must be >= 0 and betas in [0, 1), got {self.warmup_steps}, {self.betas}")
+
 
 @dataclass(frozen=True)
 class ValConfig:
@@ -84,6 +96,7 @@ class ValConfig:
     seed: int = 1_000_000
     sample_steps: int = 10
     grid_samples: int = 3  # rows written to val/step*.png
+    baselines: bool = True  # also score mvs / plane sweep / reprojection on the same targets (a few seconds per check)
 
 
 @dataclass(frozen=True)
@@ -228,13 +241,20 @@ def target_is_conditioning(batch: MultiViewBatch, tol: float = 1e-5) -> torch.Te
     return diff.amin(-1) <= tol
 
 
-def choose_tasks(batch: MultiViewBatch, depth_ratio: float, rgb_on_cond_targets: bool, gen: torch.Generator) -> torch.Tensor:
-    """(B,) long task per sample (see module docstring); draws from `gen` only."""
+def choose_tasks(batch: MultiViewBatch, depth_ratio: float, rgb_on_cond_targets: bool, gen: torch.Generator, sampling=None) -> torch.Tensor:
+    """(B,) long task per sample (see module docstring); draws from `gen` only.
+
+    sampling: the data's ViewSamplingConfig; its observability control (min_observable_frac,
+    monocular_share) turns unobservable depth targets into RGB (data.sampler.depth_target_allowed).
+    """
     B = batch.tgt_rgb.shape[0]
     task = torch.where(torch.rand(B, generator=gen) < depth_ratio, TASK_DEPTH, TASK_RGB)
     if not rgb_on_cond_targets:
         task = torch.where(target_is_conditioning(batch).cpu(), TASK_DEPTH, task)
     has_depth = (batch.tgt_depth > 0).flatten(1).any(1).cpu()
+    allowed = None if sampling is None else depth_target_allowed(batch.observability, sampling, gen, (task == TASK_DEPTH) & has_depth)
+    if allowed is not None:
+        has_depth = has_depth & allowed
     return torch.where(has_depth, task, TASK_RGB).long()
 
 
@@ -272,6 +292,8 @@ def export_model(ckpt_path, out_path, use_ema: bool = True) -> Path:
              "model": {k: v.clone() for k, v in weights.items()}, "step": int(ckpt.get("step", 0)),
              "weights": "ema" if weights is ckpt.get("ema") else "model",
              "elapsed_s": float(ckpt.get("elapsed_s", 0.0)), "samples_seen": int(ckpt.get("samples_seen", 0))}
+    if ckpt.get("train_depth_median") is not None:  # the const_train_median reference of every evaluation
+        state["train_depth_median"] = float(ckpt["train_depth_median"])
     model_from_checkpoint(state)  # refuses to ship weights that do not match the config
     save_checkpoint(out_path, state)
     os.chmod(out_path, 0o644)  # a shipped file, readable by the node's user
@@ -403,163 +425,274 @@ def state_digest(state: dict) -> str:
     return h.hexdigest()
 
 
+def check_run_dir(run_dir) -> None:
+    """ConfigError unless run_dir is a folder or can become one (not a file, nor under one)."""
+    p = Path(run_dir)
+    for q in (p, *p.parents):
+        if q.exists() and not q.is_dir():
+            raise ConfigError(f"run_dir {run_dir!r}: {q} is a file, not a folder; choose another run_dir")
+        if q.exists():
+            break
+
+
+def _seed_everything(seed: int, rank: int) -> torch.Generator:
+    """Identical model init on every rank; returns this rank's own noise generator."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    return torch.Generator().manual_seed(seed * 1_000_003 + rank)
+
+
+def _resolve(cfg: TrainConfig, mcfg: ModelConfig, dcfg: DiffusionConfig, rank: int) -> TrainConfig:
+    """cfg with the diffusion process and image size the model really has (init_from wins)."""
+    if dcfg != cfg.diffusion:
+        if rank == 0 and cfg.diffusion != DiffusionConfig():
+            print(f"note: diffusion config taken from {cfg.init_from}: {to_dict(dcfg)}", file=sys.stderr)
+        cfg = dataclasses.replace(cfg, diffusion=dcfg)
+    if tuple(cfg.data.image_hw) != tuple(mcfg.image_size):
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_hw=tuple(mcfg.image_size)))
+    return cfg
+
+
+def make_optimizer(model: torch.nn.Module, o: OptimConfig) -> torch.optim.AdamW:
+    """AdamW; no weight decay on biases, norms and the learned latents."""
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (decay if p.dim() >= 2 and n != "latents" else no_decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                             lr=o.lr, betas=o.betas)
+
+
+def _resume_path(cfg: TrainConfig, ckpt_path: Path) -> Path | None:
+    if cfg.resume == "auto":
+        return ckpt_path if ckpt_path.exists() else None
+    return None if cfg.resume == "never" else Path(cfg.resume)
+
+
+@dataclass
+class RunState:
+    """What a checkpoint carries besides weights: progress counters and the training data's
+    median depth (the const_train_median reference row of every evaluation)."""
+
+    step: int = 0
+    micro: int = 0  # micro-batches consumed (the data position)
+    elapsed0: float = 0.0  # wall seconds of earlier processes of this run
+    seen: int = 0  # samples seen
+    depth_median: float | None = None
+
+
+def load_resume(path: Path, model, ema, opt, noise_gen, mcfg, dcfg, cfg: TrainConfig, rank: int, world: int) -> RunState:
+    """Restore model, EMA, optimizer and this rank's RNG streams from a training checkpoint."""
+    ckpt = load_checkpoint(path)
+    for w in _check_resume(ckpt, path, mcfg, dcfg, cfg, world):
+        if rank == 0:
+            print(f"warning: {w}", file=sys.stderr)
+    model.load_state_dict(ckpt["model"])
+    ema.load_state_dict(ckpt["ema"])
+    try:
+        opt.load_state_dict(ckpt["optimizer"])
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: optimizer state does not match the model: {exc}") from exc
+    rng = ckpt["rng"]
+    set_rng_state(rng[rank] if isinstance(rng, list) and rank < len(rng) else (rng[0] if isinstance(rng, list) else rng), noise_gen)
+    return RunState(int(ckpt["step"]), int(ckpt["data"]["micro_batches"]), float(ckpt.get("elapsed_s", 0.0)),
+                    int(ckpt.get("samples_seen", 0)), ckpt.get("train_depth_median"))
+
+
+def training_depth_median(ds: Dataset, num: int = 48) -> float | None:
+    """Median valid depth of the first `num` training items (mvgd_core.model_eval.dataset_depth_median),
+    with every global RNG restored afterwards so training is bit-identical with or without it."""
+    from mvgd_core.model_eval import dataset_depth_median
+
+    gen = torch.Generator()
+    saved = rng_state(gen)
+    try:
+        return dataset_depth_median(ds, min(num, len(ds)))
+    except ValueError:  # no depth in the data
+        return None
+    finally:
+        set_rng_state(saved, gen)
+
+
+def _open_run_dir(run_dir: Path, cfg: TrainConfig, step: int) -> tuple["MetricsLog", "MetricsLog"]:
+    """Create the run dir, drop temp files of a killed save, write config.yaml; (metrics, val) logs."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for tmp in run_dir.glob(f".{CHECKPOINT}.*.tmp"):  # left by a save that was killed mid-write
+        tmp.unlink(missing_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return MetricsLog(run_dir / "metrics.csv", step, run_dir / "tb"), MetricsLog(run_dir / "val.csv", step, None)
+
+
+def _catch_stop_signals(stop: dict) -> dict:
+    """SIGTERM (kill, timeout, schedulers) and SIGINT (Ctrl-C) set stop["signal"], so training
+    stops at the next step boundary with a checkpoint; returns the old handlers.
+    DataLoader workers ignore both (sampler.worker_init_fn)."""
+    def _on_term(signum, frame):
+        stop["signal"] = signal.Signals(signum).name
+
+    return {sig: signal.signal(sig, _on_term) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+class _Window:
+    """Loss / grad-norm sums between two log rows."""
+
+    KEYS = ("loss", "n", "loss_rgb", "n_rgb", "loss_depth", "n_depth", "gn")
+
+    def __init__(self):
+        self.v = dict.fromkeys(self.KEYS, 0.0)
+        self.samples = 0
+
+    def add_micro(self, out: dict, task: torch.Tensor) -> None:
+        self.v["loss"] += out["loss"].item()
+        self.v["n"] += 1
+        for t_id, key in ((TASK_RGB, "loss_rgb"), (TASK_DEPTH, "loss_depth")):
+            if (task == t_id).any():
+                self.v[key] += out[key].item()
+                self.v["n_" + key[5:]] += 1
+
+    def row(self, step: int, lr: float, world: int, device, ddp: bool, nsteps: int, dt: float, seen: int, elapsed: float) -> dict:
+        """The metrics.csv row (losses averaged over ranks), then reset."""
+        stats = torch.tensor([self.v[k] for k in self.KEYS], dtype=torch.float64)
+        if ddp:
+            stats = stats.to(device)
+            dist.all_reduce(stats)
+            stats = stats.cpu()
+        row = {"step": step, "loss": stats[0].item() / max(stats[1].item(), 1),
+               "loss_rgb": stats[2].item() / stats[3].item() if stats[3] else float("nan"),
+               "loss_depth": stats[4].item() / stats[5].item() if stats[5] else float("nan"),
+               "grad_norm": stats[6].item() / world / nsteps, "lr": lr,
+               "samples_per_s": self.samples / max(dt, 1e-9), "samples_seen": seen, "elapsed_s": round(elapsed, 1)}
+        self.__init__()
+        return row
+
+
+def accumulate_gradients(net, diffusion: GaussianDiffusion, stream, cfg: TrainConfig, noise_gen, device, ddp: bool, amp, win: _Window, step: int) -> int:
+    """One optimizer step's forward/backward passes (cfg.grad_accum micro-batches); returns
+    how many micro-batches it consumed. DDP syncs gradients on the last one only."""
+    for k in range(cfg.grad_accum):
+        batch = next(stream).to(device)
+        task = choose_tasks(batch, cfg.depth_ratio, cfg.rgb_on_cond_targets, noise_gen, cfg.data.sampling).to(device)
+        sync = not ddp or k == cfg.grad_accum - 1
+        with (net.no_sync() if not sync else _null()), amp:
+            out = diffusion.training_losses(net, batch, task, generator=noise_gen)
+            loss = out["loss"] / cfg.grad_accum
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}; lower optim.lr or check the data")
+        with (net.no_sync() if not sync else _null()):
+            loss.backward()
+        win.add_micro(out, task)
+    return cfg.grad_accum
+
+
+def _gather_rngs(noise_gen: torch.Generator, world: int) -> list:
+    """This rank's RNG states, or every rank's under DDP (so a resume restores each noise stream)."""
+    rngs = [rng_state(noise_gen)]
+    if world > 1:
+        gathered = [None] * world
+        dist.all_gather_object(gathered, rngs[0])
+        rngs = gathered
+    return rngs
+
+
+def checkpoint_state(cfg: TrainConfig, mcfg: ModelConfig, dcfg: DiffusionConfig, model, ema: EMA, opt, st: RunState,
+                     rngs: list, world: int, elapsed_s: float) -> dict:
+    """The full training checkpoint (exact resume): weights, EMA, optimizer, RNGs, data position."""
+    state = {"config": {"model": to_dict(mcfg), "diffusion": to_dict(dcfg), "train": to_dict(cfg)},
+             "model": unwrap(model).state_dict(), "ema": ema.state_dict(), "step": st.step,
+             "optimizer": opt.state_dict(), "scheduler": {"kind": "warmup_cosine", "step": st.step},
+             "rng": rngs if world > 1 else rngs[0], "data": {"micro_batches": st.micro, "world_size": world},
+             "elapsed_s": elapsed_s, "samples_seen": st.seen}
+    if st.depth_median is not None:
+        state["train_depth_median"] = float(st.depth_median)
+    return state
+
+
+def _stop_reason(stop: dict, cfg: TrainConfig, elapsed_s: float, step: int, stop_after: int | None) -> str:
+    """Why to stop after this step ("" = keep going): a signal, max_minutes or stop_after."""
+    if stop["signal"]:
+        return stop["signal"]
+    if stop_after is not None and step >= stop_after:
+        return "stop_after"
+    if cfg.max_minutes > 0 and elapsed_s >= 60 * cfg.max_minutes:
+        return "max_minutes"
+    return ""
+
+
 def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None) -> dict:
     """Run (or resume) training to cfg.steps. Returns a summary dict (rank 0's view).
 
     stop_after: stop (with a checkpoint) once this many steps are done in total, keeping
     cfg.steps as the schedule horizon (tests: N/2 steps, resume, N/2 steps).
     """
+    check_run_dir(cfg.run_dir)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     rank, world, device = setup_distributed(cfg.device)
     run_dir = Path(cfg.run_dir)
     ckpt_path = run_dir / CHECKPOINT
-
-    # Seeds: identical model init on every rank; per-rank noise stream; data split by the batch sampler.
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    random.seed(cfg.seed)
-    noise_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)
+    noise_gen = _seed_everything(cfg.seed, rank)
 
     model, mcfg, dcfg = build_model(cfg)
-    if dcfg != cfg.diffusion:
-        if rank == 0 and cfg.diffusion != DiffusionConfig():
-            print(f"note: diffusion config taken from {cfg.init_from}: {to_dict(dcfg)}", file=sys.stderr)
-        cfg = dataclasses.replace(cfg, diffusion=dcfg)
+    cfg = _resolve(cfg, mcfg, dcfg, rank)
     diffusion = GaussianDiffusion(dcfg)
-    if tuple(cfg.data.image_hw) != tuple(mcfg.image_size):
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_hw=tuple(mcfg.image_size)))
     model.to(device)
     ema = EMA(model, cfg.optim.ema_decay)
-    decay, no_decay = [], []
-    for n, p in model.named_parameters():
-        (decay if p.dim() >= 2 and n != "latents" else no_decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.optim.lr, betas=cfg.optim.betas)
-
-    step, micro, elapsed0, seen = 0, 0, 0.0, 0
-    resume_from = None
-    if cfg.resume == "auto":
-        resume_from = ckpt_path if ckpt_path.exists() else None
-    elif cfg.resume != "never":
-        resume_from = Path(cfg.resume)
-    if resume_from is not None:
-        ckpt = load_checkpoint(resume_from)
-        for w in _check_resume(ckpt, resume_from, mcfg, dcfg, cfg, world):
-            if rank == 0:
-                print(f"warning: {w}", file=sys.stderr)
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        try:
-            opt.load_state_dict(ckpt["optimizer"])
-        except (ValueError, KeyError) as exc:
-            raise CheckpointError(f"{resume_from}: optimizer state does not match the model: {exc}") from exc
-        step, micro = int(ckpt["step"]), int(ckpt["data"]["micro_batches"])
-        elapsed0, seen = float(ckpt.get("elapsed_s", 0.0)), int(ckpt.get("samples_seen", 0))
-        rng = ckpt["rng"]
-        set_rng_state(rng[rank] if isinstance(rng, list) and rank < len(rng) else (rng[0] if isinstance(rng, list) else rng), noise_gen)
-        del ckpt
+    opt = make_optimizer(model, cfg.optim)
+    resume_from = _resume_path(cfg, ckpt_path)
+    st = RunState() if resume_from is None else load_resume(resume_from, model, ema, opt, noise_gen, mcfg, dcfg, cfg, rank, world)
 
     ddp = world > 1
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ddp else model
     ds = build_train_dataset(cfg.data, cfg.scene_reuse)
-    stream = batch_stream(ds, cfg, micro, rank, world)
-
-    log = None
+    if st.depth_median is None and rank == 0:
+        st.depth_median = training_depth_median(ds)
+    stream = batch_stream(ds, cfg, st.micro, rank, world)
+    log = val_log = None
     if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for tmp in run_dir.glob(f".{CHECKPOINT}.*.tmp"):  # left by a save that was killed mid-write
-            tmp.unlink(missing_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        log = MetricsLog(run_dir / "metrics.csv", step, run_dir / "tb")
-        val_log = MetricsLog(run_dir / "val.csv", step, None)
+        log, val_log = _open_run_dir(run_dir, cfg, st.step)
 
     stop = {"signal": None}  # name of the signal that asked for a graceful stop
-
-    def _on_term(signum, frame):
-        stop["signal"] = signal.Signals(signum).name
-
-    # SIGTERM (kill, timeout, schedulers) and SIGINT (Ctrl-C) both stop at the next step
-    # boundary with a checkpoint; DataLoader workers ignore them (sampler.worker_init_fn).
-    old_handlers = {sig: signal.signal(sig, _on_term) for sig in (signal.SIGTERM, signal.SIGINT)} if rank == 0 or not ddp else {}
+    old_handlers = _catch_stop_signals(stop) if rank == 0 or not ddp else {}
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
     params = [p for p in model.parameters() if p.requires_grad]
     t_start = t_ckpt = t_log = time.time()
-    win = {"loss": 0.0, "loss_rgb": 0.0, "loss_depth": 0.0, "n": 0, "n_rgb": 0, "n_depth": 0, "gn": 0.0}
-    samples_win = 0
+    win = _Window()
     per_step = cfg.batch_size * cfg.grad_accum * world
     pbar = None
     if rank == 0 and progress:
         from tqdm import tqdm
-        pbar = tqdm(total=cfg.steps, initial=step, dynamic_ncols=True, mininterval=2.0, desc="train")
+        pbar = tqdm(total=cfg.steps, initial=st.step, dynamic_ncols=True, mininterval=2.0, desc="train")
 
-    def save(final: bool = False):
-        rngs = [rng_state(noise_gen)]
-        if ddp:  # every rank's RNG state, so a resume restores each rank's noise stream
-            gathered = [None] * world
-            dist.all_gather_object(gathered, rngs[0])
-            rngs = gathered
+    def save():
+        rngs = _gather_rngs(noise_gen, world)
         if rank == 0:
-            state = {"config": {"model": to_dict(mcfg), "diffusion": to_dict(dcfg), "train": to_dict(cfg)},
-                     "model": unwrap(model).state_dict(), "ema": ema.state_dict(), "step": step,
-                     "optimizer": opt.state_dict(), "scheduler": {"kind": "warmup_cosine", "step": step},
-                     "rng": rngs if ddp else rngs[0], "data": {"micro_batches": micro, "world_size": world},
-                     "elapsed_s": elapsed0 + time.time() - t_start, "samples_seen": seen}
-            save_checkpoint(ckpt_path, state)
-        if ddp:
+            save_checkpoint(ckpt_path, checkpoint_state(cfg, mcfg, dcfg, model, ema, opt, st, rngs, world, st.elapsed0 + time.time() - t_start))
+        if world > 1:
             dist.barrier()
 
     net.train()
     summary = {}
     try:
-        while step < cfg.steps:
-            lr = lr_at(step, cfg.optim, cfg.steps)
+        while st.step < cfg.steps:
+            lr = lr_at(st.step, cfg.optim, cfg.steps)
             for g in opt.param_groups:
                 g["lr"] = lr
-            for k in range(cfg.grad_accum):
-                batch = next(stream).to(device)
-                micro += 1
-                task = choose_tasks(batch, cfg.depth_ratio, cfg.rgb_on_cond_targets, noise_gen).to(device)
-                sync = not ddp or k == cfg.grad_accum - 1
-                with (net.no_sync() if not sync else _null()), amp:
-                    out = diffusion.training_losses(net, batch, task, generator=noise_gen)
-                    loss = out["loss"] / cfg.grad_accum
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}; lower optim.lr or check the data")
-                with (net.no_sync() if not sync else _null()):
-                    loss.backward()
-                win["loss"] += out["loss"].item()
-                win["n"] += 1
-                for t_id, key in ((TASK_RGB, "loss_rgb"), (TASK_DEPTH, "loss_depth")):
-                    if (task == t_id).any():
-                        win[key] += out[key].item()
-                        win["n_" + key[5:]] += 1
+            st.micro += accumulate_gradients(net, diffusion, stream, cfg, noise_gen, device, ddp, amp, win, st.step)
             gn = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
-            win["gn"] += float(gn)
+            win.v["gn"] += float(gn)
             opt.step()
             opt.zero_grad(set_to_none=True)
-            ema.update(model, step)
-            step += 1
-            seen += per_step
-            samples_win += per_step
+            ema.update(model, st.step)
+            st.step += 1
+            st.seen += per_step
+            win.samples += per_step
 
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                stats = torch.tensor([win["loss"], win["n"], win["loss_rgb"], win["n_rgb"], win["loss_depth"], win["n_depth"], win["gn"]], dtype=torch.float64)
-                if ddp:
-                    stats = stats.to(device)
-                    dist.all_reduce(stats)
-                    stats = stats.cpu()
+            if st.step % cfg.log_every == 0 or st.step == cfg.steps:
                 now = time.time()
-                nsteps = max(1, step - (summary.get("logged_step", step - cfg.log_every)))
-                row = {"step": step, "loss": stats[0].item() / max(stats[1].item(), 1),
-                       "loss_rgb": stats[2].item() / stats[3].item() if stats[3] else float("nan"),
-                       "loss_depth": stats[4].item() / stats[5].item() if stats[5] else float("nan"),
-                       "grad_norm": stats[6].item() / world / nsteps, "lr": lr,
-                       "samples_per_s": samples_win / max(now - t_log, 1e-9), "samples_seen": seen,
-                       "elapsed_s": round(elapsed0 + now - t_start, 1)}
-                summary.update(row, logged_step=step)
-                win = dict.fromkeys(win, 0.0)
-                samples_win, t_log = 0, now
+                nsteps = max(1, st.step - (summary.get("logged_step", st.step - cfg.log_every)))
+                row = win.row(st.step, lr, world, device, ddp, nsteps, now - t_log, st.seen, st.elapsed0 + now - t_start)
+                summary.update(row, logged_step=st.step)
+                t_log = now
                 if rank == 0:
                     log.write(row)
                     if pbar is not None:
@@ -567,28 +700,27 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
             if pbar is not None:
                 pbar.update(1)
 
-            if cfg.val.every and step % cfg.val.every == 0:
+            if cfg.val.every and st.step % cfg.val.every == 0:
                 t_val = time.time()
                 if rank == 0:
-                    vrow = validate(model, ema, dcfg, cfg, step, device)
+                    vrow = validate(model, ema, dcfg, cfg, st.step, device, st.depth_median)
                     val_log.write(vrow, prefix="val/")
                     summary["val"] = vrow
+                    _print_val(vrow, pbar)
                 if ddp:
                     dist.barrier()
                 t_log += time.time() - t_val  # throughput counts training time only
 
             now = time.time()
-            want_stop = stop["signal"] or (cfg.max_minutes > 0 and now - t_start >= 60 * cfg.max_minutes) or (stop_after is not None and step >= stop_after)
-            want_stop = _all_true(want_stop, world, device)
-            due = (cfg.ckpt_every and step % cfg.ckpt_every == 0) or (cfg.ckpt_minutes > 0 and now - t_ckpt >= 60 * cfg.ckpt_minutes)
-            due = _all_true(bool(due), world, device)
-            if due or want_stop or step == cfg.steps:
+            why = _stop_reason(stop, cfg, now - t_start, st.step, stop_after)
+            want_stop = _all_true(bool(why), world, device)  # every rank stops at the same step
+            due = (cfg.ckpt_every and st.step % cfg.ckpt_every == 0) or (cfg.ckpt_minutes > 0 and now - t_ckpt >= 60 * cfg.ckpt_minutes)
+            if _all_true(bool(due), world, device) or want_stop or st.step == cfg.steps:
                 save()
                 t_ckpt = time.time()
             if want_stop:
                 if rank == 0:
-                    why = stop["signal"] or ("stop_after" if stop_after is not None and step >= stop_after else "max_minutes")
-                    print(f"\nstopping at step {step} ({why}); resume with the same command", file=sys.stderr)
+                    print(f"\nstopping at step {st.step} ({why or 'another rank'}); resume with the same command", file=sys.stderr)
                 break
     finally:
         if pbar is not None:
@@ -597,7 +729,8 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
             signal.signal(sig, handler)
         if log is not None and log.tb is not None:
             log.tb.close()
-    summary.update(step=step, samples_seen=seen, rank=rank, world_size=world, checkpoint=str(ckpt_path),
+    summary.update(step=st.step, samples_seen=st.seen, rank=rank, world_size=world, checkpoint=str(ckpt_path),
+                   train_depth_median=st.depth_median,
                    weights_sha256=state_digest(unwrap(model).state_dict()), ema_sha256=state_digest(ema.shadow))
     return summary
 
@@ -610,9 +743,13 @@ class _null:
         return False
 
 
-def validate(model: MVGD, ema: EMA, dcfg: DiffusionConfig, cfg: TrainConfig, step: int, device) -> dict:
+def validate(model: MVGD, ema: EMA, dcfg: DiffusionConfig, cfg: TrainConfig, step: int, device, train_median: float | None = None) -> dict:
     """EMA weights on held-out procedural scenes -> metrics row; grid PNG in run_dir/val/.
 
+    The row holds mvgd_core.model_eval.flat_summary: per set ("cond", "novel") the mean and
+    median over samples of AbsRel, RMSE and delta1, overall and per observability regime, for
+    MVGD, the constant references (true median; training median when known) and, with
+    val.baselines, mvs / plane sweep / reprojection on the same targets.
     Runs under fork_rng and its own generators: training RNG streams are untouched.
     """
     from mvgd_core.inference import MVGDPredictor
@@ -625,10 +762,29 @@ def validate(model: MVGD, ema: EMA, dcfg: DiffusionConfig, cfg: TrainConfig, ste
         v = cfg.val
         sets = {"cond": held_out_samples(cfg.data, v.num_samples, v.seed, v.num_views, "cond"),
                 "novel": held_out_samples(cfg.data, v.num_samples, v.seed + 1, v.num_views, "novel")}
-        res = evaluate_samples(pred, sets, steps=v.sample_steps, baselines=False)
+        res = evaluate_samples(pred, sets, steps=v.sample_steps, baselines=v.baselines, train_median=train_median)
     row = {"step": step, **res["summary"]}
     save_grid(Path(cfg.run_dir) / "val" / f"step{step:07d}.png", res, v.grid_samples)
     return row
+
+
+def _print_val(row: dict, pbar=None) -> None:
+    """One console line per validation: the observable regime first (the headline), medians."""
+    def g(k):
+        x = row.get(k, float("nan"))
+        return "–" if x != x else f"{x:.3f}"
+
+    parts = []
+    for s in ("cond", "novel"):
+        n = int(row.get(f"{s}/observable/n", 0))
+        parts.append(f"{s}: observable n={n} AbsRel med {g(f'{s}/observable/mvgd/abs_rel_median')} "
+                     f"δ1 med {g(f'{s}/observable/mvgd/delta1_median')} (GT-median const {g(f'{s}/observable/const_gt_median/abs_rel_median')}); "
+                     f"all AbsRel med {g(f'{s}/mvgd/abs_rel_median')}")
+    line = f"val step {row['step']}: " + " | ".join(parts)
+    if pbar is not None:
+        pbar.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -652,7 +808,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _yaml_value(item: str, val: str):
+    try:
+        return yaml.safe_load(val)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{item!r}: value is not valid YAML: {exc}") from exc
+
+
 def overrides_from_args(args) -> dict:
+    """Nested overrides from --set KEY=VALUE (dotted keys, YAML values) and the scalar flags."""
     out: dict = {}
     for item in args.set:
         if "=" not in item:
@@ -662,10 +826,12 @@ def overrides_from_args(args) -> dict:
         parts = key.strip().split(".")
         for part in parts[:-1]:
             d = d.setdefault(part, {})
-        d[parts[-1]] = yaml.safe_load(val)
+            if not isinstance(d, dict):
+                raise ConfigError(f"--set {item!r}: {part} was given a value and sub-keys")
+        d[parts[-1]] = _yaml_value(f"--set {item}", val)
     for k, v in vars(args).items():
         if k.startswith("cfg_") and v is not None:
-            out[k[4:]] = yaml.safe_load(v)
+            out[k[4:]] = _yaml_value(f"--{k[4:].replace('_', '-')} {v}", v)
             if k[4:] in ("run_dir", "init_from", "resume", "device"):
                 out[k[4:]] = str(v)
     return out
@@ -675,11 +841,15 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = load_config(TrainConfig, args.config, overrides_from_args(args))
+        check_run_dir(cfg.run_dir)
     except ConfigError as exc:
         print(f"mvgd-train: config error: {exc}", file=sys.stderr)
         return 2
     try:
         summary = train(cfg, progress=not args.no_progress)
+    except ConfigError as exc:
+        print(f"mvgd-train: config error: {exc}", file=sys.stderr)
+        return 2
     except CheckpointError as exc:
         print(f"mvgd-train: checkpoint error: {exc}", file=sys.stderr)
         return 3

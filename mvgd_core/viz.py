@@ -145,39 +145,109 @@ def save_png(path, img_rgb) -> Path:
     return path
 
 
-def depth_panel(inputs, pred_depth, gt_depth, pred_rgb=None, gt_rgb=None, titles: dict | None = None, extra_depths: dict | None = None) -> np.ndarray:
-    """The standard per-frame picture: one row of inputs, one of depth (+ one of RGB if given).
+def legible_cell(hw, min_width: int = 160) -> tuple[int, int]:
+    """hw scaled by the smallest integer factor that makes it at least min_width wide, so small
+    (model-resolution) maps are shown big enough for their captions and legends."""
+    h, w = int(hw[0]), int(hw[1])
+    k = max(1, -(-min_width // max(w, 1)))
+    return h * k, w * k
 
-    inputs: list of RGB images (conditioning views). pred_depth/gt_depth (H, W) metres or None.
-    extra_depths: {name: depth} (e.g. baselines) shown after the prediction with their own
-    error maps, all in the ground truth's colour range.
+
+def colorize_observability(observable, valid=None) -> np.ndarray:
+    """Observability mask (H, W) bool -> RGB uint8: observable green, valid but unobservable
+    (depth cannot come from parallax there) grey, no ground truth black."""
+    obs = _np(observable).astype(bool)
+    v = np.ones_like(obs) if valid is None else _np(valid).astype(bool)
+    out = np.zeros(obs.shape + (3,), np.uint8)
+    out[v & ~obs] = (110, 110, 110)
+    out[v & obs] = (60, 200, 80)
+    return out
+
+
+def depth_colorbar(lo: float, hi: float, hw: tuple[int, int], cmap: str = "turbo") -> np.ndarray:
+    """A legend cell (H, W, 3) for `colorize_depth(.., lo, hi)`: the colour ramp (near at the
+    top, inverse-depth spacing like the maps) with the near, middle and far depths written on it."""
+    h, w = hw
+    inv = np.linspace(1.0 / max(lo, 1e-6), 1.0 / max(hi, lo * (1 + 1e-6)), h, dtype=np.float32)[:, None].repeat(w, 1)
+    img = colorize_depth(1.0 / inv, lo, hi, cmap)
+    scale = max(0.3, min(0.5, w / 256))
+    for y, d in ((int(0.12 * h) + 4, lo), (h // 2 + 4, 2.0 / (1.0 / max(lo, 1e-6) + 1.0 / hi)), (h - 3, hi)):
+        cv2.putText(img, f"{d:.1f}m", (2, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(img, f"{d:.1f}m", (2, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
+def method_depth_row(gt_depth, depths: dict, obs_mask=None, obs_label: str = "observable", max_err: float = 0.5, bar_hw=None):
+    """One labelled row (cells, labels) for a target: GT depth, every method's depth on ONE
+    colour scale (the GT's robust range, or the first method's when there is no GT), the
+    scale legend, the observability mask, then each method's AbsRel error map (0 dark .. >=
+    max_err bright). depths: {label: (H, W) metres}. bar_hw: size of the legend cell (default
+    the maps' size; pass the grid's cell size when cells are upscaled, so its text stays sharp)."""
+    ref = gt_depth if gt_depth is not None and valid_mask(gt_depth).any() else next(iter(depths.values()), None)
+    lo, hi = depth_range(ref) if ref is not None else (0.0, 1.0)
+    hw = _np(ref).shape[:2] if ref is not None else (48, 64)
+    cells, labels = [], []
+    if gt_depth is not None:
+        cells.append(colorize_depth(gt_depth, lo, hi))
+        labels.append("GT depth")
+    for name, d in depths.items():
+        cells.append(colorize_depth(d, lo, hi))
+        labels.append(name)
+    cells.append(depth_colorbar(lo, hi, tuple(bar_hw) if bar_hw is not None else hw))
+    labels.append("scale")
+    if obs_mask is not None:
+        cells.append(colorize_observability(obs_mask, valid_mask(gt_depth) if gt_depth is not None else None))
+        labels.append(obs_label)
+    if gt_depth is not None:
+        for name, d in depths.items():
+            cells.append(colorize_error(d, gt_depth, max_err=max_err))
+            labels.append(f"{name} err")
+    return cells, labels
+
+
+def depth_panel(inputs, pred_depth, gt_depth, pred_rgb=None, gt_rgb=None, titles: dict | None = None, extra_depths: dict | None = None,
+                obs_mask=None, obs_label: str = "observable") -> np.ndarray:
+    """The standard per-frame picture.
+
+    Row 1: the inputs (conditioning views, RGB). Row 2: GT depth, then the prediction and every
+    `extra_depths` entry ({name: depth}, e.g. baselines), all on ONE colour scale (the GT's
+    robust range), and the scale legend. Row 3, under each depth: the observability mask
+    (green observable, grey not, black no GT) under the GT, each method's AbsRel error map
+    under its depth. Row 4 (if given): GT RGB and predicted RGB.
     """
     titles = titles or {}
-    lo, hi = depth_range(gt_depth if gt_depth is not None else pred_depth)
+    preds = {k: v for k, v in {titles.get("pred", "MVGD"): pred_depth, **(extra_depths or {})}.items() if v is not None}
+    ref = gt_depth if gt_depth is not None else next(iter(preds.values()), None)
+    lo, hi = depth_range(ref) if ref is not None else (0.0, 1.0)
     rows, labels = [], []
     if inputs:
         rows.append(list(inputs))
         labels.append([f"input {i}" for i in range(len(inputs))])
-    preds = {titles.get("pred", "MVGD"): pred_depth, **(extra_depths or {})}
-    r, lab = [], []
+    cell = _cell(pred_depth, gt_depth, pred_rgb, gt_rgb)
+    cell = legible_cell(cell) if cell is not None else None
+    r, lab, e, elab = [], [], [], []
     if gt_depth is not None:
         r.append(colorize_depth(gt_depth, lo, hi))
         lab.append("GT depth")
+        e.append(colorize_observability(obs_mask, valid_mask(gt_depth)) if obs_mask is not None else None)
+        elab.append(obs_label if obs_mask is not None else "")
     for name, d in preds.items():
-        if d is None:
-            continue
         r.append(colorize_depth(d, lo, hi))
         lab.append(name)
-        if gt_depth is not None:
-            r.append(colorize_error(d, gt_depth))
-            lab.append(f"{name} AbsRel")
+        e.append(colorize_error(d, gt_depth) if gt_depth is not None else None)
+        elab.append(f"{name} err" if gt_depth is not None else "")
     if r:
+        r.append(depth_colorbar(lo, hi, cell or _np(r[0]).shape[:2]))
+        lab.append("depth scale")
         rows.append(r)
         labels.append(lab)
+        if any(x is not None for x in e):
+            rows.append(e)
+            labels.append(elab)
     if pred_rgb is not None or gt_rgb is not None:
         rows.append([gt_rgb, pred_rgb])
         labels.append(["GT RGB", titles.get("pred_rgb", "MVGD RGB")])
-    return make_grid(rows, labels, cell_hw=_cell(pred_depth, gt_depth, pred_rgb, gt_rgb))
+    return make_grid(rows, labels, cell_hw=cell)
 
 
 def _cell(*imgs):

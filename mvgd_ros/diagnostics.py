@@ -5,6 +5,13 @@ rqt_robot_monitor and diagnostic_aggregator) when diagnostic_msgs is installed -
 in requirements.txt and declared in package.xml - otherwise as std_msgs/String holding the
 same key/values as JSON on /mvgd/diagnostics. Thread-safe: the executor and the inference
 worker both record.
+
+Levels follow diagnostic_updater's tasks (`health_checks`): a FrequencyStatus-style check of
+the depth rate against [min, max] * (1 -/+ tolerance), a stale-input check (no image for
+input_timeout_s: WARN), a stuck-worker check (one inference running for worker_stuck_s: WARN),
+ERROR after FAILURES_ERROR inference failures in a row (one failure: WARN), WARN for frames
+dropped in the period (malformed /tf rejected by the TF layer included). Like a
+CompositeDiagnosticTask, the status takes the worst level and that level's messages.
 """
 from __future__ import annotations
 
@@ -12,11 +19,63 @@ import json
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 try:
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 except ImportError:
     DiagnosticArray = None
+
+
+LEVELS = ("ok", "warn", "error")
+FAILURES_ERROR = 3  # inference failures in a row that make the status ERROR
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """Thresholds of `health_checks` (node parameters of the same names); 0 disables a check."""
+
+    expected_rate_hz: tuple[float, float] = (0.0, 0.0)  # [min, max] depth maps per second
+    rate_tolerance: float = 0.1
+    input_timeout_s: float = 3.0
+    worker_stuck_s: float = 30.0
+
+
+def health_checks(cfg: HealthConfig, *, depth_rate_hz: float, depth_wanted: bool, since_image_s: float | None, uptime_s: float,
+                  worker_busy_s: float | None, failure_streak: int, dropped: int, tf_rejected: int = 0) -> list[tuple[str, str]]:
+    """[(level, message)] of every check that is not OK (diagnostic_updater semantics)."""
+    out = []
+    lo, hi = cfg.expected_rate_hz
+    if (lo > 0 or hi > 0) and depth_wanted:  # FrequencyStatus: only while someone wants depth
+        if depth_rate_hz == 0:
+            out.append(("error", "no depth published this period"))
+        elif depth_rate_hz < lo * (1 - cfg.rate_tolerance):
+            out.append(("warn", f"depth rate too low ({depth_rate_hz:.2f} Hz < {lo:g} Hz)"))
+        elif hi > 0 and depth_rate_hz > hi * (1 + cfg.rate_tolerance):
+            out.append(("warn", f"depth rate too high ({depth_rate_hz:.2f} Hz > {hi:g} Hz)"))
+    if cfg.input_timeout_s > 0:
+        idle = uptime_s if since_image_s is None else since_image_s
+        if idle >= cfg.input_timeout_s:
+            out.append(("warn", f"no image for {idle:.1f} s" if since_image_s is not None else f"no image received yet ({idle:.1f} s)"))
+    if cfg.worker_stuck_s > 0 and worker_busy_s is not None and worker_busy_s >= cfg.worker_stuck_s:
+        out.append(("warn", f"inference running for {worker_busy_s:.1f} s (stuck?)"))
+    if failure_streak >= FAILURES_ERROR:
+        out.append(("error", f"{failure_streak} inference failures in a row"))
+    elif failure_streak:
+        out.append(("warn", f"{failure_streak} inference failure(s)"))
+    if dropped:
+        out.append(("warn", f"{dropped} frames dropped"))
+    if tf_rejected:
+        out.append(("warn", f"{tf_rejected} malformed transforms rejected"))
+    return out
+
+
+def summarize(checks: list[tuple[str, str]]) -> tuple[str, str]:
+    """(worst level, its messages joined) or ('ok', 'running')."""
+    if not checks:
+        return "ok", "running"
+    worst = max(LEVELS.index(level) for level, _ in checks)
+    return LEVELS[worst], "; ".join(m for level, m in checks if LEVELS.index(level) == worst)
 
 
 class NodeStats:
@@ -33,11 +92,23 @@ class NodeStats:
         self._t0 = time.monotonic()
         self.conditioning_views = 0
         self.keyframes = 0
+        self.last: dict[str, float] = {}  # counter -> monotonic time it last moved
+        self.failure_streak = 0  # inference failures since the last success
+        self.started = time.monotonic()
 
     def count(self, key: str, n: int = 1) -> None:
         with self._lock:
             self.totals[key] += n
             self._period[key] += n
+            self.last[key] = time.monotonic()
+            if key == "inference_failed":
+                self.failure_streak += n
+
+    def since(self, key: str) -> float | None:
+        """Seconds since counter `key` last moved, or None if never."""
+        with self._lock:
+            t = self.last.get(key)
+        return None if t is None else time.monotonic() - t
 
     def drop(self, reason: str) -> None:
         with self._lock:
@@ -52,11 +123,16 @@ class NodeStats:
         with self._lock:
             self.totals[kind] += 1
             self._period[kind] += 1
+            self.last[kind] = time.monotonic()
+            self.failure_streak = 0
             self._latency.append(latency_s)
             self._infer.append(infer_s)
 
-    def snapshot(self, extra: dict | None = None) -> dict[str, str]:
-        """Key/values for this period (rates per second over it), then start a new period."""
+    def snapshot(self, extra: dict | None = None, health: tuple[HealthConfig, dict] | None = None) -> dict[str, str]:
+        """Key/values for this period (rates per second over it), then start a new period.
+
+        `_level` / `_message` come from `health_checks(cfg, **facts)` with health = (cfg, facts);
+        this period's depth rate, failure streak and drops are filled in here."""
         with self._lock:
             now = time.monotonic()
             dt = max(now - self._t0, 1e-9)
@@ -74,19 +150,18 @@ class NodeStats:
             out.update({f"total_{k}": str(v) for k, v in sorted(self.totals.items())})
             out.update({f"drop_{k}": str(v) for k, v in sorted(self.drops.items())})
             out.update({f"reset_{k}": str(v) for k, v in sorted(self.resets.items())})
-            dropped, failed = self._period["dropped"], self._period["inference_failed"]
+            facts = {"depth_rate_hz": self._period["depth_published"] / dt, "failure_streak": self.failure_streak,
+                     "dropped": self._period["dropped"], "uptime_s": now - self.started}
+            out["inference_failure_streak"] = str(self.failure_streak)
             self._period.clear()
             self._latency.clear()
             self._infer.clear()
             self._t0 = now
         out.update(extra or {})
-        if failed:
-            level, message = "error", f"{failed} inference failures"
-        elif dropped:
-            level, message = "warn", f"{dropped} frames dropped"
-        else:
-            level, message = "ok", "running"
-        out["_level"], out["_message"] = level, message
+        cfg, given = health if health is not None else (HealthConfig(input_timeout_s=0.0, worker_stuck_s=0.0), {})
+        facts.update({"depth_wanted": False, "since_image_s": None, "worker_busy_s": None})
+        facts.update(given)
+        out["_level"], out["_message"] = summarize(health_checks(cfg, **facts))
         return out
 
 

@@ -15,11 +15,20 @@ What happens:
    is gated: each image waits for its /mvgd/depth (same stamp) before the next is sent
    (`--rate R` paces by bag time instead, dropping frames like a live robot would).
 4. Predictions are matched to ground truth by header stamp, resampled ground truth into the
-   output camera (its camera_info), and scored with mvgd_core.metrics: depth AbsRel, RMSE,
-   delta<1.25 (+SqRel, log RMSE) and RGB PSNR/SSIM; both baselines of mvgd_core.baselines
-   run on the same frames with the same conditioning window (the last N input images up to
-   the target), so every number has a reference.
-5. report/: metrics.json, README.md and index.html (tables), frames/*.png, overview.png.
+   output camera (its camera_info), and scored with mvgd_core.metrics (per frame, then the
+   median AND mean over frames, overall and per observability regime of the frame's target
+   from its conditioning views: "observable" is the headline): depth AbsRel, RMSE,
+   delta<1.25 (+SqRel, log RMSE) and RGB PSNR/SSIM; the baselines of mvgd_core.baselines
+   (mvs, plane_sweep, reprojection) run on the same frames with the node's conditioning
+   views, so every number has a reference.
+   Reference rows on the same frames: const_gt_median (each frame's true median: knows the
+   scale only), const_train_median (the model's training-data median: knows nothing), the
+   multi-view stereo baseline "mvs" (and "mvs_confident", its kept pixels only).
+5. report/: metrics.json, README.md and index.html (tables), frames/*.png (inputs, GT, every
+   method's depth on one colour scale with a legend, error maps, observability), overview.png.
+   --out: a folder mvgd-eval creates gets a marker file (.mvgd-eval-report); a non-empty
+   folder without it is refused and never touched. Old report files are replaced only once
+   the node has produced output, so a failed run leaves the previous report in place.
 """
 from __future__ import annotations
 
@@ -103,25 +112,22 @@ def resample_to_camera(img: np.ndarray, K_src, K_dst, dst_hw, depth: bool) -> np
     return cv2.remap(np.ascontiguousarray(img), mx, my, interp, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def _metrics_module():
-    from mvgd_core import metrics
-
-    return metrics
-
-
 def depth_scores(pred: np.ndarray, gt: np.ndarray) -> dict:
-    """Depth metrics on pixels valid in the ground truth (pred <= 0 is clamped, not skipped)."""
-    M = _metrics_module()
-    p, g = torch.as_tensor(pred, dtype=torch.float32), torch.as_tensor(gt, dtype=torch.float32)
-    mask = g > 0
-    if int(mask.sum()) == 0:
+    """Depth metrics on pixels valid in both ground truth and prediction (NaN / <= 0 = no
+    depth), with "coverage" (mvgd_core.metrics.depth_scores); {} when the GT has no valid pixel."""
+    from mvgd_core.metrics import SCORED_DEPTH_KEYS
+    from mvgd_core.metrics import depth_scores as scores
+
+    g = np.asarray(gt, np.float32)
+    if not (np.isfinite(g) & (g > 0)).any():
         return {}
-    return {k: float(v) for k, v in M.depth_metrics(p.clamp_min(1e-3), g, mask).items()}
+    return scores(pred, g, keys=(*SCORED_DEPTH_KEYS, "sq_rel", "log_rmse"))
 
 
 def rgb_scores(pred: np.ndarray, gt: np.ndarray) -> dict:
     """PSNR (dB) and SSIM of uint8 (H, W, 3) images, as floats in [0, 1]."""
-    M = _metrics_module()
+    from mvgd_core import metrics as M
+
     p = torch.as_tensor(pred).permute(2, 0, 1).float()[None] / 255.0
     g = torch.as_tensor(gt).permute(2, 0, 1).float()[None] / 255.0
     return {"psnr": float(M.psnr(p, g)), "ssim": float(M.ssim(p, g))}
@@ -145,6 +151,7 @@ def baseline_predictions(cond: list[Frame], tgt_K, tgt_T_wc, hw, target_index, s
             "depth": r["depth"].numpy().astype(np.float32),
             "rgb": None if r["rgb"] is None else viz.rgb_to_uint8(r["rgb"]),
             "coverage": r["coverage"],
+            "depth_sparse": None if r.get("depth_sparse") is None else r["depth_sparse"].numpy().astype(np.float32),
         }
     return res
 
@@ -191,13 +198,85 @@ def node_conditioning(frames: list[Frame], held: set[int], kf_cfg, select_views:
     return out
 
 
+SHORT_NAMES = {"mvgd": "MVGD", "mvs": "MVS", "mvs_confident": "MVS confident", "plane_sweep": "plane sweep", "reprojection": "oracle reproj.",
+               "const_gt_median": "GT median", "const_train_median": "train median"}
+
+
+def frame_observability(gt: Frame, cond: list[Frame], model_hw):
+    """(Observability, observable mask (H, W) bool) of gt's depth from the conditioning frames
+    (all in the output camera), measured at the model's resolution; (None, None) without depth."""
+    from mvgd_core.model_eval import observability_with_mask
+
+    if gt.depth is None or not cond:
+        return None, None
+    obs, mask = observability_with_mask(gt.depth, gt.K, gt.T_wc, np.stack([c.K for c in cond]), np.stack([c.T_wc for c in cond]),
+                                        model_hw, gt.depth.shape)
+    return obs, mask.numpy()
+
+
+def frame_metrics(kind: str, gt: Frame, pred_depth, pred_rgb, base: dict, train_median: float | None) -> tuple[dict, dict]:
+    """({method: {metric: value}}, {reference name: depth}) for one target: the node's output,
+    the baselines and the constant reference rows (mvgd_core.metrics.constant_references)."""
+    from mvgd_core.metrics import constant_references
+
+    m: dict = {}
+    refs = {}
+    if gt.depth is not None:
+        if pred_depth is not None:
+            m["mvgd"] = depth_scores(pred_depth, gt.depth)
+        for name, b in base.items():
+            m[name] = depth_scores(b["depth"], gt.depth) | {"coverage": b["coverage"]}
+            if b.get("depth_sparse") is not None:  # coverage: share of valid GT pixels estimated before hole filling
+                sparse = depth_scores(b["depth_sparse"], gt.depth)
+                m[name]["coverage"] = sparse.get("coverage", b["coverage"])
+                if name == "mvs":  # only the pixels it kept (confidence + consistency)
+                    m["mvs_confident"] = sparse
+        refs = {k: v.numpy() for k, v in constant_references(gt.depth, train_median).items()}
+        for name, d in refs.items():
+            m[name] = depth_scores(d, gt.depth)
+    if kind == "novel":
+        if pred_rgb is not None:
+            m.setdefault("mvgd", {}).update(rgb_scores(pred_rgb, gt.rgb))
+        for name, b in base.items():
+            if b["rgb"] is not None:
+                m.setdefault(name, {}).update(rgb_scores(b["rgb"], gt.rgb) | {"coverage": b["coverage"]})
+    return {k: v for k, v in m.items() if v}, refs
+
+
+def _depths_to_show(pred_depth, base: dict, refs: dict) -> dict:
+    """{label: depth} in table order: MVGD, MVS, plane sweep, reprojection, the true-median constant."""
+    d = {"MVGD": pred_depth} if pred_depth is not None else {}
+    for name in ("mvs", "plane_sweep", "reprojection"):
+        if name in base:
+            d[SHORT_NAMES[name]] = base[name]["depth"]
+    if "const_gt_median" in refs:
+        d[SHORT_NAMES["const_gt_median"]] = refs["const_gt_median"]
+    return d
+
+
+def _overview_row(kind: str, t_rel: float, gt: Frame, pred_rgb, depths: dict, obs_mask, obs) -> tuple[list, list]:
+    """Target RGB, (MVGD RGB,) then GT and every method's depth on one colour scale, the scale,
+    observability and the error maps (viz.method_depth_row)."""
+    cells = [gt.rgb]
+    labs = [f"{'live' if kind == 'depth_live' else 'novel'} +{t_rel:.1f}s" + (f" {obs.regime}" if obs is not None else "")]
+    if kind == "novel" and pred_rgb is not None:
+        cells.append(pred_rgb)
+        labs.append("MVGD RGB")
+    c, lab = viz.method_depth_row(gt.depth, depths, obs_mask=obs_mask, bar_hw=viz.legible_cell(gt.rgb.shape[:2]),
+                                  obs_label=f"{obs.regime} {obs.frac:.0%}" if obs is not None else "observable")
+    return cells + c, labs + lab
+
+
 def score_frames(frames: list[Frame], live_out: dict, novel_rgb: dict, novel_depth: dict, cond_sets: dict[int, list[int]],
-                 sweep: dict, out_dir: Path | None, baselines: bool = True, max_pictures: int = 1000, progress: bool = True):
+                 sweep: dict, out_dir: Path | None, baselines: bool = True, max_pictures: int = 1000, progress: bool = True,
+                 model_hw=(48, 64), train_median: float | None = None):
     """Score node outputs against ground truth frames; optionally write per-frame pictures.
 
     frames: ground truth in bag order. live_out/novel_rgb/novel_depth: {frame index: Output}.
     cond_sets: {frame index: conditioning frame indices} (see `node_conditioning`): the
-    baselines see the same views as the model. Returns (results, overview rows, labels, notes).
+    baselines see the same views as the model, and each target's observability regime is
+    measured against them at `model_hw`. train_median: depth of the const_train_median row
+    (None: row left out). Returns (results, overview rows, labels, notes).
     """
     from tqdm import tqdm
 
@@ -219,50 +298,26 @@ def score_frames(frames: list[Frame], live_out: dict, novel_rgb: dict, novel_dep
                 base = baseline_predictions(cond, K_out, f.T_wc, hw, tgt_idx, sweep)
             except ValueError as exc:
                 notes.append(f"baselines skipped at {f.stamp:.3f}: {exc}")
-        m: dict = {}
         pred_depth = o.data if kind == "depth_live" else (novel_depth[i].data if i in novel_depth else None)
         pred_rgb = novel_rgb[i].data if kind == "novel" and i in novel_rgb else None
-        if gt.depth is not None:
-            if pred_depth is not None:
-                m["mvgd"] = depth_scores(pred_depth, gt.depth)
-            for name, b in base.items():
-                m[name] = depth_scores(b["depth"], gt.depth) | {"coverage": b["coverage"]}
-        if kind == "novel":
-            if pred_rgb is not None:
-                m.setdefault("mvgd", {}).update(rgb_scores(pred_rgb, gt.rgb))
-            for name, b in base.items():
-                if b["rgb"] is not None:
-                    m.setdefault(name, {}).update(rgb_scores(b["rgb"], gt.rgb) | {"coverage": b["coverage"]})
-        r = FrameResult(stamp=f.stamp, kind=kind, metrics=m)
+        obs, obs_mask = frame_observability(gt, cond, model_hw)
+        m, refs = frame_metrics(kind, gt, pred_depth, pred_rgb, base, train_median)
+        r = FrameResult(stamp=f.stamp, kind=kind, metrics=m, regime=obs.regime if obs else "",
+                        observable_frac=obs.frac if obs else None)
         if out_dir is not None and n_pics < max_pictures:
-            inputs = [frames[j].rgb for j in window[-4:]]
-            extra = {name: b["depth"] for name, b in base.items()}
-            panel = viz.depth_panel([cv2.resize(x, (hw[1], hw[0]), interpolation=cv2.INTER_AREA) for x in inputs], pred_depth, gt.depth,
-                                    pred_rgb=pred_rgb, gt_rgb=gt.rgb if kind == "novel" else None, extra_depths=extra)
+            depths = _depths_to_show(pred_depth, base, refs)
+            inputs = [cv2.resize(frames[j].rgb, (hw[1], hw[0]), interpolation=cv2.INTER_AREA) for j in window[-4:]]
+            extra = {k: v for k, v in depths.items() if k != "MVGD"}
+            panel = viz.depth_panel(inputs, pred_depth, gt.depth, pred_rgb=pred_rgb, gt_rgb=gt.rgb if kind == "novel" else None,
+                                    extra_depths=extra, obs_mask=obs_mask,
+                                    obs_label=f"{obs.regime} {obs.frac:.0%}" if obs else "observable")
             rel = f"frames/{kind}_{f.stamp:.3f}.png"
             viz.save_png(out_dir / rel, panel)
             r.picture = rel
             n_pics += 1
-            # overview row: target RGB, GT depth, MVGD output, baselines
-            lo, hi = viz.depth_range(gt.depth if gt.depth is not None else pred_depth)
-            cells, labs = [gt.rgb], [f"{'live' if kind == 'depth_live' else 'novel'} +{f.stamp - frames[0].stamp:.1f}s"]
-            if gt.depth is not None:
-                cells.append(viz.colorize_depth(gt.depth, lo, hi))
-                labs.append("GT depth")
-            if kind == "novel" and pred_rgb is not None:
-                cells.append(pred_rgb)
-                labs.append("MVGD RGB")
-            if pred_depth is not None:
-                cells.append(viz.colorize_depth(pred_depth, lo, hi))
-                labs.append("MVGD depth")
-                if gt.depth is not None:
-                    cells.append(viz.colorize_error(pred_depth, gt.depth))
-                    labs.append("MVGD AbsRel")
-            for name, b in base.items():
-                cells.append(b["rgb"] if kind == "novel" and b["rgb"] is not None else viz.colorize_depth(b["depth"], lo, hi))
-                labs.append({"plane_sweep": "plane sweep", "reprojection": "reproj."}[name] + (" RGB" if kind == "novel" else ""))
-            rows.append(cells)
-            labels.append(labs)
+            c, lab = _overview_row(kind, f.stamp - frames[0].stamp, gt, pred_rgb, depths, obs_mask, obs)
+            rows.append(c)
+            labels.append(lab)
         results.append(r)
     return results, rows, labels, notes
 
@@ -460,57 +515,132 @@ def _detect_topics(bag, args):
     return topics
 
 
-def run_eval(args) -> dict:
-    """The whole evaluation; returns the summary dict (also written to args.out/metrics.json)."""
-    t_start = time.time()
-    bag = Path(args.bag)
-    if not bag.exists():
-        raise EvalError(f"bag not found: {bag}")
+REPORT_MARKER = ".mvgd-eval-report"  # in every folder mvgd-eval created; only such folders are ever cleaned
+REPORT_OUTPUTS = ("frames", "overview.png", "metrics.json", "README.md", "index.html")  # what --clean removes
+
+
+def prepare_out_dir(out: Path) -> None:
+    """Claim `out` for a report: create it (with our marker), or accept it when it is empty,
+    holds our marker, or holds only files mvgd-eval writes (an earlier report). Anything else
+    is someone else's folder: refuse (EvalError) and touch nothing."""
+    if out.exists() and not out.is_dir():
+        raise EvalError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and not (out / REPORT_MARKER).is_file() and not _only_report_files(out):
+        raise EvalError(f"--out {out} is a non-empty folder that mvgd-eval did not create (no {REPORT_MARKER} in it, and files "
+                        f"other than a report's); "
+                        f"refusing to write or delete anything there. Choose a new or empty folder.")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT_MARKER).write_text("written by mvgd-eval; `mvgd-eval --clean` may replace this folder's report files\n")
+
+
+def _only_report_files(out: Path) -> bool:
+    """True for an empty folder, or one holding nothing but what mvgd-eval writes (a report
+    from a version before the marker existed)."""
+    return all(p.name in (*REPORT_OUTPUTS, "node.log") for p in out.iterdir())
+
+
+def clean_report(out: Path) -> None:
+    """Remove the previous report's files (only REPORT_OUTPUTS, only in a folder we marked).
+    Called after the node has produced output, so a failed run leaves the old report in place."""
+    if not (out / REPORT_MARKER).is_file():
+        return
+    for name in REPORT_OUTPUTS:
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
+def model_facts(model: str | None, train_median: float | None) -> tuple[tuple[int, int], float | None, str]:
+    """(model resolution, const_train_median depth, where that depth comes from) for a checkpoint.
+
+    --train-median wins; else the value stored in / measured from the checkpoint's training
+    data (mvgd_core.model_eval.checkpoint_depth_median). An unreadable checkpoint gives the
+    default (48, 64) and no const_train_median row (the node will report the real error)."""
+    hw = (48, 64)
+    try:
+        from mvgd_core.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(model) if model else None
+    except Exception as exc:  # the node reports a bad checkpoint itself, with its own message
+        return hw, train_median, "--train-median" if train_median else f"unknown (checkpoint unreadable: {exc})"
+    if ckpt is not None:
+        hw = tuple(ckpt["config"]["model"].get("image_size", hw))
+    if train_median is not None:
+        return hw, train_median, "--train-median"
+    if ckpt is None:
+        return hw, None, "unknown (no --model)"
+    from mvgd_core.model_eval import checkpoint_depth_median
+
+    med, where = checkpoint_depth_median(ckpt)
+    return hw, med, where
+
+
+def _ground_truth(bag: Path, args, notes: list[str]) -> tuple[dict, list[Frame], set[int]]:
+    """(bag topics, ground-truth frames, held-out frame indices); EvalError for unusable bags."""
     from mvgd_core.data.rosbag_io import BagError as RosbagIOError
     from mvgd_core.data.rosbag_io import read_bag
-    from mvgd_ros.player import BagError, BagPlayer, read_messages
+    from mvgd_ros.player import BagError
 
     try:
         topics = _detect_topics(bag, args)
     except BagError as exc:
         raise EvalError(str(exc)) from exc
-    notes: list[str] = []
-    node_params = _node_param_values(args)
-
-    # 1. ground truth
     try:
         frames = read_bag(bag, rgb_topic=args.image_topic, depth_topic=args.depth_topic or None, info_topic=args.camera_info_topic, fixed_frame=args.world_frame)
     except RosbagIOError as exc:
         raise EvalError(str(exc)) from exc
+    except ValueError as exc:  # a Frame refused the bag's data, e.g. CameraInfo K all zero
+        raise EvalError(f"{bag}: cannot use the ground truth on {args.image_topic} / {args.camera_info_topic}: {exc}. "
+                        "A CameraInfo whose K is all zero comes from an uncalibrated camera: calibrate it "
+                        "(camera_calibration) or fix the driver's camera_info, then record again.") from exc
     if not frames:
         raise EvalError(f"no usable frames on {args.image_topic} (need image + camera_info + TF to {args.world_frame})")
     if args.max_frames:
         frames = frames[: args.max_frames]
-    has_depth = any(f.depth is not None for f in frames)
-    if not has_depth:
+    if not any(f.depth is not None for f in frames):
         notes.append("no depth ground truth in the bag (no depth topic): depth metrics and the reprojection baseline are skipped; RGB of held-out views is still scored")
     held = holdout_indices(len(frames), args.holdout_every, args.warmup)
     if not args.rgb_out and held:
         held = set()
         notes.append("no RGB output topic configured: no held-out novel views")
-    last_stamp = frames[-1].stamp
+    return topics, frames, held
 
-    # 2. what to play: image, camera_info and TF (depth and the rest are not node inputs)
+
+def _messages_to_play(bag: Path, topics: dict, frames: list[Frame], args) -> list:
+    """Image, camera_info and TF messages up to the last evaluated frame (depth and the rest are not node inputs)."""
+    from mvgd_ros.player import read_messages
+
+    last_stamp = frames[-1].stamp
     play_topics = [t for t in (args.image_topic, args.camera_info_topic, "/tf", "/tf_static") if t in topics]
     msgs = [m for m in read_messages(bag, play_topics) if m.stamp is None or m.stamp <= last_stamp + 1e-6 or m.topic not in (args.image_topic, args.camera_info_topic)]
-    msgs = [m for m in msgs if m.bag_ns <= int((last_stamp + 5.0) * 1e9) or m.topic == "/tf_static"] if args.max_frames else msgs
-    stamp_to_idx = {round(f.stamp, 3): i for i, f in enumerate(frames)}
+    return [m for m in msgs if m.bag_ns <= int((last_stamp + 5.0) * 1e9) or m.topic == "/tf_static"] if args.max_frames else msgs
 
-    # 3. node + collector
-    out = Path(args.out)
-    if out.exists() and args.clean:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+
+@dataclass
+class Playback:
+    """What came back from the node: outputs by frame index, latency samples, process facts."""
+
+    live: dict  # {frame index: Output} depth at the live camera
+    rgb: dict  # {held-out index: Output} virtual-view RGB
+    vdepth: dict  # {held-out index: Output} virtual-view depth
+    lat_samples: list  # [(stamp, seconds image published -> depth received)]
+    startup_s: float
+    node_rc: int | None
+    node_cmd: list
+    node_peak_mb: float | None
+
+
+def _play_through_node(bag: Path, args, out: Path, frames: list[Frame], held: set[int], msgs: list, notes: list[str]) -> Playback:
+    """Start the node, wait for it to subscribe, play the bag (gated or paced), collect outputs."""
+    from mvgd_ros.player import BagPlayer
+
+    stamp_to_idx = {round(f.stamp, 3): i for i, f in enumerate(frames)}
     env = dict(os.environ)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     cmd = _node_command(args)
-    log = out / "node.log"
-    node = NodeProcess(cmd, env, log)
+    node = NodeProcess(cmd, env, out / "node.log")
     col = None
     pub_time: dict[float, float] = {}
     try:
@@ -580,42 +710,68 @@ def run_eval(args) -> dict:
         # novel depth may also arrive on the depth topic if the node publishes virtual depth there
         vdepth_out.update({i: o for i, o in depth_out.items() if i in held and i not in vdepth_out})
         lat_samples = sorted((o.stamp, o.recv - pub_time[k]) for k, o in col.depth.items() if k in pub_time)
-        lat = [x for _, x in lat_samples]
     finally:
         if col is not None:
             col.close()
         rc = node.stop()
+    return Playback(live, rgb_out, vdepth_out, lat_samples, startup_s, rc, cmd, getattr(node, "peak_mb", None))
+
+
+def run_eval(args) -> dict:
+    """The whole evaluation; returns the summary dict (also written to args.out/metrics.json)."""
+    t_start = time.time()
+    bag = Path(args.bag)
+    if not bag.exists():
+        raise EvalError(f"bag not found: {bag}")
+    out = Path(args.out)
+    prepare_out_dir(out)  # before anything else: a folder that is not ours is never touched
+    notes: list[str] = []
+    node_params = _node_param_values(args)
+    topics, frames, held = _ground_truth(bag, args, notes)  # 1. ground truth
+    msgs = _messages_to_play(bag, topics, frames, args)  # 2. what to play
+    pb = _play_through_node(bag, args, out, frames, held, msgs, notes)  # 3. node + collector
     wall_play = time.time() - t_start
 
     # 4. score (ground truth vs outputs, baselines on the same frames)
-    live = dict(list(live.items())[:: max(1, args.eval_every)])
+    if args.clean:
+        clean_report(out)
+    model_hw, train_median, median_src = model_facts(args.model, args.train_median)
+    live = dict(list(pb.live.items())[:: max(1, args.eval_every)])
     sweep = dict(d_min=args.sweep_dmin, d_max=args.sweep_dmax, num_planes=args.sweep_planes, cost=args.sweep_cost,
                  window=args.sweep_window, cost_filter=args.sweep_filter)
     from mvgd_ros.node import keyframe_config
 
     cond_sets = node_conditioning(frames, held, keyframe_config(node_params), node_params.select_views)
-    results, rows, labels, more = score_frames(frames, live, rgb_out, vdepth_out, cond_sets, sweep, out,
-                                               baselines=not args.no_baselines, max_pictures=args.max_pictures, progress=not args.quiet)
+    results, rows, labels, more = score_frames(frames, live, pb.rgb, pb.vdepth, cond_sets, sweep, out,
+                                               baselines=not args.no_baselines, max_pictures=args.max_pictures, progress=not args.quiet,
+                                               model_hw=model_hw, train_median=train_median)
     notes += sorted(set(more))
     overview = None
     if rows:
         r, lab = pick_overview(rows, labels, args.overview_rows)
-        viz.save_png(out / "overview.png", viz.make_grid(r, lab))
+        viz.save_png(out / "overview.png", viz.make_grid(r, lab, cell_hw=viz.legible_cell(r[0][0].shape[:2])))
         overview = "overview.png"
+    lat = [x for _, x in pb.lat_samples]
     summary = {
-        "bag": str(bag), "model": str(args.model), "node_cmd": " ".join(shlex.quote(c) for c in cmd), "node_exit_code": rc,
+        "bag": str(bag), "command": getattr(args, "command", None), "model": str(args.model),
+        "node_cmd": " ".join(shlex.quote(c) for c in pb.node_cmd), "node_exit_code": pb.node_rc,
         "topics": {"image": args.image_topic, "camera_info": args.camera_info_topic, "depth_gt": args.depth_topic or None,
                    "world_frame": args.world_frame, "depth_out": args.depth_out, "rgb_out": args.rgb_out, "target_pose": args.target_pose_topic},
         "frames_info": {"frames": len(frames), "held_out": len(held), "live_depth_outputs": len(live),
-                        "novel_outputs": len(rgb_out), "mode": f"rate x{args.rate}" if args.rate else "gated (as fast as the node keeps up)"},
+                        "novel_outputs": len(pb.rgb), "mode": f"rate x{args.rate}" if args.rate else "gated (as fast as the node keeps up)"},
         "baselines_info": None if args.no_baselines else {"conditioning": "the node's own views (its keyframe policy replayed with its parameters)",
-                                                           "plane_sweep": sweep, "reprojection": "nearest other view by |dt| + 1 m/rad * angle, GT depth"},
+                                                           "plane_sweep": sweep, "mvs": "mvgd_core.mvs defaults (holes filled; mvs_confident: kept pixels only)",
+                                                           "reprojection": "nearest other view by |dt| + 1 m/rad * angle, GT depth"},
+        "references_info": {"const_train_median": f"{train_median:.3f} m: {median_src}" if train_median else median_src,
+                            "const_gt_median": "each frame's median valid GT depth (knows the scale only)",
+                            "regimes": f"observability of each target from its conditioning views at the model's resolution "
+                                       f"{model_hw[0]}x{model_hw[1]} (mvgd_core.observability)"},
         "latency": latency_stats(lat),
         "latency_note": "Gated playback: one image in flight at a time, so this is the node's processing latency without queueing." if not args.rate else
                         f"Paced at x{args.rate} bag time: includes queueing; dropped frames have no latency sample.",
-        "latency_samples": [[round(t, 6), round(x, 6)] for t, x in lat_samples],
-        "node_peak_rss_mb": getattr(node, "peak_mb", None),
-        "node_startup_s": round(startup_s, 2), "wall_time_s": round(time.time() - t_start, 1), "playback_s": round(wall_play, 1),
+        "latency_samples": [[round(t, 6), round(x, 6)] for t, x in pb.lat_samples],
+        "node_peak_rss_mb": pb.node_peak_mb,
+        "node_startup_s": round(pb.startup_s, 2), "wall_time_s": round(time.time() - t_start, 1), "playback_s": round(wall_play, 1),
         "notes": notes,
     }
     readme = write_report(out, summary, results, overview)
@@ -650,8 +806,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mvgd-eval", description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("bag", help="rosbag2 folder (sqlite3 or mcap)")
     p.add_argument("--model", default="models/mvgd_default.pt", help="checkpoint passed to the node")
-    p.add_argument("--out", default="report", help="report folder")
-    p.add_argument("--clean", action=argparse.BooleanOptionalAction, default=True, help="empty the report folder first")
+    p.add_argument("--out", default="report", help="report folder. Created if missing and marked as ours; an existing "
+                   "non-empty folder without our marker is refused, never written to or deleted")
+    p.add_argument("--clean", action=argparse.BooleanOptionalAction, default=True,
+                   help="replace the previous report's files in --out (only in a folder mvgd-eval created, only once the node has answered)")
     g = p.add_argument_group("bag topics and frames (default: detected)")
     g.add_argument("--image-topic", default=None)
     g.add_argument("--camera-info-topic", default=None)
@@ -685,6 +843,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sweep-cost", choices=["zncc", "ad"], default="zncc")
     g.add_argument("--sweep-window", type=int, default=7, help="matching window (px)")
     g.add_argument("--sweep-filter", type=int, default=5, help="box filter on the cost volume (px)")
+    g.add_argument("--train-median", type=float, default=None,
+                   help="depth (m) of the const_train_median reference row (default: stored in / measured from the checkpoint's training data)")
     g.add_argument("--max-pictures", type=int, default=200)
     g.add_argument("--overview-rows", type=int, default=8)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -693,6 +853,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    args.command = "mvgd-eval " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     # An isolated DDS domain unless the caller chose one: a node or bag running elsewhere on
     # the default domain must not feed our node (or our collector) stray /tf or images.
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))

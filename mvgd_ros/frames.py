@@ -5,13 +5,16 @@ No subscriptions or node state here, so every rule is unit-tested without DDS.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from mvgd_core.cameras import make_pose, optical_pose_from_body_pose, quat_to_matrix, resize_intrinsics, validate_pose
+from mvgd_core.cameras import R_BODY_OPTICAL, make_pose, optical_pose_from_body_pose, quat_to_matrix, resize_intrinsics, validate_pose
 from mvgd_core.data.types import Frame
 
 OPTICAL_SUFFIXES = ("_optical_frame", "_optical")
+OPTICAL_CHILD_SUFFIX = "_mvgd_optical"  # the optical child the node latches for a body camera frame
 
 
 class FrameError(ValueError):
@@ -47,11 +50,23 @@ def camera_pose(T_fixed_frame: np.ndarray, optical: bool) -> np.ndarray:
     return T
 
 
-def build_frame(rgb: np.ndarray, K: np.ndarray, info_hw: tuple[int, int], T_wc: np.ndarray, stamp: float, frame_id: str) -> Frame:
-    """A `Frame` from a decoded image and its camera_info; FrameError('size_mismatch') if they disagree."""
+@dataclass
+class StampedFrame(Frame):
+    """A Frame that also keeps its exact header stamp (integer ns) for TF lookups: float seconds
+    near 1.7e9 are only good to ~0.2 us."""
+
+    stamp_ns: int = 0
+
+
+def build_frame(rgb: np.ndarray, K: np.ndarray, info_hw: tuple[int, int], T_wc: np.ndarray, stamp: float, frame_id: str,
+                stamp_ns: int | None = None) -> Frame:
+    """A `Frame` (a StampedFrame with `stamp_ns`) from a decoded image and its camera_info;
+    FrameError('size_mismatch') if they disagree."""
     if rgb.shape[:2] != tuple(info_hw):
         raise FrameError("size_mismatch", f"image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info says {info_hw[1]}x{info_hw[0]}")
     try:
+        if stamp_ns is not None:
+            return StampedFrame(rgb=rgb, K=K, T_wc=T_wc, stamp=stamp, frame_id=frame_id, stamp_ns=int(stamp_ns))
         return Frame(rgb=rgb, K=K, T_wc=T_wc, stamp=stamp, frame_id=frame_id)
     except ValueError as exc:
         raise FrameError("bad_frame", str(exc)) from exc
@@ -86,3 +101,37 @@ def pose_to_matrix(pose) -> np.ndarray:
         raise ValueError(f"position contains NaN or Inf: {p}")
     q = (pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w)
     return make_pose(quat_to_matrix(q), p)
+
+
+def optical_output_frame(frame_id: str, convention: str) -> tuple[str, np.ndarray | None]:
+    """(frame to stamp outputs with, T_frame_optical (4, 4) to latch on /tf_static or None).
+
+    Outputs are optical data, so REP 103 wants them in an optical frame: an optical input frame is
+    used as it is; for a body frame (x forward, z up) the node adds the child
+    `<frame_id>_mvgd_optical` with the fixed body -> optical rotation (what camera drivers publish
+    as `*_optical_frame`).
+    """
+    if is_optical(frame_id, convention):
+        return frame_id, None
+    return frame_id + OPTICAL_CHILD_SUFFIX, make_pose(R_BODY_OPTICAL, [0.0, 0.0, 0.0])
+
+
+def virtual_frame_name(frame_id: str, i: int) -> str:
+    """TF name of the i-th `virtual_offsets` camera of camera `frame_id` (child of its optical frame)."""
+    return f"{frame_id}_mvgd_virtual_{i}"
+
+
+def target_optical_pose(T_parent_pose: np.ndarray, convention: str) -> np.ndarray:
+    """The optical camera pose (4, 4) for a target PoseStamped read as `convention` ('optical' or 'body':
+    x forward as RViz's 2D Goal Pose gives it)."""
+    if convention not in ("optical", "body"):
+        raise ValueError(f"target pose convention must be optical or body, got {convention!r}")
+    return T_parent_pose if convention == "optical" else optical_pose_from_body_pose(T_parent_pose)
+
+
+def output_size(resolution, model_hw: tuple[int, int], input_hw: tuple[int, int]) -> tuple[int, int]:
+    """Output (H, W): `resolution` when set, else the model's height at the input's aspect ratio."""
+    if resolution[0] > 0:
+        return int(resolution[0]), int(resolution[1])
+    h = int(model_hw[0])
+    return h, max(1, int(round(h * input_hw[1] / input_hw[0])))

@@ -1,63 +1,85 @@
-"""The sliding conditioning set: which posed frames the model conditions on (no ROS here).
+"""The keyframe buffer and view selection: which posed frames the model conditions on (no ROS here).
 
-Policy (all poses camera-to-world, optical, in the node's fixed frame):
-- Add a frame when no keyframe is close to it in both position and orientation, i.e. for every
-  keyframe it moved >= `min_translation` m or turned >= `min_rotation_deg`; or when
-  `max_age_s` passed since the newest keyframe (a parked robot still refreshes its view of a
-  changing scene); the first frame is always added.
-- Keep at most `max_views`: when over, drop the older frame of the closest pair (distance
-  below), so the set stays spread out, and among equally spaced frames the oldest goes - a
-  camera moving steadily gets a sliding window.
-- Distance between two poses, in units of the thresholds:
-  d = |t_a - t_b| / min_translation + angle(R_a, R_b) / min_rotation_deg.
-  `select` ranks keyframes for a target camera by the same distance (nearest = most overlap:
-  close and looking the same way) and keeps the top k.
-- Reset (empty the set) on request, when stamps go backwards (a bag restarted), or when TF
-  re-resolves the newest keyframe's pose, at its own stamp, more than
-  `reset_jump_translation` m away from where it was (a map correction: old poses would no
-  longer agree with new ones).
+Adopted from DeepVideoMVS (ardaduz/deep-video-mvs, dvmvs/utils.py `pose_distance` and
+dvmvs/keyframe_buffer.py `KeyframeBuffer`), whose rule SimpleRecon (nianticlabs/simplerecon)
+reuses for its online keyframes; read for the idea, written anew here:
+- Pose distance between camera-to-world poses A, B: the relative pose rel = A^-1 B gives
+  t = |t_rel| (m) and r = sqrt(2 (1 - min(3, trace R_rel) / 3)) (a chordal rotation measure,
+  ~ angle in rad for small angles); d = sqrt(t^2 + r^2).
+- A frame becomes a keyframe when d to the newest keyframe is >= `pose_distance` (0.1 in
+  DVMVS' test settings), or when `max_age_s` passed since the newest keyframe (a parked robot
+  still refreshes its view of a changing scene; ours, not DVMVS'); the first frame always.
+- The buffer is a sliding window of the last `buffer_size` keyframes (DVMVS: 30): oldest out.
+- Source views for a target camera are the keyframes with the lowest penalty
+  r^2 + (t - b)^2, the translation term x5 when t < b, b = `optimal_baseline` (0.15 m): views
+  with parallax near b win, short baselines and rotation-only views lose.
+
+Outliers (a localisation glitch: one pose metres off) must never survive, and eviction by
+age cannot protect one. A keyframe is an outlier when some earlier keyframe a and later
+keyframe b at most `_OUTLIER_SPAN` keyframes apart around it agree with each other but both
+lie far from it: the track went there and came straight back. "Far" is
+max(`outlier_translation`, 4 x the usual keyframe spacing): the larger of the step from a to b
+per keyframe and, with >= 6 keyframes, the buffer's median step (one glitch cannot move it), so
+a sparse buffer (a fast robot, a slow node) does not flag its normal spacing. Legitimate motion
+that leaves and comes back by more than that within three keyframes would be evicted too:
+losing one view is cheap, keeping a glitch is not. A persistent jump (every later
+pose shifted) is not an outlier: its a and b disagree. The node also re-checks keyframe poses
+against TF (`recheck`): the newest moving more than `reset_jump_translation` means a map
+correction (reset); an older one moving means its pose was revised (evicted).
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from mvgd_core.data.types import Frame
 
+_OUTLIER_SPAN = 3  # b - a <= 3: glitches of up to two consecutive keyframes are found
+
 
 @dataclass(frozen=True)
 class KeyframeConfig:
-    min_translation: float = 0.2  # m
-    min_rotation_deg: float = 15.0  # degrees
+    pose_distance: float = 0.1  # d to the newest keyframe that admits a frame (DVMVS test_keyframe_pose_distance)
+    optimal_baseline: float = 0.15  # m; DVMVS test_optimal_t_measure
+    buffer_size: int = 30  # keyframes kept; DVMVS test_keyframe_buffer_size
     max_age_s: float = 5.0  # s; <= 0 disables age-based keyframes
-    max_views: int = 4
-    reset_jump_translation: float = 0.5  # m; <= 0 disables the TF-jump reset
+    max_views: int = 4  # conditioning views per prediction, live frame included
+    reset_jump_translation: float = 0.5  # m; <= 0 disables the TF-jump reset / re-check
+    outlier_translation: float = 1.0  # m; <= 0 disables outlier eviction
 
     def __post_init__(self):
-        if self.min_translation <= 0 or self.min_rotation_deg <= 0:
-            raise ValueError("min_translation and min_rotation_deg must be positive")
+        if self.pose_distance < 0 or self.optimal_baseline <= 0:
+            raise ValueError(f"pose_distance must be >= 0 and optimal_baseline > 0, got {self.pose_distance}, {self.optimal_baseline}")
         if self.max_views < 1:
             raise ValueError(f"max_views must be >= 1, got {self.max_views}")
+        if self.buffer_size < 1:
+            raise ValueError(f"buffer_size must be >= 1, got {self.buffer_size}")
 
 
-def rotation_angle_deg(Ra: np.ndarray, Rb: np.ndarray) -> float:
-    """Angle (degrees) of the relative rotation Ra^T Rb."""
-    cos = (np.trace(Ra.T @ Rb) - 1.0) / 2.0
-    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+def pose_distance(Ta: np.ndarray, Tb: np.ndarray) -> tuple[float, float, float]:
+    """(d, r, t) between two (4, 4) camera-to-world poses: DVMVS' combined, rotation and translation measures."""
+    Ra, Rb = Ta[:3, :3], Tb[:3, :3]
+    R_rel = Ra.T @ Rb  # rotation of A^-1 B
+    t = float(np.linalg.norm(Ra.T @ (Tb[:3, 3] - Ta[:3, 3])))  # |translation of A^-1 B|, done in float64
+    r = float(np.sqrt(max(0.0, 2.0 * (1.0 - min(3.0, float(np.trace(R_rel))) / 3.0))))
+    return float(np.hypot(t, r)), r, t
 
 
-def pose_distance(Ta: np.ndarray, Tb: np.ndarray, cfg: KeyframeConfig) -> tuple[float, float, float]:
-    """(translation m, rotation deg, normalized distance d) between two (4, 4) poses."""
-    dt = float(np.linalg.norm(Ta[:3, 3] - Tb[:3, 3]))
-    dr = rotation_angle_deg(Ta[:3, :3], Tb[:3, :3])
-    return dt, dr, dt / cfg.min_translation + dr / cfg.min_rotation_deg
+def view_penalty(Ta: np.ndarray, Tb: np.ndarray, optimal_baseline: float) -> float:
+    """DVMVS' selection penalty r^2 + (t - b)^2, the translation term x5 below the optimal baseline b."""
+    _, r, t = pose_distance(Ta, Tb)
+    dt = t - optimal_baseline
+    return r * r + (5.0 if dt < 0 else 1.0) * dt * dt
 
 
 @dataclass
 class KeyframeSet:
     cfg: KeyframeConfig = field(default_factory=KeyframeConfig)
     frames: list[Frame] = field(default_factory=list)  # oldest first
+    evicted: Counter = field(default_factory=Counter)  # 'outlier', 'tf_revised'
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -73,15 +95,11 @@ class KeyframeSet:
         """Why `frame` would become a keyframe ('first', 'novel', 'age'), or None."""
         if not self.frames:
             return "first"
-        if all(self._novel_wrt(frame, kf) for kf in self.frames):
+        if pose_distance(self.newest.T_wc, frame.T_wc)[0] >= self.cfg.pose_distance:
             return "novel"
         if self.cfg.max_age_s > 0 and frame.stamp - self.newest.stamp >= self.cfg.max_age_s:
             return "age"
         return None
-
-    def _novel_wrt(self, frame: Frame, kf: Frame) -> bool:
-        dt, dr, _ = pose_distance(frame.T_wc, kf.T_wc, self.cfg)
-        return dt >= self.cfg.min_translation or dr >= self.cfg.min_rotation_deg
 
     def add(self, frame: Frame) -> tuple[str | None, str | None]:
         """Offer a frame. Returns (why it was added or None, why the set was reset first or None)."""
@@ -92,20 +110,47 @@ class KeyframeSet:
         reason = self.reason_to_add(frame)
         if reason is not None:
             self.frames.append(frame)
-            while len(self.frames) > self.cfg.max_views:
-                del self.frames[self._most_redundant()]
+            self._evict_outliers()
+            while len(self.frames) > self.cfg.buffer_size:
+                del self.frames[0]
         return reason, reset
 
-    def _most_redundant(self) -> int:
-        """Index of the older frame of the closest pair; ties go to the oldest such frame."""
-        best = None
-        for i in range(len(self.frames)):
-            for j in range(i + 1, len(self.frames)):
-                d = pose_distance(self.frames[i].T_wc, self.frames[j].T_wc, self.cfg)[2]
-                key = (round(d, 9), i)
-                if best is None or key < best:
-                    best = key
-        return best[1]
+    def _evict_outliers(self) -> None:
+        """Drop keyframes the track visited and immediately left (module docstring)."""
+        if self.cfg.outlier_translation <= 0 or len(self.frames) < 3:
+            return
+        P = np.stack([f.T_wc[:3, 3] for f in self.frames])  # (N, 3)
+        n = len(P)
+        typical = float(np.median(np.linalg.norm(np.diff(P, axis=0), axis=1))) if n >= 6 else 0.0  # one glitch cannot move it
+        bad = set()
+        b = n - 1  # only windows that end at the new keyframe are new
+        for a in range(max(0, b - _OUTLIER_SPAN), b - 1):
+            ab = float(np.linalg.norm(P[a] - P[b]))
+            far = max(self.cfg.outlier_translation, 4.0 * max(typical, ab / (b - a)))
+            if ab <= far and all(np.linalg.norm(P[i] - P[a]) > far and np.linalg.norm(P[i] - P[b]) > far for i in range(a + 1, b)):
+                bad.update(range(a + 1, b))
+        for i in sorted(bad, reverse=True):
+            del self.frames[i]
+        self.evicted["outlier"] += len(bad)
+
+    def recheck(self, pose_now: Callable[[Frame], np.ndarray | None]) -> bool:
+        """Compare keyframe poses with TF now (pose_now(kf) -> (4, 4) or None when unavailable).
+        Returns True when the newest keyframe moved (map correction: the caller resets);
+        older keyframes that moved are evicted."""
+        lim = self.cfg.reset_jump_translation
+        if lim <= 0 or not self.frames:
+            return False
+        keep = []
+        for kf in self.frames:
+            T = pose_now(kf)
+            moved = T is not None and float(np.linalg.norm(T[:3, 3] - kf.T_wc[:3, 3])) > lim
+            if moved and kf is self.newest:
+                return True
+            if not moved:
+                keep.append(kf)
+        self.evicted["tf_revised"] += len(self.frames) - len(keep)
+        self.frames[:] = keep
+        return False
 
     def correction(self, T_newest_now: np.ndarray) -> float:
         """How far (m) TF now puts the newest keyframe, at its own stamp, from where it was stored."""
@@ -116,21 +161,23 @@ class KeyframeSet:
     def jumped(self, T_newest_now: np.ndarray) -> bool:
         return self.cfg.reset_jump_translation > 0 and self.correction(T_newest_now) > self.cfg.reset_jump_translation
 
+    def _best(self, candidates: list[Frame], T_wc_target: np.ndarray, k: int) -> list[Frame]:
+        """The k candidates of lowest view penalty w.r.t. the target, in time order."""
+        if k >= len(candidates):
+            return list(candidates)
+        pen = [view_penalty(T_wc_target, kf.T_wc, self.cfg.optimal_baseline) for kf in candidates]
+        keep = sorted(np.argsort(pen, kind="stable")[:k])
+        return [candidates[i] for i in keep]
+
     def select(self, T_wc_target: np.ndarray, k: int) -> list[Frame]:
-        """The k keyframes nearest the target camera (normalized distance), oldest first; all if k <= 0."""
-        if k <= 0 or k >= len(self.frames):
-            return list(self.frames)
-        d = [pose_distance(kf.T_wc, T_wc_target, self.cfg)[2] for kf in self.frames]
-        keep = sorted(np.argsort(d, kind="stable")[:k])
-        return [self.frames[i] for i in keep]
+        """Up to k source keyframes for a target camera (lowest penalty first), oldest first;
+        k <= 0 means max_views."""
+        return self._best(self.frames, T_wc_target, self.cfg.max_views if k <= 0 else k)
 
     def conditioning(self, live: Frame, k: int) -> list[Frame]:
         """Views to predict the live frame's depth from: the live frame itself (the paper's
-        target-as-conditioning-view setting) plus up to max_views - 1 others, nearest first
-        when `k` limits them."""
+        target-as-conditioning-view setting) plus up to min(k, max_views) - 1 keyframes of
+        lowest penalty w.r.t. the live camera (k <= 0: max_views)."""
         others = [kf for kf in self.frames if kf is not live]
-        limit = self.cfg.max_views - 1 if k <= 0 else min(k, self.cfg.max_views) - 1
-        if limit < len(others):
-            d = [pose_distance(kf.T_wc, live.T_wc, self.cfg)[2] for kf in others]
-            others = [others[i] for i in sorted(np.argsort(d, kind="stable")[:limit])]
-        return others + [live]
+        limit = (self.cfg.max_views if k <= 0 else min(k, self.cfg.max_views)) - 1
+        return self._best(others, live.T_wc, max(limit, 0)) + [live]

@@ -56,3 +56,45 @@ def load_predictor(checkpoint: str, device: str, steps: int):
         raise StartupError(f"cannot load checkpoint {path}: {exc}; {TRAIN_HINT}") from exc
     except (RuntimeError, ValueError) as exc:  # e.g. device='cuda' without a GPU
         raise StartupError(f"cannot load model from {path} on device {device!r}: {exc}") from exc
+
+
+def warm_up(predictor, out_hw: tuple[int, int], steps: int) -> float:
+    """One depth prediction on two synthetic posed frames; returns its wall time (s).
+
+    The first call pays for lazy set-up (CUDA context and kernels, allocator pools, torch's
+    dispatcher caches), which made the first real frame many times slower than the next.
+    StartupError if it fails: a model that cannot run should stop the node at start, not later.
+    """
+    import time
+
+    import numpy as np
+
+    from mvgd_core.data.types import Frame
+
+    h, w = (int(v) for v in predictor.image_size)
+    K = np.array([[w, 0.0, (w - 1) / 2], [0.0, w, (h - 1) / 2], [0.0, 0.0, 1.0]])
+    rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    T1 = np.eye(4)
+    T1[0, 3] = 0.1  # a 10 cm baseline: the scene scale is defined
+    cond = [Frame(rgb=rgb, K=K, T_wc=np.eye(4), stamp=0.0, frame_id="warm_up"), Frame(rgb=rgb, K=K, T_wc=T1, stamp=0.1, frame_id="warm_up")]
+    from mvgd_ros.frames import scale_intrinsics
+
+    t0 = time.monotonic()
+    try:
+        predictor.predict(cond, scale_intrinsics(K, (h, w), out_hw), np.eye(4), tuple(out_hw), task="depth", steps=steps, seed=0)
+    except (RuntimeError, ValueError) as exc:
+        raise StartupError(f"warm-up inference failed: {type(exc).__name__}: {exc}") from exc
+    return time.monotonic() - t0
+
+
+def hardware_id(predictor) -> str:
+    """What diagnostics' hardware_id names: the inference device, e.g. 'cuda:0 NVIDIA H200' or 'cpu x86_64 (4 threads)'."""
+    import platform
+
+    import torch
+
+    dev = torch.device(getattr(predictor, "device", "cpu"))
+    if dev.type == "cuda":
+        idx = dev.index if dev.index is not None else torch.cuda.current_device()
+        return f"cuda:{idx} {torch.cuda.get_device_name(idx)}"
+    return f"{dev.type} {platform.machine()} ({torch.get_num_threads()} threads)"

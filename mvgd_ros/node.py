@@ -1,86 +1,72 @@
 """`mvgd_node`: depth (and novel views) from a sliding set of posed camera frames.
 
 Subscribes (relative names: remap them):
-    image (sensor_msgs/Image, SensorDataQoS), camera_info (sensor_msgs/CameraInfo, SensorDataQoS),
-    /tf, /tf_static, mvgd/target_pose (geometry_msgs/PoseStamped: an optical camera pose to render)
-Publishes:
-    mvgd/depth (Image 32FC1, metres; stamp and frame_id of the source image) + mvgd/depth/camera_info
-    mvgd/points (PointCloud2, optical frame of the source image; with publish_points)
-    mvgd/rgb (Image rgb8) + mvgd/rgb/camera_info, mvgd/rgb/depth (32FC1): virtual views
-    /diagnostics (DiagnosticArray), /tf_static and /tf for the virtual view frames
+    image (sensor_msgs/Image, SensorDataQoS) or, with image_transport:=compressed,
+    <image>/compressed (sensor_msgs/CompressedImage), camera_info (sensor_msgs/CameraInfo),
+    /tf, /tf_static, mvgd/target_pose (geometry_msgs/PoseStamped: a camera pose to render)
+Publishes (image_pipeline layout, mvgd_ros/outputs.py; stamps of the source image, optical frames):
+    mvgd/depth/image (32FC1 m, NaN invalid; or 16UC1 mm) + mvgd/depth/camera_info, mvgd/depth/confidence
+    mvgd/points (PointCloud2; with publish_points)
+    mvgd/rgb/image (rgb8) + mvgd/rgb/camera_info, mvgd/rgb/depth/image + camera_info: virtual/target views
+    deprecated until the next release, only while subscribed: mvgd/depth, mvgd/rgb, mvgd/rgb/depth
+    /diagnostics (DiagnosticArray), /tf_static (optical child and virtual frames), /tf (target frame)
 Service: ~/reset (std_srvs/Trigger): empty the conditioning set.
 
-Flow: callbacks only decode and queue. An image waits in the pending queue until TF has its
-camera pose at the image stamp (at most tf_wait_s), becomes a Frame, is offered to the
-keyframe set, and a newest-wins request goes to the inference worker, which runs the model
-and publishes. Work is skipped when nobody subscribes to its output.
+Flow (executor thread: callbacks only queue and decide; inference thread: model and publish):
+1. camera_info is validated and kept by stamp; a raw image waits in the pending queue
+   (input_sync.py) until its camera_info (nearest stamp within camera_info_slop_s) and its TF
+   pose exist, at most tf_wait_s. Retried on every image, camera_info and a 50 ms timer.
+2. The newest such image is decoded (older ones are skipped undecoded) and becomes a Frame;
+   its outputs get an optical frame_id (static_frames.py, latched on /tf_static).
+3. Keyframes (keyframes.py) are re-checked against TF, the frame is offered to them, and a
+   Job with the views someone subscribes to (views.py) goes to the newest-wins worker (worker.py).
+4. A mvgd/target_pose request becomes a Job the same way, conditioned on the keyframes nearest it.
 """
 from __future__ import annotations
 
 import sys
 import time
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
 
 import numpy as np
 import rclpy
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from geometry_msgs.msg import PoseStamped
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
 from mvgd_core.data.types import Frame
 from mvgd_ros import diagnostics, image_codec, params
-from mvgd_ros.frames import FrameError, build_frame, camera_pose, is_optical, offset_transforms, pose_to_matrix, scale_intrinsics
+from mvgd_ros.compat import resolved_topic
+from mvgd_ros.frames import FrameError, build_frame, camera_pose, is_optical, offset_transforms, output_size, scale_intrinsics
+from mvgd_ros.input_sync import Dropped, InputSync, Pending, Rejected, SyncConfig, Waiting, precheck_image
 from mvgd_ros.keyframes import KeyframeConfig, KeyframeSet
-from mvgd_ros.model import StartupError, load_predictor, set_torch_threads
-from mvgd_ros.pointcloud import depth_to_points, points_to_cloud
-from mvgd_ros.tf import TfLookupError, broadcast_message, make_tf_buffer, stamp_to_sec
+from mvgd_ros.model import StartupError, hardware_id, load_predictor, set_torch_threads, warm_up
+from mvgd_ros.outputs import CameraOut
+from mvgd_ros.render import Publishers, Renderer
+from mvgd_ros.static_frames import MAX_CAMERA_FRAMES, StaticFrames
+from mvgd_ros.tf import TfLookupError, broadcast_message, make_tf_buffer, stamp_to_ns, tf_message_class
+from mvgd_ros.views import Job, View, offset_views, target_pose
 from mvgd_ros.worker import InferenceWorker
 
 OUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 WARN_EVERY_S = 5.0
-INFO_HISTORY = 30  # camera_infos kept for stamp matching
+SKIPS = ("rate_limited", "out_of_order")  # input policy, not faults: counted as skipped_<reason>, no warning
 STATIC_TF_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-@dataclass
-class Pending:
-    """A decoded image waiting for its camera_info and TF pose."""
-
-    rgb: np.ndarray
-    header: Header
-    arrived: float  # monotonic s
-
-
-@dataclass
-class View:
-    """One camera to render: pose, intrinsics at output size, header for the outputs."""
-
-    T_wc: np.ndarray
-    K: np.ndarray
-    header: Header
-
-
-@dataclass
-class Job:
-    """What the worker does for one live frame or one target pose."""
-
-    cond: list[Frame]
-    depth_view: View | None = None  # the live camera (publish mvgd/depth)
-    rgb_views: list[View] = field(default_factory=list)  # virtual cameras (publish mvgd/rgb)
-    rgb_depth: bool = False  # also depth at the virtual cameras (mvgd/rgb/depth)
-    points: bool = False
 
 
 def keyframe_config(p) -> KeyframeConfig:
     return KeyframeConfig(
-        min_translation=p.keyframe_min_translation, min_rotation_deg=p.keyframe_min_rotation_deg,
+        pose_distance=p.keyframe_pose_distance, optimal_baseline=p.keyframe_optimal_baseline, buffer_size=p.keyframe_buffer_size,
         max_age_s=p.keyframe_max_age_s, max_views=p.max_views, reset_jump_translation=p.reset_jump_translation,
+        outlier_translation=p.keyframe_outlier_translation,
     )
+
+
+def sync_config(p) -> SyncConfig:
+    return SyncConfig.from_seconds(p.tf_wait_s, p.camera_info_slop_s, p.max_input_rate_hz, p.max_pending)
 
 
 class MVGDNode(Node):
@@ -90,48 +76,68 @@ class MVGDNode(Node):
         self.stats = diagnostics.NodeStats()
         set_torch_threads(self.p.torch_threads)
         self.predictor = predictor or load_predictor(self.p.checkpoint, self.p.device, self.p.steps)
-        self.out_hw = tuple(self.p.resolution) if self.p.resolution[0] > 0 else tuple(self.predictor.image_size)
+        self.out_hw = tuple(self.p.resolution) if self.p.resolution[0] > 0 else tuple(self.predictor.image_size)  # until an image says its aspect
+        self.hardware_id = hardware_id(self.predictor)
+        if self.p.warm_up:
+            self.get_logger().info(f"warm-up inference took {warm_up(self.predictor, self.out_hw, self.p.steps):.2f} s on {self.hardware_id}")
         self.keyframes = KeyframeSet(keyframe_config(self.p))
         self.tf = make_tf_buffer(self, self.p.tf_cache_s)
         self.offsets = offset_transforms(self.p.virtual_offsets)
         self.camera: tuple[np.ndarray, tuple[int, int]] | None = None  # latest (K, (H, W)) from camera_info
-        self.infos: OrderedDict[int, tuple[np.ndarray, tuple[int, int]]] = OrderedDict()  # recent ones by stamp (ns)
-        self.pending: deque[Pending] = deque()
-        self._static_tf: dict[str, object] = {}  # child -> TransformStamped we keep latched on /tf_static
-        self._warned_body: set[str] = set()
+        self.pending = InputSync(sync_config(self.p))  # raw images waiting for camera_info + TF, and recent camera_infos
+        self._warned_distortion = False
+        self._last_target_tf: tuple | None = None  # (parent, sec, nanosec) of the last target frame sent on /tf
+        self._tf_rejected_seen = 0
         self._last_warning: dict[str, float] = {}  # drop reason -> monotonic time of its last warning
 
-        self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)
-        self.create_subscription(PoseStamped, "mvgd/target_pose", self._on_target_pose, 10)
-        self.depth_pub = self.create_publisher(Image, "mvgd/depth", OUT_QOS)
-        self.depth_info_pub = self.create_publisher(CameraInfo, "mvgd/depth/camera_info", OUT_QOS)
-        self.points_pub = self.create_publisher(PointCloud2, "mvgd/points", OUT_QOS)
-        self.rgb_pub = self.create_publisher(Image, "mvgd/rgb", OUT_QOS)
-        self.rgb_info_pub = self.create_publisher(CameraInfo, "mvgd/rgb/camera_info", OUT_QOS)
-        self.rgb_depth_pub = self.create_publisher(Image, "mvgd/rgb/depth", OUT_QOS)
-        from tf2_msgs.msg import TFMessage
-
-        self._TFMessage = TFMessage
-        self.tf_pub = self.create_publisher(TFMessage, "/tf", 10)
-        self.tf_static_pub = self.create_publisher(TFMessage, "/tf_static", STATIC_TF_QOS)
-        diag_type, diag_topic = diagnostics.message_type()
-        self.diag_pub = self.create_publisher(diag_type, diag_topic, 10)
+        self._subscribe()
+        self._advertise()
         self._create_reset_service()
+        if self.p.camera_frame:  # known up front: TF users see the optical and virtual frames before any image
+            self._output_frame(self.p.camera_frame)
 
-        self.worker = InferenceWorker(self._run_job, self._on_job_error)
+        pubs = Publishers(self.depth_pub, self.points_pub, self.rgb_pub, self.rgb_depth_pub)
+        self.renderer = Renderer(self.predictor, pubs, self.stats, lambda: self.p, lambda: self.get_clock().now().nanoseconds * 1e-9)
+        self.worker = InferenceWorker(self.renderer.run, self._on_job_error)
         self.create_timer(0.05, self._process_pending)  # re-check frames waiting for TF
         self.create_timer(self.p.diagnostics_period_s, self._publish_diagnostics)
         self.get_logger().info(
             f"ready: model {self.predictor.image_size[0]}x{self.predictor.image_size[1]}, output {self.out_hw[0]}x{self.out_hw[1]}, "
-            f"fixed frame '{self.p.fixed_frame}', TF backend {self.tf.backend}, listening on {self.resolve_topic_name('image')}"
+            f"fixed frame '{self.p.fixed_frame}', TF backend {self.tf.backend}, listening on {self.image_topic}"
         )
+
+    def _subscribe(self) -> None:
+        """Camera (raw or compressed), camera_info and target poses (/tf comes in through self.tf)."""
+        if self.p.image_transport == "compressed":  # image_transport's compressed plugin: <base topic>/compressed
+            self.image_topic = resolved_topic(self, "image") + "/compressed"
+            self.create_subscription(CompressedImage, self.image_topic, self._on_image, qos_profile_sensor_data)
+        else:
+            self.image_topic = resolved_topic(self, "image")
+            self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)
+        self.create_subscription(PoseStamped, "mvgd/target_pose", self._on_target_pose, 10)
+
+    def _advertise(self) -> None:
+        """Outputs (image_pipeline layout), /tf and /tf_static for our frames, diagnostics."""
+        # Publishers are CameraOut (image + camera_info + deprecated name); get_subscription_count covers all.
+        self.depth_pub = CameraOut(self, "mvgd/depth", OUT_QOS, extras=("confidence",))
+        self.points_pub = self.create_publisher(PointCloud2, "mvgd/points", OUT_QOS)
+        self.rgb_pub = CameraOut(self, "mvgd/rgb", OUT_QOS)
+        self.rgb_depth_pub = CameraOut(self, "mvgd/rgb/depth", OUT_QOS)
+        self._TFMessage = tf_message_class()
+        self.tf_pub = self.create_publisher(self._TFMessage, "/tf", 10)
+        self.tf_static_pub = self.create_publisher(self._TFMessage, "/tf_static", STATIC_TF_QOS)
+        self.static_frames = StaticFrames(lambda ts: self.tf_static_pub.publish(self._TFMessage(transforms=ts)),
+                                          self.offsets, self.p.camera_frame_convention)
+        diag_type, diag_topic = diagnostics.message_type()
+        self.diag_pub = self.create_publisher(diag_type, diag_topic, 10)
 
     # ------------------------------------------------------------------ parameters and reset
 
     def _on_params(self, p) -> None:
         self.p = p
         self.keyframes.cfg = keyframe_config(p)  # applies from the next frame; the set is kept
+        self.pending.cfg = sync_config(p)
 
     def _create_reset_service(self) -> None:
         try:
@@ -152,193 +158,261 @@ class MVGDNode(Node):
     def reset(self, reason: str) -> None:
         self.keyframes.reset()
         self.stats.reset(reason)
+        self.stats.keyframes = 0
         self.get_logger().info(f"conditioning set reset ({reason})")
 
     # ------------------------------------------------------------------ inputs
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        """Rectified input: intrinsics from P. Raw input with distortion: one warning (the node does not undistort)."""
+        if self.p.rectified:
+            try:
+                msg = image_codec.rectified_info(msg)
+            except ValueError as exc:
+                self._drop("bad_camera_info", f"ignoring camera_info: {exc}")
+                return
+        elif not self._warned_distortion and image_codec.has_distortion(msg):
+            self._warned_distortion = True
+            self.get_logger().warning(
+                f"camera_info has non-zero distortion ({msg.distortion_model}, d={[round(float(x), 4) for x in msg.d]}) but the image "
+                "is used as a pinhole image with k: feed image_proc's rectified image_rect and set rectified:=true for exact geometry")
+        self._add_camera_info(msg)
+
+    def _add_camera_info(self, msg: CameraInfo) -> None:
+        """Validate and store for matching; an image waiting for it may now resolve."""
         try:
-            self.camera = image_codec.camera_info_to_K(msg)
-            self.infos[_ns(msg.header.stamp)] = self.camera
-            while len(self.infos) > INFO_HISTORY:
-                self.infos.popitem(last=False)
+            self.camera = image_codec.camera_info_to_K(msg)  # fully validated (sanity.checked_intrinsics)
         except ValueError as exc:
             self._drop("bad_camera_info", f"ignoring camera_info: {exc}")
-
-    def _on_image(self, msg: Image) -> None:
-        self.stats.count("images")
-        try:
-            rgb = image_codec.image_to_rgb(msg)
-        except ValueError as exc:
-            self._drop("bad_image", f"dropping image: {exc}")
             return
-        self.pending.append(Pending(rgb, msg.header, time.monotonic()))
-        while len(self.pending) > self.p.max_pending:
-            self.pending.popleft()
-            self._drop("pending_overflow", "pending queue full: dropping the oldest frame waiting for TF")
+        self.pending.add_info(stamp_to_ns(msg.header.stamp), self.camera)
+        if len(self.pending):
+            self._process_pending()  # the image it completes may be waiting (message_filters fires on the last arrival)
+
+    def _on_image(self, msg) -> None:
+        """Queue the raw message; it is decoded only if it becomes the frame the node uses."""
+        self.stats.count("images")
+        problem = precheck_image(msg, image_codec.COLOR_ENCODINGS)
+        if problem:
+            self._drop("bad_image", f"dropping image: {problem}")
+            return
+        for d in self.pending.add_image(stamp_to_ns(msg.header.stamp), msg.header.frame_id, msg, time.monotonic_ns()):
+            self._dropped(d)
         self._process_pending()
 
     def _drop(self, reason: str, message: str) -> None:
-        """Count a dropped input; warn at most every WARN_EVERY_S per reason (rclpy throttles per call site)."""
+        """Count a dropped input; warn at most every WARN_EVERY_S per reason."""
         self.stats.drop(reason)
+        self._warn(reason, f"{message} [{reason}; {self.stats.drops[reason]} so far]")
+
+    def _warn(self, reason: str, message: str, every_s: float = WARN_EVERY_S, info: bool = False) -> None:
+        """Log a warning (or info) at most every `every_s` per reason: reasons are a fixed set of names
+        in the code (bounded memory), never frame_ids. Our own throttle, not rclpy's: that one is per
+        call site and inspects the stack on every call."""
         now = time.monotonic()
-        if now - self._last_warning.get(reason, -WARN_EVERY_S) >= WARN_EVERY_S:
+        last = self._last_warning.get(reason)
+        if last is None or now - last >= every_s:
             self._last_warning[reason] = now
-            self.get_logger().warning(f"{message} [{reason}; {self.stats.drops[reason]} so far]")
+            if info:  # two call sites: rclpy refuses one call site with two severities
+                self.get_logger().info(message)
+            else:
+                self.get_logger().warning(message)
+
+    def _dropped(self, d: Dropped) -> None:
+        if d.reason in SKIPS:
+            self.stats.count(f"skipped_{d.reason}")
+            return
+        waited = (time.monotonic_ns() - d.item.arrived_ns) * 1e-9
+        self._drop(d.reason, f"dropping frame @ {d.item.stamp_ns * 1e-9:.3f} after {waited:.2f} s: {d.message}")
 
     def _process_pending(self) -> None:
-        """Resolve waiting frames in arrival order; the first not yet resolvable keeps the rest waiting."""
-        while self.pending:
-            item = self.pending[0]
-            waited = time.monotonic() - item.arrived
-            try:
-                frame = self._resolve(item, waited)
-            except (TfLookupError, _NoCameraInfo) as exc:
-                if waited < self.p.tf_wait_s:
-                    return
-                self.pending.popleft()
-                reason = "no_camera_info" if isinstance(exc, _NoCameraInfo) else "tf_timeout"
-                self._drop(reason, f"dropping frame @ {stamp_to_sec(item.header.stamp):.3f} after {waited:.2f} s: {exc}")
-                continue
-            except FrameError as exc:
-                self.pending.popleft()
-                self._drop(exc.reason, f"dropping frame @ {stamp_to_sec(item.header.stamp):.3f}: {exc}")
-                continue
-            self.pending.popleft()
-            self._on_frame(frame, item.header)
+        """Take the newest image whose camera_info and pose exist (older ones are superseded, never
+        decoded; unresolvable ones wait on their own clock without delaying others), decode it, go on."""
+        item, resolved, dropped, superseded = self.pending.take(time.monotonic_ns(), self._resolve)
+        for d in dropped:
+            self._dropped(d)
+        if superseded:
+            self.stats.count("superseded", superseded)
+        if item is None:
+            return
+        K, hw, T_wc = resolved
+        try:
+            rgb = image_codec.decode(item.msg)  # Image or CompressedImage
+            frame = build_frame(rgb, K, hw, T_wc, item.stamp_ns * 1e-9, item.frame_id, stamp_ns=item.stamp_ns)
+        except FrameError as exc:
+            self._drop(exc.reason, f"dropping frame @ {item.stamp_ns * 1e-9:.3f}: {exc}")
+            return
+        except ValueError as exc:
+            self._drop("bad_image", f"dropping image @ {item.stamp_ns * 1e-9:.3f}: {exc}")
+            return
+        self._on_frame(frame, item.msg.header)
 
-    def _resolve(self, item: Pending, waited: float) -> Frame:
-        K, hw = self._intrinsics(item.header, waited)
-        T_wc = self._camera_pose(item.header.frame_id, stamp_to_sec(item.header.stamp))
-        return build_frame(item.rgb, K, hw, T_wc, stamp_to_sec(item.header.stamp), item.header.frame_id)
+    def _resolve(self, item: Pending) -> tuple[np.ndarray, tuple[int, int], np.ndarray]:
+        """(K, (H, W), T_wc) for a waiting image, without decoding it; Waiting / Rejected."""
+        K, hw = self._intrinsics(item)
+        try:
+            T_wc = self._camera_pose(item.frame_id, item.stamp_ns)
+        except TfLookupError as exc:
+            raise Waiting("tf_timeout", str(exc)) from exc
+        except FrameError as exc:
+            raise Rejected(exc.reason, str(exc)) from exc
+        self._wait_for_virtual_frames(item)
+        return K, hw, T_wc
 
-    def _intrinsics(self, header: Header, waited: float) -> tuple[np.ndarray, tuple[int, int]]:
-        """The camera_info with the image's stamp (image_transport's CameraSubscriber rule: the two
-        topics arrive in any order); after tf_wait_s without one, the latest, for drivers whose
-        stamps differ."""
-        info = self.infos.get(_ns(header.stamp))
-        if info is not None:
-            return info
-        if waited < self.p.tf_wait_s or self.camera is None:
-            raise _NoCameraInfo("no camera_info with the image's stamp" + (" yet" if self.camera is None else ""))
-        return self.camera
+    def _wait_for_virtual_frames(self, item: Pending) -> None:
+        """Give the virtual_frames' TF up to half of tf_wait_s to arrive when someone wants their views
+        (tf2 MessageFilter with several target frames); after that the frame goes on without them."""
+        if not self.p.virtual_frames or time.monotonic_ns() - item.arrived_ns >= self.p.tf_wait_s * 0.5e9:
+            return
+        if self.rgb_pub.get_subscription_count() + self.rgb_depth_pub.get_subscription_count() == 0:
+            return
+        for name in self.p.virtual_frames:
+            if not self.tf.can_transform_ns(self.p.fixed_frame, name, item.stamp_ns):
+                raise Waiting("tf_timeout", f"waiting for virtual frame '{name}'")
 
-    def _camera_pose(self, frame_id: str, stamp: float | None) -> np.ndarray:
-        """Optical camera-to-fixed pose of a TF frame at `stamp`; TfLookupError / FrameError."""
+    def _intrinsics(self, item: Pending) -> tuple[np.ndarray, tuple[int, int]]:
+        """The camera_info nearest the image's stamp within camera_info_slop_s (ApproximateTime; the two
+        topics arrive in any order). Rejected('size_mismatch') when a raw Image's size disagrees."""
+        K, hw = self.pending.match_info(item.stamp_ns, time.monotonic_ns() - item.arrived_ns)
+        h, w = getattr(item.msg, "height", None), getattr(item.msg, "width", None)
+        if h is not None and (h, w) != tuple(hw):  # checked before decoding (CompressedImage: after, in build_frame)
+            raise Rejected("size_mismatch", f"image is {w}x{h} but camera_info says {hw[1]}x{hw[0]}")
+        return K, hw
+
+    def _camera_pose(self, frame_id: str, stamp_ns: int | None) -> np.ndarray:
+        """Optical camera-to-fixed pose (4, 4) of a TF frame at `stamp_ns` (integer ns; None = latest);
+        TfLookupError / FrameError."""
         optical = is_optical(frame_id, self.p.camera_frame_convention)
-        if not optical and frame_id not in self._warned_body:
-            self._warned_body.add(frame_id)
-            self.get_logger().warning(f"frame '{frame_id}' is not named *_optical_frame: treating it as a REP 103 body frame "
-                                   "(x forward, z up) and rotating to optical; set camera_frame_convention to override")
-        return camera_pose(self.tf.lookup(self.p.fixed_frame, frame_id, stamp), optical)
+        if not optical:
+            self._warn("body_frame", f"frame '{frame_id}' is not named *_optical_frame: treating it as a REP 103 body frame "
+                                     "(x forward, z up) and rotating to optical; set camera_frame_convention to override", every_s=60.0)
+        return camera_pose(self.tf.lookup_ns(self.p.fixed_frame, frame_id, stamp_ns), optical)
 
     # ------------------------------------------------------------------ posed frames -> jobs
 
     def _on_frame(self, frame: Frame, header: Header) -> None:
-        self._check_tf_jump()
+        out_header = self._announce(frame, header)  # optical output frame (latched TF), output size
+        self._update_keyframes(frame)
+        job = self._live_job(frame, out_header)
+        if job.depth_view is not None or job.rgb_views:
+            self.stats.conditioning_views = len(job.cond)
+            self.worker.submit("live", job)
+
+    def _update_keyframes(self, frame: Frame) -> None:
+        """Re-check keyframes against TF, offer `frame` to the set, count resets and evicted outliers."""
+        self._check_tf_jump(frame)
+        outliers = self.keyframes.evicted["outlier"]
         _, reset = self.keyframes.add(frame)
         if reset:
             self.stats.reset(reset)
+        if self.keyframes.evicted["outlier"] > outliers:
+            self.stats.count("keyframe_outliers", self.keyframes.evicted["outlier"] - outliers)
+            self._warn("keyframe_outlier", "evicted a keyframe whose pose left the camera's track and came straight back "
+                                           f"(a localisation glitch; {self.keyframes.evicted['outlier']} so far)")
         self.stats.keyframes = len(self.keyframes)
 
-        want_depth = self.depth_pub.get_subscription_count() + self.depth_info_pub.get_subscription_count() > 0
+    def _live_job(self, frame: Frame, out_header: Header) -> Job:
+        """The views someone subscribes to for this live frame (none: an empty job, counted as skipped)."""
+        want_depth = self.depth_pub.get_subscription_count() > 0  # image, camera_info, confidence or the old name
         want_points = self.p.publish_points and self.points_pub.get_subscription_count() > 0
         want_rgb = self.rgb_pub.get_subscription_count() > 0
         want_rgb_depth = self.rgb_depth_pub.get_subscription_count() > 0
         job = Job(cond=self.keyframes.conditioning(frame, self.p.select_views), rgb_depth=want_rgb_depth, points=want_points)
         if want_depth or want_points:
-            job.depth_view = View(frame.T_wc, scale_intrinsics(frame.K, frame.rgb.shape[:2], self.out_hw), header)
+            job.depth_view = View(frame.T_wc, scale_intrinsics(frame.K, frame.rgb.shape[:2], self.out_hw), out_header, self.out_hw)
         else:
             self.stats.count("skipped_no_subscribers")
         if want_rgb or want_rgb_depth:
-            job.rgb_views = self._virtual_views(frame, header)
-        if job.depth_view is not None or job.rgb_views:
-            self.stats.conditioning_views = len(job.cond)
-            self.worker.submit("live", job)
+            job.rgb_views = self._virtual_views(frame, out_header)
+        return job
 
-    def _check_tf_jump(self) -> None:
-        """Reset when TF now puts the newest keyframe elsewhere than when it was added (map correction)."""
+    def _check_tf_jump(self, live: Frame) -> None:
+        """Re-check keyframe poses against TF at their own stamps: reset when the newest moved (a map
+        correction), evict older ones whose pose TF has revised."""
+        horizon = live.stamp - 0.9 * self.p.tf_cache_s  # older stamps have left the TF cache: nothing to compare
+
+        def pose_now(kf: Frame) -> np.ndarray | None:
+            if kf.stamp < horizon:
+                return None
+            try:  # the raw TF pose: the optical rotation does not move the origin, and recheck compares origins
+                return self.tf.lookup_ns(self.p.fixed_frame, kf.frame_id, kf.stamp_ns)
+            except TfLookupError:
+                return None
+
+        revised = self.keyframes.evicted["tf_revised"]
         kf = self.keyframes.newest
-        if kf is None:
-            return
-        try:
-            T_now = self._camera_pose(kf.frame_id, kf.stamp)
-        except (TfLookupError, FrameError):
-            return  # its stamp may have left the TF cache: nothing to compare
-        if self.keyframes.jumped(T_now):
-            self.get_logger().warning(f"TF moved keyframe @ {kf.stamp:.3f} by {self.keyframes.correction(T_now):.2f} m")
+        if self.keyframes.recheck(pose_now):
+            self.get_logger().warning(f"TF moved keyframe @ {kf.stamp:.3f} by {self.keyframes.correction(pose_now(kf)):.2f} m")
             self.reset("tf_jump")
+        elif self.keyframes.evicted["tf_revised"] > revised:
+            self.stats.count("keyframe_tf_revised", self.keyframes.evicted["tf_revised"] - revised)
+
+    def _announce(self, frame: Frame, header: Header) -> Header:
+        """Header for this frame's outputs: its stamp, in an optical frame (REP 103). The first image
+        of a camera frame latches that frame's optical child (if it is a body frame) and the
+        virtual-offset frames on /tf_static, whether or not anyone subscribes yet."""
+        self.out_hw = output_size(self.p.resolution, self.predictor.image_size, frame.rgb.shape[:2])
+        return Header(stamp=header.stamp, frame_id=self._output_frame(frame.frame_id))
+
+    def _output_frame(self, frame_id: str) -> str:
+        """Optical frame for outputs of camera `frame_id`; the first time, latches it (body input) and
+        the virtual-offset frames on /tf_static (mvgd_ros/static_frames.py, LRU-bounded)."""
+        evicted = self.static_frames.evicted
+        out, new = self.static_frames.output_frame(frame_id, self.get_clock().now().to_msg())
+        if new and out != frame_id:
+            self._warn("optical_child", f"outputs of '{frame_id}' are stamped with its optical child '{out}' (latched on /tf_static)",
+                       every_s=60.0, info=True)
+        if self.static_frames.evicted > evicted:
+            self.stats.count("camera_frames_evicted", self.static_frames.evicted - evicted)
+            self._warn("camera_frames_evicted", f"more than {MAX_CAMERA_FRAMES} camera frame_ids seen: forgot the least recently "
+                                                f"used ({self.static_frames.evicted} so far); is the image frame_id changing?")
+        return out
 
     def _virtual_views(self, frame: Frame, header: Header) -> list[View]:
+        """Views at `virtual_frames` (TF, at the frame's stamp) and at the latched offsets of the live camera."""
         K = scale_intrinsics(frame.K, frame.rgb.shape[:2], self.out_hw)
         views = []
         for name in self.p.virtual_frames:
             try:
-                views.append(View(self._camera_pose(name, frame.stamp), K, Header(stamp=header.stamp, frame_id=name)))
+                T_wc = self._camera_pose(name, frame.stamp_ns)
             except (TfLookupError, FrameError) as exc:
                 self._drop("virtual_frame_tf", f"skipping virtual frame '{name}': {exc}")
-        for i, T_live_virtual in enumerate(self.offsets):
-            name = f"{frame.frame_id}_mvgd_virtual_{i}"
-            self._latch_static(frame.frame_id, name, T_live_virtual)
-            views.append(View(frame.T_wc @ T_live_virtual, K, Header(stamp=header.stamp, frame_id=name)))
-        return views
+                continue
+            views.append(View(T_wc, K, Header(stamp=header.stamp, frame_id=name), self.out_hw))
+        return views + offset_views(frame, self.offsets, K, header, self.out_hw)
 
-    def _latch_static(self, parent: str, child: str, T: np.ndarray) -> None:
-        """Publish T_parent_child on /tf_static once; the whole set goes out each time, like tf2's static broadcaster."""
-        if child in self._static_tf:
-            return
-        self._static_tf[child] = broadcast_message(parent, child, T, self.get_clock().now().to_msg())
-        self.tf_static_pub.publish(self._TFMessage(transforms=list(self._static_tf.values())))
+    # ------------------------------------------------------------------ target poses
 
     def _on_target_pose(self, msg: PoseStamped) -> None:
-        """Render the optical camera pose in `msg` (its frame_id, its stamp; stamp 0 = latest TF)."""
-        stamp = stamp_to_sec(msg.header.stamp) or None
-        parent = msg.header.frame_id or self.p.fixed_frame
+        """Render the camera pose in `msg` (views.target_pose: its frame_id, its stamp, 0 = latest TF;
+        optical, or x forward with target_pose_convention:=body) and broadcast it as target_frame_id."""
         try:
-            T_parent_cam = pose_to_matrix(msg.pose)
-            T_fixed_parent = np.eye(4) if parent == self.p.fixed_frame else self.tf.lookup(self.p.fixed_frame, parent, stamp)
-            T_wc = camera_pose(T_fixed_parent @ T_parent_cam, optical=True)
+            parent, T_parent_cam, T_wc = target_pose(msg, self.p.target_pose_convention, self.p.fixed_frame, self.tf.lookup_ns)
         except (ValueError, TfLookupError) as exc:
             self._drop("bad_target_pose", f"ignoring target pose: {exc}")
             return
         if not self.keyframes.frames or self.camera is None:
             self._drop("no_keyframes", "ignoring target pose: no posed frames yet")
             return
-        header = Header(stamp=msg.header.stamp if stamp else self.get_clock().now().to_msg(), frame_id=self.p.target_frame_id)
-        tf_msg = broadcast_message(parent, self.p.target_frame_id, T_parent_cam, header.stamp)
-        self.tf_pub.publish(self._TFMessage(transforms=[tf_msg]))
+        stamp = msg.header.stamp if stamp_to_ns(msg.header.stamp) else self.get_clock().now().to_msg()
+        self._broadcast_target(parent, T_parent_cam, stamp)
+        header = Header(stamp=stamp, frame_id=self.p.target_frame_id)
         K, hw = self.camera
-        view = View(T_wc, scale_intrinsics(K, hw, self.out_hw), header)
+        out_hw = output_size(self.p.resolution, self.predictor.image_size, hw)
+        view = View(T_wc, scale_intrinsics(K, hw, out_hw), header, out_hw)
         cond = self.keyframes.select(T_wc, self.p.select_views)
         self.worker.submit("target", Job(cond=cond, rgb_views=[view], rgb_depth=self.rgb_depth_pub.get_subscription_count() > 0))
 
-    # ------------------------------------------------------------------ worker thread
+    def _broadcast_target(self, parent: str, T_parent_cam: np.ndarray, stamp) -> None:
+        """target_frame_id on /tf, unless this stamp was sent already (tf2 listeners would warn TF_REPEATED_DATA)."""
+        key = (parent, stamp.sec, stamp.nanosec)
+        if key == self._last_target_tf:
+            self.stats.count("target_tf_repeated_not_sent")
+            return
+        self._last_target_tf = key
+        self.tf_pub.publish(self._TFMessage(transforms=[broadcast_message(parent, self.p.target_frame_id, T_parent_cam, stamp)]))
 
-    def _predict(self, job: Job, view: View, task: str):
-        t0 = time.monotonic()
-        pred = self.predictor.predict(job.cond, view.K, view.T_wc, self.out_hw, task=task, steps=self.p.steps, seed=self.p.seed)
-        return pred, time.monotonic() - t0
-
-    def _latency(self, header: Header) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9 - stamp_to_sec(header.stamp)
-
-    def _run_job(self, _lane: str, job: Job) -> None:
-        if job.depth_view is not None:
-            v = job.depth_view
-            pred, dt = self._predict(job, v, "depth")
-            self.depth_pub.publish(image_codec.depth_to_image(pred.depth, v.header))
-            self.depth_info_pub.publish(image_codec.make_camera_info(pred.K, pred.depth.shape, v.header))
-            if job.points:
-                self.points_pub.publish(points_to_cloud(depth_to_points(pred.depth, pred.K), v.header))
-            self.stats.published("depth_published", self._latency(v.header), dt)
-        for v in job.rgb_views:
-            pred, dt = self._predict(job, v, "rgb")
-            self.rgb_pub.publish(image_codec.rgb_to_image(pred.rgb, v.header))
-            self.rgb_info_pub.publish(image_codec.make_camera_info(pred.K, pred.rgb.shape[:2], v.header))
-            self.stats.published("rgb_published", self._latency(v.header), dt)
-            if job.rgb_depth:
-                pred, _ = self._predict(job, v, "depth")
-                self.rgb_depth_pub.publish(image_codec.depth_to_image(pred.depth, v.header))
+    # ------------------------------------------------------------------ worker thread (Renderer.run does the work)
 
     def _on_job_error(self, lane: str, exc: BaseException) -> None:
         if not self.context.ok():
@@ -348,14 +422,25 @@ class MVGDNode(Node):
 
     # ------------------------------------------------------------------ diagnostics and shutdown
 
+    def _health(self) -> tuple[diagnostics.HealthConfig, dict]:
+        p = self.p
+        rejected = self.tf.counters().get("tf_rejected", 0)  # malformed /tf the fallback TF buffer refused
+        new_rejected, self._tf_rejected_seen = rejected - self._tf_rejected_seen, rejected
+        cfg = diagnostics.HealthConfig(tuple(p.expected_rate_hz), p.rate_tolerance, p.input_timeout_s, p.worker_stuck_s)
+        return cfg, {"depth_wanted": self.depth_pub.get_subscription_count() > 0, "since_image_s": self.stats.since("images"),
+                     "worker_busy_s": self.worker.busy_for(), "tf_rejected": new_rejected}
+
     def _publish_diagnostics(self) -> None:
         kv = self.stats.snapshot({
             "pending": str(len(self.pending)),
             "worker_stale": str(self.worker.counts["stale"]),
             "tf_backend": self.tf.backend,
+            **{k: str(v) for k, v in self.tf.counters().items()},  # fallback: rejected, jumps_back, frames_evicted, ...
+            "camera_frames": str(len(self.static_frames)),
+            "device": self.hardware_id,
             **{f"tf_fail_{k}": str(v) for k, v in sorted(self.tf.failures.items())},
-        })
-        self.diag_pub.publish(diagnostics.to_message(kv, f"{self.get_name()}: depth", self.p.fixed_frame, self.get_clock().now().to_msg()))
+        }, health=self._health())
+        self.diag_pub.publish(diagnostics.to_message(kv, f"{self.get_name()}: depth", self.hardware_id, self.get_clock().now().to_msg()))
         self.get_logger().info(
             f"{kv['_message']}: images {kv['image_rate_hz']} Hz, depth {kv['depth_rate_hz']} Hz, latency {kv['latency_mean_s']} s, "
             f"keyframes {kv['keyframes']}, drops {dict(self.stats.drops)}, "
@@ -368,14 +453,6 @@ class MVGDNode(Node):
             self.get_logger().info(f"totals: {dict(self.stats.totals)}, drops {dict(self.stats.drops)}, "
                                    f"resets {dict(self.stats.resets)}, stale requests {self.worker.counts['stale']}")
         return super().destroy_node()
-
-
-def _ns(stamp) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
-
-
-class _NoCameraInfo(LookupError):
-    """No intrinsics yet: the frame may wait like one whose TF is missing."""
 
 
 def main(args=None) -> int:

@@ -11,7 +11,7 @@ frame.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, make_dataclass
+from dataclasses import dataclass, make_dataclass, replace
 from typing import Any, Callable
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -50,6 +50,12 @@ def _offsets(v) -> str | None:
     return None
 
 
+def _rate_range(v) -> str | None:
+    if len(v) != 2 or any(x < 0 for x in v) or v[0] > v[1]:
+        return f"expected_rate_hz must be [min, max] with 0 <= min <= max, got {list(v)}"
+    return None
+
+
 SPECS: tuple[Spec, ...] = (
     # --- frames and TF
     Spec("fixed_frame", "odom", "TF frame that camera poses are expressed in (REP 105: odom for smooth local poses, map for globally consistent ones)."),
@@ -57,19 +63,30 @@ SPECS: tuple[Spec, ...] = (
          "How to read the image header's frame_id: 'optical' (z forward, x right), 'body' (REP 103, x forward, z up; "
          "converted to optical), or 'auto' (optical if the name ends in _optical_frame or _optical, else body).",
          choices=("auto", "optical", "body")),
-    Spec("tf_wait_s", 0.5, "Seconds a frame waits in the pending queue for its pose to appear in TF before it is dropped.",
+    Spec("tf_wait_s", 0.5, "Seconds an image waits in the pending queue for its camera_info and its pose in TF before it is dropped "
+         "(the queue is bounded in time: the newest resolvable image is used, older ones are skipped undecoded).",
          read_only=False, range=(0.0, 10.0)),
     Spec("tf_cache_s", 10.0, "Seconds of TF history kept (tf2 Buffer cache_time).", range=(1.0, 600.0)),
-    Spec("max_pending", 8, "Frames waiting for TF at most; the oldest is dropped when full.", read_only=False, range=(1, 100)),
+    Spec("max_pending", 100, "Memory guard: images waiting at most (raw, undecoded); the oldest is dropped beyond it. "
+         "Keep it above tf_wait_s x camera rate.", read_only=False, range=(1, 1000)),
+    Spec("camera_info_slop_s", 0.01, "An image matches the camera_info nearest its stamp within this many seconds (message_filters "
+         "ApproximateTime slop); raise it for drivers that stamp the two far apart.", read_only=False, range=(0.0, 10.0)),
+    Spec("max_input_rate_hz", 0.0, "Use at most this many images per second (by stamp); the rest are skipped before decoding. 0: no limit.",
+         read_only=False, range=(0.0, 1000.0)),
     # --- conditioning set
-    Spec("keyframe_min_translation", 0.2, "A frame becomes a keyframe if it moved this far (m) or turned keyframe_min_rotation_deg from every keyframe.",
-         read_only=False, range=(0.001, 100.0)),
-    Spec("keyframe_min_rotation_deg", 15.0, "Rotation (degrees) that makes a frame novel; see keyframe_min_translation.",
-         read_only=False, range=(0.1, 180.0)),
+    Spec("keyframe_pose_distance", 0.1, "A frame becomes a keyframe when its pose distance sqrt(t^2 + r^2) to the newest keyframe "
+         "reaches this (t: metres, r = sqrt(2 (1 - trace(R_rel) / 3)); DeepVideoMVS' rule). 0: every frame.",
+         read_only=False, range=(0.0, 100.0)),
+    Spec("keyframe_optimal_baseline", 0.15, "Source views are the keyframes of lowest penalty r^2 + (t - b)^2 (x5 below b) w.r.t. the target, "
+         "b this baseline in metres (DeepVideoMVS / SimpleRecon).", read_only=False, range=(0.001, 100.0)),
+    Spec("keyframe_buffer_size", 30, "Keyframes kept (a sliding window, oldest out) to choose source views from.", read_only=False, range=(1, 1000)),
+    Spec("keyframe_outlier_translation", 1.0, "Evict a keyframe that lies this far (m, or 4x the usual keyframe spacing if more) from both "
+         "an earlier and a later keyframe that agree with each other (a localisation glitch). 0 disables.",
+         read_only=False, range=(0.0, 1000.0)),
     Spec("keyframe_max_age_s", 5.0, "Add a keyframe anyway when the newest is this old (s); 0 disables.", read_only=False, range=(0.0, 3600.0)),
-    Spec("max_views", 4, "Conditioning views at most (keyframes kept, live frame included); the older of the closest pair leaves first.",
+    Spec("max_views", 4, "Conditioning views per prediction, live frame included: the keyframes of lowest view penalty plus the live frame.",
          read_only=False, range=(1, 32)),
-    Spec("select_views", 0, "Condition on the k views nearest the target camera (position + viewing direction); 0 uses all keyframes.",
+    Spec("select_views", 0, "Use at most k conditioning views (fewer than max_views, chosen by the same penalty); 0: max_views.",
          read_only=False, range=(0, 32)),
     Spec("reset_jump_translation", 0.5, "Reset the keyframes when TF moves the newest keyframe's pose by more than this (m), e.g. a map correction; 0 disables.",
          read_only=False, range=(0.0, 100.0)),
@@ -79,17 +96,38 @@ SPECS: tuple[Spec, ...] = (
     Spec("torch_threads", 0, "CPU threads torch uses for inference; 0 keeps torch's default (one per core). Use 1 on a CPU shared "
          "with other busy processes: there 2 threads measured 4-10x slower than 1 (BENCHMARKS.md).", range=(0, 256)),
     Spec("steps", 1, "DDIM sampling steps per prediction. 1 = a single x0 estimate from pure noise (fastest); more steps add sampled detail. The shipped model measured best at 1 (models/MODEL_CARD.md).", read_only=False, range=(1, 1000)),
-    Spec("resolution", [0, 0], "Output [height, width] in pixels; [0, 0] uses the model's image size.", check=_resolution),
+    Spec("resolution", [0, 0], "Output [height, width] in pixels; [0, 0]: the model's height and the input image's aspect ratio.", check=_resolution),
+    Spec("warm_up", True, "Run one inference at start-up so the first real frame does not pay for lazy initialisation (kernels, allocator)."),
     Spec("seed", 0, "Sampling seed: the same inputs give the same outputs.", read_only=False, range=(0, 2**31 - 1)),
     # --- outputs
-    Spec("publish_points", False, "Also publish /mvgd/points (PointCloud2, xyz in the camera's optical frame) from each depth map.", read_only=False),
-    Spec("virtual_frames", [], "TF frames (optical) to render RGB at, each at every live image's stamp, published on /mvgd/rgb.",
+    Spec("publish_points", False, "Also publish mvgd/points (PointCloud2, xyz of the valid pixels in the camera's optical frame) from each depth map.", read_only=False),
+    Spec("virtual_frames", [], "TF frames (optical) to render RGB at, each at every live image's stamp, published on mvgd/rgb/image.",
          array_type=Parameter.Type.STRING_ARRAY),
     Spec("virtual_offsets", [], "Virtual cameras rigidly attached to the live camera: x y z (m) roll pitch yaw (rad) per view, in its optical "
          "frame; each is broadcast on /tf_static as <camera frame>_mvgd_virtual_<i>.",
          array_type=Parameter.Type.DOUBLE_ARRAY, check=_offsets),
+    Spec("camera_frame", "", "The camera's frame_id, if known: its optical child (body frames) and the virtual_offsets frames are then "
+         "latched on /tf_static at start-up; empty: when its first image arrives."),
     Spec("target_frame_id", "mvgd_target_optical_frame", "Frame name given to views rendered for /mvgd/target_pose requests (broadcast on /tf)."),
+    Spec("target_pose_convention", "optical",
+         "How to read mvgd/target_pose: 'optical' (z forward, x right) or 'body' (REP 103 x forward, z up, e.g. an RViz 2D Goal Pose).",
+         choices=("optical", "body"), read_only=False),
+    Spec("depth_encoding", "32FC1", "Published depth (REP 118): '32FC1' metres with NaN for invalid pixels, or '16UC1' millimetres with 0 for invalid.",
+         choices=("32FC1", "16UC1")),
+    Spec("min_depth", 0.0, "Depth below this (m) is published as invalid; 0 disables.", read_only=False, range=(0.0, 1000.0)),
+    Spec("max_depth", 0.0, "Depth above this (m) is published as invalid; 0 disables.", read_only=False, range=(0.0, 1000.0)),
+    Spec("min_confidence", 0.0, "Pixels whose model confidence (0..1) is below this are published as invalid depth; 0 disables. "
+         "Needs a model that outputs confidence.", read_only=False, range=(0.0, 1.0)),
+    Spec("image_transport", "raw", "Input transport: 'raw' (sensor_msgs/Image on image) or 'compressed' (sensor_msgs/CompressedImage jpeg/png "
+         "on image/compressed, as image_transport's compressed plugin publishes it).", choices=("raw", "compressed")),
+    Spec("rectified", False, "Input images are rectified (image_proc's image_rect): intrinsics come from camera_info P. Otherwise from K, "
+         "and non-zero distortion gets a one-time warning (the node does not undistort)."),
     Spec("diagnostics_period_s", 1.0, "Seconds between diagnostics messages and log lines.", range=(0.1, 60.0)),
+    Spec("expected_rate_hz", [0.0, 0.0], "Expected depth output rate [min, max] in Hz (diagnostic_updater FrequencyStatus); [0.0, 0.0] disables the check.",
+         check=_rate_range, array_type=Parameter.Type.DOUBLE_ARRAY),
+    Spec("rate_tolerance", 0.1, "Relative tolerance around expected_rate_hz before diagnostics WARN.", range=(0.0, 1.0)),
+    Spec("input_timeout_s", 3.0, "Diagnostics WARN when no image arrived for this long (s); 0 disables.", range=(0.0, 3600.0)),
+    Spec("worker_stuck_s", 30.0, "Diagnostics WARN when one inference has been running this long (s); 0 disables.", range=(0.0, 3600.0)),
 )
 
 BY_NAME = {s.name: s for s in SPECS}
@@ -138,13 +176,35 @@ def declare(node: Node, on_change: Callable[[Params], None] | None = None) -> Pa
                 return SetParametersResult(successful=False, reason=err)
         return SetParametersResult(successful=True)
 
-    node.add_on_set_parameters_callback(validate)
+    post_set = getattr(node, "add_post_set_parameters_callback", None)  # Iron and later; not on Humble
+
+    def validate_and_notify(params: list[Parameter]) -> SetParametersResult:
+        """Humble: no post-set callback, so apply accepted values here (they are set right after)."""
+        result = validate(params)
+        for p in params if result.successful else ():  # Humble may check descriptor ranges after callbacks
+            spec = BY_NAME.get(p.name)
+            number = isinstance(p.value, (int, float)) and not isinstance(p.value, bool)  # a wrong type is rclpy's to refuse
+            if spec is not None and spec.range is not None and number and not spec.range[0] <= p.value <= spec.range[1]:
+                return SetParametersResult(successful=False, reason=f"{p.name} out of range: {p.value} not in {list(spec.range)}")
+        if result.successful and initialized and on_change is not None:
+            on_change(replace(read(node), **{p.name: _value(p) for p in params if p.name in BY_NAME}))
+        return result
+
+    node.add_on_set_parameters_callback(validate if post_set is not None or on_change is None else validate_and_notify)
     for s in SPECS:
         node.declare_parameter(s.name, s.type if s.default == [] else s.default, descriptor(s))
     initialized = True
-    if on_change is not None:
-        node.add_post_set_parameters_callback(lambda _params: on_change(read(node)))
+    if on_change is not None and post_set is not None:
+        post_set(lambda _params: on_change(read(node)))
     return read(node)
+
+
+def _value(p: Parameter):
+    """A parameter's value as `read` returns it (arrays as lists)."""
+    default = BY_NAME[p.name].default
+    if isinstance(default, list):
+        return list(default) if p.value is None else list(p.value)
+    return p.value
 
 
 def read(node: Node) -> Params:

@@ -1,23 +1,35 @@
 """TF for the node: tf2_ros when installed, else our TFTree fed from /tf and /tf_static.
 
 Both backends sit behind one small interface the node uses:
-    lookup(target, source, stamp_s) -> T_target_source (4, 4) float64, or TfLookupError
-    can_transform(target, source, stamp_s) -> bool
-stamp_s is seconds (float) or None for the latest available transform (tf2's Time(0)).
-Lookups never block (no timeout): the node keeps frames whose TF has not arrived in its
-pending queue and retries, as geometry2's examples advise. Failures are counted by kind in
-`failures` (unknown frame / not connected / extrapolation), for diagnostics.
+    lookup_ns(target, source, stamp_ns) -> T_target_source (4, 4) float64, or TfLookupError
+    can_transform_ns(target, source, stamp_ns) -> bool
+stamp_ns is integer nanoseconds (a header stamp's sec * 1e9 + nanosec, exact) or None for the
+latest available transform (tf2's Time(0)). `lookup`/`can_transform` take float seconds for
+callers that have them. Lookups never block (no timeout): the node keeps frames whose TF has
+not arrived in its pending queue and retries, as geometry2's examples advise. Failures are
+counted by kind in `failures` (unknown frame / not connected / extrapolation), for diagnostics.
 
 Fallback (no tf2_ros, e.g. a wheels-only machine): subscriptions with tf2_ros' own QoS
 (/tf keep-last 100 reliable volatile; /tf_static keep-last 100 reliable transient-local, so
-a late-joining node still receives latched statics) feed `mvgd_core.data.tf_tree.TFTree`,
-which interpolates like tf2 (lerp + slerp, static edges for all times, extrapolation errors).
-Like tf2_ros, a dynamic sample more than `JUMP_BACK_S` older than its edge's newest means time
-jumped back (a bag restarted): the dynamic history is cleared, static transforms are kept.
+a late-joining node still receives latched statics) feed `mvgd_core.data.tf_tree.TFTree` in
+integer nanoseconds, which interpolates like tf2 (lerp + slerp, static edges for all times,
+extrapolation errors). Time going backwards is handled per edge: a dynamic sample more than
+`JUMP_BACK_S` older than its edge's newest is held back as the start of a new timeline; when
+the edge's next sample confirms it (also far in the past: a bag restarted) that edge alone
+restarts from the new samples (`jumps_back`); when the next sample continues the old timeline
+the held one was a stale message and is dropped (`stale_dropped`). Other edges and statics
+are never touched (tf2_ros instead clears the whole buffer when the node's clock jumps back,
+which the robot path gets by creating its Buffer with the node).
+
+Bounded memory: the fallback keeps at most `MAX_TF_FRAMES` edges (child frames); a new child
+beyond that evicts the least recently updated edge (counted in `frames_evicted`, one throttled
+warning), so a publisher inventing frame names cannot grow the tree without limit. Lookups of
+unknown frames store nothing.
 """
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 import numpy as np
@@ -26,6 +38,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from mvgd_core.cameras import make_pose, matrix_to_quat, quat_to_matrix
+from mvgd_ros.lru import LruDict
 
 try:  # on a robot
     import tf2_ros
@@ -35,6 +48,9 @@ except ImportError:  # wheels-only machine
 TF_QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 TF_STATIC_QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 JUMP_BACK_S = 1.0
+MAX_TF_FRAMES = 4096  # child frames the fallback keeps (a robot has a few hundred)
+WARN_EVERY_S = 10.0
+NS = 1_000_000_000
 
 
 class TfLookupError(LookupError):
@@ -67,24 +83,38 @@ def stamp_to_sec(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def stamp_to_ns(stamp) -> int:
+    """Exact integer nanoseconds of a builtin_interfaces/Time."""
+    return stamp.sec * NS + stamp.nanosec
+
+
+def sec_to_ns(stamp_s: float | None) -> int | None:
+    return None if stamp_s is None else int(round(stamp_s * 1e9))
+
+
 class FallbackTfBuffer:
-    """tf2_ros.Buffer + TransformListener stand-in: a TFTree fed by /tf and /tf_static subscriptions."""
+    """tf2_ros.Buffer + TransformListener stand-in: a TFTree (integer ns) fed by /tf and /tf_static."""
 
     backend = "fallback"
 
-    def __init__(self, node: Node, cache_time_s: float = 10.0):
+    def __init__(self, node: Node, cache_time_s: float = 10.0, max_frames: int = MAX_TF_FRAMES):
         from mvgd_core.data.tf_tree import ExtrapolationError, NotConnectedError, TFTree, UnknownFrameError
 
         self._errors = ((UnknownFrameError, "unknown_frame"), (NotConnectedError, "not_connected"), (ExtrapolationError, "extrapolation"))
-        self._tree = TFTree(cache_time=cache_time_s)
-        self._static: dict[str, tuple[str, np.ndarray]] = {}  # child -> (parent, T): survives jumps back
+        self._tree = TFTree(cache_time=int(cache_time_s * NS))
+        self._jump_ns = int(JUMP_BACK_S * NS)
+        self._held: dict[str, tuple] = {}  # child -> (parent, stamp_ns, tq): a possible new timeline, one per edge
         self._lock = threading.Lock()  # callbacks and lookups may run on different executor threads
         self.failures: Counter = Counter()
         self.rejected = 0  # malformed transforms received (bad quaternion, cycle, ...)
-        self.jumps_back = 0
+        self.jumps_back = 0  # edges restarted because their time went backwards
+        self.stale_dropped = 0  # single samples far in an edge's past, dropped
+        self._children: LruDict[str, None] = LruDict(max_frames)  # edges by last update (bounded memory)
+        self._logger = node.get_logger()
+        self._warned_at = -float("inf")
         self._subs = [
-            node.create_subscription(_tf_message_class(), "/tf", lambda m: self._on_tf(m, False), TF_QOS),
-            node.create_subscription(_tf_message_class(), "/tf_static", lambda m: self._on_tf(m, True), TF_STATIC_QOS),
+            node.create_subscription(tf_message_class(), "/tf", lambda m: self._on_tf(m, False), TF_QOS),
+            node.create_subscription(tf_message_class(), "/tf_static", lambda m: self._on_tf(m, True), TF_STATIC_QOS),
         ]
 
     def _on_tf(self, msg, static: bool) -> None:
@@ -93,51 +123,96 @@ class FallbackTfBuffer:
                 self.add(t, static)
 
     def add(self, t: TransformStamped, static: bool) -> bool:
-        """Insert one transform (call with the lock held or from a single thread); False if rejected."""
-        parent, child, stamp = t.header.frame_id.lstrip("/"), t.child_frame_id.lstrip("/"), stamp_to_sec(t.header.stamp)
+        """Insert one transform (call with the lock held or from a single thread); False if rejected or held back."""
+        from mvgd_core.data.tf_tree import checked_tq
+
+        parent, child = t.header.frame_id.lstrip("/"), t.child_frame_id.lstrip("/")
+        tr, q = t.transform.translation, t.transform.rotation
         try:
-            T = transform_to_matrix(t.transform)
-            if not static:
-                rng = self._tree.time_range(parent, child)
-                if rng is not None and stamp < rng[1] - JUMP_BACK_S:
-                    self._clear_dynamic()
-            self._tree.set_transform(parent, child, stamp, T, static=static)
+            tq = checked_tq((tr.x, tr.y, tr.z), (q.x, q.y, q.z, q.w))
+            stamp = stamp_to_ns(t.header.stamp)
+            if not static and not self._in_timeline(parent, child, stamp, tq):
+                return False
+            self._tree.insert_checked(parent, child, stamp, tq, static)
         except ValueError:
             self.rejected += 1
             return False
-        if static:
-            self._static[child] = (parent, T)
+        self._remember(child)
         return True
 
-    def _clear_dynamic(self) -> None:
-        self.jumps_back += 1
-        self._tree.clear()
-        for child, (parent, T) in self._static.items():
-            self._tree.set_transform(parent, child, 0.0, T, static=True)
+    def _remember(self, child: str) -> None:
+        """Mark `child`'s edge as just updated; beyond max_frames drop the least recently updated edge."""
+        evicted = self._children.put(child, None)
+        for old, _ in evicted:
+            self._tree._drop_edge(old)  # static or dynamic (TFTree.clear_edge keeps statics)
+            self._held.pop(old, None)
+        now = time.monotonic()
+        if evicted and now - self._warned_at >= WARN_EVERY_S:  # own throttle: rclpy's inspects the stack on every call
+            self._warned_at = now
+            self._logger.warning(f"more than {self._children.cap} TF frames: dropped the least recently updated "
+                                 f"({self._children.evicted} so far); is a publisher inventing frame names?")
 
-    def lookup(self, target: str, source: str, stamp_s: float | None) -> np.ndarray:
+    @property
+    def frames_evicted(self) -> int:
+        return self._children.evicted
+
+    def counters(self) -> dict[str, int]:
+        """For diagnostics: malformed transforms refused, edges restarted / stale samples dropped, frames evicted."""
+        return {"tf_rejected": self.rejected, "tf_jumps_back": self.jumps_back, "tf_stale_dropped": self.stale_dropped,
+                "tf_frames_evicted": self.frames_evicted}
+
+    def _in_timeline(self, parent: str, child: str, stamp: int, tq) -> bool:
+        """Per-edge time-jump rule (module docstring); True when the sample goes in as usual."""
+        rng = self._tree.time_range(parent, child)
+        held = self._held.pop(child, None)
+        if rng is None or stamp >= rng[1] - self._jump_ns:
+            if held is not None:
+                self.stale_dropped += 1  # the old timeline went on: the held sample was stale
+            return True
+        if held is None or held[0] != parent:
+            self._held[child] = (parent, stamp, tq)
+            return False
+        self.jumps_back += 1  # two samples agree on an earlier timeline: this edge restarted
+        self._tree.clear_edge(child)
+        self._tree.insert_checked(parent, child, held[1], held[2], False)
+        return True
+
+    def lookup_ns(self, target: str, source: str, stamp_ns: int | None) -> np.ndarray:
+        from mvgd_core.data.tf_tree import tq_to_matrix
+
         with self._lock:
             try:
-                return self._tree.lookup(target.lstrip("/"), source.lstrip("/"), stamp_s)
+                tq = self._tree.lookup_tq(target.lstrip("/"), source.lstrip("/"), stamp_ns)
             except LookupError as exc:
                 kind = next((k for cls, k in self._errors if isinstance(exc, cls)), "other")
                 self.failures[kind] += 1
                 raise TfLookupError(str(exc), kind) from exc
+        return tq_to_matrix(tq)
+
+    def can_transform_ns(self, target: str, source: str, stamp_ns: int | None) -> bool:
+        with self._lock:
+            return self._tree.can_transform(target.lstrip("/"), source.lstrip("/"), stamp_ns)
+
+    def lookup(self, target: str, source: str, stamp_s: float | None) -> np.ndarray:
+        return self.lookup_ns(target, source, sec_to_ns(stamp_s))
 
     def can_transform(self, target: str, source: str, stamp_s: float | None) -> bool:
-        with self._lock:
-            return self._tree.can_transform(target.lstrip("/"), source.lstrip("/"), stamp_s)
+        return self.can_transform_ns(target, source, sec_to_ns(stamp_s))
 
 
 class Tf2RosBuffer:
-    """The robot path: tf2_ros.Buffer + TransformListener behind the same interface."""
+    """The robot path: tf2_ros.Buffer + TransformListener behind the same interface.
+
+    The Buffer is created with the node (tf2_ros Buffer(cache_time, node)): it then follows the
+    node's clock, so with use_sim_time a bag loop (the clock jumping back) clears the buffer
+    instead of leaving every later lookup an extrapolation."""
 
     backend = "tf2_ros"
 
     def __init__(self, node: Node, cache_time_s: float = 10.0):
         from rclpy.duration import Duration
 
-        self._buffer = tf2_ros.Buffer(cache_time=Duration(seconds=cache_time_s))
+        self._buffer = tf2_ros.Buffer(cache_time=Duration(seconds=cache_time_s), node=node)
         self._listener = tf2_ros.TransformListener(self._buffer, node, spin_thread=False)
         self.failures: Counter = Counter()
         self._kinds = (
@@ -147,25 +222,34 @@ class Tf2RosBuffer:
         )
 
     @staticmethod
-    def _time(stamp_s: float | None):
+    def _time(stamp_ns: int | None):
         from rclpy.time import Time
 
-        return Time() if stamp_s is None else Time(nanoseconds=int(round(stamp_s * 1e9)))
+        return Time() if stamp_ns is None else Time(nanoseconds=int(stamp_ns))
 
-    def lookup(self, target: str, source: str, stamp_s: float | None) -> np.ndarray:
+    def lookup_ns(self, target: str, source: str, stamp_ns: int | None) -> np.ndarray:
         try:
-            t = self._buffer.lookup_transform(target, source, self._time(stamp_s))
+            t = self._buffer.lookup_transform(target, source, self._time(stamp_ns))
         except tf2_ros.TransformException as exc:
             kind = next((k for cls, k in self._kinds if isinstance(exc, cls)), "other")
             self.failures[kind] += 1
             raise TfLookupError(str(exc), kind) from exc
         return transform_to_matrix(t.transform)
 
+    def can_transform_ns(self, target: str, source: str, stamp_ns: int | None) -> bool:
+        return self._buffer.can_transform(target, source, self._time(stamp_ns))
+
+    def counters(self) -> dict[str, int]:
+        return {}  # tf2_ros keeps its own (it logs TF_REPEATED_DATA, jumps, ...)
+
+    def lookup(self, target: str, source: str, stamp_s: float | None) -> np.ndarray:
+        return self.lookup_ns(target, source, sec_to_ns(stamp_s))
+
     def can_transform(self, target: str, source: str, stamp_s: float | None) -> bool:
-        return self._buffer.can_transform(target, source, self._time(stamp_s))
+        return self.can_transform_ns(target, source, sec_to_ns(stamp_s))
 
 
-def _tf_message_class():
+def tf_message_class():
     try:
         from tf2_msgs.msg import TFMessage
     except ImportError as exc:

@@ -10,6 +10,7 @@ never starves on-demand targets. Exceptions in `process` are counted and handed 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from typing import Any, Callable
 
@@ -22,6 +23,7 @@ class InferenceWorker:
         self._cond = threading.Condition()
         self._stop = False
         self._busy = False
+        self._busy_since: float | None = None  # monotonic start of the running request
         self.counts: Counter = Counter()  # submitted, stale, done, failed
         self._thread = threading.Thread(target=self._run, name="mvgd-inference", daemon=True)
         self._thread.start()
@@ -37,6 +39,11 @@ class InferenceWorker:
                 self.counts["stale"] += 1
             self._cond.notify()
         return not replaced
+
+    def busy_for(self) -> float | None:
+        """Seconds the running request has taken so far, or None when idle (stuck-worker diagnostics)."""
+        with self._cond:
+            return None if self._busy_since is None else time.monotonic() - self._busy_since
 
     def pending(self) -> int:
         with self._cond:
@@ -64,6 +71,7 @@ class InferenceWorker:
                 lane = next(iter(self._slots))
                 request = self._slots.pop(lane)
                 self._busy = True
+                self._busy_since = time.monotonic()
             try:
                 self._process(lane, request)
                 self.counts["done"] += 1
@@ -74,4 +82,5 @@ class InferenceWorker:
             finally:
                 with self._cond:
                     self._busy = False
+                    self._busy_since = None
                     self._cond.notify_all()

@@ -99,8 +99,8 @@ class Rig:
         self.target_pub = self.io.create_publisher(PoseStamped, "mvgd/target_pose", 10)
         self.received = defaultdict(list)  # topic -> messages
         self._lock = threading.Lock()
-        for topic, cls in [("mvgd/depth", Image), ("mvgd/depth/camera_info", CameraInfo), ("mvgd/rgb", Image),
-                           ("mvgd/rgb/camera_info", CameraInfo), ("mvgd/rgb/depth", Image), ("mvgd/points", PointCloud2)]:
+        for topic, cls in [("mvgd/depth/image", Image), ("mvgd/depth/camera_info", CameraInfo), ("mvgd/rgb/image", Image),
+                           ("mvgd/rgb/camera_info", CameraInfo), ("mvgd/rgb/depth/image", Image), ("mvgd/points", PointCloud2)]:
             self.io.create_subscription(cls, topic, lambda m, t=topic: self._store(t, m), qos)
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.io)
@@ -116,22 +116,22 @@ class Rig:
         with self._lock:
             return list(self.received[topic])
 
-    def start_node(self, checkpoint, **overrides):
-        """The node under test, in this process, spun by the rig's executor."""
+    def start_node(self, checkpoint, predictor=None, **overrides):
+        """The node under test, in this process, spun by the rig's executor (predictor: a stand-in model)."""
         from rclpy.parameter import Parameter
 
         from mvgd_ros.node import MVGDNode
 
         params = [Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value="cpu"), Parameter("steps", value=2)]
         params += [Parameter(k, value=v) for k, v in overrides.items()]
-        self.node = MVGDNode(context=self.ctx, parameter_overrides=params)
+        self.node = MVGDNode(predictor=predictor, context=self.ctx, parameter_overrides=params)
         self.executor.add_node(self.node)
         return self.node
 
     def wait_connected(self, *outputs: str):
         """Until the node hears our inputs and our collectors hear the node's `outputs`."""
         wait_for(lambda: self.image_pub.get_subscription_count() > 0 and self.info_pub.get_subscription_count() > 0, "node subscriptions")
-        pubs = {"mvgd/depth": self.node.depth_pub, "mvgd/rgb": self.node.rgb_pub, "mvgd/rgb/depth": self.node.rgb_depth_pub,
+        pubs = {"mvgd/depth/image": self.node.depth_pub, "mvgd/rgb/image": self.node.rgb_pub, "mvgd/rgb/depth/image": self.node.rgb_depth_pub,
                 "mvgd/points": self.node.points_pub}
         for o in outputs:
             wait_for(lambda o=o: pubs[o].get_subscription_count() > 0, f"subscriber on {o}")

@@ -152,12 +152,16 @@ def test_run_baselines_at_conditioning_view_never_uses_its_depth():
     poisoned = depth.clone()
     poisoned[2] = 99.0  # if the target's own depth leaked into a baseline, it would show
     out = B.run_baselines(rgb, Ks, T, K, T[2], (H, W), cond_depth=poisoned, d_min=0.5, d_max=10.0, num_planes=48)
-    assert set(out) == {"reprojection", "plane_sweep"}
+    assert set(out) == {"reprojection", "plane_sweep", "mvs"}
     for name, r in out.items():
         assert r["valid"].all(), name  # filled to dense
         assert 0.5 < r["coverage"] <= 1.0
         assert ((r["depth"] - depth[2]).abs() / depth[2]).median() < 0.03, name
-    assert 2 not in out["reprojection"]["views"] and 2 not in out["plane_sweep"]["sources"]
+        sparse = r["depth_sparse"] > 0  # the unfilled estimate, 0 where the method had none
+        assert abs(float(sparse.float().mean()) - r["coverage"]) < 1e-6, name
+        assert torch.equal(r["depth_sparse"][sparse], r["depth"][sparse]), name
+    assert 2 not in out["reprojection"]["views"] and 2 not in out["plane_sweep"]["sources"] and 2 not in out["mvs"]["sources"]
+    assert out["mvs"]["confidence"].shape == (H, W)
 
 
 def test_run_baselines_novel_view_and_no_depth():
@@ -166,4 +170,17 @@ def test_run_baselines_novel_view_and_no_depth():
     tgt[0, 3] += 0.05
     assert B.find_target_in_cond(T, tgt) is None and B.find_target_in_cond(T, T[3]) == 3
     out = B.run_baselines(rgb, Ks, T, K, tgt, (H, W), cond_depth=None, d_min=0.5, d_max=10.0, num_planes=32)
-    assert set(out) == {"plane_sweep"} and out["plane_sweep"]["rgb"].shape == (3, H, W)
+    assert set(out) == {"plane_sweep", "mvs"} and out["plane_sweep"]["rgb"].shape == (3, H, W)
+    assert out["mvs"]["rgb"].shape == (3, H, W) and out["mvs"]["ref"] == out["plane_sweep"]["ref"] == 2
+    only = B.run_baselines(rgb, Ks, T, K, tgt, (H, W), methods=("plane_sweep",), d_min=0.5, d_max=10.0, num_planes=32)
+    assert set(only) == {"plane_sweep"}  # the old method stays reachable by name, alone
+
+
+def test_run_baselines_mvs_beats_plane_sweep_on_plane_without_a_range():
+    # the naive sweep needs the right d_min/d_max; the MVS range comes from the poses
+    rgb, depth, Ks, T = _scene()
+    far = T.clone()
+    far[:, :3, 3] *= 8.0  # the same images, now a plane at 20 m: beyond the sweep's default 10 m
+    out = B.run_baselines(rgb, Ks, far, K, far[2], (H, W), methods=("plane_sweep", "mvs"))
+    err = {m: ((r["depth"] - 8 * depth[2]).abs() / (8 * depth[2])).median() for m, r in out.items()}
+    assert err["mvs"] < 0.03 and err["plane_sweep"] > 0.3, err

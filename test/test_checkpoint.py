@@ -103,3 +103,20 @@ def test_bad_config_key(tmp_path, model):
     save_checkpoint(path, state)
     with pytest.raises(CheckpointError, match="num_latentz"):
         model_from_checkpoint(load_checkpoint(path))
+
+
+def test_old_config_without_new_fields_rebuilds_the_old_architecture(tmp_path, model):
+    """Checkpoints written before issue 11 have no matching/decoder/scale keys: they load with the
+    defaults, i.e. the paper's raymap design, strictly (no missing or unexpected weights)."""
+    state = make_state(model, DiffusionConfig(), step=1)
+    for k in ("scale_input", "decoder", "matching", "match_skip", "match_stride", "match_channels", "match_depths",
+              "match_d_lo", "match_d_hi", "match_zncc", "match_width", "match_out", "decoder_width"):
+        state["config"]["model"].pop(k)
+    for k in ("match_weight", "depth_loss_when_clamped"):
+        state["config"]["diffusion"].pop(k)
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, state)
+    m2 = model_from_checkpoint(load_checkpoint(path))
+    assert not m2.cfg.matching and not m2.cfg.decoder and not m2.cfg.scale_input
+    for (k, a), (_, b) in zip(model.state_dict().items(), m2.state_dict().items()):
+        assert torch.equal(a, b), k

@@ -38,3 +38,13 @@ def test_errors_name_the_key(data, key):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(Outer, tmp_path / "nope.yaml")
+
+
+def test_float_written_without_a_dot_is_a_number_and_nan_is_refused():
+    # PyYAML reads "1e-4" as a string (YAML 1.1); a float field must still take it
+    assert from_dict(Outer, {"lr": "1e-4"}).lr == 1e-4
+    assert from_dict(Outer, {"lr": "-2.5E3"}).lr == -2500.0
+    with pytest.raises(ConfigError, match="lr"):
+        from_dict(Outer, {"lr": float("nan")})
+    with pytest.raises(ConfigError, match="lr"):
+        from_dict(Outer, {"lr": "nan"})

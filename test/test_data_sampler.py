@@ -153,3 +153,106 @@ def test_mixture_of_real_sources_from_yaml_like_dict():
     assert batch.cond_rgb.shape == (6, 2, 3, 24, 32) and (batch.tgt_depth > 0).float().mean() > 0.5
     with pytest.raises(FileNotFoundError, match="missing"):
         build_dataset(from_dict(DataConfig, {"sources": [{"kind": "tum", "path": "nope"}]}))
+
+
+# --------------------------------------------------------------------------- observability, control, split
+
+
+def test_observability_is_stored_on_samples_and_batches(seq):
+    from mvgd_core.observability import sample_observability
+
+    side = seq[4].T_wc @ np.array([[1, 0, 0, 1.0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])  # 1 m to the right
+    pair = [seq[4], Frame(rgb=seq[4].rgb, K=seq[4].K, T_wc=side, depth=seq[4].depth)]
+    moving = make_sample(pair, [1], 0)  # sideways baseline: strong parallax
+    still = make_sample(seq, [2], 2)  # the conditioning view is the target itself: nothing observable
+    for s in (moving, still):
+        assert s.observability.shape == (2,) and s.observability.dtype == torch.float32
+        assert torch.equal(s.observability, sample_observability(s, model_hw=None).as_tensor())
+    assert moving.observability[0] > 0.4 and moving.observability[1] > 0.5  # scene ~8 m away, 48 px wide
+    assert still.observability[0] == 0.0 and still.observability[1] < 1e-6
+    batch = collate_samples([moving, still])
+    assert batch.observability.shape == (2, 2)
+    ds = ProceduralDataset((24, 32), ViewSamplingConfig(min_views=2, max_views=2), length=3, seed=1)
+    assert all(ds[i].observability is not None for i in range(3))
+
+
+def _obs_batch(frac):
+    """A MultiViewBatch whose observable fractions are `frac` (B,), every target with depth."""
+    B = len(frac)
+    from mvgd_core.data.types import MultiViewBatch
+
+    T = torch.eye(4).expand(B, 2, 4, 4).clone()
+    T[:, 1, 0, 3] = 1.0  # novel targets: target pose differs from every conditioning pose
+    tgt_T = torch.eye(4).expand(B, 4, 4).clone()
+    tgt_T[:, 1, 3] = 0.5
+    return MultiViewBatch(torch.rand(B, 2, 3, 4, 4), torch.eye(3).expand(B, 2, 3, 3), T, torch.rand(B, 3, 4, 4),
+                          torch.ones(B, 4, 4), torch.eye(3).expand(B, 3, 3), tgt_T,
+                          observability=torch.stack([torch.as_tensor(frac, dtype=torch.float32), torch.ones(B)], -1))
+
+
+def test_min_observability_control_removes_unobservable_depth_targets():
+    from mvgd_core.diffusion import TASK_DEPTH
+    from mvgd_core.train import choose_tasks
+
+    frac = torch.rand(4000, generator=torch.Generator().manual_seed(0))
+    batch = _obs_batch(frac)
+    observable = frac >= 0.5
+    off = ViewSamplingConfig()
+    g0, g1 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(choose_tasks(batch, 1.0, False, g0, off), choose_tasks(batch, 1.0, False, g1))  # off = as before
+    assert torch.equal(g0.get_state(), g1.get_state())  # and draws nothing extra
+    strict = ViewSamplingConfig(min_observable_frac=0.5)
+    task = choose_tasks(batch, 1.0, False, torch.Generator().manual_seed(1), strict)
+    assert torch.equal(task == TASK_DEPTH, observable)  # every depth target observable, every observable one kept
+    mono = ViewSamplingConfig(min_observable_frac=0.5, monocular_share=0.2)
+    task = choose_tasks(batch, 1.0, False, torch.Generator().manual_seed(1), mono)
+    assert (task[observable] == TASK_DEPTH).all()
+    unobs_share = (~observable[task == TASK_DEPTH]).float().mean()
+    assert 0.18 < unobs_share < 0.22  # unobservable depth targets: the explicit monocular share of them
+    everything = ViewSamplingConfig(min_observable_frac=0.5, monocular_share=1.0)
+    assert (choose_tasks(batch, 1.0, False, torch.Generator(), everything) == TASK_DEPTH).all()
+    with pytest.raises(ValueError, match="no observability"):
+        choose_tasks(_obs_batch(frac[:2]).__class__(**{**_obs_batch(frac[:2]).__dict__, "observability": None}), 1.0, False,
+                     torch.Generator(), strict)
+    with pytest.raises(ValueError, match="monocular_share"):
+        ViewSamplingConfig(monocular_share=1.5)
+
+
+def test_split_never_leaks_heldout_frames_into_a_train_source(tmp_path, seq):
+    from mvgd_core.data.deepvideomvs import write_deepvideomvs
+    from mvgd_core.data.sampler import SourceConfig, load_source_frames
+    from mvgd_core.data.seven_scenes import write_seven_scenes
+
+    write_deepvideomvs(seq, tmp_path / "hololens_office")  # 8 frames: train 0-5, held out 6-7
+    src = dict(kind="deepvideomvs", path=str(tmp_path / "hololens_office"))
+    train = load_source_frames(SourceConfig(**src, split="train"))[0]
+    held = load_source_frames(SourceConfig(**src, split="heldout"))[0]
+    assert [f.frame_id for f in train] == [f"{k:05d}" for k in range(6)]
+    assert [f.frame_id for f in held] == ["00006", "00007"]
+    assert [f.frame_id for f in load_source_frames(SourceConfig(**src, split="train", stride=4))[0]] == ["00000", "00004"]
+    with pytest.raises(ValueError, match="fixed held-out part"):
+        load_source_frames(SourceConfig(**src, split="all"))
+    write_seven_scenes(seq, tmp_path / "tabletop_box")
+    with pytest.raises(ValueError, match="evaluation-only"):
+        load_source_frames(SourceConfig(kind="seven_scenes", path=str(tmp_path / "tabletop_box"), split="train"))
+    assert len(load_source_frames(SourceConfig(kind="seven_scenes", path=str(tmp_path / "tabletop_box"), split="heldout"))[0]) == 8
+    # A training mixture on the train split never shows a held-out pose, as target or condition.
+    cfg = from_dict(DataConfig, {"image_hw": [12, 16], "length": 40, "sampling": {"min_views": 2, "max_views": 3},
+                                 "sources": [{**src, "split": "train"}]})
+    ds = build_dataset(cfg)
+    held_t = torch.stack([torch.as_tensor(seq[k].T_wc[:3, 3], dtype=torch.float32) for k in (6, 7)])
+    for i in range(40):
+        s = ds[i]
+        t = torch.cat([s.cond_T_wc[:, :3, 3], s.tgt_T_wc[None, :3, 3]])
+        assert torch.cdist(t, held_t).min() > 1e-4
+
+
+def test_seven_scenes_source_with_given_intrinsics(tmp_path, seq):
+    from mvgd_core.data.sampler import SourceConfig, load_source_frames
+    from mvgd_core.data.seven_scenes import write_seven_scenes
+
+    write_seven_scenes(seq, tmp_path / "chess")
+    (tmp_path / "chess" / "intrinsics.K.txt").unlink()  # 7-Scenes proper ships none
+    cfg = from_dict(DataConfig, {"sources": [{"kind": "seven_scenes", "path": str(tmp_path / "chess"), "intrinsics": [40, 41, 23.5, 17.5]}]})
+    frames = load_source_frames(cfg.sources[0])[0]
+    assert len(frames) == 8 and frames[0].K[1, 1] == 41 and frames[0].K[0, 2] == 23.5

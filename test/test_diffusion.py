@@ -192,3 +192,32 @@ def test_set_timesteps_validation():
         s.set_timesteps(0)
     s.set_timesteps(1)
     assert s.timesteps.tolist() == [999]
+
+
+def test_match_loss_and_clamped_depth_mask():
+    """match_weight adds the cost volume's own depth loss; depth_loss_when_clamped=False drops the
+    depth loss of samples whose SSN scale was clamped (no baseline)."""
+    import dataclasses as dc
+
+    from mvgd_core.model import MVGD, PRESETS
+
+    cfg = dc.replace(PRESETS["tiny"], image_size=(16, 32), decoder=True, matching=True, match_channels=8, match_depths=8,
+                     match_width=16, match_out=8, decoder_width=8)
+    torch.manual_seed(0)
+    m = MVGD(cfg)
+    H, W = cfg.image_size
+    K = torch.tensor([[16.0, 0, (W - 1) / 2], [0, 16.0, (H - 1) / 2], [0, 0, 1]])
+    T = torch.eye(4).repeat(2, 2, 1, 1)
+    T[0, 1, 0, 3] = 0.5  # sample 0: a baseline; sample 1: both cameras on the target (clamped)
+    T[1, 1, 0, 3] = 0.01
+    batch = MultiViewBatch(cond_rgb=torch.rand(2, 2, 3, H, W), cond_K=K.expand(2, 2, 3, 3), cond_T_wc=T,
+                           tgt_rgb=torch.rand(2, 3, H, W), tgt_depth=torch.full((2, H, W), 2.0), tgt_K=K.expand(2, 3, 3),
+                           tgt_T_wc=torch.eye(4).expand(2, 4, 4))
+    task = torch.tensor([1, 1])
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    base = GaussianDiffusion(DiffusionConfig(self_cond_prob=0.0)).training_losses(m, batch, task, generator=g())
+    with_match = GaussianDiffusion(DiffusionConfig(self_cond_prob=0.0, match_weight=1.0)).training_losses(m, batch, task, generator=g())
+    assert base["loss_match"].item() == 0.0 and with_match["loss_match"].item() > 0
+    assert with_match["loss"].item() == pytest.approx(base["loss"].item() + with_match["loss_match"].item(), rel=1e-5)
+    masked = GaussianDiffusion(DiffusionConfig(self_cond_prob=0.0, depth_loss_when_clamped=False)).training_losses(m, batch, task, generator=g())
+    assert 0 < masked["loss"].item() < base["loss"].item()  # sample 0 still trains depth, sample 1 no longer

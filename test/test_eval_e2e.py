@@ -45,17 +45,23 @@ def test_eval_end_to_end_writes_report(tiny_bag, tiny_ckpt, tmp_path, capsys):
     if not (shutil.which("mvgd_node") or os.path.exists(os.path.join(os.path.dirname(os.sys.executable), "mvgd_node"))):
         pytest.skip("mvgd_node console script not installed (make venv)")
     out = tmp_path / "report"
-    rc = E.main(_args(tiny_bag, tiny_ckpt, out, "--holdout-every", "3"))
+    rc = E.main(_args(tiny_bag, tiny_ckpt, out, "--holdout-every", "3", "--train-median", "2.0"))
     printed = capsys.readouterr()
     assert rc == 0, printed.err
-    assert "report:" in printed.out and "depth@live mvgd" in printed.out
+    assert "report:" in printed.out and "depth@live: 6 frames" in printed.out
+    assert all(f"  {m} " in printed.out for m in ("mvgd", "plane_sweep", "const_gt_median", "const_train_median"))
     m = json.loads((out / "metrics.json").read_text())
     agg = m["aggregate"]
     # held out: frames 4 and 7 (warm-up 2, every 3rd); the other 6 go to the node
     assert m["frames_info"]["frames"] == 8 and m["frames_info"]["held_out"] == 2
     live = agg["depth_live"]
     assert live["mvgd"]["n"] == 6 and 0 <= live["mvgd"]["delta1"] <= 1 and live["mvgd"]["abs_rel"] >= 0
-    assert {"plane_sweep", "reprojection"} <= set(live)  # every number has a reference
+    assert {"plane_sweep", "reprojection", "const_gt_median", "const_train_median"} <= set(live)  # every number has a reference
+    assert "abs_rel_median" in live["mvgd"] and "sq_rel" in live["mvgd"] and 0 <= live["mvgd"]["coverage"] <= 1
+    reg = m["regimes"]["depth_live"]
+    assert sum(reg[r]["mvgd"]["n"] for r in ("observable", "weak", "none")) == 6
+    assert all(f["regime"] in ("observable", "weak", "none") for f in m["frames"] if f["kind"] == "depth_live")
+    assert m["references_info"]["const_train_median"].startswith("2.000 m: --train-median")
     novel = agg["novel"]
     assert novel["mvgd"]["n"] == 2 and "psnr" in novel["mvgd"] and "ssim" in novel["mvgd"]
     assert "psnr" in novel["reprojection"] and "abs_rel" in novel["plane_sweep"]
@@ -64,16 +70,21 @@ def test_eval_end_to_end_writes_report(tiny_bag, tiny_ckpt, tmp_path, capsys):
     pics = [f["picture"] for f in m["frames"]]
     assert len(pics) == 8 and all((out / p).is_file() for p in pics)
     text = (out / "README.md").read_text()
-    assert "Depth at the live camera" in text and "Latency" in text
+    assert "Depth at the live camera" in text and "Latency" in text and "Observable regime (the headline)" in text
+    assert (out / E.REPORT_MARKER).is_file() and "`mvgd-eval " in text  # the command next to the tables
 
 
 @pytest.mark.ros
 def test_eval_node_that_cannot_start_reports_its_stderr(tiny_bag, tmp_path, capsys):
     bad = tmp_path / "not_a_checkpoint.pt"
     bad.write_bytes(b"garbage")
-    rc = E.main(_args(tiny_bag, bad, tmp_path / "r", "--startup-timeout", "60"))
+    out = tmp_path / "r"  # an earlier report of ours: a failed run must not delete it
+    E.prepare_out_dir(out)
+    (out / "metrics.json").write_text('{"earlier": true}')
+    rc = E.main(_args(tiny_bag, bad, out, "--startup-timeout", "60"))
     err = capsys.readouterr().err
     assert rc == 2 and "node exited" in err and "checkpoint" in err
+    assert (out / "metrics.json").read_text() == '{"earlier": true}'
 
 
 def test_eval_bag_without_depth_or_images(tmp_path, capsys):

@@ -45,26 +45,96 @@ def test_resample_to_camera_depth_nearest_and_rgb_area():
 
 def test_report_aggregates_and_writes(tmp_path):
     res = [
-        FrameResult(1.0, "depth_live", {"mvgd": {"abs_rel": 0.1, "rmse": 0.5}, "plane_sweep": {"abs_rel": 0.3, "coverage": 1.0}}),
-        FrameResult(2.0, "depth_live", {"mvgd": {"abs_rel": 0.2, "rmse": float("nan")}}),
+        FrameResult(1.0, "depth_live", {"mvgd": {"abs_rel": 0.1, "rmse": 0.5, "delta1": 0.9}, "mvs": {"abs_rel": 0.05, "delta1": 0.95, "coverage": 0.5},
+                                        "plane_sweep": {"abs_rel": 0.3, "coverage": 1.0}}, regime="observable", observable_frac=0.8),
+        FrameResult(2.0, "depth_live", {"mvgd": {"abs_rel": 0.2, "rmse": float("nan")}}, regime="none", observable_frac=0.0),
+        FrameResult(2.5, "depth_live", {"mvgd": {"abs_rel": 0.9}}, regime="observable", observable_frac=0.6),
         FrameResult(3.0, "novel", {"mvgd": {"psnr": 20.0, "ssim": 0.5}}, picture="frames/x.png"),
     ]
     agg = aggregate(res)
-    assert agg["depth_live"]["mvgd"]["abs_rel"] == pytest.approx(0.15)
+    assert agg["depth_live"]["mvgd"]["abs_rel"] == pytest.approx(0.4)
+    assert agg["depth_live"]["mvgd"]["abs_rel_median"] == pytest.approx(0.2)  # the median next to the mean
     assert agg["depth_live"]["mvgd"]["rmse"] == pytest.approx(0.5)  # NaN skipped
-    assert agg["depth_live"]["mvgd"]["n"] == 2 and agg["novel"]["mvgd"]["n"] == 1
+    assert agg["depth_live"]["mvgd"]["n"] == 3 and agg["novel"]["mvgd"]["n"] == 1
     lat = latency_stats([0.1, 0.2, 0.3, None])
     assert lat["n"] == 3 and lat["p50_ms"] == pytest.approx(200.0)
     readme = write_report(tmp_path, {"bag": "b", "latency": lat, "notes": ["no depth"]}, res, overview="overview.png")
     text = readme.read_text()
     assert "Depth at the live camera" in text and "Novel views" in text and "no depth" in text
-    assert "| MVGD (node) | 2 | 0.150 |" in text
+    assert "Observable regime (the headline)" in text and "Every regime" in text
+    # observable headline: the two observable frames, median (mean) = 0.5 (0.5); not the none-regime frame
+    assert "| MVGD (node) | 2 | 0.500 (0.500) |" in text
+    assert "| MVGD (node) | 3 | 0.400 |" in text  # all frames, means
     data = json.loads((tmp_path / "metrics.json").read_text())
-    assert data["aggregate"]["novel"]["mvgd"]["psnr"] == 20.0 and len(data["frames"]) == 3
-    assert (tmp_path / "index.html").read_text().count("<table>") == 3
-    assert any("PSNR 20.00" in line for line in headline(data))
+    assert data["regimes"]["depth_live"]["none"]["mvgd"]["abs_rel"]["median"] == pytest.approx(0.2)
+    assert data["aggregate"]["novel"]["mvgd"]["psnr"] == 20.0 and len(data["frames"]) == 4
+    assert data["frames"][0]["regime"] == "observable"
+    assert (tmp_path / "index.html").read_text().count("<table>") == 5  # depth: observable, regimes, all; novel (no depth): all; latency
+    lines = headline(data)
+    assert lines[0].startswith("depth@live: 3 frames = 2 observable + 0 weak + 1 none")
+    mv = next(x for x in lines if x.strip().startswith("mvgd "))
+    assert "0.500 (0.500)" in mv  # observable AbsRel median (mean) comes first
+    assert any(x.strip().startswith("mvs ") for x in lines) and any(x.strip().startswith("plane_sweep ") for x in lines)
+    assert any("PSNR 20.00 (20.00)" in line for line in lines)
 
 
 def test_eval_cli_errors_for_missing_bag(tmp_path, capsys):
     rc = E.main([str(tmp_path / "nope"), "--out", str(tmp_path / "r"), "--quiet"])
     assert rc == 2 and "bag not found" in capsys.readouterr().err
+
+
+def test_out_dir_not_ours_is_refused_and_left_alone(tmp_path, capsys):
+    from mvgd_core.data.render import render_sequence
+    from mvgd_core.data.rosbag_io import write_bag
+
+    frames = render_sequence(seed=1, num_frames=3, height=8, width=8, trajectory="forward")
+    bag = write_bag(frames, tmp_path / "bag", storage="sqlite3", stamp_offset=100.0)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("years of work")
+    rc = E.main([str(bag), "--out", str(home), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "did not create" in err and "Traceback" not in err
+    assert sorted(p.name for p in home.iterdir()) == ["thesis.tex"] and (home / "thesis.tex").read_text() == "years of work"
+    # a file is refused too
+    rc = E.main([str(bag), "--out", str(home / "thesis.tex"), "--quiet"])
+    assert rc == 2 and "is a file" in capsys.readouterr().err
+
+
+def test_out_dir_policy_claims_new_and_empty_folders_and_cleans_only_our_files(tmp_path):
+    new = tmp_path / "a" / "b"
+    E.prepare_out_dir(new)
+    assert (new / E.REPORT_MARKER).is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    E.prepare_out_dir(empty)
+    assert (empty / E.REPORT_MARKER).is_file()
+    (new / "frames").mkdir()
+    (new / "frames" / "x.png").write_bytes(b"x")
+    (new / "metrics.json").write_text("{}")
+    (new / "notes.txt").write_text("mine")  # the user's file in our folder survives a clean
+    E.prepare_out_dir(new)  # ours: accepted again
+    E.clean_report(new)
+    assert sorted(p.name for p in new.iterdir()) == [E.REPORT_MARKER, "notes.txt"]
+    legacy = tmp_path / "legacy"  # a report written before the marker existed: only our file names
+    (legacy / "frames").mkdir(parents=True)
+    for name in ("metrics.json", "README.md", "node.log"):
+        (legacy / name).write_text("old")
+    E.prepare_out_dir(legacy)
+    assert (legacy / E.REPORT_MARKER).is_file()
+
+
+def test_camera_info_with_zero_K_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    from mvgd_core.data import rosbag_io
+    from mvgd_core.data.render import render_sequence
+
+    real = rosbag_io._camera_info_msg
+    monkeypatch.setattr(rosbag_io, "_camera_info_msg", lambda ts, stamp, fid, K, h, w: real(ts, stamp, fid, np.zeros((3, 3)), h, w))
+    frames = render_sequence(seed=1, num_frames=3, height=8, width=8, trajectory="forward")
+    bag = rosbag_io.write_bag(frames, tmp_path / "zeroK", storage="sqlite3", stamp_offset=100.0)
+    out = tmp_path / "r"
+    rc = E.main([str(bag), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "K is all zero" in err and "focal lengths must be positive" in err and "/camera/color/camera_info" in err
+    assert not (out / "metrics.json").exists()

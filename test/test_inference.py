@@ -121,3 +121,28 @@ def test_from_checkpoint_and_predict_batch(tmp_path):
     assert d.shape == (B, 32, 32) and torch.isfinite(d).all() and (d > 0).all()
     rgb = p.predict_batch(batch, "rgb", seed=0)
     assert rgb.shape == (B, 3, 32, 32) and rgb.min() >= 0 and rgb.max() <= 1
+
+
+def test_matching_model_predicts_with_confidence(tmp_path):
+    """A matching checkpoint round-trips; Prediction and predict_batch carry a confidence in [0, 1]
+    at the requested size; a raymap-only model gives None."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(PRESETS["tiny"], image_size=(16, 32), scale_input=True, decoder=True, matching=True,
+                              match_channels=8, match_depths=8, match_width=16, match_out=8, decoder_width=8)
+    m = MVGD(cfg)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    path = tmp_path / "match.pt"
+    save_checkpoint(path, make_state(m, DiffusionConfig(match_weight=1.0), step=1))
+    p = MVGDPredictor.from_checkpoint(path, device="cpu", steps=2)
+    assert p.model.cfg == cfg
+    frames, K = _frames(3)
+    out = p.predict(frames, K, frames[1].T_wc, (30, 40), task="depth")
+    assert out.depth.shape == (30, 40) and np.isfinite(out.depth).all() and (out.depth > 0).all()
+    assert out.confidence is not None and out.confidence.shape == (30, 40) and out.confidence.dtype == np.float32
+    assert out.confidence.min() >= 0 and out.confidence.max() <= 1 + 1e-6
+    assert p.predict(frames, K, frames[1].T_wc, (30, 40), task="rgb").rgb.shape == (30, 40, 3)
+    assert MVGDPredictor(_random_model(), device="cpu", steps=1).predict(frames, K, frames[1].T_wc, (30, 40)).confidence is None

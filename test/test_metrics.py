@@ -76,3 +76,45 @@ def test_depth_metrics_no_valid_pixels_and_bad_shapes():
         delta(np.ones(3), np.ones(3), k=4)
     # zero prediction does not produce inf
     assert math.isfinite(depth_metrics(np.zeros(2), np.ones(2))["log_rmse"])
+
+
+def test_pixel_median_abs_rel_and_scores_with_coverage():
+    from mvgd_core.metrics import depth_scores
+
+    gt = np.array([1.0, 1.0, 1.0, 1.0, 2.0, 0.0])
+    pred = np.array([1.0, 1.1, 1.2, 9.0, np.nan, 5.0])  # one outlier; one pixel without a prediction
+    m = depth_metrics(pred[:4], gt[:4])
+    assert m["abs_rel"] == pytest.approx((0 + 0.1 + 0.2 + 8) / 4)
+    assert m["abs_rel_px_median"] == pytest.approx(0.1)  # lower median: robust to the outlier
+    s = depth_scores(pred, gt)
+    assert s["coverage"] == pytest.approx(4 / 5)  # GT-valid pixels with a prediction
+    assert s["abs_rel"] == pytest.approx(m["abs_rel"]) and s["delta1"] == pytest.approx(3 / 4)
+
+
+def test_summarize_and_aggregate_by_regime():
+    from mvgd_core.metrics import ALL, aggregate_by_regime, summarize
+
+    assert summarize([1.0, 2.0, 9.0, float("nan"), None]) == {"mean": 4.0, "median": 2.0, "n": 3}
+    assert summarize([])["n"] == 0 and math.isnan(summarize([])["median"])
+    rows = [{"regime": "observable", "metrics": {"mvgd": {"abs_rel": 0.1}, "mvs": {"abs_rel": 0.05}}},
+            {"regime": "observable", "metrics": {"mvgd": {"abs_rel": 0.3}}},
+            {"regime": "none", "metrics": {"mvgd": {"abs_rel": 2.0}, "mvs": {"abs_rel": 1.0}}}]
+    agg = aggregate_by_regime(rows, regimes=("observable", "weak", "none"))
+    assert set(agg) == {ALL, "observable", "weak", "none"}
+    assert agg["observable"]["mvgd"]["abs_rel"] == {"mean": pytest.approx(0.2), "median": pytest.approx(0.2), "n": 2}
+    assert agg[ALL]["mvgd"]["abs_rel"]["median"] == pytest.approx(0.3) and agg[ALL]["mvgd"]["n"] == 3
+    assert agg["observable"]["mvs"]["n"] == 1 and agg["none"]["mvs"]["abs_rel"]["mean"] == 1.0
+    assert agg["weak"]["mvgd"]["n"] == 0 and math.isnan(agg["weak"]["mvgd"]["abs_rel"]["mean"])  # empty regime kept
+
+
+def test_constant_references():
+    from mvgd_core.metrics import CONST_GT, CONST_TRAIN, constant_references
+
+    gt = torch.tensor([[1.0, 2.0], [4.0, 0.0]])
+    refs = constant_references(gt, 3.0)
+    assert torch.equal(refs[CONST_GT], torch.full((2, 2), 2.0))  # median of the valid pixels
+    assert torch.equal(refs[CONST_TRAIN], torch.full((2, 2), 3.0))
+    assert set(constant_references(gt, None)) == {CONST_GT}
+    assert constant_references(torch.zeros(2, 2), 3.0) == {}
+    with pytest.raises(ValueError, match="train_median"):
+        constant_references(gt, float("nan"))

@@ -141,3 +141,134 @@ def test_presets_build():
         assert dataclasses.is_dataclass(cfg)
         n = sum(p.numel() for p in MVGD(cfg).parameters())
         assert n > 0
+
+
+# ---------------------------------------------------------------- issue 11: matching path, decoder, scale input
+
+from pathlib import Path  # noqa: E402
+
+from mvgd_core.diffusion import DiffusionConfig, GaussianDiffusion  # noqa: E402
+from mvgd_core.data.types import MultiViewBatch  # noqa: E402
+
+# tiny matching model: 16x32 images, 4x4 patches, matching / decoder at 1/4 (one cell per patch)
+TINY_MATCH = dataclasses.replace(TINY, image_size=(16, 32), scale_input=True, decoder=True, matching=True, match_zncc=True,
+                                 match_channels=8, match_depths=8, match_width=16, match_out=8, decoder_width=8)
+REF = Path(__file__).parent / "data" / "shipped_forward_ref.pt"
+
+
+def match_inputs(cfg, B=2, N=3, seed=0, target_is_cond=True):
+    inp = make_inputs(cfg, B=B, N=N, seed=seed)
+    if target_is_cond:  # view 1 is the target camera itself (the live camera)
+        inp["cond_T"] = inp["cond_T"].clone()
+        inp["cond_T"][:, 1] = torch.eye(4)
+    inp["scale_feats"] = torch.tensor([[0.0, 0.0], [-1.0, 0.5]])[:B]
+    return inp
+
+
+def test_matching_forward_shapes_and_context():
+    m = MVGD(TINY_MATCH)
+    inp = match_inputs(TINY_MATCH)
+    pred, lat = m(**inp)
+    assert pred.shape == inp["x_t"].shape and torch.isfinite(pred).all()
+    ctx = m.encode_context(inp["cond_rgb"], inp["cond_K"], inp["cond_T"], inp["tgt_K"])
+    assert ctx.maps.shape[-2:] == (4, 8) and ctx.match.has_ref.tolist() == [True, True]
+    # cached context gives the same output as computing it inside
+    assert torch.allclose(m(**inp, context=ctx)[0], pred, atol=1e-6)
+    with pytest.raises(ValueError, match="scale_feats"):
+        m(**{k: v for k, v in inp.items() if k != "scale_feats"})
+
+
+def test_matching_config_validation():
+    with pytest.raises(ValueError, match="needs decoder"):
+        dataclasses.replace(TINY, matching=True)
+    with pytest.raises(ValueError, match="match_stride"):
+        dataclasses.replace(TINY, decoder=True, match_stride=8)
+
+
+@pytest.mark.parametrize("target_is_cond", [True, False])
+def test_matching_views_permutation_invariant_and_content_matters(target_is_cond):
+    m = perturb_zero_init(MVGD(TINY_MATCH)).eval()
+    inp = match_inputs(TINY_MATCH, N=3, target_is_cond=target_is_cond)
+    out, _ = m(**inp)
+    perm = torch.tensor([2, 0, 1])
+    out_p, _ = m(**dict(inp, cond_rgb=inp["cond_rgb"][:, perm], cond_K=inp["cond_K"][:, perm], cond_T=inp["cond_T"][:, perm]))
+    assert torch.allclose(out, out_p, atol=1e-5)  # a set of views
+    mirrored = inp["cond_rgb"].flip(-1)
+    assert (m(**dict(inp, cond_rgb=mirrored))[0] - out).abs().mean() > 1e-3  # mirrored images: output changes
+    swapped = inp["cond_rgb"][:, [1, 2, 0]]  # images no longer fit their poses
+    assert (m(**dict(inp, cond_rgb=swapped))[0] - out).abs().mean() > 1e-3
+
+
+def test_matching_path_reaches_the_output_through_the_cost_volume():
+    """Zeroing the cost volume's input features changes the output: the volume is used."""
+    m = perturb_zero_init(MVGD(TINY_MATCH)).eval()
+    inp = match_inputs(TINY_MATCH)
+    out, _ = m(**inp)
+    with torch.no_grad():
+        m.cost_volume.aggregate.logits.weight.mul_(5.0)
+    assert (m(**inp)[0] - out).abs().max() > 1e-3
+
+
+def test_switch_off_is_the_old_model():
+    """Defaults build exactly the old module tree, and the shipped checkpoint predicts what it
+    predicted with the code it was shipped with (reference sampled before issue 11's changes)."""
+    keys = set(MVGD(PRESETS["small"]).state_dict())
+    assert not any(k.split(".")[0] in ("features", "cost_volume", "decoder", "ctx_to_token", "token_to_dec", "scale_embed") for k in keys)
+    from mvgd_core.inference import MVGDPredictor
+
+    ref = torch.load(REF)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        p = MVGDPredictor.from_checkpoint(Path(__file__).parents[1] / "models" / "mvgd_default.pt", device="cpu", steps=2)
+        args = (ref["cond_rgb"], ref["K"].expand(1, 3, 3, 3), ref["T"][None], ref["K"][None], ref["T"][1][None])
+        x0, s = p.sample(*args, "depth", steps=2, seed=0)
+        x0r, _ = p.sample(*args, "rgb", steps=2, seed=0)
+    finally:
+        torch.set_num_threads(n)
+    # bit-identical on the machine that wrote the reference; the tolerance only absorbs another
+    # CPU's float rounding (any change of architecture or weights moves outputs by >> 1e-4)
+    for got, want in ((x0, ref["x0_depth"]), (x0r, ref["x0_rgb"]), (s, ref["scale"])):
+        assert torch.allclose(got, want, rtol=0, atol=1e-4), (got - want).abs().max()
+
+
+def test_grow_latents_keeps_function_with_matching():
+    m = perturb_zero_init(MVGD(TINY_MATCH)).eval()
+    g = grow_latents(m, 2 * TINY_MATCH.num_latents, noise_std=0.0).eval()
+    inp = match_inputs(TINY_MATCH)
+    assert g.cfg.matching and torch.allclose(m(**inp)[0], g(**inp)[0], atol=1e-5)
+
+
+def _overfit_batch():
+    """Two samples of a textured fronto-parallel wall at known depth seen by 3 translated cameras."""
+    H, W = TINY_MATCH.image_size
+    g = torch.Generator().manual_seed(0)
+    K = torch.tensor([[16.0, 0, (W - 1) / 2], [0, 16.0, (H - 1) / 2], [0, 0, 1]])
+    Ts = []
+    for x in (0.0, 0.3, -0.3):
+        T = torch.eye(4)
+        T[0, 3] = x
+        Ts.append(T)
+    T = torch.stack(Ts)
+    rgb = torch.rand(2, 3, 3, H, W, generator=g)
+    depth = torch.stack([torch.full((H, W), 2.0), torch.full((H, W), 4.0)])
+    return MultiViewBatch(cond_rgb=rgb, cond_K=K.expand(2, 3, 3, 3), cond_T_wc=T.expand(2, 3, 4, 4), tgt_rgb=rgb[:, 0],
+                          tgt_depth=depth, tgt_K=K.expand(2, 3, 3), tgt_T_wc=T[0].expand(2, 4, 4))
+
+
+def test_matching_model_overfits_a_few_samples():
+    torch.manual_seed(0)
+    m = MVGD(TINY_MATCH).train()
+    diff = GaussianDiffusion(DiffusionConfig(match_weight=1.0, self_cond_prob=0.0))
+    batch = _overfit_batch()
+    task = torch.ones(2, dtype=torch.long)
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(60):
+        out = diff.training_losses(m, batch, task, generator=gen)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(out["loss_depth"].item())
+    assert sum(losses[-5:]) / 5 < 0.2 * sum(losses[:5]) / 5, (losses[:5], losses[-5:])

@@ -112,3 +112,67 @@ def test_playback_over_dds_with_gate_skip_and_remap(tmp_path):
         ex.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=ctx)
+
+
+def _msg(topic, t):
+    return P.BagMessage(topic, "x", b"", int(round(t * 1e9)), t)
+
+
+def test_lead_order_is_bag_order_without_lead_and_moves_tf_early_with_one():
+    msgs = [_msg("/img", 1.0), _msg("/tf", 1.2), _msg("/img", 1.4), _msg("/tf", 1.6), _msg("/img", 1.8)]
+    assert [m.bag_ns for m in P.lead_order(iter(msgs), 0)] == [m.bag_ns for m in msgs]
+    out = [(m.topic, round(m.stamp, 1)) for m in P.lead_order(iter(msgs), int(0.5e9))]
+    assert out == [("/tf", 1.2), ("/img", 1.0), ("/tf", 1.6), ("/img", 1.4), ("/img", 1.8)]
+
+
+def test_iter_messages_streams_lazily_and_checks_topics_at_the_call(tmp_path):
+    import types
+
+    bag = _write_bag(tmp_path / "b", n=5)
+    it = P.iter_messages(bag, ["/cam/image"])
+    assert isinstance(it, types.GeneratorType)
+    first = next(it)
+    assert first.topic == "/cam/image" and round(first.stamp, 3) == 100.0
+    assert len(list(it)) == 4
+    with pytest.raises(P.BagError, match="no topic"):
+        P.iter_messages(bag, ["/nope"])
+
+
+def test_cli_defaults_tf_lead_zero_like_ros2_bag_play():
+    import inspect
+
+    assert inspect.signature(P.BagPlayer).parameters["tf_lead"].default == 0.0
+
+
+@pytest.mark.ros
+def test_from_bag_streams_while_playing(tmp_path):
+    rclpy = pytest.importorskip("rclpy")
+
+    bag = _write_bag(tmp_path / "b", n=40)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("test_stream", context=ctx)
+    try:
+        player = P.BagPlayer.from_bag(node, bag, rate=1000.0)
+        assert player.total == 80 and set(player.publishers) == {"/cam/image", "/chatter"}
+        read_at_first = []
+        n = player.play(on_publish=lambda m, _t: read_at_first.append(player.read_count) if not read_at_first else None, progress=False)
+        assert n == 80
+        assert read_at_first == [1]  # the first message went out before the rest of the bag was read
+        assert player.read_count == 80
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+
+@pytest.mark.ros
+def test_mvgd_play_exits_zero_after_playing_a_bag(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    bag = _write_bag(tmp_path / "b", n=3)
+    proc = subprocess.run([sys.executable, "-m", "mvgd_ros.player", str(bag), "--rate", "100"], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "published 6 messages" in proc.stdout

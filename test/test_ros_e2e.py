@@ -52,7 +52,7 @@ def test_console_script_publishes_depth_for_a_rendered_sequence(tiny_checkpoint,
         ]))
         wait_for(lambda: proc.poll() is None and image_pub.get_subscription_count() > 0 and rig.tf_pub.get_subscription_count() > 0,
                  "the node's subscriptions", deadline=120)
-        depth_sub = next(s for s in rig.io.subscriptions if s.topic_name == "/mvgd/depth")
+        depth_sub = next(s for s in rig.io.subscriptions if s.topic_name == "/mvgd/depth/image")
         wait_for(lambda: depth_sub.get_publisher_count() > 0, "the node's depth publisher")
 
         frames = sequence
@@ -65,9 +65,9 @@ def test_console_script_publishes_depth_for_a_rendered_sequence(tiny_checkpoint,
             header = Header(stamp=stamp_msg(t), frame_id=OPTICAL)
             send = lambda: (info_pub.publish(image_codec.make_camera_info(f.K, f.rgb.shape[:2], header)),  # noqa: E731
                             image_pub.publish(image_codec.rgb_to_image(f.rgb, header)))
-            send_until(send, lambda t=t: any(abs(stamp_of(m) - t) < 1e-6 for m in rig.got("mvgd/depth")), f"depth for frame {i}", deadline=120)
+            send_until(send, lambda t=t: any(abs(stamp_of(m) - t) < 1e-6 for m in rig.got("mvgd/depth/image")), f"depth for frame {i}", deadline=120)
 
-        depths = rig.got("mvgd/depth")
+        depths = rig.got("mvgd/depth/image")
         assert sorted({round(stamp_of(m), 6) for m in depths}) == [round(T0 + 0.1 * i, 6) for i in range(len(frames))]
         bound = depth_bound(frames)
         for m in depths:

@@ -124,11 +124,71 @@ def test_stats_snapshot_levels_and_message():
     assert kv["_level"] == "warn" and kv["drop_tf_timeout"] == "1" and kv["dropped_this_period"] == "1"
     assert s.snapshot()["_level"] == "ok"  # per period
     s.count("inference_failed")
+    assert s.snapshot()["_level"] == "warn"  # one failure: WARN; repeated: ERROR
+    s.count("inference_failed", 2)
     kv = s.snapshot()
-    assert kv["_level"] == "error"
-    msg = diagnostics.to_message(kv, "mvgd_node: depth", "odom", Header().stamp)
+    assert kv["_level"] == "error" and "3 inference failures in a row" in kv["_message"]
+    s.published("depth_published", 0.1, 0.1)
+    assert s.snapshot()["_level"] == "ok" and s.failure_streak == 0  # a success ends the streak
+    msg = diagnostics.to_message(kv, "mvgd_node: depth", "cpu x86_64", Header().stamp)
     if diagnostics.DiagnosticArray is None:
         assert json.loads(msg.data)["level"] == "error"
     else:
         st = msg.status[0]
         assert st.level == st.ERROR and {v.key for v in st.values} >= {"total_inference_failed", "latency_mean_s"}
+        assert st.hardware_id == "cpu x86_64"
+
+
+def _health(**kw):
+    facts = dict(depth_rate_hz=10.0, depth_wanted=True, since_image_s=0.1, uptime_s=100.0, worker_busy_s=None, failure_streak=0, dropped=0)
+    facts.update(kw.pop("facts", {}))
+    return diagnostics.summarize(diagnostics.health_checks(diagnostics.HealthConfig(**kw), **facts))
+
+
+def test_health_checks_follow_diagnostic_updater():
+    assert _health() == ("ok", "running")
+    # FrequencyStatus: [min, max] * (1 -/+ tolerance); only while someone wants depth
+    assert _health(expected_rate_hz=(10.0, 10.0), rate_tolerance=0.1)[0] == "ok"
+    assert _health(expected_rate_hz=(12.0, 15.0), rate_tolerance=0.1) == ("warn", "depth rate too low (10.00 Hz < 12 Hz)")
+    assert _health(expected_rate_hz=(5.0, 8.0), rate_tolerance=0.1)[1].startswith("depth rate too high")
+    assert _health(expected_rate_hz=(5.0, 8.0), facts={"depth_rate_hz": 0.0})[0] == "error"
+    assert _health(expected_rate_hz=(5.0, 8.0), facts={"depth_rate_hz": 0.0, "depth_wanted": False})[0] == "ok"
+    # stale input, stuck worker, repeated failures, malformed /tf
+    assert _health(input_timeout_s=3.0, facts={"since_image_s": 4.0}) == ("warn", "no image for 4.0 s")
+    assert _health(input_timeout_s=3.0, facts={"since_image_s": None, "uptime_s": 5.0})[1] == "no image received yet (5.0 s)"
+    assert _health(input_timeout_s=0.0, facts={"since_image_s": 400.0})[0] == "ok"
+    assert _health(worker_stuck_s=30.0, facts={"worker_busy_s": 31.0})[1].startswith("inference running for 31.0 s")
+    assert _health(facts={"failure_streak": 1})[0] == "warn"
+    assert _health(facts={"failure_streak": 3, "dropped": 2}) == ("error", "3 inference failures in a row")  # worst level wins
+    assert _health(facts={"tf_rejected": 2}) == ("warn", "2 malformed transforms rejected")
+
+
+def test_optical_output_frames_and_target_conventions():
+    from mvgd_ros.frames import optical_output_frame, output_size, target_optical_pose
+
+    assert optical_output_frame("cam_optical_frame", "auto") == ("cam_optical_frame", None)
+    name, T = optical_output_frame("camera_link", "auto")
+    assert name == "camera_link_mvgd_optical"
+    np.testing.assert_allclose(T[:3, :3], R_BODY_OPTICAL)  # optical z = body x (forward)
+    assert optical_output_frame("camera_link", "optical") == ("camera_link", None)
+    T_goal = make_pose(rpy_matrix(0, 0, np.pi / 2), [1.0, 2.0, 0.0])  # RViz 2D Goal Pose: x forward, facing +y
+    np.testing.assert_allclose(target_optical_pose(T_goal, "body")[:3, 2], [0, 1, 0], atol=1e-12)  # optical z looks along +y
+    np.testing.assert_allclose(target_optical_pose(T_goal, "optical"), T_goal)
+    with pytest.raises(ValueError):
+        target_optical_pose(T_goal, "sideways")
+    assert output_size([24, 32], (16, 16), (480, 640)) == (24, 32)
+    assert output_size([0, 0], (16, 16), (480, 640)) == (16, 21)  # the model's height, the input's aspect
+    assert output_size([0, 0], (16, 16), (32, 32)) == (16, 16)
+
+
+def test_mask_depth_turns_invalid_far_near_and_unsure_pixels_into_nan():
+    from mvgd_ros.outputs import mask_depth
+
+    d = np.array([[0.5, 1.0, 5.0], [np.inf, -1.0, 2.0]], np.float32)
+    c = np.array([[0.9, 0.2, 0.9], [0.9, 0.9, 0.9]], np.float32)
+    out = mask_depth(d, c, min_depth=0.8, max_depth=4.0, min_confidence=0.5)
+    np.testing.assert_array_equal(np.isnan(out), [[True, True, True], [True, True, False]])
+    assert out[1, 2] == 2.0 and not np.isnan(d).any()  # the input is not modified
+    np.testing.assert_array_equal(np.isnan(mask_depth(d, None, 0.0, 0.0, 0.5)), [[False, False, False], [True, True, False]])
+    with pytest.raises(ValueError, match="confidence"):
+        mask_depth(d, c[:, :2], 0.0, 0.0, 0.5)

@@ -1,10 +1,10 @@
-"""Keyframe policy: when frames join, which one leaves, selection, and resets (pure numpy)."""
+"""Keyframe buffer: DVMVS pose distance, admission, penalty-based view selection, outliers, resets (pure numpy)."""
 import numpy as np
 import pytest
 
 from mvgd_core.cameras import make_pose
 from mvgd_core.data.types import Frame
-from mvgd_ros.keyframes import KeyframeConfig, KeyframeSet, pose_distance
+from mvgd_ros.keyframes import KeyframeConfig, KeyframeSet, pose_distance, view_penalty
 
 K = np.array([[20.0, 0, 8], [0, 20.0, 8], [0, 0, 1]])
 RGB = np.zeros((16, 16, 3), np.uint8)
@@ -15,95 +15,139 @@ def rot_y(deg: float) -> np.ndarray:
     return np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
 
 
-def frame(x=0.0, yaw=0.0, stamp=0.0) -> Frame:
-    return Frame(rgb=RGB, K=K, T_wc=make_pose(rot_y(yaw), [x, 0, 0]), stamp=stamp)
+def frame(x=0.0, yaw=0.0, stamp=0.0, y=0.0) -> Frame:
+    return Frame(rgb=RGB, K=K, T_wc=make_pose(rot_y(yaw), [x, y, 0]), stamp=stamp)
 
 
-CFG = KeyframeConfig(min_translation=0.2, min_rotation_deg=15.0, max_age_s=5.0, max_views=3, reset_jump_translation=0.5)
+CFG = KeyframeConfig(pose_distance=0.1, optimal_baseline=0.15, buffer_size=30, max_age_s=5.0, max_views=3, reset_jump_translation=0.5)
 
 
-def test_pose_distance_units():
-    dt, dr, d = pose_distance(frame(0.0).T_wc, frame(0.4, yaw=30).T_wc, CFG)
-    assert dt == pytest.approx(0.4) and dr == pytest.approx(30.0) and d == pytest.approx(2.0 + 2.0)
+def r_measure(deg):
+    return np.sqrt(2 * (1 - (1 + 2 * np.cos(np.radians(deg))) / 3))
 
 
-def test_first_frame_then_translation_or_rotation_threshold():
+def test_pose_distance_is_dvmvs_measure():
+    d, r, t = pose_distance(frame(0.0).T_wc, frame(0.3, yaw=30).T_wc)
+    assert t == pytest.approx(0.3) and r == pytest.approx(r_measure(30)) and d == pytest.approx(np.hypot(0.3, r_measure(30)))
+    # translation is measured in the reference camera: a turned reference does not change |t|
+    d2, _, t2 = pose_distance(frame(0.0, yaw=90).T_wc, frame(0.3, yaw=90).T_wc)
+    assert t2 == pytest.approx(0.3) and d2 == pytest.approx(0.3)
+    # 5e6 m from the origin: the same numbers (float64 differences)
+    far_a, far_b = frame(5e6, y=5e6).T_wc, frame(5e6 + 0.3, y=5e6, yaw=30).T_wc
+    assert pose_distance(far_a, far_b)[0] == pytest.approx(d, rel=1e-6)
+
+
+def test_penalty_prefers_the_optimal_baseline_and_penalises_short_ones_five_times():
+    ref = frame(0.0).T_wc
+    assert view_penalty(ref, frame(0.15).T_wc, 0.15) == pytest.approx(0.0)
+    assert view_penalty(ref, frame(0.10).T_wc, 0.15) == pytest.approx(5 * 0.05 ** 2)
+    assert view_penalty(ref, frame(0.20).T_wc, 0.15) == pytest.approx(0.05 ** 2)
+    assert view_penalty(ref, frame(0.15, yaw=10).T_wc, 0.15) == pytest.approx(r_measure(10) ** 2)
+
+
+def test_admission_by_combined_distance_to_the_newest_keyframe():
     ks = KeyframeSet(CFG)
     assert ks.add(frame(0.0, stamp=0.0)) == ("first", None)
-    assert ks.add(frame(0.1, stamp=0.1)) == (None, None)  # neither moved nor turned enough
-    assert ks.add(frame(0.0, yaw=10, stamp=0.2)) == (None, None)
-    assert ks.add(frame(0.25, stamp=0.3)) == ("novel", None)
-    assert ks.add(frame(0.0, yaw=20, stamp=0.4)) == ("novel", None)
-    assert len(ks) == 3
+    assert ks.add(frame(0.05, stamp=0.1)) == (None, None)  # d = 0.05
+    assert ks.add(frame(0.0, yaw=3, stamp=0.2)) == (None, None)  # r ~ 0.043
+    assert ks.add(frame(0.12, stamp=0.3)) == ("novel", None)
+    assert ks.add(frame(0.12, yaw=8, stamp=0.4)) == ("novel", None)  # rotation alone: r ~ 0.114
+    assert ks.add(frame(0.0, stamp=0.5)) == ("novel", None)  # far from the newest (not from all): DVMVS compares the newest
+    assert len(ks) == 4
 
 
-def test_novel_means_far_from_every_keyframe_not_just_the_newest():
-    ks = KeyframeSet(CFG)
-    ks.add(frame(0.0, stamp=0))
-    ks.add(frame(0.5, stamp=1))
-    # Back near the first keyframe: far from the newest, but not from all -> not added.
-    assert ks.add(frame(0.05, stamp=2)) == (None, None)
-
-
-def test_age_adds_a_frame_from_a_parked_camera():
+def test_age_adds_a_frame_from_a_parked_camera_and_can_be_disabled():
     ks = KeyframeSet(CFG)
     ks.add(frame(0.0, stamp=10.0))
     assert ks.add(frame(0.0, stamp=14.9))[0] is None
     assert ks.add(frame(0.0, stamp=15.0))[0] == "age"
-
-
-def test_age_can_be_disabled():
     ks = KeyframeSet(KeyframeConfig(max_age_s=0.0))
     ks.add(frame(0.0, stamp=0.0))
     assert ks.add(frame(0.0, stamp=1e6))[0] is None
 
 
-def test_parked_camera_slides_instead_of_growing():
-    ks = KeyframeSet(CFG)
-    ks.add(frame(0.0, stamp=0))
-    ks.add(frame(1.0, stamp=1))
-    ks.add(frame(2.0, stamp=2))
-    ks.add(frame(2.0, stamp=8))  # age keyframe at the same pose as the stamp-2 one
-    assert [f.stamp for f in ks.frames] == [0, 1, 8]  # the older twin left, the spread stays
-
-
-def test_steady_motion_is_a_sliding_window():
-    ks = KeyframeSet(CFG)
+def test_buffer_is_a_sliding_window():
+    ks = KeyframeSet(KeyframeConfig(buffer_size=3))
     for i in range(6):
-        ks.add(frame(0.3 * i, stamp=i))
+        ks.add(frame(0.2 * i, stamp=i))
     assert [f.stamp for f in ks.frames] == [3, 4, 5]
 
 
-def test_most_redundant_goes_first():
-    ks = KeyframeSet(CFG)
-    ks.add(frame(0.0, stamp=0))
-    ks.add(frame(2.0, stamp=1))
-    ks.add(frame(2.25, stamp=2))
-    ks.add(frame(4.0, stamp=3))  # closest pair is (2.0, 2.25): the older (stamp 1) leaves
-    assert [f.stamp for f in ks.frames] == [0, 2, 3]
-
-
-def test_select_prefers_nearby_views_looking_the_same_way():
-    ks = KeyframeSet(KeyframeConfig(max_views=5))
-    for i, (x, yaw) in enumerate([(0.0, 0), (1.0, 0), (0.1, 90), (3.0, 0)]):
+def test_rotation_only_views_do_not_crowd_out_parallax():
+    ks = KeyframeSet(KeyframeConfig(max_views=3))
+    for i, (x, yaw) in enumerate([(0.15, 0), (0.0, 20), (0.0, -20), (0.3, 0), (3.0, 0)]):
         ks.add(frame(x, yaw, stamp=i))
-    target = frame(0.2).T_wc
-    assert [f.stamp for f in ks.select(target, 2)] == [0, 1]  # time order kept
-    assert len(ks.select(target, 0)) == 4
-
-
-def test_conditioning_puts_the_live_frame_last_and_caps_the_count():
-    ks = KeyframeSet(CFG)
-    for i in range(3):
-        ks.add(frame(1.0 * i, stamp=i))
-    live = frame(2.1, stamp=3)  # not a keyframe (too close to x=2)
+    target = frame(0.0).T_wc
+    assert [f.stamp for f in ks.select(target, 2)] == [0, 3]  # baselines 0.15 and 0.3, not the turned copies at 0
+    live = frame(0.0, stamp=9)
     cond = ks.conditioning(live, k=0)
-    assert cond[-1] is live and len(cond) == CFG.max_views
-    assert [f.stamp for f in cond[:-1]] == [1, 2]  # the two nearest to the live camera
-    ks.add(frame(5.0, stamp=4))
-    live2 = ks.newest  # a live frame that is itself a keyframe appears once
-    cond2 = ks.conditioning(live2, k=2)
-    assert sum(f is live2 for f in cond2) == 1 and len(cond2) == 2
+    assert cond[-1] is live and [f.stamp for f in cond[:-1]] == [0, 3]  # max_views 3 = 2 keyframes + live
+    assert len(ks.conditioning(live, k=2)) == 2
+    ks.add(live)
+    assert sum(f is live for f in ks.conditioning(live, k=0)) == 1  # a live keyframe appears once
+
+
+def _track(n, glitch=(), step=0.12, jump_from=None, jump=5.0, off=5.0):
+    """Frames along x; `glitch` indices are `off` m off sideways; from `jump_from` on everything is shifted."""
+    out = []
+    for i in range(n):
+        y = off if i in glitch else 0.0
+        y += jump if jump_from is not None and i >= jump_from else 0.0
+        out.append(frame(step * i, y=y, stamp=0.1 * i))
+    return out
+
+
+def _ys(ks):
+    return [float(f.T_wc[1, 3]) for f in ks.frames]
+
+
+@pytest.mark.parametrize("buffer_size", [3, 30])
+@pytest.mark.parametrize("glitch", [(5,), (5, 6)])
+def test_a_glitch_is_evicted_as_soon_as_the_track_comes_back(glitch, buffer_size):
+    ks = KeyframeSet(KeyframeConfig(buffer_size=buffer_size, max_views=4))
+    frames = _track(12, glitch)
+    for i, f in enumerate(frames):
+        ks.add(f)
+        if i == max(glitch) + 1:
+            assert 5.0 not in _ys(ks), "still holding the glitch one keyframe after it"
+    assert ks.evicted["outlier"] == len(glitch) and 5.0 not in _ys(ks)
+    assert len(ks) == min(buffer_size, 12 - len(glitch))
+
+
+def test_far_scales_with_the_keyframe_spacing():
+    ks = KeyframeSet(CFG)
+    for f in _track(10, (4,), step=1.5, off=20.0):  # keyframes 1.5 m apart: "far" is 4 x 1.5 = 6 m
+        ks.add(f)
+    assert ks.evicted["outlier"] == 1 and 20.0 not in _ys(ks)
+    ks = KeyframeSet(CFG)
+    for f in _track(10, (4,), step=1.5, off=5.0):  # 5 m off is within what 1.5 m steps can do: kept
+        ks.add(f)
+    assert ks.evicted["outlier"] == 0
+
+
+def test_a_persistent_jump_is_not_an_outlier():
+    ks = KeyframeSet(CFG)
+    for f in _track(10, jump_from=5):
+        ks.add(f)
+    assert ks.evicted["outlier"] == 0 and len(ks) == 10
+
+
+def test_recheck_against_tf_resets_on_the_newest_and_evicts_revised_older_ones():
+    ks = KeyframeSet(CFG)
+    for f in _track(4):
+        ks.add(f)
+    second = ks.frames[1]
+
+    def revised(kf):
+        T = kf.T_wc.copy()
+        if kf is second:
+            T[0, 3] += 1.0
+        return T
+
+    assert ks.recheck(revised) is False and all(f is not second for f in ks.frames) and ks.evicted["tf_revised"] == 1
+    assert ks.recheck(lambda kf: None) is False and len(ks) == 3  # TF has nothing to say: keep all
+    moved = lambda kf: kf.T_wc + np.pad(np.ones((3, 1)), ((0, 1), (3, 0))) if kf is ks.newest else kf.T_wc  # noqa: E731
+    assert ks.recheck(moved) is True
 
 
 def test_time_going_backwards_resets():
@@ -114,18 +158,10 @@ def test_time_going_backwards_resets():
     assert len(ks) == 1
 
 
-def test_tf_jump_detection():
-    ks = KeyframeSet(CFG)
-    assert not ks.jumped(frame(9.0).T_wc)  # empty set: nothing to compare
-    ks.add(frame(1.0, stamp=0))
-    assert ks.correction(frame(1.3).T_wc) == pytest.approx(0.3)
-    assert not ks.jumped(frame(1.3).T_wc)
-    assert ks.jumped(frame(1.6).T_wc)
-    assert not KeyframeSet(KeyframeConfig(reset_jump_translation=0.0), [frame(1.0)]).jumped(frame(9.0).T_wc)
-
-
 def test_config_validation():
     with pytest.raises(ValueError, match="max_views"):
         KeyframeConfig(max_views=0)
-    with pytest.raises(ValueError, match="positive"):
-        KeyframeConfig(min_translation=0.0)
+    with pytest.raises(ValueError, match="buffer_size"):
+        KeyframeConfig(buffer_size=0)
+    with pytest.raises(ValueError, match="optimal_baseline"):
+        KeyframeConfig(optimal_baseline=0.0)

@@ -23,15 +23,15 @@ def play(rig, frames, t0=T0, dt=0.1):
 
 def test_depth_for_every_frame_with_its_stamp_frame_and_metric_values(rig, tiny_checkpoint, sequence):
     node = rig.start_node(tiny_checkpoint, publish_points=True, resolution=[24, 32])
-    rig.wait_connected("mvgd/depth", "mvgd/points")
+    rig.wait_connected("mvgd/depth/image", "mvgd/points")
     frames = sequence[:4]
     for i, f in enumerate(frames):  # one at a time: newest-wins may otherwise (correctly) skip some
         rig.send_tf(f.T_wc, T0 + i * 0.1)
         rig.send_tf(f.T_wc, T0 + i * 0.1 + 0.05)
         rig.send_frame(f, T0 + i * 0.1)
-        wait_for(lambda i=i: len(rig.got("mvgd/depth")) > i, f"depth {i}")
+        wait_for(lambda i=i: len(rig.got("mvgd/depth/image")) > i, f"depth {i}")
 
-    depths = rig.got("mvgd/depth")
+    depths = rig.got("mvgd/depth/image")
     assert [round(stamp_of(m), 6) for m in depths] == [round(T0 + i * 0.1, 6) for i in range(4)]
     bound = depth_bound(frames)
     for m in depths:
@@ -54,7 +54,7 @@ def test_depth_for_every_frame_with_its_stamp_frame_and_metric_values(rig, tiny_
 
 def test_no_subscriber_no_work(rig, tiny_checkpoint, sequence):
     node = rig.start_node(tiny_checkpoint)
-    rig.io.destroy_subscription(next(s for s in rig.io.subscriptions if s.topic_name.endswith("mvgd/depth")))
+    rig.io.destroy_subscription(next(s for s in rig.io.subscriptions if s.topic_name.endswith("mvgd/depth/image")))
     rig.io.destroy_subscription(next(s for s in rig.io.subscriptions if s.topic_name.endswith("mvgd/depth/camera_info")))
     rig.wait_connected()
     wait_for(lambda: node.depth_pub.get_subscription_count() == 0, "depth subscriber gone")
@@ -66,7 +66,7 @@ def test_no_subscriber_no_work(rig, tiny_checkpoint, sequence):
 def test_virtual_views_and_target_pose(rig, tiny_checkpoint, sequence):
     node = rig.start_node(tiny_checkpoint, virtual_offsets=[0.0, 0.0, -0.5, 0.0, 0.0, 0.0], virtual_frames=["side_optical_frame"],
                           target_frame_id="goal_optical_frame")
-    rig.wait_connected("mvgd/rgb", "mvgd/rgb/depth")
+    rig.wait_connected("mvgd/rgb/image", "mvgd/rgb/depth/image")
     f = sequence[0]
     side = f.T_wc.copy()
     side[:3, 3] += [0.3, 0.0, 0.0]
@@ -74,19 +74,19 @@ def test_virtual_views_and_target_pose(rig, tiny_checkpoint, sequence):
         rig.send_tf(f.T_wc, t)
         rig.send_tf(side, t, child="side_optical_frame")
     rig.send_frame(f, T0)
-    wait_for(lambda: len(rig.got("mvgd/rgb")) >= 2 and len(rig.got("mvgd/rgb/depth")) >= 2, "two virtual views, rgb + depth")
-    by_frame = {m.header.frame_id: m for m in rig.got("mvgd/rgb")}
+    wait_for(lambda: len(rig.got("mvgd/rgb/image")) >= 2 and len(rig.got("mvgd/rgb/depth/image")) >= 2, "two virtual views, rgb + depth")
+    by_frame = {m.header.frame_id: m for m in rig.got("mvgd/rgb/image")}
     assert set(by_frame) == {"side_optical_frame", f"{CAMERA_FRAME}_mvgd_virtual_0"}
     for m in by_frame.values():
         assert m.encoding == "rgb8" and stamp_of(m) == pytest.approx(T0)
         assert image_codec.image_to_rgb(m).shape == (16, 16, 3)  # the model's size ([0, 0] resolution)
-    assert {m.header.frame_id for m in rig.got("mvgd/rgb/depth")} == set(by_frame)
-    assert f"{CAMERA_FRAME}_mvgd_virtual_0" in node._static_tf  # latched on /tf_static for TF users
+    assert {m.header.frame_id for m in rig.got("mvgd/rgb/depth/image")} == set(by_frame)
+    assert f"{CAMERA_FRAME}_mvgd_virtual_0" in node.static_frames.children()  # latched on /tf_static for TF users
 
     msg = _pose_stamped(f.T_wc, T0 + 0.02, "odom")  # the live camera's own pose, given in the fixed frame
     rig.target_pub.publish(msg)
-    wait_for(lambda: any(m.header.frame_id == "goal_optical_frame" for m in rig.got("mvgd/rgb")), "target view")
-    tgt = [m for m in rig.got("mvgd/rgb") if m.header.frame_id == "goal_optical_frame"][0]
+    wait_for(lambda: any(m.header.frame_id == "goal_optical_frame" for m in rig.got("mvgd/rgb/image")), "target view")
+    tgt = [m for m in rig.got("mvgd/rgb/image") if m.header.frame_id == "goal_optical_frame"][0]
     assert stamp_of(tgt) == pytest.approx(T0 + 0.02)
     wait_for(lambda: any(m.header.frame_id == "goal_optical_frame" for m in rig.got("mvgd/rgb/camera_info")), "target info")
     wait_for(lambda: node.stats.totals["rgb_published"] == 3, "three rgb views counted")
@@ -107,11 +107,11 @@ def _pose_stamped(T, t, frame_id):
 
 def test_bad_inputs_are_dropped_counted_and_survived(rig, tiny_checkpoint, sequence):
     node = rig.start_node(tiny_checkpoint, tf_wait_s=0.2)
-    rig.wait_connected("mvgd/depth")
+    rig.wait_connected("mvgd/depth/image")
     f = sequence[0]
     drops = node.stats.drops
 
-    rig.send_frame(f, T0, encoding="yuv422")  # unknown encoding (rgb8 bytes relabelled)
+    rig.send_frame(f, T0, encoding="xyz16")  # unknown encoding (rgb8 bytes relabelled)
     wait_for(lambda: drops["bad_image"] == 1, "bad_image drop")
 
     rig.send_tf(f.T_wc, T0 + 1.0)
@@ -142,8 +142,8 @@ def test_bad_inputs_are_dropped_counted_and_survived(rig, tiny_checkpoint, seque
     rig.send_tf(f.T_wc, T0 + 5.0)
     rig.send_tf(f.T_wc, T0 + 5.1)
     rig.send_frame(f, T0 + 5.0)
-    wait_for(lambda: len(rig.got("mvgd/depth")) == 1, "depth after bad inputs")
-    assert stamp_of(rig.got("mvgd/depth")[0]) == pytest.approx(T0 + 5.0)
+    wait_for(lambda: len(rig.got("mvgd/depth/image")) == 1, "depth after bad inputs")
+    assert stamp_of(rig.got("mvgd/depth/image")[0]) == pytest.approx(T0 + 5.0)
     assert node.stats.totals["images"] == 5 and sum(drops.values()) == 6
 
 
@@ -157,12 +157,12 @@ def test_reset_service_and_tf_jump(rig, tiny_checkpoint, sequence):
     from std_srvs.srv import Trigger
 
     node = rig.start_node(tiny_checkpoint, reset_jump_translation=0.5)
-    rig.wait_connected("mvgd/depth")
+    rig.wait_connected("mvgd/depth/image")
     f0, f1 = sequence[0], sequence[3]
     rig.send_tf(f0.T_wc, T0)
     rig.send_tf(f0.T_wc, T0 + 0.5)
     rig.send_frame(f0, T0)
-    wait_for(lambda: len(rig.got("mvgd/depth")) == 1, "first depth")
+    wait_for(lambda: len(rig.got("mvgd/depth/image")) == 1, "first depth")
     assert len(node.keyframes) == 1
 
     # A map correction: TF now says the camera was 1 m elsewhere at the keyframe's own stamp.
@@ -172,7 +172,7 @@ def test_reset_service_and_tf_jump(rig, tiny_checkpoint, sequence):
     rig.send_tf(moved, T0 + 0.5)
     rig.send_frame(f1, T0 + 0.5)
     wait_for(lambda: node.stats.resets["tf_jump"] == 1, "tf_jump reset")
-    wait_for(lambda: len(rig.got("mvgd/depth")) == 2, "depth after the reset")
+    wait_for(lambda: len(rig.got("mvgd/depth/image")) == 2, "depth after the reset")
     assert len(node.keyframes) == 1 and node.keyframes.newest.stamp == pytest.approx(T0 + 0.5)
 
     client = rig.io.create_client(Trigger, "/mvgd_node/reset")
@@ -189,9 +189,9 @@ def test_diagnostics_are_published(rig, tiny_checkpoint, sequence):
     got = []
     rig.io.create_subscription(DiagnosticArray, "/diagnostics", got.append, 10)
     node = rig.start_node(tiny_checkpoint, diagnostics_period_s=0.2)
-    rig.wait_connected("mvgd/depth")
+    rig.wait_connected("mvgd/depth/image")
     play(rig, sequence[:1])
-    wait_for(lambda: len(rig.got("mvgd/depth")) == 1, "depth")
+    wait_for(lambda: len(rig.got("mvgd/depth/image")) == 1, "depth")
     wait_for(lambda: any(_kv(m).get("total_depth_published") == "1" for m in got), "diagnostics with the published count")
     kv = _kv(got[-1])
     assert kv["tf_backend"] == node.tf.backend and "latency_mean_s" in kv and "keyframes" in kv
@@ -214,12 +214,12 @@ def test_shipped_model_depth_lies_in_the_scene_depth_range(rig):
     node = rig.start_node("", steps=5)
     h, w = node.predictor.image_size
     frames = render_sequence(seed=11, num_frames=4, height=h, width=w, trajectory="forward")
-    rig.wait_connected("mvgd/depth")
+    rig.wait_connected("mvgd/depth/image")
     for i, f in enumerate(frames):
         rig.send_tf(f.T_wc, T0 + i * 0.1)
         rig.send_tf(f.T_wc, T0 + i * 0.1 + 0.05)
         rig.send_frame(f, T0 + i * 0.1)
-        wait_for(lambda i=i: len(rig.got("mvgd/depth")) > i, f"depth {i}", deadline=300)
-    pred = image_codec.image_to_depth(rig.got("mvgd/depth")[-1])
+        wait_for(lambda i=i: len(rig.got("mvgd/depth/image")) > i, f"depth {i}", deadline=300)
+    pred = image_codec.image_to_depth(rig.got("mvgd/depth/image")[-1])
     gt = frames[-1].depth[frames[-1].depth > 0]
     assert gt.min() <= np.median(pred) <= gt.max()

@@ -88,9 +88,9 @@ def test_runtime_changes_mutable_accepted_read_only_rejected(ctx):
     node = _node(ctx)
     seen = []
     params.declare(node, on_change=seen.append)
-    ok = node.set_parameters([Parameter("keyframe_min_translation", value=0.5), Parameter("steps", value=3)])
+    ok = node.set_parameters([Parameter("keyframe_pose_distance", value=0.5), Parameter("steps", value=3)])
     assert all(r.successful for r in ok)
-    assert seen[-1].keyframe_min_translation == 0.5 and seen[-1].steps == 3
+    assert seen[-1].keyframe_pose_distance == 0.5 and seen[-1].steps == 3
     for name, value in [("fixed_frame", "map"), ("checkpoint", "/x.pt"), ("resolution", [8, 8])]:
         r = node.set_parameters([Parameter(name, value=value)])[0]
         assert not r.successful and "read-only" in r.reason, name

@@ -75,16 +75,78 @@ def test_malformed_transforms_are_rejected_not_raised(buf):
     assert buf.rejected == 2
 
 
-def test_time_jumping_back_clears_dynamic_history_but_keeps_statics(buf):
+def test_time_jumping_back_restarts_that_edge_only(buf):
     _add(buf, "base_link", "cam", 0.0, make_pose(np.eye(3), [0, 0, 1]), static=True)
     for t in (50.0, 51.0):
         _add(buf, "odom", "base_link", t, np.eye(4))
-    _add(buf, "odom", "base_link", 1.0, make_pose(np.eye(3), [5, 0, 0]))  # the bag started over
-    _add(buf, "odom", "base_link", 2.0, make_pose(np.eye(3), [5, 0, 0]))
+        _add(buf, "odom", "other", t, np.eye(4))
+    assert not _add(buf, "odom", "base_link", 1.0, make_pose(np.eye(3), [5, 0, 0]))  # held: a bag restart or a stale message?
+    assert _add(buf, "odom", "base_link", 2.0, make_pose(np.eye(3), [5, 0, 0]))  # confirmed: the bag started over
     assert buf.jumps_back == 1
     np.testing.assert_allclose(buf.lookup("odom", "cam", 1.5)[:3, 3], [5, 0, 1])
     with pytest.raises(TfLookupError):
-        buf.lookup("odom", "cam", 50.5)  # old history gone
+        buf.lookup("odom", "cam", 50.5)  # this edge's old history is gone
+    np.testing.assert_allclose(buf.lookup("odom", "other", 50.5), np.eye(4))  # an unrelated edge keeps its own
+
+
+def test_one_stale_sample_is_dropped_without_touching_history(buf):
+    for t in (50.0, 51.0):
+        _add(buf, "odom", "base_link", t, np.eye(4))
+    assert not _add(buf, "odom", "base_link", 20.0, make_pose(np.eye(3), [9, 0, 0]))  # 31 s late
+    assert _add(buf, "odom", "base_link", 52.0, np.eye(4))  # the timeline goes on: the late one was stale
+    assert buf.stale_dropped == 1 and buf.jumps_back == 0
+    np.testing.assert_allclose(buf.lookup("odom", "base_link", 51.5), np.eye(4))
+    assert not buf.can_transform("odom", "base_link", 20.0)
+
+
+def test_nanosecond_stamps_are_exact_at_epoch_scale(buf):
+    sec = 1_700_000_000
+    for nsec in (0, 100_000_123):  # float seconds would round 1700000000.100000123 by ~100 ns
+        t = broadcast_message("odom", "base_link", make_pose(np.eye(3), [nsec * 1e-9, 0, 0]), stamp_msg(0.0))
+        t.header.stamp.sec, t.header.stamp.nanosec = sec, nsec
+        buf.add(t, False)
+    newest = sec * 1_000_000_000 + 100_000_123
+    np.testing.assert_allclose(buf.lookup_ns("odom", "base_link", newest)[:3, 3], [0.100000123, 0, 0], atol=1e-12)
+    assert not buf.can_transform_ns("odom", "base_link", newest + 1)  # one ns past the newest sample: extrapolation
+    with pytest.raises(TfLookupError) as e:
+        buf.lookup_ns("odom", "nowhere", newest)  # unknown frames fail fast, by kind
+    assert e.value.kind == "unknown_frame"
+
+
+def test_tf2_ros_path_creates_the_buffer_with_the_node(monkeypatch):
+    """tf2_ros is not installable here: a stand-in module records how the backend uses it."""
+    import types
+
+    import mvgd_ros.tf as tfmod
+
+    seen = {}
+
+    class TransformException(Exception):
+        pass
+
+    class Buffer:
+        def __init__(self, cache_time=None, node=None):
+            seen["cache_ns"], seen["node"] = cache_time.nanoseconds, node
+
+        def lookup_transform(self, target, source, time):
+            seen["lookup"] = (target, source, time.nanoseconds)
+            return broadcast_message(target, source, make_pose(np.eye(3), [1, 2, 3]), stamp_msg(0.0))
+
+        def can_transform(self, target, source, time):
+            return True
+
+    fake = types.SimpleNamespace(
+        Buffer=Buffer, TransformListener=lambda buffer, node, spin_thread: seen.setdefault("listener", (buffer, node, spin_thread)),
+        TransformException=TransformException, LookupException=type("L", (TransformException,), {}),
+        ConnectivityException=type("C", (TransformException,), {}), ExtrapolationException=type("E", (TransformException,), {}),
+    )
+    monkeypatch.setattr(tfmod, "tf2_ros", fake)
+    node = object()
+    b = tfmod.make_tf_buffer(node, cache_time_s=7.0)
+    assert b.backend == "tf2_ros" and seen["node"] is node and seen["cache_ns"] == 7_000_000_000
+    assert seen["listener"][1] is node and seen["listener"][2] is False
+    np.testing.assert_allclose(b.lookup_ns("odom", "cam", 1_700_000_000_100_000_123)[:3, 3], [1, 2, 3])
+    assert seen["lookup"] == ("odom", "cam", 1_700_000_000_100_000_123)
 
 
 def test_backend_choice():
@@ -120,3 +182,26 @@ def test_fed_over_dds_with_latched_statics_for_late_joiners():
         np.testing.assert_allclose(buf.lookup("odom", "cam_optical_frame", 5.5)[:3, 3], [2, 0, 1], atol=1e-9)
     finally:
         rig.close()
+
+
+def test_fallback_keeps_a_bounded_number_of_frames(buf):
+    """Issue 12: bounded memory for every per-name structure. 10k invented child frames leave at most
+    MAX_TF_FRAMES edges; the least recently updated go first, the recently updated still resolve."""
+    from mvgd_ros.tf import MAX_TF_FRAMES
+
+    _add(buf, "odom", "base_link", 0.0, np.eye(4), static=True)
+    t = broadcast_message("odom", "junk", np.eye(4), stamp_msg(10.0))  # one message, renamed: a fast flood
+    for i in range(10_000):
+        t.child_frame_id, t.transform.translation.x = f"junk_{i}", float(i)
+        assert buf.add(t, False)
+    _add(buf, "odom", "base_link", 0.0, np.eye(4), static=True)  # refreshed: survives what comes next
+    for i in range(10_000, 10_010):
+        _add(buf, "odom", f"junk_{i}", 10.0, np.eye(4))
+    assert len(buf._tree.frames) <= MAX_TF_FRAMES + 1  # + the root "odom"
+    assert buf.frames_evicted == 10_012 - MAX_TF_FRAMES  # base_link was forgotten once and came back
+    assert buf.counters()["tf_frames_evicted"] == buf.frames_evicted
+    assert buf.lookup("odom", "junk_9999", 10.0)[0, 3] == 9999.0  # recent: kept
+    np.testing.assert_array_equal(buf.lookup("odom", "base_link", None), np.eye(4))
+    with pytest.raises(TfLookupError) as e:
+        buf.lookup("odom", "junk_0", 10.0)  # least recently updated: forgotten
+    assert e.value.kind == "unknown_frame"

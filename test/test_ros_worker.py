@@ -84,3 +84,20 @@ def test_stop_discards_waiting_requests_and_joins():
     stopper.join(10)
     assert not w._thread.is_alive()
     assert gate.seen == [("live", 1)]
+
+
+def test_busy_for_reports_a_running_request_for_stuck_worker_diagnostics():
+    gate = Gate()
+    w = InferenceWorker(gate)
+    try:
+        assert w.busy_for() is None
+        w.submit("live", 1)
+        assert gate.started.acquire(timeout=10)
+        first = w.busy_for()
+        assert first is not None and first >= 0.0
+        assert w.busy_for() >= first  # grows while the request runs
+        gate.release.set()
+        assert w.wait_idle(10)
+        assert w.busy_for() is None
+    finally:
+        w.stop()

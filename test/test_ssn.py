@@ -95,3 +95,26 @@ def test_log_depth_param_endpoints_and_round_trip():
     np.testing.assert_allclose(param_to_depth(depth_to_param(d)), d, rtol=1e-9)
     assert depth_to_param(torch.tensor(0.0)).item() == -1.0  # invalid depth clamps instead of -inf
     assert param_to_depth(torch.tensor(3.0)).item() == pytest.approx(200.0)  # out-of-range output clamps
+
+
+def test_raw_scale_and_scale_features():
+    """The network's scale input: [log s, log(s / raw s)]; the second is 0 unless the clamp acted."""
+    from mvgd_core.ssn import scale_features
+
+    cond, tgt = _cams()
+    cams = normalize_cameras(cond, tgt, min_scale=0.1)
+    assert torch.allclose(cams.raw_scale, cams.scale)  # big baselines: no clamp
+    f = scale_features(cams.scale, cams.raw_scale)
+    assert f.dtype == torch.float32 and f.shape == (1, 2)
+    assert f[0, 0].item() == pytest.approx(math.log(cams.scale.item()), rel=1e-6) and f[0, 1].item() == 0.0
+    # every camera within 2 cm of the target: clamped to 0.1, and the network is told by how much
+    near = tgt[:, None].clone().repeat(1, 2, 1, 1)
+    near[:, 0, :3, 3] += torch.tensor([0.02, 0.0, 0.0], dtype=torch.float64)
+    c2 = normalize_cameras(near, tgt, min_scale=0.1)
+    assert c2.scale.item() == pytest.approx(0.1) and c2.raw_scale.item() == pytest.approx(0.02)
+    f2 = scale_features(c2.scale, c2.raw_scale)
+    assert f2[0, 1].item() == pytest.approx(math.log(5.0), rel=1e-5)
+    # no baseline at all stays finite
+    assert torch.isfinite(scale_features(torch.tensor([0.1]), torch.tensor([0.0]))).all()
+    # SSN stays float64 up to the normalised quantities when given float64 poses
+    assert c2.cond_T.dtype == torch.float64 and c2.raw_scale.dtype == torch.float64

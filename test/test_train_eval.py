@@ -39,19 +39,32 @@ def test_held_out_sets_are_what_they_claim():
         held_out_samples(data, 1, 0, 2, "other")
 
 
-def test_evaluate_samples_scores_model_and_baselines(tiny_model, tmp_path):
+def test_evaluate_samples_scores_model_baselines_references_and_regimes(tiny_model, tmp_path):
     from mvgd_core.inference import MVGDPredictor
 
     pred = MVGDPredictor.from_checkpoint(tiny_model, device="cpu", steps=2)
     data = DataConfig(image_hw=(16, 16))
-    sets = {"cond": held_out_samples(data, 2, 5, 2, "cond"), "novel": held_out_samples(data, 2, 6, 2, "novel")}
-    res = evaluate_samples(pred, sets, steps=2, baselines=True)
+    sets = {"cond": held_out_samples(data, 3, 5, 2, "cond"), "novel": held_out_samples(data, 2, 6, 2, "novel")}
+    res = evaluate_samples(pred, sets, steps=2, baselines=True, train_median=2.5)
     s = res["summary"]
-    for key in ("cond/mvgd/abs_rel", "cond/plane_sweep/abs_rel", "cond/reprojection/delta1",
+    for key in ("cond/mvgd/abs_rel", "cond/mvgd/abs_rel_median", "cond/plane_sweep/abs_rel", "cond/reprojection/delta1",
+                "cond/const_gt_median/rmse_median", "cond/const_train_median/delta1",
                 "novel/mvgd/psnr", "novel/reprojection/psnr", "novel/plane_sweep/ssim"):
         assert key in s and s[key] == s[key], key  # present and not NaN
     assert "cond/mvgd/psnr" not in s  # RGB of a conditioning view is not scored
-    assert len(res["per_sample"]["novel"]) == 2
+    # every sample has a regime; the regime split adds up to all samples, per method
+    per = res["per_sample"]["cond"]
+    assert all(r["regime"] in ("observable", "weak", "none") and 0 <= r["observable_frac"] <= 1 for r in per)
+    agg = res["regimes"]["cond"]
+    assert sum(agg[r]["mvgd"]["n"] for r in ("observable", "weak", "none")) == agg["all"]["mvgd"]["n"] == 3
+    assert sum(s[f"cond/{r}/n"] for r in ("observable", "weak", "none")) == 3
+    # the constant rows are what they claim: train constant everywhere, true median per image
+    rec = res["records"]["cond"][0]
+    assert float(rec["references"]["const_train_median"].unique()) == 2.5
+    gt = rec["sample"].tgt_depth
+    assert float(rec["references"]["const_gt_median"][0, 0]) == float(gt[gt > 0].median())
+    vals = sorted(r["mvgd/abs_rel"] for r in per)
+    assert s["cond/mvgd/abs_rel_median"] == vals[1] and abs(s["cond/mvgd/abs_rel"] - sum(vals) / 3) < 1e-9
     png = save_grid(tmp_path / "g.png", res, rows=1)
     assert png.stat().st_size > 0
 
@@ -59,10 +72,69 @@ def test_evaluate_samples_scores_model_and_baselines(tiny_model, tmp_path):
 def test_evaluate_model_cli_writes_json(tiny_model, tmp_path):
     out = tmp_path / "r.json"
     cmd = [sys.executable, str(ROOT / "training" / "evaluate_model.py"), "--model", str(tiny_model), "--out", str(out),
-           "--num", "2", "--sweep-steps", "1,2", "--sweep-num", "2", "--tum-num", "2", "--threads", "1"]
+           "--num", "2", "--sections", "procedural,tum", "--sweep-steps", "1,2", "--sweep-num", "2", "--tum-num", "2", "--threads", "1"]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     rep = json.loads(out.read_text())
     assert set(rep["sections"]) == {"procedural", "tum", "steps"}
     assert [row["steps"] for row in rep["sections"]["steps"]] == [1, 2]
-    assert "| MVGD |" in r.stdout and "DDIM steps" in r.stdout
+    assert rep["train_median_m"] > 0 and "checkpoint" in rep["train_median_source"]
+    assert "Observable regime (headline)" in r.stdout and "| MVGD |" in r.stdout and "DDIM steps" in r.stdout
+    assert "constant at the training median" in r.stdout and "evaluate_model.py --model" in r.stdout  # command next to the table
+
+
+def test_training_median_is_stored_measured_or_unknown(tiny_model):
+    from mvgd_core.checkpoint import load_checkpoint
+    from mvgd_core.config import from_dict
+    from mvgd_core.model_eval import checkpoint_depth_median, train_depth_median
+
+    ck = load_checkpoint(tiny_model)
+    med, src = checkpoint_depth_median(ck)
+    assert med == ck["train_depth_median"] and "stored" in src  # the trainer wrote it
+    del ck["train_depth_median"]
+    med2, src2 = checkpoint_depth_median(ck, num=4)  # re-measured on the checkpoint's own training data config
+    data = from_dict(DataConfig, {**ck["config"]["train"]["data"], "image_hw": [16, 16]})
+    assert "training data" in src2 and med2 == train_depth_median(data, 4) > 0
+    ck["config"].pop("train")
+    med3, src3 = checkpoint_depth_median(ck)
+    assert med3 is None and "unknown" in src3  # never guessed
+
+
+def test_evaluate_model_real_sections_use_the_held_out_split(tiny_model, tmp_path, capsys):
+    """The HoloLens section reads only the held-out last quarter (DeepVideoMVS layout), the
+    tabletop section the whole 7-Scenes-layout folder; both print regime tables."""
+    import importlib.util
+
+    from mvgd_core.data.deepvideomvs import write_deepvideomvs
+    from mvgd_core.data.render import render_sequence
+    from mvgd_core.data.seven_scenes import write_seven_scenes
+
+    frames = render_sequence(seed=4, num_frames=16, height=24, width=32, trajectory="forward")
+    holo = write_deepvideomvs(frames, tmp_path / "holo")
+    table = write_seven_scenes(frames[:8], tmp_path / "table")
+    spec = importlib.util.spec_from_file_location("evaluate_model", ROOT / "training" / "evaluate_model.py")
+    em = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(em)
+    out = tmp_path / "r.json"
+    rc = em.main(["--model", str(tiny_model), "--out", str(out), "--sections", "hololens,tabletop", "--views", "2",
+                  "--hololens", str(holo), "--hololens-num", "2", "--tabletop", str(table), "--tabletop-num", "2", "--threads", "1"])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    assert rep["sections"]["hololens"]["frames"] == [12, 15]  # last quarter of 16 frames
+    for key in ("hololens", "tabletop"):
+        agg = rep["sections"][key]["regimes"]["cond"]
+        assert sum(agg[r]["mvgd"]["n"] for r in ("observable", "weak", "none")) == 2
+        assert (tmp_path / f"{key}_grid.png").is_file()
+    printed = capsys.readouterr().out
+    assert "HoloLens office walk, held-out last quarter (frames 12..15" in printed and "Tabletop box" in printed
+    assert "Observable regime (headline)" in printed
+
+
+def test_observability_with_mask_matches_the_lead_s_summary():
+    from mvgd_core.model_eval import observability_with_mask
+    from mvgd_core.observability import sample_observability
+
+    for s in held_out_samples(DataConfig(image_hw=(16, 16)), 3, 7, 2, "novel"):
+        obs, mask = observability_with_mask(s.tgt_depth, s.tgt_K, s.tgt_T_wc, s.cond_K, s.cond_T_wc, (16, 16), (16, 16))
+        ref = sample_observability(s, (16, 16))
+        assert obs == ref and mask.shape == (16, 16) and mask.dtype == torch.bool

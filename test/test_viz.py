@@ -79,9 +79,38 @@ def test_grid_labels_sizes_and_png_round_trip(tmp_path):
         viz.make_grid([[None]])
 
 
-def test_depth_panel_rows():
+def test_depth_panel_rows_shared_scale_errors_under_depths_and_observability():
     d = np.random.default_rng(0).uniform(1, 3, (24, 32)).astype(np.float32)
+    gt = d * 1.1
     rgb = np.zeros((24, 32, 3), np.uint8)
-    img = viz.depth_panel([rgb, rgb], d, d * 1.1, pred_rgb=rgb, gt_rgb=rgb, extra_depths={"plane sweep": d})
-    assert img.ndim == 3 and img.shape[0] == 3 * (24 + 16 + 4)
-    assert img.shape[1] == 5 * (32 + 4)  # GT, MVGD, MVGD err, plane sweep, plane sweep err
+    obs = np.zeros((24, 32), bool)
+    obs[:, :16] = True
+    img = viz.depth_panel([rgb, rgb], d, gt, pred_rgb=rgb, gt_rgb=rgb, extra_depths={"plane sweep": gt}, obs_mask=obs)
+    assert viz.legible_cell((24, 32)) == (120, 160)  # small maps are shown 5x, big enough to read
+    cell_h, cell_w = 120 + 16 + 4, 160 + 4
+    # rows: inputs, depths (GT, MVGD, plane sweep, scale), errors (observability, MVGD err, sweep err), RGB
+    assert img.shape == (4 * cell_h, 4 * cell_w, 3)
+
+    def cell(r, c):
+        return img[r * cell_h + 2 + 16: (r + 1) * cell_h - 2, c * cell_w + 2: (c + 1) * cell_w - 2]
+
+    # one colour scale: the method that equals GT is drawn exactly like GT
+    assert np.array_equal(cell(1, 0), cell(1, 2)) and not np.array_equal(cell(1, 0), cell(1, 1))
+    # under GT: the observability mask (green observable half, grey the other half)
+    o = cell(2, 0)
+    assert o[20, 12].tolist() == [60, 200, 80] and o[20, 130].tolist() == [110, 110, 110]
+    # the exact method's error map is all dark, the other's is not
+    assert cell(2, 2).max() < 40 and cell(2, 1).max() > 40
+
+
+def test_method_depth_row_order_and_colorbar_ends():
+    gt = np.linspace(1, 4, 12 * 16, dtype=np.float32).reshape(12, 16)
+    cells, labels = viz.method_depth_row(gt, {"A": gt, "B": gt * 2}, obs_mask=gt > 2)
+    assert labels == ["GT depth", "A", "B", "scale", "observable", "A err", "B err"]
+    assert np.array_equal(cells[0], cells[1])  # same depth, same colours
+    lo, hi = viz.depth_range(gt)
+    bar = viz.depth_colorbar(lo, hi, (48, 16))
+    ramp = viz.colorize_depth(np.array([[lo, hi]], np.float32), lo, hi)[0]
+    assert bar[0, -1].tolist() == ramp[0].tolist() and bar[-1, -1].tolist() == ramp[1].tolist()  # near on top, far at the bottom
+    g = viz.colorize_observability(np.array([[True, False]]), np.array([[True, False]]))
+    assert g[0, 0].tolist() == [60, 200, 80] and g[0, 1].tolist() == [0, 0, 0]  # no GT: black

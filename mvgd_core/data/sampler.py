@@ -18,7 +18,9 @@ Trainer usage (one view count per batch, because `collate_samples` stacks along 
     for epoch in ...: bs.set_epoch(epoch); for batch in dl: ...   # batch: MultiViewBatch
 
 `ds[i]` with a plain int draws the view count from the index; everything is deterministic
-per (seed, index), independent of worker assignment.
+per (seed, index), independent of worker assignment. Training augmentation (view order,
+crops with exact intrinsics, colour): `DataConfig.augment`, mvgd_core/data/augment.py, off
+by default.
 """
 from __future__ import annotations
 
@@ -32,8 +34,10 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from mvgd_core.cameras import crop_intrinsics, resize_intrinsics
+from mvgd_core.data.augment import AugmentConfig, augment_views, colour_views, pre_crop_hw
 from mvgd_core.data.render import ProceduralConfig, render_sequence, single_thread
 from mvgd_core.data.types import Frame, MultiViewSample
+from mvgd_core.observability import sample_observability
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,16 @@ class ViewSamplingConfig:
     max_frame_gap: only frames within this index distance of the target (0 = whole sequence).
     overlap_hw: resolution (H, W) at which overlap is computed (cheap proxy).
     When too few frames satisfy the limits, the best-overlapping remaining frames fill up.
+
+    Depth-target observability control (applied by the trainer's task choice, see
+    `depth_target_allowed`; every sample carries its observability, mvgd_core.observability):
+    min_observable_frac: a sample may train the *depth* task only when at least this share of
+        its valid target pixels is observable (moves >= 1 px at sample resolution when depth
+        changes by 25 %). 0 = off. Samples below it still train RGB: turn-in-place and jitter
+        samples stay in the mixture for novel-view synthesis.
+    monocular_share: the explicitly kept share of *depth targets* that may be unobservable
+        (per batch, in expectation): depth from appearance alone (monocular cues), which the
+        live camera needs before it has moved. 0 = every depth target is observable.
     """
 
     min_views: int = 2
@@ -61,12 +75,17 @@ class ViewSamplingConfig:
     min_overlap: float = 0.2
     max_frame_gap: int = 0
     overlap_hw: tuple[int, int] = (24, 32)
+    min_observable_frac: float = 0.0
+    monocular_share: float = 0.0
 
     def __post_init__(self):
         if not 1 <= self.min_views <= self.max_views:
             raise ValueError(f"ViewSamplingConfig: need 1 <= min_views <= max_views, got {self.min_views}, {self.max_views}")
         if not 0.0 <= self.p_target_in_cond <= 1.0:
             raise ValueError(f"ViewSamplingConfig.p_target_in_cond must be in [0, 1], got {self.p_target_in_cond}")
+        for name in ("min_observable_frac", "monocular_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"ViewSamplingConfig.{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -75,17 +94,25 @@ class SourceConfig:
 
     kind: "procedural" (rendered on the fly; path unused), "scene_folder" (path = a scene folder
     or a folder of scene folders), "tum" (path = a TUM RGB-D sequence folder), "rosbag" (path =
-    a rosbag2 folder). weight: relative sampling weight. stride: keep every stride-th frame.
-    max_frames: cap per sequence (0 = all). tum_camera: "fr1" | "fr2" | "fr3" intrinsics.
+    a rosbag2 folder), "deepvideomvs" (images/, depth/, poses.txt, K.txt), "seven_scenes"
+    (frame-NNNNNN.color/depth/pose files, intrinsics.K.txt). weight: relative sampling weight.
+    split: "train" | "heldout" | "all" part of each sequence (mvgd_core.data.splits: the last
+    quarter is held out); applied before stride. The protected real sets (hololens_office,
+    tabletop_box) refuse "all", and tabletop_box has no train part.
+    stride: keep every stride-th frame. max_frames: cap per sequence (0 = all).
+    tum_camera: "fr1" | "fr2" | "fr3" intrinsics. intrinsics: [fx, fy, cx, cy] for a seven_scenes
+    folder without intrinsics.K.txt (7-Scenes proper: [585, 585, 320, 240]).
     Topic/frame settings apply to rosbag sources.
     """
 
-    kind: Literal["procedural", "scene_folder", "tum", "rosbag"] = "procedural"
+    kind: Literal["procedural", "scene_folder", "tum", "rosbag", "deepvideomvs", "seven_scenes"] = "procedural"
     weight: float = 1.0
     path: str = ""
+    split: Literal["train", "heldout", "all"] = "all"
     stride: int = 1
     max_frames: int = 0
     tum_camera: str = "fr1"
+    intrinsics: tuple[float, ...] = ()
     rgb_topic: str = "/camera/color/image_raw"
     depth_topic: str = "/camera/depth/image_raw"
     info_topic: str = "/camera/color/camera_info"
@@ -100,6 +127,8 @@ class DataConfig:
     frames_per_scene: frames rendered per procedural scene (0 = max_views + 2).
     crop_to_aspect: centre-crop real images to the aspect of image_hw before resizing (else
     stretch, with fx != fy).
+    augment: training augmentation (mvgd_core.data.augment; default off). Validation and
+    evaluation sets never use it (model_eval builds its datasets without it).
     """
 
     image_hw: tuple[int, int] = (128, 128)
@@ -110,6 +139,7 @@ class DataConfig:
     seed: int = 0
     frames_per_scene: int = 0
     crop_to_aspect: bool = True
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self):
         if not self.sources:
@@ -234,7 +264,8 @@ def make_sample(frames: list[Frame], cond_idx: list[int], tgt_idx: int) -> Multi
     """Stack already-resized frames (same size) into a MultiViewSample (float32 tensors).
 
     Target depth is zeros (invalid) when the target frame has none; cond_depth is None unless
-    every conditioning frame has depth.
+    every conditioning frame has depth. observability is measured at the frames' own size
+    (the training resolution, i.e. the model's).
     """
     sizes = {(frames[i].height, frames[i].width) for i in [*cond_idx, tgt_idx]}
     if len(sizes) != 1:
@@ -248,7 +279,7 @@ def make_sample(frames: list[Frame], cond_idx: list[int], tgt_idx: int) -> Multi
 
     cond = [frames[i] for i in cond_idx]
     tgt = frames[tgt_idx]
-    return MultiViewSample(
+    sample = MultiViewSample(
         cond_rgb=torch.stack([rgb(f) for f in cond]),
         cond_K=torch.stack([torch.as_tensor(f.K, dtype=torch.float32) for f in cond]),
         cond_T_wc=torch.stack([torch.as_tensor(f.T_wc, dtype=torch.float32) for f in cond]),
@@ -258,6 +289,57 @@ def make_sample(frames: list[Frame], cond_idx: list[int], tgt_idx: int) -> Multi
         tgt_T_wc=torch.as_tensor(tgt.T_wc, dtype=torch.float32),
         cond_depth=None if any(f.depth is None for f in cond) else torch.stack([depth(f) for f in cond]),
     )
+    sample.observability = sample_observability(sample, model_hw=None).as_tensor()
+    return sample
+
+
+def augment_rng(seed: int, idx: int) -> np.random.Generator:
+    """The augmentation generator of item idx: its own stream of (seed, idx), so turning
+    augmentation on or off leaves scene and view choice unchanged."""
+    return np.random.default_rng([seed, idx, 2])
+
+
+def augmented_sample(frames: list[Frame], cond: list[int], tgt: int, image_hw: tuple[int, int],
+                     augment: AugmentConfig, rng: np.random.Generator | None) -> MultiViewSample:
+    """make_sample with cfg `augment` applied (mvgd_core.data.augment): view order and crops on
+    the frames (frames at pre_crop_hw(image_hw, augment) when cropping), observability on the
+    augmented views, then colour. Augmentation off: exactly make_sample(frames, cond, tgt)."""
+    if not augment.enabled:
+        return make_sample(frames, cond, tgt)
+    if rng is None:
+        raise ValueError("augmented_sample: augmentation is on but no generator was given (augment_rng(seed, index))")
+    frames, cond, tgt = augment_views(frames, cond, tgt, tuple(image_hw), augment, rng)
+    sample = make_sample(frames, cond, tgt)
+    if augment.colour_on:
+        sample.cond_rgb, sample.tgt_rgb = colour_views(sample.cond_rgb, sample.tgt_rgb, cond, tgt, augment, rng)
+    return sample
+
+
+def depth_target_allowed(observability: torch.Tensor | None, cfg: ViewSamplingConfig, gen: torch.Generator | None = None,
+                         candidates: torch.Tensor | None = None) -> torch.Tensor | None:
+    """(B,) bool: which samples may train the depth task under cfg's observability control.
+
+    observability (B, 2) [frac, median_disparity_px] (MultiViewBatch.observability);
+    candidates (B,) bool: the samples that would train depth without the control (default all).
+    Observable samples (frac >= cfg.min_observable_frac) are always allowed. Unobservable
+    candidates are kept with probability q chosen so that, in expectation, unobservable ones
+    make up cfg.monocular_share of the batch's depth targets:
+        q = m * n_obs / ((1 - m) * n_unobs), clipped to [0, 1]   (m = monocular_share),
+    so kept / (n_obs + kept) = m (a batch without observable candidates keeps none; m = 1 keeps
+    all). Returns None when the control is off (min 0): the caller draws nothing and behaves
+    exactly as before. Raises when the control is on but the batch has no observability.
+    """
+    if cfg.min_observable_frac <= 0:
+        return None
+    if observability is None:
+        raise ValueError("depth_target_allowed: min_observable_frac is set but the batch has no observability")
+    ok = observability.detach().cpu()[:, 0] >= cfg.min_observable_frac  # (B,)
+    cand = torch.ones_like(ok) if candidates is None else candidates.detach().cpu().bool()
+    n_obs, n_unobs = int((cand & ok).sum()), int((cand & ~ok).sum())
+    m = cfg.monocular_share
+    q = 1.0 if m >= 1.0 else (min(1.0, m * n_obs / ((1.0 - m) * n_unobs)) if n_unobs else 0.0)
+    mono = torch.rand(ok.shape[0], generator=gen) < q  # (B,)
+    return ok | mono
 
 
 # --------------------------------------------------------------------------- datasets
@@ -276,7 +358,8 @@ class ProceduralDataset(Dataset):
     """Rendered-on-the-fly samples: item -> new random scene + trajectory -> MultiViewSample.
 
     Deterministic per (seed, index) at any resolution; item is an int or (index, num_views).
-    frames_per_scene frames are rendered per item (0 = max_views + 2), at image_hw directly.
+    frames_per_scene frames are rendered per item (0 = max_views + 2), at image_hw directly
+    (at pre_crop_hw(image_hw, augment) when augment crops). augment: default off.
     """
 
     def __init__(
@@ -287,10 +370,12 @@ class ProceduralDataset(Dataset):
         length: int = 100_000,
         seed: int = 0,
         frames_per_scene: int = 0,
+        augment: AugmentConfig = AugmentConfig(),
     ):
         self.image_hw, self.sampling, self.procedural = tuple(image_hw), sampling, procedural
         self.length, self.seed = length, seed
         self.frames_per_scene = frames_per_scene or sampling.max_views + 2
+        self.augment = augment
 
     def __len__(self) -> int:
         return self.length
@@ -299,16 +384,18 @@ class ProceduralDataset(Dataset):
         idx, n, rng = _item(item, self.seed, self.sampling.min_views, self.sampling.max_views)
         scene_seed = int(rng.integers(2**62))
         with single_thread():  # many small ops: threads only add barrier waits
-            frames = render_sequence(scene_seed, max(self.frames_per_scene, n + 1), *self.image_hw, cfg=self.procedural)
+            hw = pre_crop_hw(self.image_hw, self.augment)
+            frames = render_sequence(scene_seed, max(self.frames_per_scene, n + 1), *hw, cfg=self.procedural)
             cond, tgt = select_views(frames, n, rng, self.sampling)
-            return make_sample(frames, cond, tgt)
+            return augmented_sample(frames, cond, tgt, self.image_hw, self.augment, augment_rng(self.seed, idx))
 
 
 class SequenceDataset(Dataset):
     """Samples from read frame sequences (scene folders, TUM, bags): list[list[Frame]].
 
-    Frames are resized to image_hw once at construction. Each item picks a sequence (weighted
-    by length, among those long enough) and views within it; deterministic per (seed, index).
+    Frames are resized to image_hw once at construction (to pre_crop_hw(image_hw, augment) when
+    augment crops). Each item picks a sequence (weighted by length, among those long enough)
+    and views within it; deterministic per (seed, index). augment: default off.
     """
 
     def __init__(
@@ -319,8 +406,11 @@ class SequenceDataset(Dataset):
         length: int = 100_000,
         seed: int = 0,
         crop_to_aspect: bool = True,
+        augment: AugmentConfig = AugmentConfig(),
     ):
-        self.sequences = [[resize_frame(f, tuple(image_hw), crop_to_aspect) for f in seq] for seq in sequences if len(seq)]
+        hw = pre_crop_hw(tuple(image_hw), augment)
+        self.sequences = [[resize_frame(f, hw, crop_to_aspect) for f in seq] for seq in sequences if len(seq)]
+        self.augment = augment
         if not self.sequences:
             raise ValueError("SequenceDataset: no frames in any sequence")
         self.sampling, self.length, self.seed = sampling, length, seed
@@ -338,7 +428,7 @@ class SequenceDataset(Dataset):
         seq = self.sequences[int(rng.choice(len(lens), p=w / w.sum()))]
         cond, tgt = select_views(seq, n, rng, self.sampling)
         with single_thread():
-            return make_sample(seq, cond, tgt)
+            return augmented_sample(seq, cond, tgt, self.image_hw, self.augment, augment_rng(self.seed, idx))
 
 
 class MixtureDataset(Dataset):
@@ -363,7 +453,28 @@ def load_source_frames(src: SourceConfig) -> list[list[Frame]]:
     """Read the sequences of a non-procedural source (lazy imports keep readers optional)."""
     from pathlib import Path
 
+    from mvgd_core.data.splits import split_indices
+
     path = Path(src.path)
+    _check_protected(src, path)
+    if src.kind == "deepvideomvs":
+        from mvgd_core.data.deepvideomvs import list_images, read_deepvideomvs
+
+        idx = split_indices(path.name, len(list_images(path)), src.split)
+        seqs = [read_deepvideomvs(path, stride=max(src.stride, 1), max_frames=src.max_frames, indices=idx)]
+        return _nonempty(seqs, src)
+    if src.kind == "seven_scenes":
+        from mvgd_core.data.seven_scenes import list_seven_scenes, read_seven_scenes
+
+        idx = split_indices(path.name, len(list_seven_scenes(path)), src.split)
+        K = None
+        if src.intrinsics:
+            if len(src.intrinsics) != 4:
+                raise ValueError(f"source {src.path}: intrinsics must be [fx, fy, cx, cy], got {list(src.intrinsics)}")
+            fx, fy, cx, cy = src.intrinsics
+            K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+        seqs = [read_seven_scenes(path, stride=max(src.stride, 1), max_frames=src.max_frames, indices=idx, K=K)]
+        return _nonempty(seqs, src)
     if src.kind == "scene_folder":
         from mvgd_core.data.scene_folder import find_scene_folders, read_scene_folder
 
@@ -380,9 +491,27 @@ def load_source_frames(src: SourceConfig) -> list[list[Frame]]:
         raise ValueError(f"load_source_frames: {src.kind!r} has no frames on disk")
     out = []
     for s in seqs:
+        s = [s[i] for i in split_indices(path.name, len(s), src.split)]  # split first: index in the full sequence
         s = s[:: max(src.stride, 1)]
         out.append(s[: src.max_frames] if src.max_frames > 0 else s)
-    return out
+    return _nonempty(out, src)
+
+
+def _check_protected(src: SourceConfig, path) -> None:
+    """The fixed real evaluation sets may enter a data mixture only through their split."""
+    from mvgd_core.data.splits import EVAL_ONLY, HOLOLENS_NAME
+
+    if path.name in (HOLOLENS_NAME, *EVAL_ONLY) and src.split == "all":
+        raise ValueError(f"source {src.path}: {path.name} has a fixed held-out part (mvgd_core/data/splits.py); "
+                         f"set split: train (training) or split: heldout (evaluation), not all")
+    if path.name in EVAL_ONLY and src.split == "train":
+        raise ValueError(f"source {src.path}: {path.name} is evaluation-only; it has no train split")
+
+
+def _nonempty(seqs: list[list[Frame]], src: SourceConfig) -> list[list[Frame]]:
+    if not any(len(s) for s in seqs):
+        raise ValueError(f"source {src.kind} {src.path}: no frames in split {src.split!r}")
+    return seqs
 
 
 def build_dataset(cfg: DataConfig) -> Dataset:
@@ -390,9 +519,9 @@ def build_dataset(cfg: DataConfig) -> Dataset:
     datasets = []
     for i, src in enumerate(cfg.sources):
         if src.kind == "procedural":
-            datasets.append(ProceduralDataset(cfg.image_hw, cfg.sampling, cfg.procedural, cfg.length, cfg.seed + i, cfg.frames_per_scene))
+            datasets.append(ProceduralDataset(cfg.image_hw, cfg.sampling, cfg.procedural, cfg.length, cfg.seed + i, cfg.frames_per_scene, cfg.augment))
         else:
-            datasets.append(SequenceDataset(load_source_frames(src), cfg.image_hw, cfg.sampling, cfg.length, cfg.seed + i, cfg.crop_to_aspect))
+            datasets.append(SequenceDataset(load_source_frames(src), cfg.image_hw, cfg.sampling, cfg.length, cfg.seed + i, cfg.crop_to_aspect, cfg.augment))
     if len(datasets) == 1:
         return datasets[0]
     return MixtureDataset(datasets, [s.weight for s in cfg.sources], cfg.length, cfg.seed)

@@ -65,6 +65,8 @@ class MultiViewSample:
     cond_rgb: (N, 3, H, W) in [0, 1]; cond_K: (N, 3, 3); cond_T_wc: (N, 4, 4);
     cond_depth: (N, H, W) metres (0 invalid), or None (the model never sees it; baselines may).
     tgt_rgb: (3, H, W) in [0, 1]; tgt_depth: (H, W) metres (0 invalid); tgt_K: (3, 3); tgt_T_wc: (4, 4).
+    observability: (2,) float32 [observable_frac, median_disparity_px] of the target's depth
+    from the conditioning views at the sample's resolution (mvgd_core.observability), or None.
     """
 
     cond_rgb: torch.Tensor
@@ -75,6 +77,7 @@ class MultiViewSample:
     tgt_K: torch.Tensor
     tgt_T_wc: torch.Tensor
     cond_depth: torch.Tensor | None = None
+    observability: torch.Tensor | None = None
 
     @property
     def num_views(self) -> int:
@@ -83,7 +86,8 @@ class MultiViewSample:
 
 @dataclass
 class MultiViewBatch:
-    """MultiViewSample fields with a leading batch dimension B: cond_rgb (B, N, 3, H, W), ..."""
+    """MultiViewSample fields with a leading batch dimension B: cond_rgb (B, N, 3, H, W), ...,
+    observability (B, 2) (None unless every sample has it)."""
 
     cond_rgb: torch.Tensor
     cond_K: torch.Tensor
@@ -93,6 +97,7 @@ class MultiViewBatch:
     tgt_K: torch.Tensor
     tgt_T_wc: torch.Tensor
     cond_depth: torch.Tensor | None = None
+    observability: torch.Tensor | None = None
 
     def to(self, device) -> "MultiViewBatch":
         return MultiViewBatch(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).to(device)) for f in fields(self)})

@@ -1,0 +1,294 @@
+"""Matching path of MVGD: a plane-sweep cost volume along the target's rays, in SSN space.
+
+Why: our model is four orders of magnitude smaller (data, compute) than the paper's, and a
+3 M-parameter RIN trained on ~10^5 samples does not learn correspondence implicitly (issue 11
+audit: mirroring or swapping the conditioning images barely changed its depth). The best
+multi-view depth systems give the network the geometry explicitly; we do the same, beside the
+raymap tokens (which stay: `ModelConfig.matching = False` is the paper's pure raymap design).
+
+What we adopt, and from where (read for ideas, our own code):
+- MVSNet (Yao et al., ECCV 2018): features at 1/4 resolution, warped from every view onto
+  depth hypotheses of the reference frustum; a *variance* over views as the multi-view cost,
+  so any number of views gives one volume and the cost is linear in N. We use the equivalent
+  mean pairwise cosine agreement of L2-normalised features, 1 - var * n / (n - 1) up to a
+  constant, computed from running sums (|sum f|^2 - sum |f|^2): one pass over the views,
+  memory independent of N.
+- SimpleRecon (Sayed et al., ECCV 2022, nianticlabs/simplerecon modules/cost_volume.py):
+  log-spaced depth planes, dot product between the reference (live camera) features and each
+  warped source feature, averaged over source views with a validity mask; the volume is
+  aggregated by a *2-D* network that sees the D hypotheses as channels, with the reference
+  image features concatenated (no 3-D convolutions: cheap on CPU).
+- DeepVideoMVS (Duzceker et al., CVPR 2021): the same pairwise dot-product volume, averaged
+  over the measurement frames, for a live camera on a posed video stream (our node's setting).
+- DPSNet (Im et al., ICLR 2019) regresses depth from a soft-argmin over the plane sweep; so do
+  we, in log depth, and keep the per-pixel distribution: its peak mass is the confidence.
+- A fixed photometric cost beside the learned one (our choice, `ModelConfig.match_zncc`): ZNCC
+  of 3x3 windows (in the target's pixel grid, on the warped images) on the same hypotheses. It is informative before any training and transfers
+  to real images (the classical plane-sweep baseline in mvgd_core/baselines.py uses ZNCC too).
+
+Hypotheses (our choice): `num_depths` z-depths log-spaced in [d_lo, d_hi] *SSN units*, i.e.
+relative to the scene scale s (the largest conditioning-camera offset): the disparity of a
+point at depth d is ~ f * |baseline| / d with |baseline| ~ 1 SSN unit, so one range fits every
+scene scale (metres or millimetres) and the far end is where parallax falls below a pixel.
+
+Two costs, both linear in the number of views N:
+- "ref": when the target camera is one of the conditioning views (the live camera), the
+  normalised correlation of that view's own features with every other view's warped features;
+- "agree": agreement among all conditioning views' warped features (a novel target has no
+  image of its own).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mvgd_core.cameras import invert_pose, pixel_grid, resize_intrinsics
+
+
+@dataclass
+class MatchOutput:
+    """Per target pixel at the matching resolution (h, w) = image_size / match_stride.
+
+    depth: (B, 1, h, w) soft-argmin z-depth in SSN units; prob: (B, D, h, w) distribution over
+    the hypotheses; confidence: (B, 1, h, w) probability mass within one bin of the mode;
+    feats: (B, Ca, h, w) aggregated matching features; colour: (B, 3, h, w) conditioning-view
+    colour expected under `prob` (in [-1, 1]); ref_feats: (B, C, h, w) the target's own image
+    features when it is a conditioning view (zeros otherwise); has_ref: (B,) bool;
+    hyp: (D,) hypothesis depths (SSN units).
+    """
+
+    depth: torch.Tensor
+    prob: torch.Tensor
+    confidence: torch.Tensor
+    feats: torch.Tensor
+    colour: torch.Tensor
+    ref_feats: torch.Tensor
+    has_ref: torch.Tensor
+    hyp: torch.Tensor
+
+
+def depth_hypotheses(num: int, d_lo: float, d_hi: float, device=None) -> torch.Tensor:
+    """(num,) z-depths log-spaced in [d_lo, d_hi] (SimpleRecon's planes)."""
+    return torch.exp(torch.linspace(math.log(d_lo), math.log(d_hi), num, device=device, dtype=torch.float32))
+
+
+def find_reference_view(cond_T: torch.Tensor, cond_K: torch.Tensor, tgt_K: torch.Tensor, tol: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which conditioning view is the target camera itself (SSN frame: target = identity).
+
+    cond_T (B, N, 4, 4) normalized, cond_K (B, N, 3, 3), tgt_K (B, 3, 3) (same image size).
+    Returns (has_ref (B,) bool, index (B,) long: the first matching view, 0 when none).
+    """
+    eye = torch.eye(4, dtype=cond_T.dtype, device=cond_T.device)
+    pose_err = (cond_T - eye).abs().flatten(2).amax(-1)  # (B, N)
+    k_err = ((cond_K - tgt_K[:, None]).abs().flatten(2).amax(-1) / tgt_K[:, None, 0, 0].abs().clamp_min(1e-6))  # (B, N)
+    match = (pose_err <= tol) & (k_err <= 1e-3)
+    return match.any(1), match.float().argmax(1)
+
+
+def project_hypotheses(tgt_K: torch.Tensor, cond_K: torch.Tensor, cond_T: torch.Tensor, hyp: torch.Tensor,
+                       h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the target's pixel rays at each hypothesis land in one conditioning view.
+
+    tgt_K (B, 3, 3) and cond_K (B, 3, 3) for the (h, w) grid; cond_T (B, 4, 4) camera-to-target
+    (SSN frame); hyp (D,) z-depths. Returns (grid (B, D*h, w, 2) for grid_sample with
+    align_corners=True, valid (B, D, h, w) bool: in front of the view and inside its image).
+    """
+    B, D = tgt_K.shape[0], hyp.shape[0]
+    pix = pixel_grid(h, w, tgt_K.device, tgt_K.dtype).reshape(-1, 3)  # (h*w, 3)
+    rays = pix @ torch.linalg.inv(tgt_K).transpose(-1, -2)  # (B, h*w, 3), z = 1
+    pts = rays[:, None] * hyp.view(1, D, 1, 1)  # (B, D, h*w, 3) in the target (= SSN) frame
+    T_cw = invert_pose(cond_T)  # (B, 4, 4)
+    p = pts @ T_cw[:, None, :3, :3].transpose(-1, -2) + T_cw[:, None, None, :3, 3]  # (B, D, h*w, 3)
+    z = p[..., 2]
+    uvw = p @ cond_K[:, None].transpose(-1, -2)
+    uv = uvw[..., :2] / uvw[..., 2:].clamp_min(1e-6)  # (B, D, h*w, 2)
+    valid = (z > 1e-4) & (uv[..., 0] > -0.5) & (uv[..., 0] < w - 0.5) & (uv[..., 1] > -0.5) & (uv[..., 1] < h - 0.5)
+    scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=uv.device, dtype=uv.dtype)
+    grid = (uv * scale - 1.0).clamp(-2.0, 2.0)  # outside -> zeros padding; clamp keeps values finite
+    return grid.reshape(B, D * h, w, 2), valid.reshape(B, D, h, w)
+
+
+def zncc_features(gray: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Zero-mean unit-norm 3x3 windows of grey images: (B, 1, h, w) -> (B, 9, h, w).
+
+    The dot product of two such vectors is the ZNCC of the windows. Windows are taken in the
+    *target's* pixel grid, on images already warped to a hypothesis (classical plane sweep),
+    so every view's window covers the same fronto-parallel patch. Flat windows get ~zero vectors.
+    """
+    win = F.unfold(F.pad(gray, (1, 1, 1, 1), mode="replicate"), 3).view(gray.shape[0], 9, *gray.shape[-2:])
+    win = win - win.mean(1, keepdim=True)
+    return win / (win.norm(dim=1, keepdim=True) + eps)
+
+
+def warped_windows(gray: torch.Tensor) -> torch.Tensor:
+    """ZNCC windows of grey images warped to every hypothesis: (B, 1, D, h, w) -> (B, 9, D, h, w)."""
+    B, _, D, h, w = gray.shape
+    z = zncc_features(gray.permute(0, 2, 1, 3, 4).reshape(B * D, 1, h, w))  # (B*D, 9, h, w)
+    return z.view(B, D, 9, h, w).transpose(1, 2)
+
+
+class FeatureEncoder(nn.Module):
+    """Matching features at 1/stride resolution: (B, 3, H, W) -> (B, C, H/s, W/s), stride 2 or 4."""
+
+    def __init__(self, channels: int, stride: int):
+        super().__init__()
+        if stride not in (2, 4):
+            raise ValueError(f"FeatureEncoder: stride must be 2 or 4, got {stride}")
+        c = channels
+        layers = [nn.Conv2d(3, c, 3, stride=2, padding=1), nn.GELU()]
+        if stride == 4:
+            layers += [nn.Conv2d(c, c, 3, stride=2, padding=1), nn.GELU()]
+        layers += [nn.Conv2d(c, c, 3, padding=1), nn.GELU(), nn.Conv2d(c, c, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class CostAggregator(nn.Module):
+    """SimpleRecon-style 2-D aggregation: hypotheses as channels, one down/up level with a skip.
+
+    Input (B, Cin, h, w) -> (logits (B, D, h, w), features (B, Ca, h, w)).
+    """
+
+    def __init__(self, c_in: int, num_depths: int, width: int, c_out: int):
+        super().__init__()
+        self.inp = nn.Sequential(nn.Conv2d(c_in, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, width, 3, padding=1), nn.GELU())
+        self.down = nn.Sequential(nn.Conv2d(width, width, 3, stride=2, padding=1), nn.GELU(), nn.Conv2d(width, width, 3, padding=1), nn.GELU())
+        self.fuse = nn.Sequential(nn.Conv2d(2 * width, width, 3, padding=1), nn.GELU())
+        self.logits = nn.Conv2d(width, num_depths, 3, padding=1)
+        self.feats = nn.Conv2d(width, c_out, 1)
+
+    def forward(self, x):
+        a = self.inp(x)
+        b = F.interpolate(self.down(a), size=a.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.fuse(torch.cat([a, b], 1))
+        return self.logits(y), self.feats(y)
+
+
+class CostVolume(nn.Module):
+    """Plane-sweep costs over views -> aggregation -> depth distribution (see module doc).
+
+    The feature encoder lives in the model (its features also feed the decoder)."""
+
+    def __init__(self, image_size: tuple[int, int], stride: int, channels: int, num_depths: int,
+                 d_lo: float, d_hi: float, zncc: bool, agg_width: int, out_channels: int):
+        super().__init__()
+        H, W = image_size
+        if H % stride or W % stride:
+            raise ValueError(f"CostVolume: match stride {stride} must divide image_size {image_size}")
+        if not 0 < d_lo < d_hi or num_depths < 2:
+            raise ValueError(f"CostVolume: need 0 < d_lo < d_hi and >= 2 hypotheses, got {d_lo}, {d_hi}, {num_depths}")
+        self.hw = (H // stride, W // stride)
+        self.image_size, self.stride = tuple(image_size), stride
+        self.num_depths, self.d_lo, self.d_hi, self.zncc = num_depths, d_lo, d_hi, zncc
+        n_cost = 2 + (2 if zncc else 0)  # (ref, agree) learned [+ (ref, agree) ZNCC]
+        c_in = n_cost * num_depths + num_depths + channels + 1  # costs, valid-view fraction, ref features, has_ref
+        self.aggregate = CostAggregator(c_in, num_depths, agg_width, out_channels)
+
+    def forward(self, feats, cond_rgb, cond_K, cond_T, tgt_K) -> MatchOutput:
+        """feats (B, N, C, h, w) matching features (FeatureEncoder, any scale: normalised here);
+        cond_rgb (B, N, 3, H, W) in [-1, 1]; cond_K (B, N, 3, 3) and tgt_K (B, 3, 3) for image_size;
+        cond_T (B, N, 4, 4) SSN-normalized (target at the identity). Costs are accumulated one view
+        at a time: time linear in N, memory independent of N."""
+        B, N = cond_rgb.shape[:2]
+        h, w = self.hw
+        D = self.num_depths
+        has_ref, ref_idx = find_reference_view(cond_T, cond_K, tgt_K)
+        feats = F.normalize(feats, dim=2)  # (B, N, C, h, w) unit norm: dot products are cosines
+        small = F.avg_pool2d(cond_rgb.flatten(0, 1), self.stride).view(B, N, 3, h, w)  # colour at matching res
+        parts = [feats, small]
+        if self.zncc:
+            parts.append(small.mean(2, keepdim=True))  # grey (B, N, 1, h, w): ZNCC windows after warping
+        sizes = [p.shape[2] for p in parts]
+        bank = torch.cat(parts, 2)  # (B, N, C+3[+9], h, w): everything sampled in one grid_sample per view
+        bidx = torch.arange(B, device=bank.device)
+        ref = bank[bidx, ref_idx] * has_ref.view(B, 1, 1, 1).to(bank.dtype)  # (B, Cb, h, w), zeros when no ref
+        ref_f, _, *ref_z = torch.split(ref, sizes, 1)
+        ref_z = [zncc_features(ref_z[0])] if self.zncc else []  # (B, 9, h, w) windows of the target's own image
+
+        hyp = depth_hypotheses(D, self.d_lo, self.d_hi, bank.device)
+        Ks = resize_intrinsics(cond_K.float(), self.image_size, self.hw)
+        Kt = resize_intrinsics(tgt_K.float(), self.image_size, self.hw)
+        zero = bank.new_zeros(B, D, h, w)
+        n_valid, n_ref = zero.clone(), zero.clone()
+        corr_ref, sum_f, sq_f = zero.clone(), bank.new_zeros(B, sizes[0], D, h, w), zero.clone()
+        colour = bank.new_zeros(B, 3, D, h, w)
+        z_ref = zero.clone()
+        sum_z, sq_z = (bank.new_zeros(B, 9, D, h, w), zero.clone()) if self.zncc else (None, None)
+        for v in range(N):  # linear in N
+            grid, valid = project_hypotheses(Kt, Ks[:, v], cond_T[:, v].float(), hyp, h, w)
+            s = F.grid_sample(bank[:, v], grid, mode="bilinear", padding_mode="zeros", align_corners=True)  # (B, Cb, D*h, w)
+            s = s.view(B, -1, D, h, w) * valid[:, None].to(bank.dtype)
+            f, c, *z = torch.split(s, sizes, 1)
+            z = [warped_windows(z[0]) * valid[:, None].to(bank.dtype)] if self.zncc else []
+            m = valid.to(bank.dtype)
+            is_other = (has_ref & (ref_idx != v)).view(B, 1, 1, 1).to(bank.dtype)  # ref cost: other views only
+            n_valid = n_valid + m
+            n_ref = n_ref + m * is_other
+            corr_ref = corr_ref + (f * ref_f[:, :, None]).sum(1) * is_other
+            sum_f, sq_f = sum_f + f, sq_f + (f * f).sum(1)
+            colour = colour + c
+            if self.zncc:
+                z_ref = z_ref + (z[0] * ref_z[0][:, :, None]).sum(1) * is_other
+                sum_z, sq_z = sum_z + z[0], sq_z + (z[0] * z[0]).sum(1)
+        costs = [corr_ref / n_ref.clamp_min(1), _pairwise_agreement(sum_f, sq_f, n_valid)]
+        if self.zncc:
+            costs += [z_ref / n_ref.clamp_min(1), _pairwise_agreement(sum_z, sq_z, n_valid)]
+        frac = n_valid / N
+        x = torch.cat([*costs, frac, ref_f, has_ref.view(B, 1, 1, 1).to(bank.dtype).expand(B, 1, h, w)], 1)
+        logits, agg = self.aggregate(x)
+        prob = logits.softmax(1)  # (B, D, h, w)
+        log_depth = (prob * hyp.log().view(1, D, 1, 1)).sum(1, keepdim=True)  # soft-argmin in log depth (DPSNet)
+        mode = prob.argmax(1, keepdim=True)
+        window = (torch.arange(D, device=prob.device).view(1, D, 1, 1) - mode).abs() <= 1
+        confidence = (prob * window).sum(1, keepdim=True)  # mass within one bin of the mode
+        exp_colour = (colour / n_valid.clamp_min(1)[:, None] * prob[:, None]).sum(2)  # (B, 3, h, w)
+        return MatchOutput(depth=log_depth.exp(), prob=prob, confidence=confidence, feats=agg, colour=exp_colour,
+                           ref_feats=ref_f, has_ref=has_ref, hyp=hyp)
+
+
+def _pairwise_agreement(sum_f: torch.Tensor, sq_f: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """Mean pairwise dot product among the n valid views from running sums (linear in views).
+
+    sum_{i != j} <f_i, f_j> = |sum_i f_i|^2 - sum_i |f_i|^2; divided by n (n - 1). With unit
+    features this is 1 - n/(n-1) * variance (MVSNet's variance cost, rescaled). sum_f (B, C, D, h, w),
+    sq_f and n (B, D, h, w). Pixels seen by fewer than two views get 0.
+    """
+    pairs = (sum_f * sum_f).sum(1) - sq_f
+    return torch.where(n >= 2, pairs / (n * (n - 1)).clamp_min(1), torch.zeros_like(pairs))
+
+
+def fixed_zncc_cost(cond_rgb, cond_K, cond_T, tgt_K, hyp: torch.Tensor, stride: int = 1) -> torch.Tensor:
+    """Training-free photometric cost (B, D, h, w): the ZNCC term the learned volume gets as input.
+
+    Same geometry and hypotheses as CostVolume (cond_rgb (B, N, 3, H, W), cameras as there);
+    "ref" ZNCC when the target is a conditioning view, else agreement among views. Higher = better.
+    """
+    B, N, _, H, W = cond_rgb.shape
+    h, w = H // stride, W // stride
+    small = F.avg_pool2d(cond_rgb.flatten(0, 1), stride) if stride > 1 else cond_rgb.flatten(0, 1)
+    gray = small.mean(1, keepdim=True).view(B, N, 1, h, w)
+    has_ref, ref_idx = find_reference_view(cond_T, cond_K, tgt_K)
+    Ks = resize_intrinsics(cond_K.float(), (H, W), (h, w))
+    Kt = resize_intrinsics(tgt_K.float(), (H, W), (h, w))
+    ref = zncc_features(gray[torch.arange(B), ref_idx])  # (B, 9, h, w)
+    D = hyp.shape[0]
+    n = gray.new_zeros(B, D, h, w)
+    n_ref, c_ref, sq = n.clone(), n.clone(), n.clone()
+    s_sum = gray.new_zeros(B, 9, D, h, w)
+    for v in range(N):
+        grid, valid = project_hypotheses(Kt, Ks[:, v], cond_T[:, v].float(), hyp, h, w)
+        warped = F.grid_sample(gray[:, v], grid, mode="bilinear", padding_mode="zeros", align_corners=True)  # (B, 1, D*h, w)
+        m = valid.to(gray.dtype)
+        s = warped_windows(warped.view(B, 1, D, h, w) * m[:, None]) * m[:, None]  # (B, 9, D, h, w); as in CostVolume
+        other = (has_ref & (ref_idx != v)).view(B, 1, 1, 1).to(gray.dtype)
+        n, n_ref = n + m, n_ref + m * other
+        c_ref = c_ref + (s * ref[:, :, None]).sum(1) * other
+        s_sum, sq = s_sum + s, sq + (s * s).sum(1)
+    agree = _pairwise_agreement(s_sum, sq, n)
+    return torch.where(has_ref.view(B, 1, 1, 1), c_ref / n_ref.clamp_min(1), agree)

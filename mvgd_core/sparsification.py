@@ -1,0 +1,37 @@
+"""Calibration of a per-pixel confidence: the sparsification curve.
+
+Keep only the most confident fraction f of valid pixels and measure AbsRel there; a useful
+confidence makes the curve fall as f shrinks (the error of the kept pixels drops), a useless one
+leaves it flat. The "oracle" curve ranks pixels by their true error: the best any confidence
+could do. Standard in MVS / stereo confidence evaluation (e.g. Ilg et al., ECCV 2018).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+
+
+def sparsification_curve(pred, gt, confidence, fractions=FRACTIONS) -> dict[str, list[float]]:
+    """AbsRel of the most confident `fractions` of valid pixels (GT finite and > 0, pred finite).
+
+    pred, gt, confidence: same-shape arrays or tensors (any shape; pooled over all pixels).
+    Returns {"fractions": [...], "abs_rel": [...], "oracle": [...]} (NaN where no pixel is valid).
+    """
+    p, g, c = (np.asarray(torch.as_tensor(x).detach().cpu(), dtype=np.float64).ravel() for x in (pred, gt, confidence))
+    if not (p.shape == g.shape == c.shape):
+        raise ValueError(f"sparsification_curve: shapes differ {p.shape}, {g.shape}, {c.shape}")
+    for f in fractions:
+        if not 0 < f <= 1:
+            raise ValueError(f"sparsification_curve: fractions must be in (0, 1], got {f}")
+    v = np.isfinite(g) & (g > 0) & np.isfinite(p) & np.isfinite(c)
+    err = np.abs(p[v] - g[v]) / g[v]
+    by_conf = err[np.argsort(-c[v], kind="stable")]
+    by_err = np.sort(err)
+    out = {"fractions": [float(f) for f in fractions], "abs_rel": [], "oracle": []}
+    for f in fractions:
+        k = int(round(f * err.size))
+        out["abs_rel"].append(float(by_conf[:k].mean()) if k else float("nan"))
+        out["oracle"].append(float(by_err[:k].mean()) if k else float("nan"))
+    return out

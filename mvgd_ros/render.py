@@ -1,0 +1,79 @@
+"""The inference thread's half of the node: run a Job's views through the model, publish them.
+
+Runs on worker.InferenceWorker's thread. Every prediction is checked first
+(sanity.check_prediction: a non-finite or out-of-range output raises, the worker counts an
+inference failure and nothing is published); depth is masked per REP 118 (outputs.mask_depth:
+NaN for invalid, outside [min_depth, max_depth], below min_confidence) and encoded as
+`depth_encoding` (32FC1 m or 16UC1 mm).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+from std_msgs.msg import Header
+
+from mvgd_ros import image_codec
+from mvgd_ros.outputs import CameraOut, mask_depth
+from mvgd_ros.pointcloud import depth_to_points, points_to_cloud
+from mvgd_ros.sanity import check_prediction
+from mvgd_ros.tf import stamp_to_sec
+from mvgd_ros.views import Job, View
+
+
+@dataclass(frozen=True)
+class Publishers:
+    depth: CameraOut  # mvgd/depth/{image,camera_info,confidence}
+    points: Any  # rclpy Publisher of PointCloud2 (mvgd/points)
+    rgb: CameraOut  # mvgd/rgb/{image,camera_info}
+    rgb_depth: CameraOut  # mvgd/rgb/depth/{image,camera_info}
+
+
+class Renderer:
+    """`run(lane, job)` is the worker's job function. `params()` gives the node's current
+    parameters (they change at runtime), `now_s()` the node clock (for latency)."""
+
+    def __init__(self, predictor, pubs: Publishers, stats, params: Callable[[], Any], now_s: Callable[[], float]):
+        self.predictor, self.pubs, self.stats, self._params, self._now_s = predictor, pubs, stats, params, now_s
+
+    def run(self, _lane: str, job: Job) -> None:
+        p = self._params()
+        if job.depth_view is not None:
+            self._live_depth(job, job.depth_view, p)
+        for v in job.rgb_views:
+            pred, dt = self._predict(job, v, "rgb", p)
+            info = image_codec.make_camera_info(pred.K, pred.rgb.shape[:2], v.header)
+            self.pubs.rgb.publish(image_codec.rgb_to_image(pred.rgb, v.header), info)
+            self.stats.published("rgb_published", self._latency(v.header), dt)
+            if job.rgb_depth:
+                pred, _ = self._predict(job, v, "depth", p)
+                self.pubs.rgb_depth.publish(image_codec.depth_to_image(self._valid_depth(pred, p), v.header, p.depth_encoding), info)
+
+    def _live_depth(self, job: Job, v: View, p) -> None:
+        """mvgd/depth/image + camera_info, the confidence (when the model gives one and someone listens), the points."""
+        pred, dt = self._predict(job, v, "depth", p)
+        depth = self._valid_depth(pred, p)
+        self.pubs.depth.publish(image_codec.depth_to_image(depth, v.header, p.depth_encoding),
+                                image_codec.make_camera_info(pred.K, depth.shape, v.header))
+        confidence = getattr(pred, "confidence", None)  # (H, W) 0..1, models that give one
+        if confidence is not None and self.pubs.depth.wants("confidence"):
+            self.pubs.depth.publish_extra("confidence", image_codec.float_to_image(confidence, v.header))
+        if job.points:
+            self.pubs.points.publish(points_to_cloud(depth_to_points(depth, pred.K), v.header))
+        self.stats.published("depth_published", self._latency(v.header), dt)
+
+    def _predict(self, job: Job, view: View, task: str, p):
+        t0 = time.monotonic()
+        pred = self.predictor.predict(job.cond, view.K, view.T_wc, view.hw, task=task, steps=p.steps, seed=p.seed)
+        check_prediction(pred, task)  # non-finite / out-of-range output: an inference failure, never published
+        return pred, time.monotonic() - t0
+
+    @staticmethod
+    def _valid_depth(pred, p) -> np.ndarray:
+        """(H, W) metres, NaN where invalid, out of [min_depth, max_depth] or below min_confidence."""
+        return mask_depth(pred.depth, getattr(pred, "confidence", None), p.min_depth, p.max_depth, p.min_confidence)
+
+    def _latency(self, header: Header) -> float:
+        return self._now_s() - stamp_to_sec(header.stamp)

@@ -1,0 +1,77 @@
+"""The launch file, run against small stand-ins for launch / launch_ros (not installable here):
+its arguments, the remappings it builds (namespaced TF), the log level and parameter files."""
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Recorder:
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+def _fake_modules(monkeypatch, share: Path):
+    launch = types.ModuleType("launch")
+    launch.LaunchDescription = lambda entities: list(entities)
+    actions = types.ModuleType("launch.actions")
+    actions.DeclareLaunchArgument = type("DeclareLaunchArgument", (_Recorder,), {})
+    actions.OpaqueFunction = lambda function: function
+    subs = types.ModuleType("launch.substitutions")
+
+    class LaunchConfiguration:
+        def __init__(self, name):
+            self.name = name
+
+        def perform(self, context):
+            return context[self.name]
+
+    subs.LaunchConfiguration = LaunchConfiguration
+    launch_ros = types.ModuleType("launch_ros")
+    ros_actions = types.ModuleType("launch_ros.actions")
+    ros_actions.Node = type("Node", (_Recorder,), {})
+    ament = types.ModuleType("ament_index_python.packages")
+    ament.get_package_share_directory = lambda pkg: str(share)
+    for name, mod in {"launch": launch, "launch.actions": actions, "launch.substitutions": subs, "launch_ros": launch_ros,
+                      "launch_ros.actions": ros_actions, "ament_index_python": types.ModuleType("ament_index_python"),
+                      "ament_index_python.packages": ament}.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+
+
+@pytest.fixture
+def launch_file(monkeypatch, tmp_path):
+    _fake_modules(monkeypatch, tmp_path / "share")
+    spec = importlib.util.spec_from_file_location("mvgd_launch", ROOT / "launch" / "mvgd.launch.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(mod, **given):
+    entities = mod.generate_launch_description()
+    declared = {e.args[0]: e.kwargs["default_value"] for e in entities if hasattr(e, "args")}
+    context = {**declared, **given}
+    (node,) = entities[-1](context)
+    return declared, node.kwargs
+
+
+def test_defaults_global_tf_and_info_log_level(launch_file, tmp_path):
+    declared, node = _run(launch_file)
+    assert {"log_level", "tf_topic", "tf_static_topic", "image", "camera_info", "namespace"} <= set(declared)
+    assert node["executable"] == "mvgd_node" and node["package"] == "mvgd_ros"
+    assert node["parameters"][0] == str(tmp_path / "share" / "config" / "mvgd.yaml")
+    assert dict(node["remappings"]) == {"image": "/camera/color/image_raw", "camera_info": "/camera/color/camera_info"}  # /tf as is
+    assert node["arguments"] == ["--ros-args", "--log-level", "info"]
+
+
+def test_namespaced_robot_tf_remaps_log_level_and_overrides(launch_file):
+    _, node = _run(launch_file, namespace="robot1", tf_topic="tf", tf_static_topic="tf_static", log_level="debug", fixed_frame="map",
+                   image="front/image_raw")
+    remaps = dict(node["remappings"])
+    assert remaps["/tf"] == "tf" and remaps["/tf_static"] == "tf_static" and remaps["image"] == "front/image_raw"
+    assert node["namespace"] == "robot1" and node["arguments"][-1] == "debug"
+    assert node["parameters"][1] == {"fixed_frame": "map", "use_sim_time": False}

@@ -1,0 +1,144 @@
+"""The node's paths called directly on an unspun node (its timers never fire, so what happens is
+caused by the call under test): camera_info completing a waiting image, decoding only the image
+used, exact-ns target-pose lookups, and model outputs that fail the numeric check (issue 12)."""
+import numpy as np
+import pytest
+
+from ros_harness import CAMERA_FRAME, rig, wait_for  # noqa: F401
+
+from mvgd_core.cameras import make_pose
+from mvgd_core.inference import Prediction
+from mvgd_ros import image_codec
+from mvgd_ros.tf import broadcast_message
+
+pytestmark = pytest.mark.ros
+
+NS = 1_000_000_000
+BASE = 1_700_000_000 * NS + 1000  # epoch scale; float seconds round this 24 ns up (past the newest TF)
+K = np.array([[16.0, 0.0, 7.5], [0.0, 16.0, 7.5], [0.0, 0.0, 1.0]])
+
+
+class Scripted:
+    """Stand-in model: depth maps filled with the next value of `values` (then 2 m)."""
+
+    image_size = (16, 16)
+    device = "cpu"
+
+    def __init__(self, values=()):
+        self.values = list(values)
+
+    def predict(self, cond, tgt_K, tgt_T_wc, tgt_hw, task="depth", steps=None, seed=0):
+        v = self.values.pop(0) if self.values else 2.0
+        h, w = tgt_hw
+        depth = np.full((h, w), v, np.float32) if task == "depth" else None
+        rgb = np.zeros((h, w, 3), np.uint8) if task == "rgb" else None
+        return Prediction(depth=depth, rgb=rgb, K=np.asarray(tgt_K, np.float64), scale=1.0)
+
+
+@pytest.fixture
+def still(rig):
+    """Make an MVGDNode in the rig's context that no executor spins."""
+    from rclpy.parameter import Parameter
+
+    from mvgd_ros.node import MVGDNode
+
+    made = []
+
+    def make(predictor=None, **overrides):
+        params = [Parameter("warm_up", value=False)] + [Parameter(k, value=v) for k, v in overrides.items()]
+        made.append(MVGDNode(predictor=predictor or Scripted(), context=rig.ctx, parameter_overrides=params))
+        return made[-1]
+
+    yield make
+    for n in made:
+        n.destroy_node()
+
+
+def _header(ns, frame_id=CAMERA_FRAME):
+    from std_msgs.msg import Header
+
+    h = Header(frame_id=frame_id)
+    h.stamp.sec, h.stamp.nanosec = divmod(ns, NS)
+    return h
+
+
+def _tf(node, ns, x=0.0, parent="odom", child=CAMERA_FRAME):
+    assert node.tf.add(broadcast_message(parent, child, make_pose(np.eye(3), [x, 0, 0]), _header(ns).stamp), False)
+
+
+def _image(ns):
+    return image_codec.rgb_to_image(np.full((16, 16, 3), 90, np.uint8), _header(ns))
+
+
+def test_camera_info_arrival_completes_a_waiting_image_and_only_that_image_is_decoded(still, monkeypatch):
+    node = still()
+    decoded = []
+    real_decode = image_codec.decode
+    monkeypatch.setattr(image_codec, "decode", lambda msg: decoded.append(msg) or real_decode(msg))
+    stamps = [BASE + k * NS // 10 for k in range(3)]
+    for ns in stamps:
+        _tf(node, ns)
+    _tf(node, stamps[-1] + NS // 10)
+    for ns in stamps:
+        node._on_image(_image(ns))  # no camera_info yet: all wait
+    assert len(node.pending) == 3 and len(node.keyframes) == 0 and not decoded
+    node._on_camera_info(image_codec.make_camera_info(K, (16, 16), _header(stamps[-1])))
+    # the arrival itself (not a timer) resolved the newest image; the two older ones were never decoded
+    assert len(node.keyframes) == 1 and node.keyframes.newest.stamp_ns == stamps[-1]
+    assert [m.header.stamp.nanosec for m in decoded] == [_header(stamps[-1]).stamp.nanosec]
+    assert node.stats.totals["superseded"] == 2 and len(node.pending) == 0
+
+
+def test_target_pose_tf_lookup_is_exact_in_nanoseconds(still):
+    """A target pose in a TF frame, stamped exactly at that frame's newest sample at epoch scale:
+    float seconds would round the stamp 24 ns into the future (an extrapolation error)."""
+    from geometry_msgs.msg import PoseStamped
+
+    node = still()
+    _tf(node, BASE - NS, child="base_link")
+    _tf(node, BASE, x=1.0, child="base_link")
+    msg = PoseStamped(header=_header(BASE, "base_link"))
+    msg.pose.orientation.w = 1.0
+    node._on_target_pose(msg)
+    assert node.stats.drops["bad_target_pose"] == 0, node.tf.failures
+    assert node.stats.drops["no_keyframes"] == 1  # got past the lookup; nothing to condition on yet
+
+
+def test_non_finite_or_out_of_range_output_is_an_inference_failure_never_published(rig, still):
+    node = still(Scripted([float("nan"), 1e9]))  # NaN, then beyond D_MAX x scale; then 2 m
+    wait_for(lambda: node.depth_pub.get_subscription_count() > 0, "the rig's depth collector")
+    node._on_camera_info(image_codec.make_camera_info(K, (16, 16), _header(BASE)))
+    for k in range(3):
+        ns = BASE + k * NS
+        _tf(node, ns, x=0.5 * k)
+        _tf(node, ns + NS // 10, x=0.5 * k)
+        node._on_camera_info(image_codec.make_camera_info(K, (16, 16), _header(ns)))
+        node._on_image(_image(ns))
+        wait_for(lambda k=k: node.stats.totals["inference_failed"] + node.stats.totals["depth_published"] == k + 1, f"job {k}")
+    assert node.stats.totals["inference_failed"] == 2 and node.stats.totals["depth_published"] == 1
+    wait_for(lambda: rig.got("mvgd/depth/image"), "the good depth map")
+    got = rig.got("mvgd/depth/image")
+    assert len(got) == 1 and got[0].header.stamp.sec == (BASE + 2 * NS) // NS
+    assert np.allclose(image_codec.image_to_depth(got[0]), 2.0)
+
+
+def test_10k_unseen_body_frame_ids_give_one_warning_and_store_nothing(still):
+    """Issue 12: each unseen non-optical frame_id used to log a warning and grow a set."""
+    from mvgd_ros.tf import TfLookupError
+
+    node = still()
+    warnings = []
+
+    class Logger:
+        def warning(self, msg, **_):
+            warnings.append(msg)
+
+        def info(self, msg, **_):
+            pass
+
+    node._logger = Logger()  # what Node.get_logger() returns
+    for i in range(10_000):
+        with pytest.raises(TfLookupError):
+            node._camera_pose(f"camera_{i}_link", BASE)
+    assert len(warnings) == 1 and "camera_0_link" in warnings[0]
+    assert set(node._last_warning) == {"body_frame"} and not node.tf._tree.frames
