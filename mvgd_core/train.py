@@ -44,8 +44,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from mvgd_core.checkpoint import CheckpointError, configs_from_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from mvgd_core.config import ConfigError, from_dict, load_config, to_dict
 from mvgd_core.data.render import render_sequence
-from mvgd_core.data.sampler import (DataConfig, MixtureDataset, ProceduralDataset, SequenceDataset, ViewCountBatchSampler,
-                                    depth_target_allowed, load_source_frames, make_sample, select_views, worker_init_fn, _item)
+from mvgd_core.data.augment import AugmentConfig, pre_crop_hw
+from mvgd_core.data.sampler import (DataConfig, MixtureDataset, ProceduralDataset, SequenceDataset, ViewCountBatchSampler, augment_rng,
+                                    augmented_sample, depth_target_allowed, load_source_frames, select_views, worker_init_fn, _item)
 from mvgd_core.data.types import MultiViewBatch, collate_samples
 from mvgd_core.diffusion import TASK_DEPTH, TASK_RGB, DiffusionConfig, GaussianDiffusion
 from mvgd_core.ema import EMA, unwrap
@@ -162,12 +163,14 @@ class SceneReuseDataset(Dataset):
 
     Rendering costs about as much as a training step of the small model on CPU; drawing several
     (conditioning set, target) pairs from one longer rendered sequence roughly halves data cost.
-    Deterministic per index: the scene depends on (seed, index // reuse), the views on (seed, index).
+    Deterministic per index: the scene depends on (seed, index // reuse), the views and the
+    augmentation (default off; scenes rendered at pre_crop_hw when it crops) on (seed, index).
     """
 
-    def __init__(self, image_hw, sampling, procedural, length: int, seed: int, frames_per_scene: int, reuse: int):
+    def __init__(self, image_hw, sampling, procedural, length: int, seed: int, frames_per_scene: int, reuse: int,
+                 augment: AugmentConfig = AugmentConfig()):
         self.image_hw, self.sampling, self.procedural = tuple(image_hw), sampling, procedural
-        self.length, self.seed, self.reuse = length, seed, reuse
+        self.length, self.seed, self.reuse, self.augment = length, seed, reuse, augment
         self.frames = max(frames_per_scene, sampling.max_views + 2)
         self._cache: dict[int, list] = {}
 
@@ -181,10 +184,10 @@ class SceneReuseDataset(Dataset):
             if len(self._cache) >= 8:
                 self._cache.pop(next(iter(self._cache)))
             scene_seed = int(np.random.default_rng([self.seed, sid, 7]).integers(2**62))
-            self._cache[sid] = render_sequence(scene_seed, self.frames, *self.image_hw, cfg=self.procedural)
+            self._cache[sid] = render_sequence(scene_seed, self.frames, *pre_crop_hw(self.image_hw, self.augment), cfg=self.procedural)
         frames = self._cache[sid]
         cond, tgt = select_views(frames, n, rng, self.sampling)
-        return make_sample(frames, cond, tgt)
+        return augmented_sample(frames, cond, tgt, self.image_hw, self.augment, augment_rng(self.seed, idx))
 
 
 def build_train_dataset(d: DataConfig, scene_reuse: int = 1) -> Dataset:
@@ -192,11 +195,11 @@ def build_train_dataset(d: DataConfig, scene_reuse: int = 1) -> Dataset:
     datasets = []
     for i, src in enumerate(d.sources):
         if src.kind == "procedural" and scene_reuse > 1:
-            datasets.append(SceneReuseDataset(d.image_hw, d.sampling, d.procedural, d.length, d.seed + i, d.frames_per_scene, scene_reuse))
+            datasets.append(SceneReuseDataset(d.image_hw, d.sampling, d.procedural, d.length, d.seed + i, d.frames_per_scene, scene_reuse, d.augment))
         elif src.kind == "procedural":
-            datasets.append(ProceduralDataset(d.image_hw, d.sampling, d.procedural, d.length, d.seed + i, d.frames_per_scene))
+            datasets.append(ProceduralDataset(d.image_hw, d.sampling, d.procedural, d.length, d.seed + i, d.frames_per_scene, d.augment))
         else:
-            datasets.append(SequenceDataset(load_source_frames(src), d.image_hw, d.sampling, d.length, d.seed + i, d.crop_to_aspect))
+            datasets.append(SequenceDataset(load_source_frames(src), d.image_hw, d.sampling, d.length, d.seed + i, d.crop_to_aspect, d.augment))
     return datasets[0] if len(datasets) == 1 else MixtureDataset(datasets, [s.weight for s in d.sources], d.length, d.seed)
 
 

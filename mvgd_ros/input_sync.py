@@ -16,7 +16,9 @@ consumer that only ever wants the newest frame:
   semantics: drivers that stamp image and camera_info separately differ by a few ms). A
   match is final once a camera_info at or after the image stamp exists (they arrive in stamp
   order, so none could come closer), or after the image waited one slop of wall time.
-  The node calls `take` again whenever a camera_info arrives, not only on its timer.
+  The node calls `take` again whenever a camera_info or a /tf message arrives (the last
+  arrival completes the set, as in message_filters and tf2_ros' MessageFilter), not only on
+  its timer. Newest first keeps that cheap: one successful resolution per call at most.
 - `max_input_rate_hz` drops images whose stamp is closer than 1/rate to the last admitted one
   before they are queued (skipped, not an error).
 - Stamps are integer nanoseconds everywhere (header sec * 1e9 + nanosec, exact).

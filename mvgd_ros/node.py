@@ -15,7 +15,7 @@ Service: ~/reset (std_srvs/Trigger): empty the conditioning set.
 Flow (executor thread: callbacks only queue and decide; inference thread: model and publish):
 1. camera_info is validated and kept by stamp; a raw image waits in the pending queue
    (input_sync.py) until its camera_info (nearest stamp within camera_info_slop_s) and its TF
-   pose exist, at most tf_wait_s. Retried on every image, camera_info and a 50 ms timer.
+   pose exist, at most tf_wait_s. Retried on every image, camera_info, /tf message and a 50 ms timer.
 2. The newest such image is decoded (older ones are skipped undecoded) and becomes a Frame;
    its outputs get an optical frame_id (static_frames.py, latched on /tf_static).
 3. Keyframes (keyframes.py) are re-checked against TF, the frame is offered to them, and a
@@ -85,6 +85,7 @@ class MVGDNode(Node):
         self.offsets = offset_transforms(self.p.virtual_offsets)
         self.camera: tuple[np.ndarray, tuple[int, int]] | None = None  # latest (K, (H, W)) from camera_info
         self.pending = InputSync(sync_config(self.p))  # raw images waiting for camera_info + TF, and recent camera_infos
+        self.tf.on_new_data = self._on_tf_data  # the transform a waiting image lacked may just have come
         self._warned_distortion = False
         self._last_target_tf: tuple | None = None  # (parent, sec, nanosec) of the last target frame sent on /tf
         self._tf_rejected_seen = 0
@@ -199,6 +200,12 @@ class MVGDNode(Node):
         for d in self.pending.add_image(stamp_to_ns(msg.header.stamp), msg.header.frame_id, msg, time.monotonic_ns()):
             self._dropped(d)
         self._process_pending()
+
+    def _on_tf_data(self) -> None:
+        """After each /tf message (tf2 MessageFilter re-checks its queue on new transforms): cheap when
+        nothing waits; newest first, so one message costs at most one resolution plus failed lookups."""
+        if len(self.pending):
+            self._process_pending()
 
     def _drop(self, reason: str, message: str) -> None:
         """Count a dropped input; warn at most every WARN_EVERY_S per reason."""

@@ -21,6 +21,19 @@ the held one was a stale message and is dropped (`stale_dropped`). Other edges a
 are never touched (tf2_ros instead clears the whole buffer when the node's clock jumps back,
 which the robot path gets by creating its Buffer with the node).
 
+New-data hook (both backends): `on_new_data`, when set, is called on the executor thread after
+a /tf or /tf_static message went into the buffer, so frames waiting for that transform are
+re-checked at once rather than on the next timer tick. tf2_ros::MessageFilter does the same
+(geometry2 tf2_ros/include/tf2_ros/message_filter.hpp: `add` registers
+`buffer_.waitForTransform(..., transformReadyCallback)` for each queued message, and tf2's
+BufferCore tests those requests on every transform it stores). The fallback calls the hook
+right after a message's inserts (once per message, lock released). tf2_ros' Python package
+has no MessageFilter; its Buffer wakes `wait_for_transform_async` futures from its own
+overrides of `set_transform` / `set_transform_static` (geometry2 tf2_ros_py/tf2_ros/buffer.py,
+`_call_new_data_callbacks`), so the tf2_ros backend subclasses Buffer the same way and
+triggers a guard condition whose callback runs on the executor after the listener's callback
+returned (the transforms of one message coalesce into one wake-up).
+
 Bounded memory: the fallback keeps at most `MAX_TF_FRAMES` edges (child frames); a new child
 beyond that evicts the least recently updated edge (counted in `frames_evicted`, one throttled
 warning), so a publisher inventing frame names cannot grow the tree without limit. Lookups of
@@ -31,6 +44,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from typing import Callable
 
 import numpy as np
 from geometry_msgs.msg import Transform, TransformStamped
@@ -112,15 +126,20 @@ class FallbackTfBuffer:
         self._children: LruDict[str, None] = LruDict(max_frames)  # edges by last update (bounded memory)
         self._logger = node.get_logger()
         self._warned_at = -float("inf")
+        self.on_new_data: Callable[[], None] | None = None  # see the module docstring
         self._subs = [
-            node.create_subscription(tf_message_class(), "/tf", lambda m: self._on_tf(m, False), TF_QOS),
-            node.create_subscription(tf_message_class(), "/tf_static", lambda m: self._on_tf(m, True), TF_STATIC_QOS),
+            node.create_subscription(tf_message_class(), "/tf", lambda m: self.on_tf_message(m, False), TF_QOS),
+            node.create_subscription(tf_message_class(), "/tf_static", lambda m: self.on_tf_message(m, True), TF_STATIC_QOS),
         ]
 
-    def _on_tf(self, msg, static: bool) -> None:
+    def on_tf_message(self, msg, static: bool) -> int:
+        """A /tf (static=False) or /tf_static message: insert its transforms, then call on_new_data
+        once if any went in (outside the lock: the hook looks transforms up). Returns how many went in."""
         with self._lock:
-            for t in msg.transforms:
-                self.add(t, static)
+            added = sum(self.add(t, static) for t in msg.transforms)
+        if added and self.on_new_data is not None:
+            self.on_new_data()
+        return added
 
     def add(self, t: TransformStamped, static: bool) -> bool:
         """Insert one transform (call with the lock held or from a single thread); False if rejected or held back."""
@@ -144,7 +163,7 @@ class FallbackTfBuffer:
         """Mark `child`'s edge as just updated; beyond max_frames drop the least recently updated edge."""
         evicted = self._children.put(child, None)
         for old, _ in evicted:
-            self._tree._drop_edge(old)  # static or dynamic (TFTree.clear_edge keeps statics)
+            self._tree.drop_edge(old)  # static or dynamic (TFTree.clear_edge keeps statics)
             self._held.pop(old, None)
         now = time.monotonic()
         if evicted and now - self._warned_at >= WARN_EVERY_S:  # own throttle: rclpy's inspects the stack on every call
@@ -212,7 +231,9 @@ class Tf2RosBuffer:
     def __init__(self, node: Node, cache_time_s: float = 10.0):
         from rclpy.duration import Duration
 
-        self._buffer = tf2_ros.Buffer(cache_time=Duration(seconds=cache_time_s), node=node)
+        self.on_new_data: Callable[[], None] | None = None  # see the module docstring
+        self._wake = node.create_guard_condition(self._on_wake)
+        self._buffer = _notifying_buffer_class()(self._new_data, cache_time=Duration(seconds=cache_time_s), node=node)
         self._listener = tf2_ros.TransformListener(self._buffer, node, spin_thread=False)
         self.failures: Counter = Counter()
         self._kinds = (
@@ -220,6 +241,15 @@ class Tf2RosBuffer:
             (tf2_ros.ConnectivityException, "not_connected"),
             (tf2_ros.ExtrapolationException, "extrapolation"),
         )
+
+    def _new_data(self) -> None:
+        """Called by the Buffer after each inserted transform (the listener's callback): only wake the executor."""
+        if self.on_new_data is not None:
+            self._wake.trigger()
+
+    def _on_wake(self) -> None:
+        if self.on_new_data is not None:
+            self.on_new_data()
 
     @staticmethod
     def _time(stamp_ns: int | None):
@@ -247,6 +277,26 @@ class Tf2RosBuffer:
 
     def can_transform(self, target: str, source: str, stamp_s: float | None) -> bool:
         return self.can_transform_ns(target, source, sec_to_ns(stamp_s))
+
+
+def _notifying_buffer_class():
+    """tf2_ros.Buffer that calls `on_insert()` after every set_transform / set_transform_static
+    (how tf2_ros' own Buffer drives wait_for_transform_async). Made on use: tf2_ros is optional."""
+
+    class NotifyingBuffer(tf2_ros.Buffer):
+        def __init__(self, on_insert: Callable[[], None], **kwargs):
+            super().__init__(**kwargs)
+            self._on_insert = on_insert
+
+        def set_transform(self, transform, authority):
+            super().set_transform(transform, authority)
+            self._on_insert()
+
+        def set_transform_static(self, transform, authority):
+            super().set_transform_static(transform, authority)
+            self._on_insert()
+
+    return NotifyingBuffer
 
 
 def tf_message_class():

@@ -80,3 +80,16 @@ def test_tolerance_cache_and_bad_input():
     with pytest.raises(ValueError, match="zero norm"):
         tf.set_transform_tq("odom", "x", 0.0, [0, 0, 0], [0, 0, 0, 0])
     np.testing.assert_allclose(transform_from_tq([1, 2, 3], [0, 0, np.sin(np.pi / 4), np.cos(np.pi / 4)]), make_pose(rz(90), [1, 2, 3]), atol=1e-12)
+
+
+def test_drop_edge_forgets_static_and_dynamic_edges_clear_edge_keeps_statics(tree):
+    tree.clear_edge("base_link")  # static: kept (clear_edge only forgets dynamic history)
+    assert tree.can_transform("map", "camera", 1.5)
+    tree.drop_edge("base_link")  # static or not: gone, and the parent count follows
+    assert tree.parent_of("base_link") is None and tree.has_frame("base_link")  # still camera's parent
+    with pytest.raises(TFError):
+        tree.lookup("map", "camera", 1.5)
+    tree.drop_edge("odom")
+    assert not tree.has_frame("map")  # its only child went with the edge
+    tree.drop_edge("never_seen")  # unknown: no-op
+    assert tree.has_frame("camera") and tree.parent_of("camera") == "base_link"

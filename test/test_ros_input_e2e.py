@@ -178,9 +178,23 @@ def _stream(io, base, seconds, cam_hz=30, tf_hz=50, tf_lag=0.0, info_offset_ns=0
     return [base + int(round(k / cam_hz * NS)) for k in range(n)]
 
 
+COUNTERS = ("total_superseded", "worker_stale", "total_skipped_out_of_order", "drop_tf_timeout", "drop_no_camera_info")
+
+
+def _counters(io) -> dict[str, int]:
+    """The node's input counters from its latest diagnostics (printed: why frames were lost)."""
+    time.sleep(0.5)  # two diagnostics periods, so the message reflects the stream that just ended
+    with io.lock:
+        return {k: int(io.diag.get(k, "0")) for k in COUNTERS}
+
+
 def test_late_tf_and_offset_camera_info_keep_at_least_80_percent_of_the_depth_rate(fake):
+    c0 = _counters(fake)
     perfect = _stream(fake, BASE, 2.0)
+    c1 = _counters(fake)
     late = _stream(fake, BASE + 100 * NS, 2.0, tf_lag=0.3, info_offset_ns=1_000_000)  # camera_info stamped 1 ms after the image
+    c2 = _counters(fake)
+    print("counters perfect", {k: c1[k] - c0[k] for k in COUNTERS}, "late", {k: c2[k] - c1[k] for k in COUNTERS})
     got_perfect = sum(fake.depth_at(ns) is not None for ns in perfect)
     got_late = sum(fake.depth_at(ns) is not None for ns in late)
     print(f"depth maps: perfect timing {got_perfect}/{len(perfect)}, TF 0.3 s late + camera_info +1 ms {got_late}/{len(late)}")

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ros_harness import Rig, stamp_msg, wait_for
+from ros_harness import Rig, rig, stamp_msg, wait_for  # noqa: F401
 
 from mvgd_core.cameras import look_at, make_pose
 from mvgd_ros.tf import FallbackTfBuffer, TfLookupError, broadcast_message, make_tf_buffer, matrix_to_transform, transform_to_matrix
@@ -128,6 +128,9 @@ def test_tf2_ros_path_creates_the_buffer_with_the_node(monkeypatch):
         def __init__(self, cache_time=None, node=None):
             seen["cache_ns"], seen["node"] = cache_time.nanoseconds, node
 
+        def set_transform(self, transform, authority):  # what TransformListener's callback calls per transform
+            seen.setdefault("stored", []).append(transform.child_frame_id)
+
         def lookup_transform(self, target, source, time):
             seen["lookup"] = (target, source, time.nanoseconds)
             return broadcast_message(target, source, make_pose(np.eye(3), [1, 2, 3]), stamp_msg(0.0))
@@ -141,10 +144,31 @@ def test_tf2_ros_path_creates_the_buffer_with_the_node(monkeypatch):
         ConnectivityException=type("C", (TransformException,), {}), ExtrapolationException=type("E", (TransformException,), {}),
     )
     monkeypatch.setattr(tfmod, "tf2_ros", fake)
-    node = object()
+    guards = []
+
+    class Guard:
+        def __init__(self, callback):
+            self.callback, self.triggered = callback, 0
+
+        def trigger(self):
+            self.triggered += 1
+
+    node = types.SimpleNamespace(create_guard_condition=lambda cb: guards.append(Guard(cb)) or guards[-1])
     b = tfmod.make_tf_buffer(node, cache_time_s=7.0)
     assert b.backend == "tf2_ros" and seen["node"] is node and seen["cache_ns"] == 7_000_000_000
     assert seen["listener"][1] is node and seen["listener"][2] is False
+    # new-data hook: the listener's inserts go through our Buffer subclass and wake the executor
+    listener_buffer = seen["listener"][0]
+    assert isinstance(listener_buffer, Buffer)
+    listener_buffer.set_transform(broadcast_message("odom", "base_link", np.eye(4), stamp_msg(1.0)), "test")
+    assert seen["stored"] == ["base_link"] and guards[0].triggered == 0  # no hook set: nothing to wake
+    calls = []
+    b.on_new_data = lambda: calls.append(1)
+    for child in ("a", "b"):  # two transforms of one message: two triggers, the executor runs the callback once
+        listener_buffer.set_transform(broadcast_message("odom", child, np.eye(4), stamp_msg(1.0)), "test")
+    assert guards[0].triggered == 2 and not calls  # not called from inside the Buffer
+    guards[0].callback()  # what the executor does when the guard condition is ready
+    assert calls == [1]
     np.testing.assert_allclose(b.lookup_ns("odom", "cam", 1_700_000_000_100_000_123)[:3, 3], [1, 2, 3])
     assert seen["lookup"] == ("odom", "cam", 1_700_000_000_100_000_123)
 
@@ -205,3 +229,64 @@ def test_fallback_keeps_a_bounded_number_of_frames(buf):
     with pytest.raises(TfLookupError) as e:
         buf.lookup("odom", "junk_0", 10.0)  # least recently updated: forgotten
     assert e.value.kind == "unknown_frame"
+
+
+def test_fallback_calls_on_new_data_once_per_message_after_its_inserts(buf):
+    """The hook runs after the whole message went in, with the lock released (it looks transforms up)."""
+    from tf2_msgs.msg import TFMessage
+
+    seen = []
+    buf.on_new_data = lambda: seen.append(buf.can_transform("odom", "cam", 2.0))
+    msg = TFMessage(transforms=[broadcast_message("odom", "base_link", make_pose(np.eye(3), [x, 0, 0]), stamp_msg(t))
+                                for t, x in ((1.0, 0.0), (2.0, 1.0))]
+                    + [broadcast_message("base_link", "cam", np.eye(4), stamp_msg(2.0))])
+    assert buf.on_tf_message(msg, False) == 3
+    assert seen == [True]  # once, and it saw every transform of the message
+    bad = broadcast_message("odom", "base_link", np.eye(4), stamp_msg(3.0))
+    bad.transform.rotation.w = float("nan")
+    assert buf.on_tf_message(TFMessage(transforms=[bad]), False) == 0
+    assert seen == [True]  # nothing went in: no re-check
+    assert buf.on_tf_message(TFMessage(transforms=[broadcast_message("base_link", "imu", np.eye(4), stamp_msg(0.0))]), True) == 1
+    assert len(seen) == 2  # /tf_static too
+
+
+def test_a_waiting_image_resolves_in_the_tf_message_that_completes_it(rig):
+    """Node level, unspun (its 50 ms timer never fires): the /tf message that completes a waiting
+    image resolves it in that very call; the newer images, still without TF, keep waiting, and the
+    next message resolves the next one (one per message: nothing is superseded)."""
+    from rclpy.parameter import Parameter
+    from std_msgs.msg import Header
+    from tf2_msgs.msg import TFMessage
+
+    from fake_model_node import PosePredictor, encode_position
+    from mvgd_ros import image_codec
+    from mvgd_ros.node import MVGDNode
+
+    def header(ns):
+        h = stamp_msg(0.0)
+        h.sec, h.nanosec = divmod(ns, 10**9)
+        return Header(stamp=h, frame_id="cam_optical_frame")
+
+    def tf_at(ns, x):
+        return TFMessage(transforms=[broadcast_message("odom", "cam_optical_frame", make_pose(np.eye(3), [x, 0, 0]), header(ns).stamp)])
+
+    node = MVGDNode(predictor=PosePredictor(), context=rig.ctx, parameter_overrides=[Parameter("warm_up", value=False)])
+    try:
+        base, step = 1_700_000_000 * 10**9, 10**8
+        stamps = [base + k * step for k in range(3)]
+        K = np.array([[16.0, 0.0, 7.5], [0.0, 16.0, 7.5], [0.0, 0.0, 1.0]])
+        for k, ns in enumerate(stamps):
+            node._on_camera_info(image_codec.make_camera_info(K, (16, 16), header(ns)))
+            node._on_image(image_codec.rgb_to_image(encode_position(np.full((16, 16, 3), 90, np.uint8), [k, 0, 0]), header(ns)))
+        assert len(node.pending) == 3 and len(node.keyframes) == 0  # no TF yet: all wait
+
+        node.tf.on_tf_message(tf_at(stamps[0] - step, 0.0), False)
+        assert len(node.keyframes) == 0 and len(node.pending) == 3  # a sample before every image: nothing yet
+        node.tf.on_tf_message(tf_at(stamps[0], 0.0), False)
+        assert len(node.keyframes) == 1 and node.keyframes.newest.stamp_ns == stamps[0]  # in this call
+        assert len(node.pending) == 2
+        node.tf.on_tf_message(tf_at(stamps[1], 1.0), False)  # 1 m on: a new keyframe
+        assert node.keyframes.newest.stamp_ns == stamps[1] and len(node.pending) == 1
+        assert node.stats.totals["superseded"] == 0
+    finally:
+        node.destroy_node()

@@ -13,7 +13,7 @@ Same data, same CPU budget, one thread each: held-out median AbsRel and delta1 o
 
 Arms (ModelConfig of the "match" preset, 96x128, 16x16 patches; only the switch differs):
     match        matching path on (cost volume, learned features), aux matching loss
-    match_zncc   as match, plus the fixed ZNCC cost as an input
+    match_zncc   as match, plus the fixed ZNCC cost as an input (best live-camera depth at 12 min)
     raymap       matching off (decoder, own-view features and scale input stay): the paper's
                  raymap-only conditioning at the same resolution and token count
 Data: procedural "forward" and "wide" trajectories (real parallax), 3 conditioning views,
@@ -165,26 +165,55 @@ def train_arm(arm: str, out: Path, cpu_minutes: float, eval_every_min: float, ba
     return log
 
 
-def plot(out: Path) -> None:
-    import matplotlib
+COLOURS = {"match": (31, 119, 180), "match_zncc": (44, 160, 44), "raymap": (214, 39, 40)}
+PANELS = [("cond", "abs_rel_median"), ("cond", "delta1_median"), ("novel", "abs_rel_median"), ("novel", "delta1_median")]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def _panel(draw, box, title, series, font):
+    """One line chart in box (x0, y0, x1, y1) of PIL ImageDraw: series {arm: [(x, y)]}."""
+    x0, y0, x1, y1 = box
+    px0, py0, px1, py1 = x0 + 42, y0 + 22, x1 - 16, y1 - 30
+    xs = [x for pts in series.values() for x, _ in pts]
+    ys = [y for pts in series.values() for x, y in pts if np.isfinite(y) and x > 0]  # the untrained point is clipped
+    xmax = max(xs) if xs else 1.0
+    ylo, yhi = (min(ys), max(ys)) if ys else (0.0, 1.0)
+    pad = 0.05 * (yhi - ylo or 1.0)
+    ylo, yhi = max(0.0, ylo - pad), yhi + pad
+    X = lambda x: px0 + (px1 - px0) * x / (xmax or 1.0)  # noqa: E731
+    Y = lambda y: py1 - (py1 - py0) * (min(max(y, ylo), yhi) - ylo) / ((yhi - ylo) or 1.0)  # noqa: E731
+    draw.rectangle([px0, py0, px1, py1], outline=(0, 0, 0))
+    draw.text((x0 + 4, y0 + 4), title, fill=(0, 0, 0), font=font)
+    for k in range(5):
+        yv = ylo + (yhi - ylo) * k / 4
+        draw.line([px0, Y(yv), px1, Y(yv)], fill=(225, 225, 225))
+        draw.text((x0 + 2, Y(yv) - 6), f"{yv:.2f}", fill=(0, 0, 0), font=font)
+    for k in range(0, int(xmax) + 1, max(1, int(xmax) // 6 or 1)):
+        draw.text((X(k) - 4, py1 + 4), str(k), fill=(0, 0, 0), font=font)
+    draw.text((px0 + 40, py1 + 16), "training CPU minutes (1 thread)", fill=(0, 0, 0), font=font)
+    for arm, pts in series.items():
+        pts = [(X(x), Y(y)) for x, y in pts if np.isfinite(y)]
+        if len(pts) > 1:
+            draw.line(pts, fill=COLOURS.get(arm, (0, 0, 0)), width=2)
+        for x, y in pts:
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=COLOURS.get(arm, (0, 0, 0)))
+
+
+def plot(out: Path) -> None:
+    """learning_curve.png (PIL: no plotting package needed) and table.md of the finished arms."""
+    from PIL import Image, ImageDraw, ImageFont
 
     logs = {a: json.loads((out / f"{a}.json").read_text()) for a in ARMS if (out / f"{a}.json").exists()}
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
-    for arm, log in logs.items():
-        x = [p["cpu_min"] for p in log["points"]]
-        for k, (s, m) in enumerate([("cond", "abs_rel_median"), ("cond", "delta1_median"), ("novel", "abs_rel_median"), ("novel", "delta1_median")]):
-            axes[k].plot(x, [p[s][m] for p in log["points"]], marker="o", label=f"{arm} ({log['params'] / 1e6:.2f} M)")
-            axes[k].set_title(f"{s} target: {m.replace('_', ' ')}")
-            axes[k].set_xlabel("training CPU minutes (1 thread)")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(f"held-out procedural, observable regime, 96x128, {NUM_VIEWS} views, 1 DDIM step")
-    fig.tight_layout()
-    fig.savefig(out / "learning_curve.png", dpi=80)
+    W, H = 1400, 380
+    img = Image.new("RGB", (W, H), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    draw.text((8, 4), f"held-out procedural, observable regime, 96x128, {NUM_VIEWS} views, 1 DDIM step, median over samples", fill=(0, 0, 0), font=font)
+    for i, (arm, log) in enumerate(logs.items()):
+        draw.text((700 + 190 * i, 4), f"-- {arm} ({log['params'] / 1e6:.2f} M)", fill=COLOURS.get(arm, (0, 0, 0)), font=font)
+    for k, (sset, m) in enumerate(PANELS):
+        series = {arm: [(p["cpu_min"], p[sset][m]) for p in log["points"]] for arm, log in logs.items()}
+        _panel(draw, (k * W // 4, 20, (k + 1) * W // 4, H), f"{sset} target: {m.replace('_', ' ')}", series, font)
+    img.save(out / "learning_curve.png")
     rows = ["| arm | params | steps | CPU min | cond AbsRel median | cond δ1 median | novel AbsRel median | novel δ1 median | sparsification (AbsRel at 25/50/75/100 % most confident) |",
             "|---|---|---|---|---|---|---|---|---|"]
     for arm, log in logs.items():

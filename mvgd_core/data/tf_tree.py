@@ -203,7 +203,7 @@ class TFTree:
         if edge is None or edge.parent != parent or edge.static != static:
             if (edge is None or edge.parent != parent) and self._is_ancestor(child, parent):
                 raise ValueError(f"set_transform {parent} -> {child}: would create a cycle ({child!r} is an ancestor of {parent!r})")
-            self._drop_edge(child)
+            self.drop_edge(child)
             edge = self._edges[child] = _Edge(parent=parent, static=static)
             self._parents[parent] += 1
         if static:  # one value for all times
@@ -224,7 +224,8 @@ class TFTree:
             k = bisect.bisect_left(s, s[-1] - self.cache_time)
             del s[:k], edge.values[:k]
 
-    def _drop_edge(self, child: str) -> None:
+    def drop_edge(self, child: str) -> None:
+        """Forget `child`'s edge to its parent, static or dynamic (bounded-memory eviction); no-op if unknown."""
         old = self._edges.pop(child, None)
         if old is not None:
             self._parents[old.parent] -= 1
@@ -239,7 +240,7 @@ class TFTree:
         """Forget the dynamic history of `child`'s edge (the frame stays known until new data)."""
         e = self._edges.get(child)
         if e is not None and not e.static:
-            self._drop_edge(child)
+            self.drop_edge(child)
 
     # ------------------------------------------------------------------ queries
 
