@@ -462,11 +462,12 @@ class MVGDNode(Node):
         return super().destroy_node()
 
 
-def main(args=None) -> int:
-    """Console script `mvgd_node` (ros2/demos pattern). Exit 1 when the node cannot start."""
+def main(args=None, predictor=None) -> int:
+    """Console script `mvgd_node` (ros2/demos pattern). Exit 1 when the node cannot start.
+    `predictor` replaces the checkpoint's model (tests run the node with a stand-in)."""
     rclpy.init(args=args)
     try:
-        node = MVGDNode()
+        node = MVGDNode(predictor=predictor)
     except (StartupError, InvalidParameterValueException, InvalidParameterTypeException) as exc:
         print(f"[mvgd_node] error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()

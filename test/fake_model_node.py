@@ -47,21 +47,9 @@ class PosePredictor:
 
 
 def main(args=None) -> int:
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from mvgd_ros.node import main as node_main
 
-    from mvgd_ros.node import MVGDNode
-
-    rclpy.init(args=args)
-    node = MVGDNode(predictor=PosePredictor())
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return node_main(args, predictor=PosePredictor())
 
 
 if __name__ == "__main__":
