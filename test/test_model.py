@@ -210,8 +210,9 @@ def test_matching_path_reaches_the_output_through_the_cost_volume():
 
 
 def test_switch_off_is_the_old_model():
-    """Defaults build exactly the old module tree, and the shipped checkpoint predicts what it
-    predicted with the code it was shipped with (reference sampled before issue 11's changes)."""
+    """Defaults build exactly the old module tree, and the pure-raymap checkpoint shipped before
+    issue 11 (models/mvgd_raymap_48x64.pt, the former mvgd_default.pt) predicts what it predicted
+    with the code it was shipped with (reference sampled before issue 11's changes)."""
     keys = set(MVGD(PRESETS["small"]).state_dict())
     assert not any(k.split(".")[0] in ("features", "cost_volume", "decoder", "ctx_to_token", "token_to_dec", "scale_embed") for k in keys)
     from mvgd_core.inference import MVGDPredictor
@@ -220,7 +221,7 @@ def test_switch_off_is_the_old_model():
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        p = MVGDPredictor.from_checkpoint(Path(__file__).parents[1] / "models" / "mvgd_default.pt", device="cpu", steps=2)
+        p = MVGDPredictor.from_checkpoint(Path(__file__).parents[1] / "models" / "mvgd_raymap_48x64.pt", device="cpu", steps=2)
         args = (ref["cond_rgb"], ref["K"].expand(1, 3, 3, 3), ref["T"][None], ref["K"][None], ref["T"][1][None])
         x0, s = p.sample(*args, "depth", steps=2, seed=0)
         x0r, _ = p.sample(*args, "rgb", steps=2, seed=0)
