@@ -11,7 +11,7 @@ conditioning set and are not counted. Throughput = depth maps per second of gate
 (one image in flight). Memory = the node process's peak RSS. JSON: node_latency_<steps>steps.json.
 
 Part "views" - the predictor path the node calls (MVGDPredictor.predict, depth, the shipped
-model at its 48x64 size) with N = 1 ... 1024 conditioning views; each N in a fresh subprocess
+model at its own image size) with N = 1 ... 1024 conditioning views; each N in a fresh subprocess
 so its peak RSS is its own. The model-only scaling (forward passes, no sampler) is the core engineer's
 benchmarks/bench_model.py; this measures what the node pays per prediction.
 
