@@ -248,6 +248,18 @@ def plane_sweep_at_view(cond_rgb, cond_K, cond_T_wc, ref: int, max_sources: int 
     return depth, valid, src
 
 
+def novel_view_reference(cond_T_wc, tgt_T_wc, exclude=None, rot_weight: float = 1.0, who: str = "novel view") -> tuple[int, list[int]]:
+    """For a stereo baseline at a novel target: (ref, keep): the nearest conditioning view not in
+    `exclude` (the reference whose depth is forward-warped into the target) and the indices of
+    all views not excluded (ref among them). Raises ValueError with fewer than two such views."""
+    ref = nearest_views(tgt_T_wc, cond_T_wc, 1, exclude, rot_weight)[0]
+    excl = set([] if exclude is None else ([exclude] if isinstance(exclude, int) else list(exclude)))
+    keep = [i for i in range(cond_T_wc.shape[0]) if i not in excl]
+    if len(keep) < 2:
+        raise ValueError(f"{who}: needs at least two conditioning views")
+    return ref, keep
+
+
 def plane_sweep_novel_view(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, tgt_hw, exclude=None, max_sources: int = 4, rot_weight: float = 1.0, **sweep):
     """Plane-sweep baseline at any target camera (RGB + poses only, like the model).
 
@@ -257,14 +269,9 @@ def plane_sweep_novel_view(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, tgt_hw,
     its RGB are forward-warped into the target.
     Returns dict(rgb (3, h, w), depth (h, w), valid (h, w), ref, sources).
     """
-    ref = nearest_views(tgt_T_wc, cond_T_wc, 1, exclude, rot_weight)[0]
-    excl = set([] if exclude is None else ([exclude] if isinstance(exclude, int) else list(exclude)))
-    keep = [i for i in range(cond_T_wc.shape[0]) if i not in excl]
-    if len(keep) < 2:
-        raise ValueError("plane_sweep_novel_view: needs at least two conditioning views")
+    ref, keep = novel_view_reference(cond_T_wc, tgt_T_wc, exclude, rot_weight, "plane_sweep_novel_view")
     sub = torch.tensor(keep)
-    r = keep.index(ref)
-    depth, valid, src = plane_sweep_at_view(cond_rgb[sub], cond_K[sub], cond_T_wc[sub], r, max_sources, rot_weight, **sweep)
+    depth, valid, src = plane_sweep_at_view(cond_rgb[sub], cond_K[sub], cond_T_wc[sub], keep.index(ref), max_sources, rot_weight, **sweep)
     rgb, d, v = forward_warp(cond_rgb[ref : ref + 1], depth[None], cond_K[ref : ref + 1], cond_T_wc[ref : ref + 1], tgt_K, tgt_T_wc, tgt_hw)
     return {"rgb": rgb, "depth": d, "valid": v, "ref": ref, "sources": [keep[i] for i in src]}
 
@@ -370,6 +377,6 @@ def run_baselines_on_sample(sample, **kw) -> dict:
 __all__ = [
     "BASELINE_METHODS", "find_target_in_cond", "run_baselines", "run_baselines_on_sample",
     "pose_distance", "nearest_views", "forward_warp", "fill_holes", "reproject_nearest",
-    "inverse_depth_planes", "plane_sweep_depth", "plane_sweep_at_view", "plane_sweep_novel_view",
+    "inverse_depth_planes", "plane_sweep_depth", "plane_sweep_at_view", "novel_view_reference", "plane_sweep_novel_view",
     "depth_range_from_poses",
 ]

@@ -39,7 +39,7 @@ import torch
 from mvgd_core.data.sampler import DataConfig, ProceduralDataset, ViewSamplingConfig
 from mvgd_core.data.types import MultiViewSample, collate_samples
 from mvgd_core.metrics import HEADLINE_KEYS, SCORED_DEPTH_KEYS, aggregate_by_regime, constant_references, depth_scores, psnr, ssim
-from mvgd_core.observability import REGIMES
+from mvgd_core.observability import REGIMES, observability_with_mask
 
 DEPTH_KEYS = SCORED_DEPTH_KEYS
 RGB_KEYS = ("psnr", "ssim")
@@ -148,19 +148,6 @@ def _predict(predictor, samples, with_rgb: bool, steps: int, seed: int, batch_si
         if with_rgb:
             rgbs.append(predictor.predict_batch(batch, "rgb", steps=steps, seed=seed + i))
     return torch.cat(depths), (torch.cat(rgbs) if rgbs else None), time.perf_counter() - t0
-
-
-def observability_with_mask(tgt_depth, tgt_K, tgt_T_wc, cond_K, cond_T_wc, model_hw, cond_hw):
-    """(mvgd_core.observability.Observability, observable mask (H, W) bool tensor): the summary
-    and the per-pixel map of one target from one `observability_map` call."""
-    from mvgd_core.observability import Observability, observability_map, regime
-
-    mask, disp, valid = observability_map(tgt_depth, tgt_K, tgt_T_wc, cond_K, cond_T_wc, model_hw=model_hw, cond_hw=cond_hw)
-    n = int(valid.sum())
-    if n == 0:
-        return Observability(0.0, 0.0, "none"), mask
-    frac = float(mask.sum()) / n
-    return Observability(frac, float(disp[valid].median()), regime(frac)), mask
 
 
 def score_sample(s: MultiViewSample, depth, rgb, baselines: bool, train_median: float | None, sweep: dict | None = None) -> dict:

@@ -488,13 +488,9 @@ def mvs_novel_view(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, tgt_hw, exclude
     not in `exclude`) is the reference; its MVS depth (from the other views), RGB and confidence
     are forward-warped (z-buffered) into the target.
     Returns dict(rgb (3, h, w), depth (h, w), confidence (h, w), valid (h, w), ref, sources)."""
-    from mvgd_core.baselines import forward_warp, nearest_views  # baselines imports this module
+    from mvgd_core.baselines import forward_warp, novel_view_reference  # baselines imports this module
 
-    ref = nearest_views(tgt_T_wc, cond_T_wc, 1, exclude, rot_weight)[0]
-    excl = set([] if exclude is None else ([exclude] if isinstance(exclude, int) else list(exclude)))
-    keep = [i for i in range(cond_T_wc.shape[0]) if i not in excl]
-    if len(keep) < 2:
-        raise ValueError("mvs_novel_view: needs at least two conditioning views")
+    ref, keep = novel_view_reference(cond_T_wc, tgt_T_wc, exclude, rot_weight, "mvs_novel_view")
     sub = torch.tensor(keep)
     r = mvs_at_view(cond_rgb[sub], cond_K[sub], cond_T_wc[sub], keep.index(ref), cfg)
     one = slice(ref, ref + 1)

@@ -97,14 +97,25 @@ def observability_map(tgt_depth, tgt_K, tgt_T_wc, cond_K, cond_T_wc, model_hw=DE
     return valid & (disp >= MIN_DISPARITY_PX), disp.float(), valid
 
 
-def observability(tgt_depth, tgt_K, tgt_T_wc, cond_K, cond_T_wc, model_hw=DEFAULT_MODEL_HW, cond_hw=None) -> Observability:
-    """Summary of `observability_map`: observable fraction, median disparity, regime."""
-    obs, disp, valid = observability_map(tgt_depth, tgt_K, tgt_T_wc, cond_K, cond_T_wc, model_hw, cond_hw)
+def summarize(observable, disparity_px, valid) -> Observability:
+    """Observable fraction, median disparity and regime of one `observability_map` result."""
     n = int(valid.sum())
     if n == 0:
         return Observability(0.0, 0.0, "none")
-    frac = float(obs.sum()) / n
-    return Observability(frac, float(disp[valid].median()), regime(frac))
+    frac = float(observable.sum()) / n
+    return Observability(frac, float(disparity_px[valid].median()), regime(frac))
+
+
+def observability(tgt_depth, tgt_K, tgt_T_wc, cond_K, cond_T_wc, model_hw=DEFAULT_MODEL_HW, cond_hw=None) -> Observability:
+    """Summary of `observability_map`: observable fraction, median disparity, regime."""
+    return summarize(*observability_map(tgt_depth, tgt_K, tgt_T_wc, cond_K, cond_T_wc, model_hw, cond_hw))
+
+
+def observability_with_mask(tgt_depth, tgt_K, tgt_T_wc, cond_K, cond_T_wc, model_hw=DEFAULT_MODEL_HW, cond_hw=None):
+    """(Observability, observable mask (H, W) bool tensor) from one `observability_map` call: the
+    summary for the tables and the map for the report pictures."""
+    observable, disp, valid = observability_map(tgt_depth, tgt_K, tgt_T_wc, cond_K, cond_T_wc, model_hw, cond_hw)
+    return summarize(observable, disp, valid), observable
 
 
 def sample_observability(sample, model_hw=DEFAULT_MODEL_HW) -> Observability:
@@ -114,4 +125,5 @@ def sample_observability(sample, model_hw=DEFAULT_MODEL_HW) -> Observability:
 
 
 __all__ = ["DEPTH_CHANGE", "MIN_DISPARITY_PX", "OBSERVABLE_MIN", "WEAK_MIN", "REGIMES", "Observability",
-           "regime", "observability_map", "observability", "sample_observability"]
+           "regime", "observability_map", "summarize", "observability", "observability_with_mask",
+           "sample_observability"]

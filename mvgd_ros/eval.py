@@ -205,7 +205,7 @@ SHORT_NAMES = {"mvgd": "MVGD", "mvs": "MVS", "mvs_confident": "MVS confident", "
 def frame_observability(gt: Frame, cond: list[Frame], model_hw):
     """(Observability, observable mask (H, W) bool) of gt's depth from the conditioning frames
     (all in the output camera), measured at the model's resolution; (None, None) without depth."""
-    from mvgd_core.model_eval import observability_with_mask
+    from mvgd_core.observability import observability_with_mask
 
     if gt.depth is None or not cond:
         return None, None

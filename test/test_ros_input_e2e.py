@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -130,12 +131,11 @@ def _connect(io, proc):
     wait_for(lambda: sub.get_publisher_count() > 0, "the node's depth publisher", deadline=60)
 
 
-@pytest.fixture(scope="module")
-def fake():
-    """The node with the stand-in model; keyframes: a buffer of 3, all of them conditioning (max_views 4),
-    so a glitch keyframe that stayed would be used."""
-    proc = _spawn([sys.executable, str(HERE / "fake_model_node.py")], "warm_up:=false", "fixed_frame:=odom", "tf_wait_s:=0.5",
-                  "keyframe_buffer_size:=3", "max_views:=4", "diagnostics_period_s:=0.2", "torch_threads:=1")
+@contextmanager
+def node_process(cmd, *params):
+    """The node as a subprocess with `-p` params, connected to a fresh Io; on exit both are
+    stopped and the node's output must hold no traceback."""
+    proc = _spawn(cmd, *params)
     io = Io()
     try:
         _connect(io, proc)
@@ -144,6 +144,15 @@ def fake():
         io.close()
         out = _stop(proc)
     assert "Traceback" not in out, out[-3000:]
+
+
+@pytest.fixture(scope="module")
+def fake():
+    """The node with the stand-in model; keyframes: a buffer of 3, all of them conditioning (max_views 4),
+    so a glitch keyframe that stayed would be used."""
+    with node_process([sys.executable, str(HERE / "fake_model_node.py")], "warm_up:=false", "fixed_frame:=odom", "tf_wait_s:=0.5",
+                      "keyframe_buffer_size:=3", "max_views:=4", "diagnostics_period_s:=0.2", "torch_threads:=1") as io:
+        yield io
 
 
 def pose_at(t: float) -> np.ndarray:

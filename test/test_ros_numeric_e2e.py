@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ros_harness import send_until, sequence, tiny_checkpoint, wait_for  # noqa: F401
-from test_ros_input_e2e import BASE, NS, Io, _connect, _spawn, _stop
+from test_ros_input_e2e import BASE, NS, node_process
 
 from mvgd_ros import image_codec
 
@@ -19,16 +19,9 @@ EXE = Path(sys.executable).with_name("mvgd_node")
 
 @pytest.fixture(scope="module")
 def real(tiny_checkpoint):
-    proc = _spawn([str(EXE)], f"checkpoint:={tiny_checkpoint}", "device:=cpu", "steps:=1", "fixed_frame:=odom", "tf_wait_s:=0.3",
-                  "diagnostics_period_s:=0.2", "torch_threads:=1", "max_views:=4", "warm_up:=false")
-    io = Io()
-    try:
-        _connect(io, proc)
+    with node_process([str(EXE)], f"checkpoint:={tiny_checkpoint}", "device:=cpu", "steps:=1", "fixed_frame:=odom", "tf_wait_s:=0.3",
+                      "diagnostics_period_s:=0.2", "torch_threads:=1", "max_views:=4", "warm_up:=false") as io:
         yield io
-    finally:
-        io.close()
-        out = _stop(proc)
-    assert "Traceback" not in out, out[-3000:]
 
 
 def _play_sequence(io, frames, base, shift):

@@ -134,7 +134,7 @@ def test_evaluate_model_real_sections_use_the_held_out_split(tiny_model, tmp_pat
 
 
 def test_observability_with_mask_matches_the_lead_s_summary():
-    from mvgd_core.model_eval import observability_with_mask
+    from mvgd_core.observability import observability_with_mask
     from mvgd_core.observability import sample_observability
 
     for s in held_out_samples(DataConfig(image_hw=(16, 16)), 3, 7, 2, "novel"):
