@@ -1,11 +1,11 @@
 """Node / predictor benchmarks: prints tables, writes JSON to benchmarks/results/.
 
-    python benchmarks/bench_node.py [--sizes 64 128 256] [--views 1 4 16 64 256 1024] [--steps 10]
+    python benchmarks/bench_node.py [--sizes 64 128 96x128 256] [--views 1 4 16 64 256 1024] [--steps 10]
                                     [--threads 1] [--part node|views|all] [--model PATH]
 
 Part "node" - end to end through the real `mvgd_node` over DDS (mvgd-eval's gated playback):
 image published -> /mvgd/depth received, with 8 conditioning views (max_views 8, every frame a
-keyframe), at 64x64, 128x128 and 256x256 (random weights in the shipped model's architecture
+keyframe), at 64x64, 128x128 and 256x256 or any HxW given (random weights in the shipped model's architecture
 at that image size: speed does not depend on the weights). The first 7 frames fill the
 conditioning set and are not counted. Throughput = depth maps per second of gated playback
 (one image in flight). Memory = the node process's peak RSS. JSON: node_latency_<steps>steps.json.
@@ -68,22 +68,23 @@ def bench_node(sizes, steps: int, frames: int, tmp: Path) -> list[dict]:
     from mvgd_ros import eval as E
 
     rows = []
-    for s in sizes:
-        ckpt = _random_checkpoint(tmp / f"small_{s}.pt", (s, s))
-        seq = render_sequence(seed=5, num_frames=frames, height=s, width=s, trajectory="forward")
+    for h, w in sizes:
+        s = f"{h}x{w}"
+        ckpt = _random_checkpoint(tmp / f"small_{s}.pt", (h, w))
+        seq = render_sequence(seed=5, num_frames=frames, height=h, width=w, trajectory="forward")
         bag = write_bag(seq, tmp / f"bag_{s}", storage="mcap", stamp_offset=100.0, overwrite=True)
         out = tmp / f"eval_{s}"
         args = [str(bag), "--model", str(ckpt), "--out", str(out), "--quiet", "--holdout-every", "0", "--no-baselines",
                 "--max-pictures", "0", "--rgb-out", "", "--virtual-depth-out", "", "--first-timeout", "300", "--timeout", "300",
                 "--param", "max_views:=8", "--param", "keyframe_pose_distance:=0.0",
                 "--param", f"steps:={steps}"]
-        print(f"[bench] node {s}x{s}: {frames} frames", file=sys.stderr, flush=True)
+        print(f"[bench] node {s}: {frames} frames", file=sys.stderr, flush=True)
         if E.main(args) != 0:
-            raise SystemExit(f"mvgd-eval failed at {s}x{s}")
+            raise SystemExit(f"mvgd-eval failed at {s}")
         m = json.loads((out / "metrics.json").read_text())
         samples = [x for t, x in m["latency_samples"]][7:]  # frames 8+ see 8 views
         lat = latency_stats(samples)
-        rows.append({"size": f"{s}x{s}", "views": 8, "steps": steps, "samples": lat["n"], "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"],
+        rows.append({"size": s, "views": 8, "steps": steps, "samples": lat["n"], "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"],
                      "p99_ms": lat["p99_ms"], "throughput_hz": 1000.0 / lat["mean_ms"] if lat["mean_ms"] else None,
                      "node_peak_rss_mb": m.get("node_peak_rss_mb")})
     return rows
@@ -154,10 +155,23 @@ VIEW_COLS = [("views", "views", ""), ("size", "image", ""), ("steps", "DDIM step
              ("min_s", "min s", "{:.3f}"), ("cpu_s", "CPU s (all threads)", "{:.2f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"), ("error", "error", "")]
 
 
+def _size(text: str) -> tuple[int, int]:
+    """'128' -> (128, 128); '96x128' -> (96, 128)."""
+    try:
+        h, _, w = text.lower().partition("x")
+        hw = (int(h), int(w or h))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r}: expected N or HxW, e.g. 96x128") from None
+    if min(hw) < 16:
+        raise argparse.ArgumentTypeError(f"size {text!r}: at least 16 pixels a side")
+    return hw
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--part", choices=["node", "views", "all"], default="all")
-    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
+    p.add_argument("--sizes", type=_size, nargs="+", default=[(64, 64), (128, 128), (256, 256)],
+                   help="image sizes: N (NxN) or HxW, e.g. 96x128 (the matching model's own size)")
     p.add_argument("--views", type=int, nargs="+", default=[1, 4, 16, 64, 256, 1024])
     p.add_argument("--steps", type=int, default=10, help="DDIM steps (10: the issue's latency target; the node's default is 1)")
     p.add_argument("--frames", type=int, default=13, help="frames per node run (7 fill the conditioning set)")

@@ -121,7 +121,14 @@ def zncc_features(gray: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """
     win = F.unfold(F.pad(gray, (1, 1, 1, 1), mode="replicate"), 3).view(gray.shape[0], 9, *gray.shape[-2:])
     win = win - win.mean(1, keepdim=True)
-    return win / (win.norm(dim=1, keepdim=True) + eps)
+    return win / (_channel_norm(win, 1) + eps)
+
+
+def _channel_norm(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """L2 norm over a non-last dim, keepdim. Same value as x.norm(dim=dim, keepdim=True), but
+    torch's CPU norm kernel reduces over a strided dim ~50x slower than sum of squares (2.3 ms
+    vs 0.04 ms for (32, 9, 24, 32)): it was a quarter of the node's prediction time."""
+    return (x * x).sum(dim, keepdim=True).sqrt()
 
 
 def warped_windows(gray: torch.Tensor) -> torch.Tensor:
@@ -199,7 +206,7 @@ class CostVolume(nn.Module):
         h, w = self.hw
         D = self.num_depths
         has_ref, ref_idx = find_reference_view(cond_T, cond_K, tgt_K)
-        feats = F.normalize(feats, dim=2)  # (B, N, C, h, w) unit norm: dot products are cosines
+        feats = feats / _channel_norm(feats, 2).clamp_min(1e-12)  # (B, N, C, h, w) unit norm (F.normalize): dot products are cosines
         small = F.avg_pool2d(cond_rgb.flatten(0, 1), self.stride).view(B, N, 3, h, w)  # colour at matching res
         parts = [feats, small]
         if self.zncc:

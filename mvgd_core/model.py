@@ -98,6 +98,8 @@ class ModelConfig:
         return self.grid[0] * self.grid[1]
 
 
+FEATURE_CHUNK = 32  # images per FeatureEncoder call (encode_context)
+
 # Named presets (DiT style). "small" is the CPU-trained default; "base" is for a GPU.
 PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(image_size=(16, 16), patch_size=4, dim=48, dim_latent=48, num_latents=16, num_blocks=2,
@@ -294,7 +296,10 @@ class MVGD(nn.Module):
         B, N, _, H, W = cond_rgb.shape
         s = cfg.match_stride
         with torch.autocast(cond_rgb.device.type, enabled=False):  # geometry and costs in float32
-            feats = self.features(cond_rgb.flatten(0, 1).float()).view(B, N, -1, H // s, W // s)  # (B, N, C, h, w)
+            # views in chunks: the full-resolution first layer of 1024 views at once is ~0.4 GB and made
+            # prediction time superlinear in N (memory traffic); same values as one call
+            flat = cond_rgb.flatten(0, 1).float()
+            feats = torch.cat([self.features(x) for x in flat.split(FEATURE_CHUNK)]).view(B, N, -1, H // s, W // s)  # (B, N, C, h, w)
             has_ref, ref_idx = find_reference_view(cond_T.float(), cond_K.float(), tgt_K.float())
             match = self.cost_volume(feats, cond_rgb.float(), cond_K, cond_T, tgt_K) if cfg.matching else None
         ref = feats[torch.arange(B, device=feats.device), ref_idx] * has_ref.view(B, 1, 1, 1).to(feats.dtype)  # (B, C, h, w)

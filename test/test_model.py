@@ -178,6 +178,20 @@ def test_matching_forward_shapes_and_context():
         m(**{k: v for k, v in inp.items() if k != "scale_feats"})
 
 
+def test_matching_context_is_the_same_when_views_are_encoded_in_chunks(monkeypatch):
+    """encode_context runs the feature encoder FEATURE_CHUNK views at a time (memory); the result
+    must not depend on the chunk size."""
+    import mvgd_core.model as model_mod
+
+    m = perturb_zero_init(MVGD(TINY_MATCH)).eval()
+    inp = match_inputs(TINY_MATCH, N=5)
+    args = (inp["cond_rgb"], inp["cond_K"], inp["cond_T"], inp["tgt_K"])
+    whole = m.encode_context(*args)
+    monkeypatch.setattr(model_mod, "FEATURE_CHUNK", 2)  # 10 images -> 5 calls
+    chunked = m.encode_context(*args)
+    assert torch.allclose(whole.maps, chunked.maps, atol=1e-6)
+
+
 def test_matching_config_validation():
     with pytest.raises(ValueError, match="needs decoder"):
         dataclasses.replace(TINY, matching=True)
