@@ -226,19 +226,27 @@ def flat_summary(regimes: dict) -> dict:
 # --------------------------------------------------------------------------- pictures
 
 
-def save_grid(path, res: dict, rows: int = 3) -> Path:
+def grid_records(recs: list[dict], rows: int, worst: bool = False) -> list[dict]:
+    """The records a grid shows: observable first (stable order), or with `worst` only observable
+    ones, highest MVGD depth AbsRel first."""
+    if worst:
+        return sorted((r for r in recs if r.get("regime") == "observable"), key=lambda r: -r["metrics"]["mvgd"]["abs_rel"])[:rows]
+    return sorted(recs, key=lambda r: REGIMES.index(r.get("regime", "none")))[:rows]
+
+
+def save_grid(path, res: dict, rows: int = 3, worst: bool = False) -> Path | None:
     """PNG: per sample a row of input views, GT depth, every method's depth on ONE colour scale
     (the GT's), the AbsRel error maps, and the observability mask; novel targets also get GT
     RGB, MVGD RGB and its error. Observable samples first, so the picture shows where depth
-    can come from geometry."""
+    can come from geometry; with `worst`, the observable samples where MVGD's depth AbsRel is
+    highest (what the model still gets wrong where geometry could have told it)."""
     from mvgd_core.viz import apply_colormap, legible_cell, make_grid, method_depth_row, save_png
 
     grid, labels = [], []
     h, w = next(iter(res["records"].values()))[0]["sample"].tgt_depth.shape[-2:] if any(res["records"].values()) else (48, 64)
     cell = legible_cell((h, w))  # model-resolution maps are tiny: upscale so captions and the scale read
     for name, recs in res["records"].items():
-        order = sorted(recs, key=lambda r: REGIMES.index(r.get("regime", "none")))
-        for rec in order[:rows]:
+        for rec in grid_records(recs, rows, worst):
             s = rec["sample"]
             r = [s.cond_rgb[i] for i in range(s.cond_rgb.shape[0])]
             lab = [f"{name} in{i}" for i in range(len(r))]
@@ -258,4 +266,4 @@ def save_grid(path, res: dict, rows: int = 3) -> Path:
                 lab += ["GT RGB", "MVGD RGB", "RGB err"]
             grid.append(r)
             labels.append(lab)
-    return save_png(path, make_grid(grid, labels, cell_hw=cell))
+    return save_png(path, make_grid(grid, labels, cell_hw=cell)) if grid else None  # None: no record to show (e.g. none observable)

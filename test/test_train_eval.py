@@ -11,7 +11,7 @@ import torch
 
 from mvgd_core.config import load_config
 from mvgd_core.data.sampler import DataConfig
-from mvgd_core.model_eval import evaluate_samples, held_out_samples, save_grid
+from mvgd_core.model_eval import evaluate_samples, grid_records, held_out_samples, save_grid
 from mvgd_core.train import TrainConfig, export_model, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +67,17 @@ def test_evaluate_samples_scores_model_baselines_references_and_regimes(tiny_mod
     assert s["cond/mvgd/abs_rel_median"] == vals[1] and abs(s["cond/mvgd/abs_rel"] - sum(vals) / 3) < 1e-9
     png = save_grid(tmp_path / "g.png", res, rows=1)
     assert png.stat().st_size > 0
+    n_obs = sum(r["regime"] == "observable" for r in per)
+    worst = save_grid(tmp_path / "w.png", res, rows=2, worst=True)
+    assert (worst is not None and worst.exists()) if n_obs else worst is None
+
+
+def test_grid_records_observable_first_or_worst_observable():
+    recs = [{"regime": g, "metrics": {"mvgd": {"abs_rel": e}}, "i": i}
+            for i, (g, e) in enumerate([("none", 9.0), ("observable", 0.1), ("weak", 5.0), ("observable", 0.7), ("observable", 0.3)])]
+    assert [r["i"] for r in grid_records(recs, 3)] == [1, 3, 4]
+    assert [r["i"] for r in grid_records(recs, 2, worst=True)] == [3, 4]  # highest error, observable only
+    assert grid_records(recs[:1], 3, worst=True) == []
 
 
 def test_evaluate_model_cli_writes_json(tiny_model, tmp_path):

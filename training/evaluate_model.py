@@ -23,7 +23,8 @@ Sections (each printed as Markdown with the command above it, all stored in the 
 4. tum: the shipped TUM fr1/rpy frames with index >= --tum-first (off unless --tum is given).
 5. steps: DDIM steps vs quality on the procedural sets, with sampling time (off unless
    --sweep-steps is given).
-All numbers are measured at run time; nothing is hard-coded. Pictures: <out dir>/<section>_grid.png.
+All numbers are measured at run time; nothing is hard-coded. Pictures: <out dir>/<section>_grid.png (observable first) and <section>_worst.png
+(the observable targets with the highest MVGD depth error).
 """
 from __future__ import annotations
 
@@ -122,6 +123,7 @@ def run_section(report: dict, key: str, title: str, pred, sets: dict, args, out_
     """Evaluate one section, print its tables under its title and command, store it in the report."""
     res = evaluate_samples(pred, sets, steps=args.steps, baselines=True, train_median=train_median, sweep=SWEEP)
     grid = save_grid(out_dir / f"{key}_grid.png", res, rows=4)
+    save_grid(out_dir / f"{key}_worst.png", res, rows=3, worst=True)  # MODEL_CARD "what it still gets wrong"
     report["sections"][key] = {**info, "steps": args.steps, "summary": res["summary"], "regimes": res["regimes"],
                                "per_sample": res["per_sample"], "grid": str(grid)}
     print(f"\n## {title}\n\n`{report['command']}`\n")
