@@ -2,8 +2,10 @@
 
 Checkpoint dict:
     {"format": FORMAT, "config": {"model": {...}, "diffusion": {...}, "train": {...}?},
-     "model": state_dict, "ema": state_dict?, "step": int, "optimizer"?, "scheduler"?, "rng"?}
+     "model": state_dict, "ema": state_dict?, "step": int, "optimizer"?, "scheduler"?, "rng"?,
+     "confidence_calibration"?: ConfidenceCalibration.to_dict() (training/calibrate_confidence.py)}
 Configs are stored as plain dicts (config.to_dict) so a checkpoint rebuilds its model exactly.
+Checkpoints without "confidence_calibration" (all before it existed) load as before: raw confidence.
 
 Loading uses torch.load(weights_only=True): a checkpoint cannot run code. Keep extra entries
 to tensors and plain Python types (store RNG states as tensors / lists, e.g.
@@ -19,11 +21,13 @@ from pathlib import Path
 
 import torch
 
+from mvgd_core.calibration import ConfidenceCalibration
 from mvgd_core.config import ConfigError, from_dict, to_dict
 from mvgd_core.diffusion import DiffusionConfig
 from mvgd_core.model import MVGD, ModelConfig
 
 FORMAT = "mvgd-checkpoint-v1"
+CALIBRATION_KEY = "confidence_calibration"
 
 
 class CheckpointError(RuntimeError):
@@ -116,3 +120,14 @@ def model_from_checkpoint(ckpt: dict, use_ema: bool = True) -> MVGD:
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint weights ({key}) do not match its config: {exc}") from exc
     return model
+
+
+def calibration_from_checkpoint(ckpt: dict) -> ConfidenceCalibration | None:
+    """The stored confidence calibration (CALIBRATION_KEY), None when absent; CheckpointError when malformed."""
+    d = ckpt.get(CALIBRATION_KEY)
+    if d is None:
+        return None
+    try:
+        return ConfidenceCalibration.from_dict(d)
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {CALIBRATION_KEY!r}: {exc}") from exc

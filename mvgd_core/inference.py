@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from mvgd_core.cameras import resize_intrinsics, validate_intrinsics, validate_pose
-from mvgd_core.checkpoint import configs_from_checkpoint, load_checkpoint, model_from_checkpoint
+from mvgd_core.calibration import ConfidenceCalibration, match_confidence
+from mvgd_core.checkpoint import calibration_from_checkpoint, configs_from_checkpoint, load_checkpoint, model_from_checkpoint
 from mvgd_core.data.types import Frame, MultiViewBatch
 from mvgd_core.diffusion import TASKS, DiffusionConfig, GaussianDiffusion, prepare_inputs
 from mvgd_core.model import MVGD
@@ -32,13 +33,16 @@ from mvgd_core.ssn import param_to_depth
 class Prediction:
     """depth (h, w) float32 pose units (metres for metric poses) or None; rgb (h, w, 3) uint8 or
     None; K (3, 3) intrinsics for (h, w); scale: the SSN scale s used (pose units); confidence:
-    (h, w) float32 in [0, 1] from the matching distribution (ModelConfig.matching), else None."""
+    (h, w) float32 in [0, 1] from the matching distribution (ModelConfig.matching), else None.
+    confidence_calibrated: True when confidence is the checkpoint's calibrated probability that
+    the depth is within 25 % of the truth (mvgd_core.calibration); False: the raw peak mass."""
 
     depth: np.ndarray | None
     rgb: np.ndarray | None
     K: np.ndarray
     scale: float
     confidence: np.ndarray | None = None
+    confidence_calibrated: bool = False
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -62,7 +66,12 @@ def _task_tensor(task, B: int, device) -> torch.Tensor:
 
 
 class MVGDPredictor:
-    def __init__(self, model: MVGD, diffusion_cfg: DiffusionConfig = DiffusionConfig(), device="auto", steps: int = 10):
+    """calibration: maps every returned confidence to P(depth within 25 %) (from the checkpoint's
+    "confidence_calibration"); None returns the raw peak mass (checkpoints without a table)."""
+
+    def __init__(self, model: MVGD, diffusion_cfg: DiffusionConfig = DiffusionConfig(), device="auto", steps: int = 10,
+                 calibration: ConfidenceCalibration | None = None):
+        self.calibration = calibration
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.diffusion = GaussianDiffusion(diffusion_cfg)
@@ -73,11 +82,17 @@ class MVGDPredictor:
     def from_checkpoint(cls, path, device="auto", steps: int = 10, use_ema: bool = True) -> "MVGDPredictor":
         ckpt = load_checkpoint(path, map_location="cpu")
         _, dcfg = configs_from_checkpoint(ckpt)
-        return cls(model_from_checkpoint(ckpt, use_ema=use_ema), dcfg, device=device, steps=steps)
+        return cls(model_from_checkpoint(ckpt, use_ema=use_ema), dcfg, device=device, steps=steps,
+                   calibration=calibration_from_checkpoint(ckpt))
 
     @property
     def image_size(self) -> tuple[int, int]:
         return self.model.cfg.image_size
+
+    @property
+    def confidence_calibrated(self) -> bool:
+        """Whether returned confidences are calibrated probabilities (else raw peak mass)."""
+        return self.calibration is not None
 
     # ------------------------------------------------------------------ batched core
 
@@ -88,7 +103,8 @@ class MVGDPredictor:
         images already at image_size, K for that size). task: "rgb" | "depth" | (B,) ids.
 
         Returns (x0 (B, 3, H, W) model space on CPU, scale (B,) SSN scale on CPU), plus, with
-        return_confidence, confidence (B, H, W) float32 on CPU or None (model without matching).
+        return_confidence, confidence (B, H, W) float32 on CPU or None (model without matching),
+        calibrated when self.calibration is set (see confidence_calibrated).
         """
         dev = self.device
         B = cond_rgb.shape[0]
@@ -117,9 +133,15 @@ class MVGDPredictor:
         if not return_confidence:
             return x0.float().cpu(), inp.scale.float().cpu()
         conf = None
-        if context is not None and context.match is not None:  # bilinear to the model's resolution
-            conf = F.interpolate(context.match.confidence.float(), size=(H, W), mode="bilinear", align_corners=False)[:, 0].cpu()
+        if context is not None and context.match is not None:
+            conf = self.confidence(context.match, (H, W))
         return x0.float().cpu(), inp.scale.float().cpu(), conf
+
+    def confidence(self, match, hw: tuple[int, int]) -> torch.Tensor:
+        """(B, H, W) float32 CPU at the model's resolution hw, where calibrate_confidence.py fits
+        the table: P(depth within 25 %) with self.calibration, else the raw peak mass (bilinear)."""
+        raw, out_of_range = match_confidence(match, hw)
+        return raw if self.calibration is None else self.calibration.apply(raw, out_of_range)
 
     def to_depth(self, x0: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """Model-space x0 (B, C, H, W) -> depth (B, H, W) in pose units (channel mean, inverse log param, * s)."""
@@ -201,4 +223,5 @@ class MVGDPredictor:
         else:
             im = (((x0[0] + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
             rgb = cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR) if im.shape[:2] != (h, w) else im
-        return Prediction(depth=depth, rgb=rgb, K=tgt_K.numpy().astype(np.float64), scale=float(scale[0]), confidence=confidence)
+        return Prediction(depth=depth, rgb=rgb, K=tgt_K.numpy().astype(np.float64), scale=float(scale[0]), confidence=confidence,
+                          confidence_calibrated=confidence is not None and self.confidence_calibrated)

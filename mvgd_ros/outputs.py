@@ -2,7 +2,7 @@
 
 Topics (relative, under the node's namespace):
     mvgd/depth/image + mvgd/depth/camera_info   depth of the live camera (REP 118)
-    mvgd/depth/confidence                       32FC1 0..1, when the model gives confidence
+    mvgd/depth/confidence                       32FC1 0..1, when the model gives confidence: P(depth within 25 %) with a calibrated checkpoint, else the raw score
     mvgd/rgb/image + mvgd/rgb/camera_info       virtual and target views
     mvgd/rgb/depth/image + .../camera_info      depth at those views
 An image_transport CameraSubscriber (depth_image_proc, nvblox, RViz's Camera display) on

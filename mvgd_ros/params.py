@@ -116,8 +116,8 @@ SPECS: tuple[Spec, ...] = (
          choices=("32FC1", "16UC1")),
     Spec("min_depth", 0.0, "Depth below this (m) is published as invalid; 0 disables.", read_only=False, range=(0.0, 1000.0)),
     Spec("max_depth", 0.0, "Depth above this (m) is published as invalid; 0 disables.", read_only=False, range=(0.0, 1000.0)),
-    Spec("min_confidence", 0.0, "Pixels whose model confidence (0..1) is below this are published as invalid depth; 0 disables. "
-         "Needs a model that outputs confidence.", read_only=False, range=(0.0, 1.0)),
+    Spec("min_confidence", 0.0, "Pixels whose model confidence is below this are published as invalid depth; 0 disables. With a calibrated "
+         "model it is the probability that depth is within 25 % of the truth (raw 0..1 score otherwise). Needs a model that outputs confidence.", read_only=False, range=(0.0, 1.0)),
     Spec("image_transport", "raw", "Input transport: 'raw' (sensor_msgs/Image on image) or 'compressed' (sensor_msgs/CompressedImage jpeg/png "
          "on image/compressed, as image_transport's compressed plugin publishes it).", choices=("raw", "compressed")),
     Spec("rectified", False, "Input images are rectified (image_proc's image_rect): intrinsics come from camera_info P. Otherwise from K, "

@@ -1,0 +1,243 @@
+"""Calibrated per-pixel confidence: raw score -> P(depth within 25 % of the truth).
+
+The matching path's raw confidence (the cost volume's peak probability mass) ranks errors but
+its value is not a probability. `ConfidenceCalibration` is a monotone piecewise-linear map from
+the raw score to the probability that the pixel is a delta1 inlier,
+
+    correct = max(d / gt, gt / d) < 1.25,
+
+fitted by isotonic regression (pool-adjacent-violators, Ayer et al. 1955; the same estimator as
+sklearn.isotonic.IsotonicRegression, reimplemented here in a few lines) on held-out pixels
+binned by raw score, so the fit is fast and the stored table is small (<= `bins` knots).
+Between knots the map interpolates linearly; outside them it is constant (np.interp).
+Pixels whose matching distribution peaks at the first or last depth hypothesis (no match
+inside the range) get their own monotone table: their peak mass rises when matching fails, so
+a single table would give the most confidently wrong pixels the top probability.
+
+Evaluation helpers: `reliability` (per-bin mean predicted probability vs observed frequency,
+the reliability diagram) and `expected_calibration_error` (ECE, Naeini et al. AAAI 2015:
+count-weighted mean |predicted - observed| over equal-width bins).
+
+numpy / torch only; stored in checkpoints as plain lists (checkpoint.CALIBRATION_KEY).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+KIND = "isotonic-delta1"
+TARGET = "P(max(depth/gt, gt/depth) < 1.25)"
+DELTA1 = 1.25
+
+
+def delta1_correct(pred, gt) -> tuple[np.ndarray, np.ndarray]:
+    """(correct, valid): bool arrays of pred's shape. valid: gt finite and > 0, pred finite and > 0;
+    correct: valid and max(pred/gt, gt/pred) < 1.25 (the delta1 criterion)."""
+    p, g = (np.asarray(torch.as_tensor(x).detach().cpu(), dtype=np.float64) for x in (pred, gt))
+    if p.shape != g.shape:
+        raise ValueError(f"delta1_correct: shapes differ {p.shape}, {g.shape}")
+    valid = np.isfinite(g) & (g > 0) & np.isfinite(p) & (p > 0)
+    ratio = np.where(valid, np.maximum(p, 1e-12) / np.where(valid, g, 1.0), 1.0)
+    return valid & (np.maximum(ratio, 1.0 / ratio) < DELTA1), valid
+
+
+def pool_adjacent_violators(y, w=None) -> np.ndarray:
+    """Isotonic (non-decreasing) least-squares fit of y (n,) with weights w (n,) > 0, in order.
+
+    Returns the fitted values (n,). Merges adjacent blocks while their means decrease.
+    """
+    y = np.asarray(y, dtype=np.float64).ravel()
+    w = np.ones_like(y) if w is None else np.asarray(w, dtype=np.float64).ravel()
+    if y.shape != w.shape or (w <= 0).any() or not np.isfinite(y).all():
+        raise ValueError("pool_adjacent_violators: need finite y and positive weights of the same length")
+    means, weights, sizes = [], [], []  # one entry per block
+    for yi, wi in zip(y, w):
+        means.append(yi), weights.append(wi), sizes.append(1)
+        while len(means) > 1 and means[-2] > means[-1]:  # violator: pool the last two blocks
+            m2, w2, s2 = means.pop(), weights.pop(), sizes.pop()
+            wt = weights[-1] + w2
+            means[-1] = (means[-1] * weights[-1] + m2 * w2) / wt
+            weights[-1], sizes[-1] = wt, sizes[-1] + s2
+    return np.repeat(means, sizes)
+
+
+def _check_table(x, y, name: str) -> None:
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.ndim != 1 or y.ndim != 1 or x.size != y.size:
+        raise ValueError(f"ConfidenceCalibration: {name} x and y must be 1-D of equal length, got {x.shape}, {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError(f"ConfidenceCalibration: {name} knots must be finite")
+    if (np.diff(x) <= 0).any():
+        raise ValueError(f"ConfidenceCalibration: {name} x (raw scores) must be strictly increasing")
+    if (np.diff(y) < 0).any():
+        raise ValueError(f"ConfidenceCalibration: {name} y must be non-decreasing (a calibration map is monotone)")
+    if y.size and (y.min() < 0 or y.max() > 1):
+        raise ValueError(f"ConfidenceCalibration: {name} y must be probabilities in [0, 1], got [{y.min()}, {y.max()}]")
+
+
+def _fit_table(r: np.ndarray, c: np.ndarray, bins: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Knots (x, y) of the isotonic fit of c (n,) on scores r (n,), over <= bins quantile bins."""
+    order = np.argsort(r, kind="stable")
+    r, c = r[order], c[order]
+    # bin ends: quantile positions moved to the end of their run of equal scores (ties never split)
+    ends = np.unique(np.searchsorted(r, r[np.linspace(0, r.size - 1, bins + 1).astype(int)[1:]], side="right"))
+    starts = np.concatenate([[0], ends[:-1]])
+    cnt = (ends - starts).astype(np.float64)
+    xs = np.add.reduceat(r, starts) / cnt  # (K,) mean score per bin
+    ys = pool_adjacent_violators(np.add.reduceat(c, starts) / cnt, cnt)
+    keep = np.ones(xs.size, bool)  # drop the interior knots of flat runs
+    keep[1:-1] = ~((ys[1:-1] == ys[:-2]) & (ys[1:-1] == ys[2:]))
+    return tuple(xs[keep].tolist()), tuple(np.clip(ys[keep], 0, 1).tolist())
+
+
+def _interp_np(r: np.ndarray, x, y) -> np.ndarray:
+    return np.clip(np.interp(r, x, y), 0, 1)
+
+
+def _interp_torch(r: torch.Tensor, x, y) -> torch.Tensor:
+    xk = torch.tensor(x, dtype=torch.float64, device=r.device)
+    yk = torch.tensor(y, dtype=torch.float64, device=r.device)
+    if xk.numel() == 1:
+        return torch.full_like(r, float(yk[0]))
+    i = torch.searchsorted(xk, r.clamp(xk[0], xk[-1]).contiguous()).clamp(1, xk.numel() - 1)
+    t = ((r - xk[i - 1]) / (xk[i] - xk[i - 1])).clamp(0, 1)
+    return (yk[i - 1] + t * (yk[i] - yk[i - 1])).clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class ConfidenceCalibration:
+    """Monotone map raw confidence -> probability of a delta1 inlier.
+
+    x: (K,) knots, strictly increasing raw scores; y: (K,) non-decreasing probabilities in [0, 1]
+    (K >= 1). edge_x / edge_y: an optional second table (same rules, may be empty) for pixels
+    whose matching distribution peaks at the nearest or farthest depth hypothesis
+    (`match_confidence`'s out_of_range): there a high peak mass means the match failed, so
+    one monotone table over all pixels cannot rank them. n_fit: pixels the fit used; source:
+    what data it was fitted on (free text).
+    """
+
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    edge_x: tuple[float, ...] = ()
+    edge_y: tuple[float, ...] = ()
+    n_fit: int = 0
+    source: str = ""
+
+    def __post_init__(self):
+        if len(self.x) == 0:
+            raise ValueError("ConfidenceCalibration: x and y must not be empty")
+        _check_table(self.x, self.y, "table")
+        _check_table(self.edge_x, self.edge_y, "edge table")
+        if int(self.n_fit) < 0:
+            raise ValueError(f"ConfidenceCalibration: n_fit must be >= 0, got {self.n_fit}")
+
+    @classmethod
+    def fit(cls, raw, correct, out_of_range=None, bins: int = 64, source: str = "") -> "ConfidenceCalibration":
+        """Fit on pixels: raw (any shape) scores, correct (same shape) bool delta1 inliers,
+        out_of_range (same shape) bool or None (then one table for all pixels).
+
+        Pixels with a non-finite score are ignored. Per table, scores are cut into <= `bins`
+        quantile bins (equal counts; ties never split), PAV runs on the bins' inlier rates
+        weighted by counts, and each bin becomes a knot at its mean score; flat runs keep only
+        their two ends. The edge table is fitted only when out_of_range marks some pixels.
+        """
+        arr = lambda a: np.asarray(torch.as_tensor(a).detach().cpu(), dtype=np.float64).ravel()  # noqa: E731
+        r, c = arr(raw), arr(correct)
+        e = np.zeros(r.shape, bool) if out_of_range is None else arr(out_of_range) > 0
+        if not (r.shape == c.shape == e.shape):
+            raise ValueError(f"ConfidenceCalibration.fit: raw {r.shape}, correct {c.shape}, out_of_range {e.shape} differ")
+        if bins < 1:
+            raise ValueError(f"ConfidenceCalibration.fit: bins must be >= 1, got {bins}")
+        ok = np.isfinite(r)
+        r, c, e = r[ok], c[ok], e[ok]
+        if r.size == 0 or e.all():
+            raise ValueError("ConfidenceCalibration.fit: no in-range pixel with a finite score")
+        x, y = _fit_table(r[~e], c[~e], bins)
+        ex, ey = _fit_table(r[e], c[e], bins) if e.any() else ((), ())
+        return cls(x, y, ex, ey, int(r.size), source)
+
+    def apply(self, raw, out_of_range=None):
+        """Calibrated probability of raw scores: np.ndarray or torch.Tensor of any shape, same
+        type, shape (and device) back, float; in [0, 1]; NaN stays NaN. out_of_range (same
+        shape, bool) selects the edge table where it has one; None uses the main table."""
+        use_edge = out_of_range is not None and len(self.edge_x) > 0
+        if isinstance(raw, torch.Tensor):
+            r = raw.detach().double()
+            out = _interp_torch(r, self.x, self.y)
+            if use_edge:
+                out = torch.where(torch.as_tensor(out_of_range, device=r.device).bool(), _interp_torch(r, self.edge_x, self.edge_y), out)
+            out = torch.where(torch.isnan(r), r, out)
+            return out.to(raw.dtype if raw.dtype.is_floating_point else torch.float32)
+        a = np.asarray(raw)
+        r = a.astype(np.float64)
+        out = _interp_np(r, self.x, self.y)
+        if use_edge:
+            out = np.where(np.asarray(out_of_range, dtype=bool), _interp_np(r, self.edge_x, self.edge_y), out)
+        out = np.where(np.isnan(r), np.nan, out)
+        return out.astype(a.dtype if np.issubdtype(a.dtype, np.floating) else np.float32)
+
+    def to_dict(self) -> dict:
+        """Plain types only (checkpoints load with weights_only=True)."""
+        f = lambda v: [float(t) for t in v]  # noqa: E731
+        return {"kind": KIND, "target": TARGET, "x": f(self.x), "y": f(self.y), "edge_x": f(self.edge_x), "edge_y": f(self.edge_y),
+                "n_fit": int(self.n_fit), "source": str(self.source)}
+
+    @classmethod
+    def from_dict(cls, d) -> "ConfidenceCalibration":
+        """Inverse of to_dict; ValueError naming the problem for a malformed table."""
+        if not isinstance(d, dict):
+            raise ValueError(f"confidence calibration: expected a dict, got {type(d).__name__}")
+        if d.get("kind") != KIND:
+            raise ValueError(f"confidence calibration: kind {d.get('kind')!r}, expected {KIND!r}")
+        for k in ("x", "y", "edge_x", "edge_y"):
+            v = d.get(k, [] if k.startswith("edge") else None)
+            if not isinstance(v, (list, tuple)) or not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in v):
+                raise ValueError(f"confidence calibration: {k!r} must be a list of numbers")
+        t = lambda k: tuple(float(v) for v in d.get(k, []))  # noqa: E731
+        return cls(t("x"), t("y"), t("edge_x"), t("edge_y"), int(d.get("n_fit", 0)), str(d.get("source", "")))
+
+
+def match_confidence(match, hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs of the calibration from a cost-volume MatchOutput (confidence (B, 1, h, w), prob
+    (B, D, h, w)) at output size hw = (H, W): (raw (B, H, W) float32 peak mass, bilinear;
+    out_of_range (B, H, W) bool: the distribution's mode is the first or last hypothesis,
+    nearest), both on CPU."""
+    raw = F.interpolate(match.confidence.float(), size=hw, mode="bilinear", align_corners=False)[:, 0]
+    mode = match.prob.argmax(1, keepdim=True)
+    edge = ((mode == 0) | (mode == match.prob.shape[1] - 1)).float()
+    return raw.cpu(), F.interpolate(edge, size=hw, mode="nearest")[:, 0].bool().cpu()
+
+
+def reliability(prob, correct, bins: int = 10) -> dict[str, list]:
+    """Reliability diagram over `bins` equal-width bins of [0, 1].
+
+    prob: predicted probabilities (any shape; non-finite ignored); correct: same shape, bool.
+    Returns {"edges": (bins+1,), "mean_pred": (bins,), "observed": (bins,) inlier frequency,
+    "count": (bins,) ints} as lists; mean_pred / observed are NaN in empty bins.
+    """
+    p = np.asarray(torch.as_tensor(prob).detach().cpu(), dtype=np.float64).ravel()
+    c = np.asarray(torch.as_tensor(correct).detach().cpu(), dtype=np.float64).ravel()
+    if p.shape != c.shape:
+        raise ValueError(f"reliability: prob {p.shape} and correct {c.shape} differ")
+    keep = np.isfinite(p)
+    p, c = np.clip(p[keep], 0, 1), c[keep]
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)  # p = 1 goes to the last bin
+    cnt = np.bincount(idx, minlength=bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_pred = np.bincount(idx, p, bins) / cnt
+        observed = np.bincount(idx, c, bins) / cnt
+    return {"edges": edges.tolist(), "mean_pred": mean_pred.tolist(), "observed": observed.tolist(), "count": cnt.astype(int).tolist()}
+
+
+def expected_calibration_error(prob, correct, bins: int = 10) -> float:
+    """ECE: sum over bins of count/total * |mean predicted - observed frequency| (NaN if no pixel)."""
+    r = reliability(prob, correct, bins)
+    cnt = np.asarray(r["count"], dtype=np.float64)
+    if cnt.sum() == 0:
+        return float("nan")
+    gap = np.abs(np.asarray(r["mean_pred"]) - np.asarray(r["observed"]))
+    return float(np.nansum(cnt * gap) / cnt.sum())
