@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from evaluate_model import REAL_SAMPLING, _first_existing, hololens_section, procedural_section, tabletop_section  # noqa: E402
+from mvgd_core import charts  # noqa: E402
 from mvgd_core.calibration import ConfidenceCalibration, delta1_correct, expected_calibration_error, match_confidence, reliability  # noqa: E402
 from mvgd_core.checkpoint import CALIBRATION_KEY, load_checkpoint, save_checkpoint  # noqa: E402
 from mvgd_core.config import from_dict  # noqa: E402
@@ -219,31 +220,7 @@ def threshold_table(evals: dict) -> list[str]:
 
 
 RAW_C, CAL_C, ORA_C = (214, 39, 40), (31, 119, 180), (120, 120, 120)
-
-
-def _axes(draw, box, title, font, xlabel, ylo, yhi):
-    """Frame, grid and labels of a panel; returns the data -> pixel maps (x in [0, 1])."""
-    x0, y0, x1, y1 = box
-    px0, py0, px1, py1 = x0 + 40, y0 + 22, x1 - 12, y1 - 30
-    X = lambda x: px0 + (px1 - px0) * x  # noqa: E731
-    Y = lambda y: py1 - (py1 - py0) * (min(max(y, ylo), yhi) - ylo) / ((yhi - ylo) or 1.0)  # noqa: E731
-    draw.rectangle([px0, py0, px1, py1], outline=(0, 0, 0))
-    draw.text((x0 + 4, y0 + 4), title, fill=(0, 0, 0), font=font)
-    for k in range(5):
-        yv = ylo + (yhi - ylo) * k / 4
-        draw.line([px0, Y(yv), px1, Y(yv)], fill=(225, 225, 225))
-        draw.text((x0 + 2, Y(yv) - 6), f"{yv:.2f}", fill=(0, 0, 0), font=font)
-        draw.text((X(k / 4) - 8, py1 + 4), f"{k / 4:.2f}", fill=(0, 0, 0), font=font)
-    draw.text((px0 + 30, py1 + 16), xlabel, fill=(0, 0, 0), font=font)
-    return X, Y
-
-
-def _line(draw, X, Y, xs, ys, colour):
-    pts = [(X(x), Y(y)) for x, y in zip(xs, ys) if x == x and y == y]
-    if len(pts) > 1:
-        draw.line(pts, fill=colour, width=2)
-    for x, y in pts:
-        draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+QUARTERS = [0.0, 0.25, 0.5, 0.75, 1.0]
 
 
 def figure(path: Path, report: dict) -> Path:
@@ -257,17 +234,17 @@ def figure(path: Path, report: dict) -> Path:
     draw.text((8, 4), "confidence: raw peak mass (red), calibrated (blue), oracle (grey); cond targets, all pixels", fill=(0, 0, 0), font=font)
     for i, (name, sec) in enumerate(sets.items()):
         m = sec["metrics"]["all"]
-        X, Y = _axes(draw, (i * cw, 24, (i + 1) * cw, 24 + ch), f"{name}: reliability (ECE {fmt(m['ece_raw'])} -> {fmt(m['ece_calibrated'])})",
-                     font, "predicted P(depth within 25 %)", 0.0, 1.0)
+        X, Y = charts.axes(draw, (i * cw, 24, (i + 1) * cw, 24 + ch), f"{name}: reliability (ECE {fmt(m['ece_raw'])} -> {fmt(m['ece_calibrated'])})",
+                           font, "predicted P(depth within 25 %)", (0.0, 1.0), (0.0, 1.0), QUARTERS)
         draw.line([X(0), Y(0), X(1), Y(1)], fill=ORA_C)
         for key, col in (("reliability_raw", RAW_C), ("reliability_calibrated", CAL_C)):
-            _line(draw, X, Y, m[key]["mean_pred"], m[key]["observed"], col)
+            charts.polyline(draw, X, Y, m[key]["mean_pred"], m[key]["observed"], col)
         sr, sc = m["sparsification_raw"]["pooled"], m["sparsification_calibrated"]["pooled"]
         vals = [v for v in sr["abs_rel"] + sc["abs_rel"] + sr["oracle"] if v == v]
-        X, Y = _axes(draw, (i * cw, 24 + ch, (i + 1) * cw, 24 + 2 * ch), f"{name}: AbsRel of the most confident fraction", font,
-                     "fraction of pixels kept", 0.0, 1.05 * max(vals, default=1.0))
+        X, Y = charts.axes(draw, (i * cw, 24 + ch, (i + 1) * cw, 24 + 2 * ch), f"{name}: AbsRel of the most confident fraction", font,
+                           "fraction of pixels kept", (0.0, 1.0), (0.0, 1.05 * max(vals, default=1.0)), QUARTERS)
         for curve, key, col in ((sr, "abs_rel", RAW_C), (sc, "abs_rel", CAL_C), (sr, "oracle", ORA_C)):
-            _line(draw, X, Y, curve["fractions"], curve[key], col)
+            charts.polyline(draw, X, Y, curve["fractions"], curve[key], col)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
     return path

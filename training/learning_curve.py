@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mvgd_core import charts
 from mvgd_core.data.render import ProceduralConfig, render_sequence
 from mvgd_core.data.sampler import ViewSamplingConfig, make_sample, select_views
 from mvgd_core.data.types import collate_samples
@@ -163,6 +164,23 @@ def train_arm(arm: str, out: Path, cpu_minutes: float, eval_every_min: float, ba
 
     save_checkpoint(out / f"{arm}.pt", make_state(model, dcfg, step=step))  # raw weights, loadable by MVGDPredictor
     return log
+
+
+COLOURS = {"match": (31, 119, 180), "match_zncc": (44, 160, 44), "raymap": (214, 39, 40)}
+PANELS = [("cond", "abs_rel_median"), ("cond", "delta1_median"), ("novel", "abs_rel_median"), ("novel", "delta1_median")]
+
+
+def _panel(draw, box, title, series, font):
+    """One line chart in box (x0, y0, x1, y1) of PIL ImageDraw: series {arm: [(x, y)]}."""
+    xs = [x for pts in series.values() for x, _ in pts]
+    ys = [y for pts in series.values() for x, y in pts if np.isfinite(y) and x > 0]  # the untrained point is clipped
+    xmax = max(xs) if xs else 1.0
+    ylo, yhi = (min(ys), max(ys)) if ys else (0.0, 1.0)
+    pad = 0.05 * (yhi - ylo or 1.0)
+    ticks = list(range(0, int(xmax) + 1, max(1, int(xmax) // 6 or 1)))
+    X, Y = charts.axes(draw, box, title, font, "training CPU minutes (1 thread)", (0.0, xmax or 1.0), (max(0.0, ylo - pad), yhi + pad), ticks, "{:.0f}")
+    for arm, pts in series.items():
+        charts.polyline(draw, X, Y, [x for x, _ in pts], [y for _, y in pts], COLOURS.get(arm, (0, 0, 0)))
 
 
 COLOURS = {"match": (31, 119, 180), "match_zncc": (44, 160, 44), "raymap": (214, 39, 40)}
