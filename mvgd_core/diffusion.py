@@ -191,6 +191,8 @@ class GaussianDiffusion:
         args = (x_t, t, task, inp.cond_rgb, inp.cond_K, inp.cond_T, inp.tgt_K, inp.tgt_T)
 
         kw = {"scale_feats": inp.scale_feats}
+        core = getattr(model, "module", model)  # a DDP wrapper's network
+        want_ctx = cfg.match_weight > 0 and getattr(getattr(core, "cfg", None), "matching", False)
         if hasattr(model, "encode_scene"):  # cache the t-independent parts (a DDP wrapper computes them inside)
             kw["scene_tokens"] = model.encode_scene(inp.cond_rgb, inp.cond_K, inp.cond_T)
             if getattr(model.cfg, "decoder", False):
@@ -201,7 +203,8 @@ class GaussianDiffusion:
             with torch.no_grad():
                 _, latents_sc = model(*args, latents_sc=None, **kw)
             latents_sc = latents_sc.detach()
-        pred, _ = model(*args, latents_sc=latents_sc, **kw)
+        out = model(*args, latents_sc=latents_sc, **kw, **({"return_context": True} if want_ctx else {}))
+        pred, ctx = out[0], (out[2] if want_ctx else None)  # the context forward used: also under DDP
 
         err = pred.float() - self.target(x0, t, noise)  # (B, C, H, W)
         denom = (mask.sum(dim=(1, 2, 3)) * err.shape[1]).clamp_min(1.0)  # (B,) valid entries
@@ -212,8 +215,7 @@ class GaussianDiffusion:
         zero = per_sample.sum() * 0
         loss = per_sample.mean()
         loss_match = zero
-        ctx = kw.get("context")
-        if cfg.match_weight > 0 and ctx is not None and ctx.match is not None:
+        if want_ctx and ctx is not None and ctx.match is not None:
             loss_match = self.match_loss(ctx.match.depth, batch.tgt_depth, inp.scale)
             loss = loss + cfg.match_weight * loss_match
         return {

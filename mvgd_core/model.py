@@ -316,14 +316,16 @@ class MVGD(nn.Module):
         return r.to(dtype)  # (..., P, R)
 
     def forward(self, x_t, t, task, cond_rgb, cond_K, cond_T, tgt_K, tgt_T, latents_sc=None, scene_tokens=None,
-                scale_feats=None, context=None):
+                scale_feats=None, context=None, return_context: bool = False):
         """x_t (B, C, H, W) noisy target in model space; t (B,) int timesteps; task (B,) long
         (0 = rgb, 1 = depth); cond_rgb (B, N, 3, H, W) in [-1, 1]; cond_K (B, N, 3, 3);
         cond_T (B, N, 4, 4) and tgt_T (B, 4, 4) already scene-scale normalized;
         tgt_K (B, 3, 3); latents_sc (B, L, D) or None (self-conditioning); scene_tokens: optional
         cached `encode_scene(cond_rgb, cond_K, cond_T)`; scale_feats (B, 2) `ssn.scale_features`
         (needed with cfg.scale_input); context: optional cached `encode_context(...)`.
-        Returns (pred (B, C, H, W), latents (B, L, D))."""
+        Returns (pred (B, C, H, W), latents (B, L, D)), plus the Context used (or None) with
+        return_context: the cost volume's own loss needs it, and under DDP only forward's
+        outputs carry gradients correctly."""
         cfg = self.cfg
         B, C, H, W = x_t.shape
         if (H, W) != cfg.image_size or C != cfg.channels:
@@ -365,7 +367,7 @@ class MVGD(nn.Module):
         out = self.unpatchify(self.out(pred))  # (B, C, H, W)
         if context is not None:
             out = out + self._decode(pred, context, task)
-        return out, latents
+        return (out, latents, context) if return_context else (out, latents)
 
     def _cells_to_tokens(self, maps: torch.Tensor) -> torch.Tensor:
         """(B, c, h, w) at 1/s -> (B, P, c * (p/s)^2): the cells under each patch, row-major patches."""

@@ -194,6 +194,17 @@ def test_set_timesteps_validation():
     assert s.timesteps.tolist() == [999]
 
 
+class _Wrapper(torch.nn.Module):
+    """Like DistributedDataParallel for training_losses: only forward, the network as .module."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *a, **kw):
+        return self.module(*a, **kw)
+
+
 def test_match_loss_and_clamped_depth_mask():
     """match_weight adds the cost volume's own depth loss; depth_loss_when_clamped=False drops the
     depth loss of samples whose SSN scale was clamped (no baseline)."""
@@ -219,5 +230,10 @@ def test_match_loss_and_clamped_depth_mask():
     with_match = GaussianDiffusion(DiffusionConfig(self_cond_prob=0.0, match_weight=1.0)).training_losses(m, batch, task, generator=g())
     assert base["loss_match"].item() == 0.0 and with_match["loss_match"].item() > 0
     assert with_match["loss"].item() == pytest.approx(base["loss"].item() + with_match["loss_match"].item(), rel=1e-5)
+    # a DDP-style wrapper (forward only: no encode_scene, the network under .module) gets the same term
+    wrapped = GaussianDiffusion(DiffusionConfig(self_cond_prob=0.0, match_weight=1.0)).training_losses(_Wrapper(m), batch, task, generator=g())
+    assert wrapped["loss_match"].item() == pytest.approx(with_match["loss_match"].item(), rel=1e-5)
+    wrapped["loss"].backward()
+    assert m.features.net[0].weight.grad.abs().sum() > 0  # the cost volume's features learn through the wrapper
     masked = GaussianDiffusion(DiffusionConfig(self_cond_prob=0.0, depth_loss_when_clamped=False)).training_losses(m, batch, task, generator=g())
     assert 0 < masked["loss"].item() < base["loss"].item()  # sample 0 still trains depth, sample 1 no longer
