@@ -1,6 +1,6 @@
 """Evaluation report: aggregate per-frame metrics, latency percentiles, write JSON + Markdown + HTML.
 
-Pure Python/numpy (no ROS): `mvgd_ros/eval.py` collects predictions and fills `FrameResult`s.
+Pure Python/numpy (no ROS): `mvgd_ros/eval_node.py` collects the node's predictions and `mvgd_ros/eval_scoring.py` fills `FrameResult`s.
 Layout of a report folder:
     metrics.json      everything below, machine-readable (per-frame numbers included)
     README.md         tables: depth at the live camera (headline: the observable regime, then

@@ -32,6 +32,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -621,12 +622,50 @@ def _stop_reason(stop: dict, cfg: TrainConfig, elapsed_s: float, step: int, stop
     return ""
 
 
-def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None) -> dict:
-    """Run (or resume) training to cfg.steps. Returns a summary dict (rank 0's view).
+@dataclass
+class _Run:
+    """One process's training run, as `_set_up` builds it: configs, model and its training state."""
 
-    stop_after: stop (with a checkpoint) once this many steps are done in total, keeping
-    cfg.steps as the schedule horizon (tests: N/2 steps, resume, N/2 steps).
-    """
+    cfg: TrainConfig  # resolved (`_resolve`)
+    rank: int
+    world: int
+    device: torch.device
+    ckpt_path: Path
+    noise_gen: torch.Generator  # this rank's diffusion-noise / task stream
+    model: MVGD
+    mcfg: ModelConfig
+    dcfg: DiffusionConfig
+    diffusion: GaussianDiffusion
+    ema: EMA
+    opt: torch.optim.AdamW
+    st: RunState
+    net: torch.nn.Module  # the model, or its DDP wrapper
+    stream: Iterator[MultiViewBatch]  # batch_stream: from the data position on, endless
+    log: MetricsLog | None  # rank 0 only
+    val_log: MetricsLog | None  # rank 0 only
+
+    @property
+    def ddp(self) -> bool:
+        return self.world > 1
+
+
+@dataclass
+class _Loop:
+    """The step loop's own state: autocast, clipped parameters, clocks, log window, progress bar."""
+
+    amp: torch.autocast
+    params: list
+    per_step: int  # samples per optimizer step, all ranks
+    t_start: float  # wall clock at the loop's start (this process)
+    t_ckpt: float  # ... at the last checkpoint (ckpt_minutes)
+    t_log: float  # ... at the last log row, shifted past validation (samples_per_s)
+    win: _Window
+    pbar: object | None  # tqdm on rank 0 with progress
+
+
+def _set_up(cfg: TrainConfig) -> _Run:
+    """Seeds, model, EMA, optimizer, resume state, data stream and run dir, in that order (the
+    order fixes which RNG draws each consumes, so a resumed run matches a straight one)."""
     check_run_dir(cfg.run_dir)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -653,88 +692,132 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     log = val_log = None
     if rank == 0:
         log, val_log = _open_run_dir(run_dir, cfg, st.step)
+    return _Run(cfg, rank, world, device, ckpt_path, noise_gen, model, mcfg, dcfg, diffusion, ema, opt, st, net, stream, log, val_log)
 
-    stop = {"signal": None}  # name of the signal that asked for a graceful stop
-    old_handlers = _catch_stop_signals(stop) if rank == 0 or not ddp else {}
-    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
-    params = [p for p in model.parameters() if p.requires_grad]
-    t_start = t_ckpt = t_log = time.time()
-    win = _Window()
-    per_step = cfg.batch_size * cfg.grad_accum * world
+
+def _start_loop(run: _Run, progress: bool) -> _Loop:
+    """The loop state, clocks started now; a tqdm bar on rank 0 when `progress`."""
+    cfg = run.cfg
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and run.device.type == "cuda")
+    params = [p for p in run.model.parameters() if p.requires_grad]
+    t_start = time.time()
     pbar = None
-    if rank == 0 and progress:
+    if run.rank == 0 and progress:
         from tqdm import tqdm
-        pbar = tqdm(total=cfg.steps, initial=st.step, dynamic_ncols=True, mininterval=2.0, desc="train")
+        pbar = tqdm(total=cfg.steps, initial=run.st.step, dynamic_ncols=True, mininterval=2.0, desc="train")
+    return _Loop(amp, params, cfg.batch_size * cfg.grad_accum * run.world, t_start, t_start, t_start, _Window(), pbar)
 
-    def save():
-        rngs = _gather_rngs(noise_gen, world)
-        if rank == 0:
-            save_checkpoint(ckpt_path, checkpoint_state(cfg, mcfg, dcfg, model, ema, opt, st, rngs, world, st.elapsed0 + time.time() - t_start))
-        if world > 1:
+
+def _optimizer_step(run: _Run, loop: _Loop) -> float:
+    """One training step: LR, forward/backward over the micro-batches, clip, AdamW, EMA; returns the LR."""
+    cfg, st = run.cfg, run.st
+    lr = lr_at(st.step, cfg.optim, cfg.steps)
+    for g in run.opt.param_groups:
+        g["lr"] = lr
+    st.micro += accumulate_gradients(run.net, run.diffusion, run.stream, cfg, run.noise_gen, run.device, run.ddp, loop.amp, loop.win, st.step)
+    gn = torch.nn.utils.clip_grad_norm_(loop.params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
+    loop.win.v["gn"] += float(gn)
+    run.opt.step()
+    run.opt.zero_grad(set_to_none=True)
+    run.ema.update(run.model, st.step)
+    st.step += 1
+    st.seen += loop.per_step
+    loop.win.samples += loop.per_step
+    return lr
+
+
+def _log_step(run: _Run, loop: _Loop, lr: float, summary: dict) -> None:
+    """A metrics.csv row every cfg.log_every steps and at the last one (into summary too); progress bar."""
+    cfg, st = run.cfg, run.st
+    if st.step % cfg.log_every == 0 or st.step == cfg.steps:
+        now = time.time()
+        nsteps = max(1, st.step - (summary.get("logged_step", st.step - cfg.log_every)))
+        row = loop.win.row(st.step, lr, run.world, run.device, run.ddp, nsteps, now - loop.t_log, st.seen, st.elapsed0 + now - loop.t_start)
+        summary.update(row, logged_step=st.step)
+        loop.t_log = now
+        if run.rank == 0:
+            run.log.write(row)
+            if loop.pbar is not None:
+                loop.pbar.set_postfix(loss=f"{row['loss']:.4f}", sps=f"{row['samples_per_s']:.1f}", lr=f"{lr:.1e}", refresh=False)
+    if loop.pbar is not None:
+        loop.pbar.update(1)
+
+
+def _maybe_validate(run: _Run, loop: _Loop, summary: dict) -> None:
+    """Validation every cfg.val.every steps on rank 0 (the others wait); its time is not training time."""
+    if run.cfg.val.every and run.st.step % run.cfg.val.every == 0:
+        t_val = time.time()
+        if run.rank == 0:
+            vrow = validate(run.model, run.ema, run.dcfg, run.cfg, run.st.step, run.device, run.st.depth_median)
+            run.val_log.write(vrow, prefix="val/")
+            summary["val"] = vrow
+            _print_val(vrow, loop.pbar)
+        if run.ddp:
             dist.barrier()
+        loop.t_log += time.time() - t_val  # throughput counts training time only
 
-    net.train()
+
+def _save(run: _Run, loop: _Loop) -> None:
+    """The training checkpoint (rank 0 writes; every rank contributes its RNG state)."""
+    rngs = _gather_rngs(run.noise_gen, run.world)
+    if run.rank == 0:
+        state = checkpoint_state(run.cfg, run.mcfg, run.dcfg, run.model, run.ema, run.opt, run.st, rngs, run.world,
+                                 run.st.elapsed0 + time.time() - loop.t_start)
+        save_checkpoint(run.ckpt_path, state)
+    if run.world > 1:
+        dist.barrier()
+
+
+def _checkpoint_or_stop(run: _Run, loop: _Loop, stop: dict, stop_after: int | None) -> bool:
+    """Save when due (steps, minutes, the last step or a stop); True when every rank stops here."""
+    cfg, st = run.cfg, run.st
+    now = time.time()
+    why = _stop_reason(stop, cfg, now - loop.t_start, st.step, stop_after)
+    want_stop = _all_true(bool(why), run.world, run.device)  # every rank stops at the same step
+    due = (cfg.ckpt_every and st.step % cfg.ckpt_every == 0) or (cfg.ckpt_minutes > 0 and now - loop.t_ckpt >= 60 * cfg.ckpt_minutes)
+    if _all_true(bool(due), run.world, run.device) or want_stop or st.step == cfg.steps:
+        _save(run, loop)
+        loop.t_ckpt = time.time()
+    if want_stop and run.rank == 0:
+        print(f"\nstopping at step {st.step} ({why or 'another rank'}); resume with the same command", file=sys.stderr)
+    return want_stop
+
+
+def _close(run: _Run, loop: _Loop, old_handlers: dict) -> None:
+    """Progress bar closed, signal handlers restored, TensorBoard writer closed."""
+    if loop.pbar is not None:
+        loop.pbar.close()
+    for sig, handler in old_handlers.items():
+        signal.signal(sig, handler)
+    if run.log is not None and run.log.tb is not None:
+        run.log.tb.close()
+
+
+def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None) -> dict:
+    """Run (or resume) training to cfg.steps. Returns a summary dict (rank 0's view).
+
+    stop_after: stop (with a checkpoint) once this many steps are done in total, keeping
+    cfg.steps as the schedule horizon (tests: N/2 steps, resume, N/2 steps).
+    """
+    run = _set_up(cfg)
+    stop = {"signal": None}  # name of the signal that asked for a graceful stop
+    old_handlers = _catch_stop_signals(stop) if run.rank == 0 or not run.ddp else {}
+    loop = _start_loop(run, progress)
+    run.net.train()
     summary = {}
     try:
-        while st.step < cfg.steps:
-            lr = lr_at(st.step, cfg.optim, cfg.steps)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            st.micro += accumulate_gradients(net, diffusion, stream, cfg, noise_gen, device, ddp, amp, win, st.step)
-            gn = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
-            win.v["gn"] += float(gn)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            ema.update(model, st.step)
-            st.step += 1
-            st.seen += per_step
-            win.samples += per_step
-
-            if st.step % cfg.log_every == 0 or st.step == cfg.steps:
-                now = time.time()
-                nsteps = max(1, st.step - (summary.get("logged_step", st.step - cfg.log_every)))
-                row = win.row(st.step, lr, world, device, ddp, nsteps, now - t_log, st.seen, st.elapsed0 + now - t_start)
-                summary.update(row, logged_step=st.step)
-                t_log = now
-                if rank == 0:
-                    log.write(row)
-                    if pbar is not None:
-                        pbar.set_postfix(loss=f"{row['loss']:.4f}", sps=f"{row['samples_per_s']:.1f}", lr=f"{lr:.1e}", refresh=False)
-            if pbar is not None:
-                pbar.update(1)
-
-            if cfg.val.every and st.step % cfg.val.every == 0:
-                t_val = time.time()
-                if rank == 0:
-                    vrow = validate(model, ema, dcfg, cfg, st.step, device, st.depth_median)
-                    val_log.write(vrow, prefix="val/")
-                    summary["val"] = vrow
-                    _print_val(vrow, pbar)
-                if ddp:
-                    dist.barrier()
-                t_log += time.time() - t_val  # throughput counts training time only
-
-            now = time.time()
-            why = _stop_reason(stop, cfg, now - t_start, st.step, stop_after)
-            want_stop = _all_true(bool(why), world, device)  # every rank stops at the same step
-            due = (cfg.ckpt_every and st.step % cfg.ckpt_every == 0) or (cfg.ckpt_minutes > 0 and now - t_ckpt >= 60 * cfg.ckpt_minutes)
-            if _all_true(bool(due), world, device) or want_stop or st.step == cfg.steps:
-                save()
-                t_ckpt = time.time()
-            if want_stop:
-                if rank == 0:
-                    print(f"\nstopping at step {st.step} ({why or 'another rank'}); resume with the same command", file=sys.stderr)
+        while run.st.step < run.cfg.steps:
+            lr = _optimizer_step(run, loop)
+            _log_step(run, loop, lr, summary)
+            _maybe_validate(run, loop, summary)
+            if _checkpoint_or_stop(run, loop, stop, stop_after):
                 break
     finally:
-        if pbar is not None:
-            pbar.close()
-        for sig, handler in old_handlers.items():
-            signal.signal(sig, handler)
-        if log is not None and log.tb is not None:
-            log.tb.close()
-    summary.update(step=st.step, samples_seen=st.seen, rank=rank, world_size=world, checkpoint=str(ckpt_path),
+        _close(run, loop, old_handlers)
+    st = run.st
+    summary.update(step=st.step, samples_seen=st.seen, rank=run.rank, world_size=run.world, checkpoint=str(run.ckpt_path),
                    train_depth_median=st.depth_median,
-                   weights_sha256=state_digest(unwrap(model).state_dict()), ema_sha256=state_digest(ema.shadow))
+                   weights_sha256=state_digest(unwrap(run.model).state_dict()), ema_sha256=state_digest(run.ema.shadow))
     return summary
 
 

@@ -11,6 +11,7 @@ pytest.importorskip("rclpy")
 
 from mvgd_core.data.rosbag_io import write_bag  # noqa: E402
 from mvgd_ros import eval as E  # noqa: E402
+from mvgd_ros.eval_bag import detect_topics  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,7 @@ def test_eval_bag_without_depth_or_images(tmp_path, capsys):
         f.depth = None
     bag = write_bag(frames, tmp_path / "nodepth", storage="sqlite3", stamp_offset=100.0)
     args = E.build_parser().parse_args([str(bag)])
-    E._detect_topics(bag, args)
+    detect_topics(bag, args)
     assert args.image_topic == "/camera/color/image_raw" and args.depth_topic == ""  # evaluate what is possible
     rc = E.main([str(bag), "--image-topic", "/nope", "--out", str(tmp_path / "r")])
     assert rc == 2 and "--image-topic /nope is not in the bag" in capsys.readouterr().err

@@ -6,20 +6,21 @@ import pytest
 
 from mvgd_core.report import FrameResult, aggregate, headline, latency_stats, write_report
 from mvgd_ros import eval as E
+from mvgd_ros import eval_scoring as S
 
 
 def test_match_by_stamp_nearest_within_tolerance():
     ref = [10.0, 10.5, 11.0, 12.0]  # ground-truth stamps (any order works)
-    got = E.match_by_stamp([10.0004, 11.0, 11.5, 9.0, 12.0009], ref[::-1], tol=1e-3)
+    got = S.match_by_stamp([10.0004, 11.0, 11.5, 9.0, 12.0009], ref[::-1], tol=1e-3)
     # indices into ref[::-1] = [12.0, 11.0, 10.5, 10.0]
     assert got == {0: 3, 1: 1, 4: 0}
-    assert E.match_by_stamp([1.0], []) == {}
+    assert S.match_by_stamp([1.0], []) == {}
 
 
 def test_holdout_indices():
-    assert E.holdout_indices(12, 4, warmup=2) == {5, 9}
-    assert E.holdout_indices(12, 0) == set() and E.holdout_indices(12, 1) == set()
-    assert min(E.holdout_indices(100, 3, warmup=5)) >= 5
+    assert S.holdout_indices(12, 4, warmup=2) == {5, 9}
+    assert S.holdout_indices(12, 0) == set() and S.holdout_indices(12, 1) == set()
+    assert min(S.holdout_indices(100, 3, warmup=5)) >= 5
 
 
 def test_resample_to_camera_depth_nearest_and_rgb_area():
@@ -31,7 +32,7 @@ def test_resample_to_camera_depth_nearest_and_rgb_area():
     depth[0, 0] = 0.0  # invalid stays invalid-or-neighbour, never mixed
     # half resolution + a 4-pixel crop on the left in output pixels
     K2 = np.array([[30.0, 0, 15.25 - 4], [0, 30.0, 11.25], [0, 0, 1]])
-    d2 = E.resample_to_camera(depth, K, K2, (24, 32), depth=True)
+    d2 = S.resample_to_camera(depth, K, K2, (24, 32), depth=True)
     assert d2.shape == (24, 32)
     assert set(np.unique(d2)) <= {0.0, 1.0, 3.0}  # nearest: no blended depths
     # the 1 m / 3 m edge sits at source u = 31.5, i.e. output u = (31.5 + 0.5) / 2 - 0.5 - 4 = 11.5
@@ -39,7 +40,7 @@ def test_resample_to_camera_depth_nearest_and_rgb_area():
     assert (d2[:, 28:] == 0).all() and (d2[:, 27] == 3.0).all()  # past the source's right edge: invalid
     rgb = np.zeros((H, W, 3), np.uint8)
     rgb[::2] = 255  # 1-px stripes: area resampling averages, a naive remap would alias
-    r2 = E.resample_to_camera(rgb, K, K2, (24, 28), depth=False)
+    r2 = S.resample_to_camera(rgb, K, K2, (24, 28), depth=False)
     assert abs(float(r2[2:20, 2:20].mean()) - 127.5) < 10
 
 
