@@ -183,39 +183,6 @@ def _panel(draw, box, title, series, font):
         charts.polyline(draw, X, Y, [x for x, _ in pts], [y for _, y in pts], COLOURS.get(arm, (0, 0, 0)))
 
 
-COLOURS = {"match": (31, 119, 180), "match_zncc": (44, 160, 44), "raymap": (214, 39, 40)}
-PANELS = [("cond", "abs_rel_median"), ("cond", "delta1_median"), ("novel", "abs_rel_median"), ("novel", "delta1_median")]
-
-
-def _panel(draw, box, title, series, font):
-    """One line chart in box (x0, y0, x1, y1) of PIL ImageDraw: series {arm: [(x, y)]}."""
-    x0, y0, x1, y1 = box
-    px0, py0, px1, py1 = x0 + 42, y0 + 22, x1 - 16, y1 - 30
-    xs = [x for pts in series.values() for x, _ in pts]
-    ys = [y for pts in series.values() for x, y in pts if np.isfinite(y) and x > 0]  # the untrained point is clipped
-    xmax = max(xs) if xs else 1.0
-    ylo, yhi = (min(ys), max(ys)) if ys else (0.0, 1.0)
-    pad = 0.05 * (yhi - ylo or 1.0)
-    ylo, yhi = max(0.0, ylo - pad), yhi + pad
-    X = lambda x: px0 + (px1 - px0) * x / (xmax or 1.0)  # noqa: E731
-    Y = lambda y: py1 - (py1 - py0) * (min(max(y, ylo), yhi) - ylo) / ((yhi - ylo) or 1.0)  # noqa: E731
-    draw.rectangle([px0, py0, px1, py1], outline=(0, 0, 0))
-    draw.text((x0 + 4, y0 + 4), title, fill=(0, 0, 0), font=font)
-    for k in range(5):
-        yv = ylo + (yhi - ylo) * k / 4
-        draw.line([px0, Y(yv), px1, Y(yv)], fill=(225, 225, 225))
-        draw.text((x0 + 2, Y(yv) - 6), f"{yv:.2f}", fill=(0, 0, 0), font=font)
-    for k in range(0, int(xmax) + 1, max(1, int(xmax) // 6 or 1)):
-        draw.text((X(k) - 4, py1 + 4), str(k), fill=(0, 0, 0), font=font)
-    draw.text((px0 + 40, py1 + 16), "training CPU minutes (1 thread)", fill=(0, 0, 0), font=font)
-    for arm, pts in series.items():
-        pts = [(X(x), Y(y)) for x, y in pts if np.isfinite(y)]
-        if len(pts) > 1:
-            draw.line(pts, fill=COLOURS.get(arm, (0, 0, 0)), width=2)
-        for x, y in pts:
-            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=COLOURS.get(arm, (0, 0, 0)))
-
-
 def plot(out: Path) -> None:
     """learning_curve.png (PIL: no plotting package needed) and table.md of the finished arms."""
     from PIL import Image, ImageDraw, ImageFont
