@@ -207,11 +207,13 @@ SHIPPED = Path(__file__).resolve().parents[1] / "models" / "mvgd_default.pt"
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="no trained models/mvgd_default.pt yet (python training/train.py --config training/configs/default.yaml)")
 def test_shipped_model_depth_lies_in_the_scene_depth_range(rig):
-    """With the trained default checkpoint (resolved from checkpoint ''), depth is metric: its median
-    falls inside the rendered scene's true depth range."""
+    """With the trained default checkpoint (resolved from checkpoint '') at the node's default DDIM
+    steps (1: MODEL_CARD's steps table), depth is metric: its median falls inside the rendered
+    scene's true depth range."""
     from mvgd_core.data.render import render_sequence
+    from mvgd_ros.params import BY_NAME
 
-    node = rig.start_node("", steps=5)
+    node = rig.start_node("", steps=BY_NAME["steps"].default)
     h, w = node.predictor.image_size
     frames = render_sequence(seed=11, num_frames=4, height=h, width=w, trajectory="forward")
     rig.wait_connected("mvgd/depth/image")
