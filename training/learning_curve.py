@@ -14,6 +14,7 @@ Same data, same CPU budget, one thread each: held-out median AbsRel and delta1 o
 Arms (ModelConfig of the "match" preset, 96x128, 16x16 patches; only the switch differs):
     match        matching path on (cost volume, learned features), aux matching loss
     match_zncc   as match, plus the fixed ZNCC cost as an input (best live-camera depth at 12 min)
+    match_zncc_s2  as match_zncc with the cost volume and decoder at 1/2 resolution (48x64)
     raymap       matching off (decoder, own-view features and scale input stay): the paper's
                  raymap-only conditioning at the same resolution and token count
 Data: procedural "forward" and "wide" trajectories (real parallax), 3 conditioning views,
@@ -51,6 +52,9 @@ ARMS = {
     "match": dict(matching=True, match_zncc=False),
     "match_zncc": dict(matching=True, match_zncc=True),
     "raymap": dict(matching=False),
+    # stop 10: finer matching (cost volume and decoder at 1/2, 48x64, instead of 1/4): does it
+    # pay for its ~4x cost-volume compute at equal CPU? (MODEL_CARD "What it still gets wrong")
+    "match_zncc_s2": dict(matching=True, match_zncc=True, match_stride=2),
 }
 HW = (96, 128)
 NUM_VIEWS = 3
@@ -166,7 +170,7 @@ def train_arm(arm: str, out: Path, cpu_minutes: float, eval_every_min: float, ba
     return log
 
 
-COLOURS = {"match": (31, 119, 180), "match_zncc": (44, 160, 44), "raymap": (214, 39, 40)}
+COLOURS = {"match": (31, 119, 180), "match_zncc": (44, 160, 44), "raymap": (214, 39, 40), "match_zncc_s2": (148, 103, 189)}
 PANELS = [("cond", "abs_rel_median"), ("cond", "delta1_median"), ("novel", "abs_rel_median"), ("novel", "delta1_median")]
 
 
