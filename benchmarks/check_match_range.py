@@ -46,7 +46,7 @@ def hololens_cond(hw, num: int) -> list:
 
 
 def _inputs(batch, min_scale: float):
-    return prepare_inputs(batch.cond_rgb * 2 - 1, batch.cond_K, batch.cond_T_wc.double(), batch.tgt_K, batch.tgt_T_wc.double(), min_scale=min_scale)
+    return prepare_inputs(batch.cond_rgb, batch.cond_K, batch.cond_T_wc.double(), batch.tgt_K, batch.tgt_T_wc.double(), min_scale=min_scale)
 
 
 def model_part(pred: MVGDPredictor, samples) -> dict:
