@@ -93,11 +93,8 @@ def _fit_table(r: np.ndarray, c: np.ndarray, bins: int) -> tuple[tuple[float, ..
     return tuple(xs[keep].tolist()), tuple(np.clip(ys[keep], 0, 1).tolist())
 
 
-def _interp_np(r: np.ndarray, x, y) -> np.ndarray:
-    return np.clip(np.interp(r, x, y), 0, 1)
-
-
-def _interp_torch(r: torch.Tensor, x, y) -> torch.Tensor:
+def _interp(r: torch.Tensor, x, y) -> torch.Tensor:
+    """np.interp (constant outside the knots) in torch, clipped to [0, 1]; r float64."""
     xk = torch.tensor(x, dtype=torch.float64, device=r.device)
     yk = torch.tensor(y, dtype=torch.float64, device=r.device)
     if xk.numel() == 1:
@@ -163,21 +160,17 @@ class ConfidenceCalibration:
         """Calibrated probability of raw scores: np.ndarray or torch.Tensor of any shape, same
         type, shape (and device) back, float; in [0, 1]; NaN stays NaN. out_of_range (same
         shape, bool) selects the edge table where it has one; None uses the main table."""
-        use_edge = out_of_range is not None and len(self.edge_x) > 0
-        if isinstance(raw, torch.Tensor):
-            r = raw.detach().double()
-            out = _interp_torch(r, self.x, self.y)
-            if use_edge:
-                out = torch.where(torch.as_tensor(out_of_range, device=r.device).bool(), _interp_torch(r, self.edge_x, self.edge_y), out)
-            out = torch.where(torch.isnan(r), r, out)
-            return out.to(raw.dtype if raw.dtype.is_floating_point else torch.float32)
-        a = np.asarray(raw)
-        r = a.astype(np.float64)
-        out = _interp_np(r, self.x, self.y)
-        if use_edge:
-            out = np.where(np.asarray(out_of_range, dtype=bool), _interp_np(r, self.edge_x, self.edge_y), out)
-        out = np.where(np.isnan(r), np.nan, out)
-        return out.astype(a.dtype if np.issubdtype(a.dtype, np.floating) else np.float32)
+        if not isinstance(raw, torch.Tensor):  # numpy: the same float64 interpolation, via torch
+            a = np.asarray(raw)
+            edge = None if out_of_range is None else torch.from_numpy(np.asarray(out_of_range, dtype=bool))
+            out = self.apply(torch.from_numpy(a.astype(np.float64)), edge).numpy()
+            return out.astype(a.dtype if np.issubdtype(a.dtype, np.floating) else np.float32)
+        r = raw.detach().double()
+        out = _interp(r, self.x, self.y)
+        if out_of_range is not None and len(self.edge_x) > 0:
+            out = torch.where(torch.as_tensor(out_of_range, device=r.device).bool(), _interp(r, self.edge_x, self.edge_y), out)
+        out = torch.where(torch.isnan(r), r, out)
+        return out.to(raw.dtype if raw.dtype.is_floating_point else torch.float32)
 
     def to_dict(self) -> dict:
         """Plain types only (checkpoints load with weights_only=True)."""
