@@ -27,7 +27,6 @@ import platform
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -128,88 +127,14 @@ def _bench_old_tree(before: Path, odom, mapo, statics, stamps) -> dict:
 # ---------------------------------------------------------------------- node over DDS
 
 
-class Io:
-    def __init__(self):
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import CameraInfo, Image
-        from tf2_msgs.msg import TFMessage
-
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx)
-        self.node = rclpy.create_node("bench_input", context=self.ctx)
-        qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
-        self.TFMessage = TFMessage
-        self.image_pub = self.node.create_publisher(Image, "image", qos)
-        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", qos)
-        self.tf_pub = self.node.create_publisher(TFMessage, "/tf", QoSProfile(depth=200))
-        self.lock = threading.Lock()
-        self.depth: dict[int, float] = {}
-        self.sent: dict[int, float] = {}
-        for topic in ("mvgd/depth/image", "mvgd/depth"):  # the current name and the one before the output rework
-            self.node.create_subscription(Image, topic, self._on_depth, qos)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
-
-    def _on_depth(self, msg):
-        with self.lock:
-            self.depth.setdefault(msg.header.stamp.sec * NS + msg.header.stamp.nanosec, time.monotonic())
-
-    def send_image(self, ns, pos, frame_id="cam_optical_frame"):
-        from std_msgs.msg import Header
-
-        from fake_model_node import encode_position
-        from mvgd_ros import image_codec
-
-        K = np.array([[16.0, 0, 7.5], [0, 16.0, 7.5], [0, 0, 1]])
-        rgb = encode_position(np.full((16, 16, 3), 100, np.uint8), pos)
-        info_h = Header(frame_id=frame_id)
-        info_h.stamp.sec, info_h.stamp.nanosec = divmod(ns + 1_000_000, NS)  # camera_info stamped 1 ms after the image
-        h = Header(frame_id=frame_id)
-        h.stamp.sec, h.stamp.nanosec = divmod(ns, NS)
-        self.info_pub.publish(image_codec.make_camera_info(K, (16, 16), info_h))
-        self.sent[ns] = time.monotonic()
-        self.image_pub.publish(image_codec.rgb_to_image(rgb, h))
-
-    def send_tf(self, ns, pos):
-        from mvgd_core.cameras import make_pose
-
-        self.tf_pub.publish(self.TFMessage(transforms=[_msg("odom", "cam_optical_frame", ns, make_pose(np.eye(3), pos))]))
-
-    def close(self):
-        import rclpy
-
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.ctx)
-
-
 def _cell(io, base, seconds, cam_hz, lag, ghost=False, tf_hz=50):
-    pos = lambda t: [0.5 * t, 0.0, 0.0]  # noqa: E731
-    events = []
-    n = int(seconds * cam_hz)
-    for k in range(n):
-        t = k / cam_hz
-        ns = base + int(round(t * NS))
-        events.append((t, 1, lambda ns=ns, t=t: io.send_image(ns, pos(t))))
-        if ghost:
-            g = ns + NS // (2 * cam_hz)
-            events.append((t + 0.5 / cam_hz, 1, lambda g=g: io.send_image(g, [0, 0, 0], "ghost_optical_frame")))
-    for j in range(int((seconds + 0.2) * tf_hz) + 1):
-        t = j / tf_hz
-        events.append((t + lag, 0, lambda t=t: io.send_tf(base + int(round(t * NS)), pos(t))))
-    start = time.monotonic()
-    for due, _, fn in sorted(events, key=lambda e: (e[0], e[1])):
-        d = start + due - time.monotonic()
-        if d > 0:
-            time.sleep(d)
-        fn()
-    time.sleep(0.6 + lag)
-    stamps = [base + int(round(k / cam_hz * NS)) for k in range(n)]
+    """One stream (test/ros_stream.play_stream; camera_info stamped 1 ms after each image) -> its row."""
+    from ros_stream import play_stream
+
+    stamps = play_stream(io, base, seconds, cam_hz, tf_hz, tf_lag=lag, info_offset_ns=1_000_000, ghost=ghost, tail_s=0.6)
     with io.lock:
-        lat = [io.depth[s] - io.sent[s] for s in stamps if s in io.depth]
+        lat = [io.depth[s][0] - io.sent[s] for s in stamps if s in io.depth]
+    n = len(stamps)
     row = {"camera_hz": cam_hz, "tf_lag_s": lag, "never_resolving_frames": ghost, "images": n,
            "depth_per_s": len(lat) / seconds, "depth_fraction": len(lat) / n}
     for q in (50, 90, 99):
@@ -225,7 +150,9 @@ def bench_node(rates, lags, seconds, pythonpath: Path | None) -> list[dict]:
     args = ["warm_up:=false", "fixed_frame:=odom", "tf_wait_s:=0.6", "torch_threads:=1", "diagnostics_period_s:=5.0"]
     proc = subprocess.Popen([sys.executable, str(ROOT / "test" / "fake_model_node.py"), "--ros-args", *[x for a in args for x in ("-p", a)]],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    io = Io()
+    from ros_stream import Io
+
+    io = Io(depth_topics=("mvgd/depth/image", "mvgd/depth"), name="bench_input")  # + the output name before the output rework (--before)
     rows = []
     try:
         end = time.monotonic() + 120

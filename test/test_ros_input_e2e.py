@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,80 +21,20 @@ import pytest
 
 from ros_harness import send_until, wait_for
 
-rclpy = pytest.importorskip("rclpy")
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
-
-from fake_model_node import TRUE_DEPTH, encode_position  # noqa: E402
+pytest.importorskip("rclpy")
+import ros_stream  # noqa: E402
+from fake_model_node import TRUE_DEPTH  # noqa: E402
 from mvgd_core.cameras import make_pose  # noqa: E402
 from mvgd_ros import image_codec  # noqa: E402
-from mvgd_ros.tf import TF_STATIC_QOS, broadcast_message  # noqa: E402
+from ros_stream import BASE, NS, play_stream  # noqa: E402,F401  (BASE, NS: also for test_ros_numeric_e2e)
 
 pytestmark = pytest.mark.ros
 
 HERE = Path(__file__).resolve().parent
-CAM = "cam_optical_frame"
-NS = 1_000_000_000
-BASE = 1_700_000_000 * NS  # epoch-sized stamps, as on a robot
-K16 = np.array([[16.0, 0.0, 7.5], [0.0, 16.0, 7.5], [0.0, 0.0, 1.0]])
 
 
-def stamp(ns: int):
-    h = Header()
-    h.stamp.sec, h.stamp.nanosec = divmod(int(ns), NS)
-    return h.stamp
-
-
-class Io:
-    """Test-side publishers and collectors in their own context; depth arrivals are timed."""
-
-    def __init__(self, image_topic="image", info_topic="camera_info"):
-        from diagnostic_msgs.msg import DiagnosticArray
-        from tf2_msgs.msg import TFMessage
-
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx)
-        self.node = rclpy.create_node("input_e2e", context=self.ctx)
-        qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
-        self.TFMessage = TFMessage
-        self.image_pub = self.node.create_publisher(Image, image_topic, qos)
-        self.info_pub = self.node.create_publisher(CameraInfo, info_topic, qos)
-        self.tf_pub = self.node.create_publisher(TFMessage, "/tf", QoSProfile(depth=200))
-        self.tf_static_pub = self.node.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
-        self.lock = threading.Lock()
-        self.depth: dict[int, tuple[float, Image]] = {}  # stamp ns -> (monotonic arrival, msg)
-        self.sent: dict[int, float] = {}  # image stamp ns -> monotonic send time
-        self.diag: dict[str, str] = {}
-        self.node.create_subscription(Image, "mvgd/depth/image", self._on_depth, qos)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def _on_depth(self, msg):
-        with self.lock:
-            self.depth[msg.header.stamp.sec * NS + msg.header.stamp.nanosec] = (time.monotonic(), msg)
-
-    def _on_diag(self, msg):
-        with self.lock:
-            self.diag = {v.key: v.value for v in msg.status[0].values}
-
-    def depth_at(self, ns):
-        with self.lock:
-            return self.depth.get(ns)
-
-    def send_tf(self, ns: int, T, child=CAM):
-        self.tf_pub.publish(self.TFMessage(transforms=[broadcast_message("odom", child, T, stamp(ns))]))
-
-    def send_image(self, ns: int, true_pos, frame_id=CAM, info_offset_ns=0, K=K16, rgb=None):
-        header = Header(stamp=stamp(ns), frame_id=frame_id)
-        rgb = encode_position(np.full((16, 16, 3), 100, np.uint8), true_pos) if rgb is None else rgb
-        self.info_pub.publish(image_codec.make_camera_info(K, rgb.shape[:2], Header(stamp=stamp(ns + info_offset_ns), frame_id=frame_id)))
-        self.sent[ns] = time.monotonic()
-        self.image_pub.publish(image_codec.rgb_to_image(rgb, header))
+class Io(ros_stream.Io):
+    """ros_stream.Io plus the node's reset service."""
 
     def reset_node(self):
         from std_srvs.srv import Trigger
@@ -104,11 +43,6 @@ class Io:
         assert client.wait_for_service(timeout_sec=30)
         future = client.call_async(Trigger.Request())
         wait_for(future.done, "reset")
-
-    def close(self):
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.ctx)
 
 
 def _spawn(cmd, *params):
@@ -155,38 +89,6 @@ def fake():
         yield io
 
 
-def pose_at(t: float) -> np.ndarray:
-    return make_pose(np.eye(3), [0.5 * t, 0.0, 0.0])  # 0.5 m/s along the optical x axis
-
-
-def _stream(io, base, seconds, cam_hz=30, tf_hz=50, tf_lag=0.0, info_offset_ns=0, ghost=False, tf_first=False):
-    """Play a camera (and optionally a never-resolving 'ghost' camera) with TF `tf_lag` s late, paced in
-    wall time; then TF a little longer so the tail can resolve. Returns the image stamps sent."""
-    events = []
-    n = int(seconds * cam_hz)
-    for k in range(n):
-        t = k / cam_hz
-        ns = base + int(round(t * NS))
-        events.append((t, 1, lambda ns=ns, t=t: io.send_image(ns, pose_at(t)[:3, 3], info_offset_ns=info_offset_ns)))
-        if ghost:  # an image between every two, in a frame TF never hears of
-            g = ns + NS // (2 * cam_hz)
-            events.append((t + 0.5 / cam_hz, 1, lambda g=g: io.send_image(g, [0, 0, 0], frame_id="ghost_optical_frame")))
-        if tf_first:
-            events.append((t, 0, lambda ns=ns, t=t: io.send_tf(ns, pose_at(t))))
-    if not tf_first:
-        for j in range(int((seconds + 0.2) * tf_hz) + 1):
-            t = j / tf_hz
-            events.append((t + tf_lag, 0, lambda t=t: io.send_tf(base + int(round(t * NS)), pose_at(t))))
-    start = time.monotonic()
-    for due, _, fn in sorted(events, key=lambda e: (e[0], e[1])):
-        delay = start + due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        fn()
-    time.sleep(0.4 + tf_lag)
-    return [base + int(round(k / cam_hz * NS)) for k in range(n)]
-
-
 COUNTERS = ("total_superseded", "worker_stale", "total_skipped_out_of_order", "drop_tf_timeout", "drop_no_camera_info")
 
 
@@ -199,9 +101,9 @@ def _counters(io) -> dict[str, int]:
 
 def test_late_tf_and_offset_camera_info_keep_at_least_80_percent_of_the_depth_rate(fake):
     c0 = _counters(fake)
-    perfect = _stream(fake, BASE, 2.0)
+    perfect = play_stream(fake, BASE, 2.0)
     c1 = _counters(fake)
-    late = _stream(fake, BASE + 100 * NS, 2.0, tf_lag=0.3, info_offset_ns=1_000_000)  # camera_info stamped 1 ms after the image
+    late = play_stream(fake, BASE + 100 * NS, 2.0, tf_lag=0.3, info_offset_ns=1_000_000)  # camera_info stamped 1 ms after the image
     c2 = _counters(fake)
     print("counters perfect", {k: c1[k] - c0[k] for k in COUNTERS}, "late", {k: c2[k] - c1[k] for k in COUNTERS})
     got_perfect = sum(fake.depth_at(ns) is not None for ns in perfect)
@@ -216,7 +118,7 @@ def test_late_tf_and_offset_camera_info_keep_at_least_80_percent_of_the_depth_ra
 def test_a_frame_that_never_resolves_does_not_raise_good_frames_p99_latency(fake):
     lat = {False: [], True: []}
     for block, ghost in enumerate([False, True, False, True]):  # interleaved: both see the same machine load
-        stamps = _stream(fake, BASE + (200 + 10 * block) * NS, 1.5, ghost=ghost, tf_first=True)
+        stamps = play_stream(fake, BASE + (200 + 10 * block) * NS, 1.5, ghost=ghost, tf_first=True)
         lat[ghost] += [fake.depth_at(ns)[0] - fake.sent[ns] for ns in stamps if fake.depth_at(ns) is not None]
     p99 = {k: float(np.percentile(v, 99)) for k, v in lat.items()}
     print(f"good-frame latency p99: alone {p99[False] * 1e3:.1f} ms, with never-resolving frames {p99[True] * 1e3:.1f} ms "
