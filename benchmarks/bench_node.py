@@ -38,7 +38,7 @@ SHIPPED = ROOT / "models" / "mvgd_default.pt"
 
 def _random_checkpoint(path: Path, hw: tuple[int, int]) -> Path:
     """Random weights in the shipped model's architecture at image size hw (the shipped weights
-    exist for 48x64 only; speed does not depend on the weights)."""
+    exist for its own size only; speed does not depend on the weights)."""
     import dataclasses
 
     import torch
