@@ -1,7 +1,7 @@
 """Node / predictor benchmarks: prints tables, writes JSON to benchmarks/results/.
 
     python benchmarks/bench_node.py [--sizes 64 128 96x128 256] [--views 1 4 16 64 256 1024] [--steps 10]
-                                    [--threads 1] [--part node|views|all] [--model PATH]
+                                    [--threads 1] [--part node|views|all] [--model PATH] [--param refine_depth:=false --tag norefine]
 
 Part "node" - end to end through the real `mvgd_node` over DDS (mvgd-eval's gated playback):
 image published -> /mvgd/depth received, with 8 conditioning views (max_views 8, every frame a
@@ -61,7 +61,7 @@ def _env() -> dict:
             "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(), "load_avg_at_start": os.getloadavg()[0]}
 
 
-def bench_node(sizes, steps: int, frames: int, tmp: Path) -> list[dict]:
+def bench_node(sizes, steps: int, frames: int, tmp: Path, params: tuple[str, ...] = ()) -> list[dict]:
     from mvgd_core.data.render import render_sequence
     from mvgd_core.data.rosbag_io import write_bag
     from mvgd_core.report import latency_stats
@@ -77,14 +77,14 @@ def bench_node(sizes, steps: int, frames: int, tmp: Path) -> list[dict]:
         args = [str(bag), "--model", str(ckpt), "--out", str(out), "--quiet", "--holdout-every", "0", "--no-baselines",
                 "--max-pictures", "0", "--rgb-out", "", "--virtual-depth-out", "", "--first-timeout", "300", "--timeout", "300",
                 "--param", "max_views:=8", "--param", "keyframe_pose_distance:=0.0",
-                "--param", f"steps:={steps}"]
+                "--param", f"steps:={steps}"] + [x for kv in params for x in ("--param", kv)]
         print(f"[bench] node {s}: {frames} frames", file=sys.stderr, flush=True)
         if E.main(args) != 0:
             raise SystemExit(f"mvgd-eval failed at {s}")
         m = json.loads((out / "metrics.json").read_text())
         samples = [x for t, x in m["latency_samples"]][7:]  # frames 8+ see 8 views
         lat = latency_stats(samples)
-        rows.append({"size": s, "views": 8, "steps": steps, "samples": lat["n"], "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"],
+        rows.append({"size": s, "views": 8, "steps": steps, "params": list(params), "samples": lat["n"], "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"],
                      "p99_ms": lat["p99_ms"], "throughput_hz": 1000.0 / lat["mean_ms"] if lat["mean_ms"] else None,
                      "node_peak_rss_mb": m.get("node_peak_rss_mb")})
     return rows
@@ -178,6 +178,9 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=None, help="checkpoint for the views part (default: models/mvgd_default.pt)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2, help="torch threads in the views part (the node uses torch's default)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                   help="extra node parameter for the node part, e.g. refine_depth:=false (repeatable)")
+    p.add_argument("--tag", default="", help="suffix of the node part's JSON name, e.g. 'norefine'")
     p.add_argument("--_child", type=int, default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a._child is not None:
@@ -191,9 +194,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
         if a.part in ("node", "all"):
-            rows = bench_node(a.sizes, a.steps, a.frames, tmp)
+            rows = bench_node(a.sizes, a.steps, a.frames, tmp, tuple(a.param))
             res = {"command": cmd, "env": _env(), "rows": rows, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
-            (RESULTS / f"node_latency_{a.steps}steps.json").write_text(json.dumps(res, indent=2))
+            (RESULTS / f"node_latency_{a.steps}steps{'_' + a.tag if a.tag else ''}.json").write_text(json.dumps(res, indent=2))
             print("\nEnd-to-end node latency (image in -> depth out, real DDS, gated):\n" + _table(rows, NODE_COLS))
         if a.part in ("views", "all"):
             ckpt = a.model or str(SHIPPED)

@@ -25,6 +25,8 @@ from mvgd_core.checkpoint import calibration_from_checkpoint, configs_from_check
 from mvgd_core.data.types import Frame, MultiViewBatch
 from mvgd_core.diffusion import TASKS, DiffusionConfig, GaussianDiffusion, prepare_inputs
 from mvgd_core.model import MVGD
+from mvgd_core.refine import RefineConfig, refine_batch
+from mvgd_core.view_synthesis import SynthesisConfig, synthesize_batch
 from mvgd_core.sampler import DDIMSampler
 from mvgd_core.ssn import param_to_depth
 
@@ -67,11 +69,19 @@ def _task_tensor(task, B: int, device) -> torch.Tensor:
 
 class MVGDPredictor:
     """calibration: maps every returned confidence to P(depth within 25 %) (from the checkpoint's
-    "confidence_calibration"); None returns the raw peak mass (checkpoints without a table)."""
+    "confidence_calibration"); None returns the raw peak mass (checkpoints without a table).
+    refine: the photometric refinement of depth (mvgd_core.refine) applied by predict and
+    predict_batch unless they are told `refine=False`; RefineConfig(enabled=False) turns it off.
+    synthesis: novel-view RGB from the conditioning views warped by the target's predicted depth
+    (mvgd_core.view_synthesis; costs a depth pass per RGB target), the network's RGB where no view
+    sees; `synthesize=False` or SynthesisConfig(enabled=False): the network's RGB alone."""
 
     def __init__(self, model: MVGD, diffusion_cfg: DiffusionConfig = DiffusionConfig(), device="auto", steps: int = 10,
-                 calibration: ConfidenceCalibration | None = None):
+                 calibration: ConfidenceCalibration | None = None, refine: RefineConfig = RefineConfig(),
+                 synthesis: SynthesisConfig = SynthesisConfig()):
         self.calibration = calibration
+        self.refine = refine
+        self.synthesis = synthesis
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.diffusion = GaussianDiffusion(diffusion_cfg)
@@ -79,11 +89,12 @@ class MVGDPredictor:
         self.steps = steps
 
     @classmethod
-    def from_checkpoint(cls, path, device="auto", steps: int = 10, use_ema: bool = True) -> "MVGDPredictor":
+    def from_checkpoint(cls, path, device="auto", steps: int = 10, use_ema: bool = True,
+                        refine: RefineConfig = RefineConfig(), synthesis: SynthesisConfig = SynthesisConfig()) -> "MVGDPredictor":
         ckpt = load_checkpoint(path, map_location="cpu")
         _, dcfg = configs_from_checkpoint(ckpt)
         return cls(model_from_checkpoint(ckpt, use_ema=use_ema), dcfg, device=device, steps=steps,
-                   calibration=calibration_from_checkpoint(ckpt))
+                   calibration=calibration_from_checkpoint(ckpt), refine=refine, synthesis=synthesis)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -148,14 +159,38 @@ class MVGDPredictor:
         cfg = self.diffusion.cfg
         return param_to_depth(x0.mean(dim=1), cfg.d_min, cfg.d_max) * scale[:, None, None]
 
+    def refined(self, depth, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine: bool | None = None) -> torch.Tensor:
+        """depth (B, H, W) at the model's resolution (inputs as for `sample`), after the
+        photometric refinement when it is on (`refine`: None = self.refine.enabled)."""
+        on = self.refine.enabled if refine is None else refine
+        if not on:
+            return depth
+        cfg = self.refine if self.refine.enabled else dataclasses.replace(self.refine, enabled=True)
+        return refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, cfg)[0]
+
+    def synthesized(self, rgb, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, steps, seed, refine: bool | None = None,
+                    synthesize: bool | None = None) -> torch.Tensor:
+        """The network's rgb (B, 3, H, W) in [0, 1] at the model's resolution (other inputs as for
+        `sample`), with the conditioning views warped in by the target's predicted (refined) depth
+        when view synthesis is on (`synthesize`: None = self.synthesis.enabled)."""
+        on = self.synthesis.enabled if synthesize is None else synthesize
+        if not on:
+            return rgb
+        x0, scale = self.sample(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, "depth", steps, seed)
+        depth = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine)
+        cfg = self.synthesis if self.synthesis.enabled else dataclasses.replace(self.synthesis, enabled=True)
+        return synthesize_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, rgb, cfg)
+
     def predict_batch(self, batch: MultiViewBatch, task="depth", steps: int | None = None, seed: int = 0,
-                      return_confidence: bool = False):
+                      return_confidence: bool = False, refine: bool | None = None, synthesize: bool | None = None):
         """Evaluation / validation entry: predictions for a MultiViewBatch at the batch's resolution.
 
         Images are area-resampled to the model's image_size when they differ (K rescaled), and
         outputs resized back. Returns depth (B, H, W) float32 pose units for task "depth", or
         rgb (B, 3, H, W) float32 in [0, 1] for "rgb" (CPU tensors). tgt_rgb/tgt_depth are unused.
-        With return_confidence: (that, confidence (B, H, W) in [0, 1] or None).
+        With return_confidence: (that, confidence (B, H, W) in [0, 1] or None). refine: the
+        photometric refinement of depth (None: self.refine.enabled); synthesize: RGB from the
+        warped conditioning views (None: self.synthesis.enabled).
         """
         if task not in TASKS:
             raise ValueError(f"predict_batch: task must be one of {sorted(TASKS)}, got {task!r}")
@@ -171,10 +206,12 @@ class MVGDPredictor:
         if conf is not None and (H, W) != (h, w):
             conf = F.interpolate(conf[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
         if task == "depth":
-            out = self.to_depth(x0, scale)[:, None]  # (B, 1, h, w)
+            out = self.to_depth(x0, scale)
+            out = self.refined(out, cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, refine)[:, None]  # (B, 1, h, w)
             mode = "nearest"
         else:
-            out = ((x0 + 1) / 2).clamp(0, 1)
+            out = self.synthesized(((x0 + 1) / 2).clamp(0, 1), cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc,
+                                   steps, seed, refine, synthesize)
             mode = "bilinear"
         if (H, W) != (h, w):
             out = F.interpolate(out, size=(H, W), mode=mode, **({} if mode == "nearest" else {"align_corners": False}))
@@ -183,9 +220,12 @@ class MVGDPredictor:
 
     # ------------------------------------------------------------------ single target from Frames
 
-    def predict(self, cond: list[Frame], tgt_K, tgt_T_wc, tgt_hw, task: str = "depth", steps: int | None = None, seed: int = 0) -> Prediction:
+    def predict(self, cond: list[Frame], tgt_K, tgt_T_wc, tgt_hw, task: str = "depth", steps: int | None = None, seed: int = 0,
+                refine: bool | None = None, synthesize: bool | None = None) -> Prediction:
         """Depth or RGB for target camera (tgt_K (3, 3) for an image of tgt_hw = (h, w); tgt_T_wc
-        (4, 4) camera-to-world in the frames' world) from conditioning frames (any sizes)."""
+        (4, 4) camera-to-world in the frames' world) from conditioning frames (any sizes).
+        refine: the photometric refinement of depth (None: self.refine.enabled); synthesize: RGB
+        from the warped conditioning views (None: self.synthesis.enabled)."""
         if not cond:
             raise ValueError("predict: need at least one conditioning frame, got an empty list")
         if task not in TASKS:
@@ -210,18 +250,21 @@ class MVGDPredictor:
             Ks.append(resize_intrinsics(torch.as_tensor(f.K), f.rgb.shape[:2], hw))
             Ts.append(torch.as_tensor(f.T_wc))
         tgt_K_model = resize_intrinsics(tgt_K, tuple(tgt_hw), hw)
-        x0, scale, conf = self.sample(torch.stack(rgbs)[None], torch.stack(Ks)[None], torch.stack(Ts)[None],
-                                      tgt_K_model[None], tgt_T[None], task, steps, seed, return_confidence=True)
+        cond_rgb, cond_K, cond_T = torch.stack(rgbs)[None], torch.stack(Ks)[None], torch.stack(Ts)[None]
+        x0, scale, conf = self.sample(cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], task, steps, seed, return_confidence=True)
         h, w = int(tgt_hw[0]), int(tgt_hw[1])
         depth = rgb = confidence = None
         if conf is not None:
             c = conf[0].numpy().astype(np.float32)
             confidence = cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) if c.shape != (h, w) else c
         if task == "depth":
-            d = self.to_depth(x0, scale)[0].numpy().astype(np.float32)  # (H, W)
+            d = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], refine)
+            d = d[0].numpy().astype(np.float32)  # (H, W)
             depth = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST) if d.shape != (h, w) else d
         else:
-            im = (((x0[0] + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
+            im = self.synthesized(((x0 + 1) / 2).clamp(0, 1), cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], steps, seed,
+                                  refine, synthesize)[0]
+            im = (im.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
             rgb = cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR) if im.shape[:2] != (h, w) else im
         return Prediction(depth=depth, rgb=rgb, K=tgt_K.numpy().astype(np.float64), scale=float(scale[0]), confidence=confidence,
                           confidence_calibrated=confidence is not None and self.confidence_calibrated)

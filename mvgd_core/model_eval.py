@@ -18,7 +18,9 @@ projection in the conditioning views at model resolution). The headline is the "
 regime: elsewhere depth cannot come from geometry, only from priors.
 
 Methods on the very same samples:
-- "mvgd": the model.
+- "mvgd": the model as the node runs it (with the photometric refinement of depth,
+  mvgd_core/refine.py, and RGB from the warped views, mvgd_core/view_synthesis.py, when the
+  predictor has them on); "mvgd_net": the network alone (both off), only then.
 - "mvs": the classical multi-view stereo baseline (mvgd_core.baselines / mvs.py), holes filled
   so it is dense like the model; "mvs_confident": the same on the pixels it kept (its
   confidence and consistency checks leave the rest invalid), with that share as "coverage".
@@ -44,9 +46,10 @@ from mvgd_core.observability import REGIMES, observability_with_mask
 DEPTH_KEYS = SCORED_DEPTH_KEYS
 RGB_KEYS = ("psnr", "ssim")
 # Table order: the model, the classical baselines (new first), know-nothing rows, the oracle.
-METHODS = ("mvgd", "mvs", "mvs_confident", "plane_sweep", "const_gt_median", "const_train_median", "reprojection")
+METHODS = ("mvgd", "mvgd_net", "mvs", "mvs_confident", "plane_sweep", "const_gt_median", "const_train_median", "reprojection")
 METHOD_LABELS = {
     "mvgd": "MVGD",
+    "mvgd_net": "MVGD network alone (refinement and view synthesis off)",
     "mvs": "multi-view stereo (RGB + poses, like MVGD)",
     "mvs_confident": "multi-view stereo, confident pixels only (see coverage)",
     "plane_sweep": "naive plane sweep (RGB + poses)",
@@ -139,25 +142,48 @@ def _rgb_scores(pred, gt) -> dict:
 
 
 def _predict(predictor, samples, with_rgb: bool, steps: int, seed: int, batch_size: int):
-    """(depth (S, H, W), rgb (S, 3, H, W) or None, seconds)."""
-    depths, rgbs = [], []
+    """(depth (S, H, W), rgb (S, 3, H, W) or None, the network's own (depth, rgb or None) or None when
+    the predictor neither refines depth nor synthesizes RGB, seconds). Samples are at the model's resolution."""
+    from mvgd_core.view_synthesis import synthesize_batch
+
+    refining = getattr(getattr(predictor, "refine", None), "enabled", False)
+    synthesizing = with_rgb and getattr(getattr(predictor, "synthesis", None), "enabled", False)
+    depths, rgbs, net_d, net_rgb = [], [], [], []
     t0 = time.perf_counter()
     for i in range(0, len(samples), batch_size):
         batch = collate_samples(samples[i : i + batch_size])
-        depths.append(predictor.predict_batch(batch, "depth", steps=steps, seed=seed + i))
+        if refining or synthesizing:  # one network pass for both rows
+            net = predictor.predict_batch(batch, "depth", steps=steps, seed=seed + i, refine=False)
+            net_d.append(net)
+            depths.append(predictor.refined(net, batch.cond_rgb, batch.cond_K, batch.cond_T_wc, batch.tgt_K, batch.tgt_T_wc))
+        else:
+            depths.append(predictor.predict_batch(batch, "depth", steps=steps, seed=seed + i))
         if with_rgb:
-            rgbs.append(predictor.predict_batch(batch, "rgb", steps=steps, seed=seed + i))
-    return torch.cat(depths), (torch.cat(rgbs) if rgbs else None), time.perf_counter() - t0
+            rgb = predictor.predict_batch(batch, "rgb", steps=steps, seed=seed + i, **({"synthesize": False} if synthesizing else {}))
+            if synthesizing:  # what predict_batch(..., "rgb") gives, from the depth above
+                net_rgb.append(rgb)
+                rgb = synthesize_batch(batch.cond_rgb, batch.cond_K, batch.cond_T_wc, batch.tgt_K, batch.tgt_T_wc, depths[-1], rgb,
+                                       predictor.synthesis)
+            rgbs.append(rgb)
+    cat = lambda xs: torch.cat(xs) if xs else None  # noqa: E731
+    net = (cat(net_d), cat(net_rgb)) if net_d else None
+    return cat(depths), cat(rgbs), net, time.perf_counter() - t0
 
 
-def score_sample(s: MultiViewSample, depth, rgb, baselines: bool, train_median: float | None, sweep: dict | None = None) -> dict:
-    """One sample: {"metrics": {method: {metric: value}}, "regime", "observability", "obs_mask",
+def score_sample(s: MultiViewSample, depth, rgb, baselines: bool, train_median: float | None, sweep: dict | None = None,
+                 net=None) -> dict:
+    """One sample (net: the network's own (depth, rgb or None) when `depth` / `rgb` went through the
+    refinement / view synthesis, scored as "mvgd_net"): {"metrics": {method: {metric: value}}, "regime", "observability", "obs_mask",
     "references": {name: depth}, "baselines": {name: run_baselines output}}."""
     from mvgd_core.baselines import run_baselines_on_sample
 
     hw = tuple(s.tgt_depth.shape[-2:])  # samples are at model resolution
     obs, obs_mask = observability_with_mask(s.tgt_depth, s.tgt_K, s.tgt_T_wc, s.cond_K, s.cond_T_wc, hw, hw)
     metrics = {"mvgd": depth_scores(depth, s.tgt_depth)}
+    if net is not None:
+        metrics["mvgd_net"] = depth_scores(net[0], s.tgt_depth)
+        if net[1] is not None:
+            metrics["mvgd_net"].update(_rgb_scores(net[1], s.tgt_rgb))
     if rgb is not None:
         metrics["mvgd"].update(_rgb_scores(rgb, s.tgt_rgb))
     refs = constant_references(s.tgt_depth, train_median)
@@ -189,10 +215,11 @@ def evaluate_samples(predictor, sets: dict[str, list[MultiViewSample]], steps: i
     """
     per, records, times, regimes = {}, {}, {}, {}
     for name, samples in sets.items():
-        depths, rgbs, times[name] = _predict(predictor, samples, name != "cond", steps, seed, batch_size)
+        depths, rgbs, nets, times[name] = _predict(predictor, samples, name != "cond", steps, seed, batch_size)
         per[name], records[name] = [], []
         for j, s in enumerate(samples):
-            sc = score_sample(s, depths[j], None if rgbs is None else rgbs[j], baselines, train_median, sweep)
+            sc = score_sample(s, depths[j], None if rgbs is None else rgbs[j], baselines, train_median, sweep,
+                              net=None if nets is None else (nets[0][j], None if nets[1] is None else nets[1][j]))
             row = {"regime": sc["regime"], "observable_frac": sc["observability"].frac,
                    "median_disparity_px": sc["observability"].median_disparity_px}
             row.update({f"{m}/{k}": v for m, ms in sc["metrics"].items() for k, v in ms.items()})

@@ -141,13 +141,13 @@ def _check_inputs(ref_rgb, ref_K, ref_T_wc, src_rgb, src_K, src_T_wc) -> None:
         raise ValueError(f"mvs_depth: src_K must be ({V}, 3, 3) and src_T_wc ({V}, 4, 4), got {tuple(src_K.shape)}, {tuple(src_T_wc.shape)}")
 
 
-def _gray(img: torch.Tensor) -> torch.Tensor:
+def luma(img: torch.Tensor) -> torch.Tensor:
     """(..., 3, H, W) -> (..., H, W) luma."""
     w = torch.tensor([0.299, 0.587, 0.114], dtype=img.dtype, device=img.device).view(3, 1, 1)
     return (img * w).sum(-3)
 
 
-def _box(x: torch.Tensor, k: int) -> torch.Tensor:
+def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
     """Mean over a k x k window of (..., H, W), same size, dividing by the in-image count
     (= avg_pool2d with count_include_pad=False). Separable running sums: O(1) per pixel,
     ~3x faster than avg_pool2d on the (V, D, H, W) volumes."""
@@ -256,8 +256,11 @@ def depth_range(ref_K, ref_T_wc, src_K, src_T_wc, ref_hw, src_hw, cfg: MVSConfig
 # --------------------------------------------------------------------------- 3. cost volume
 
 
-def _warp_grid(H, W, ref_K, ref_T_wc, src_K, src_T_wc, depths, src_hw):
-    """Sampling grid of the plane homographies. -> grid (V, D*H, W, 2) in [-1, 1]
+def warp_grid(H, W, ref_K, ref_T_wc, src_K, src_T_wc, depths, src_hw):
+    """Sampling grid of the reference pixels at the given depths in every source.
+
+    depths: (D,) one depth per plane (fronto-parallel sweep), or (D, H, W) one per plane and
+    pixel (a band around a depth map, mvgd_core/refine.py). -> grid (V, D*H, W, 2) in [-1, 1]
     (align_corners=True) and seen (V, D, H, W) bool (in front of and inside the source)."""
     dev, dt = depths.device, depths.dtype
     rays = pixel_grid(H, W, dev, dt) @ torch.linalg.inv(ref_K.to(dev, dt)).T  # (H, W, 3), z = 1
@@ -272,7 +275,7 @@ def _warp_grid(H, W, ref_K, ref_T_wc, src_K, src_T_wc, depths, src_hw):
     a = torch.einsum("vij,hwj->vihw", KR * scale[:, None], rays)  # (V, 3, H, W)
     kt = Kt * scale  # (V, 3)
     V, D = a.shape[0], depths.shape[0]
-    dep = depths[None, :, None, None]
+    dep = depths[None, :, None, None] if depths.ndim == 1 else depths[None]  # broadcasts to (V, D, H, W)
     z = torch.addcmul(kt[:, 2, None, None, None], dep, a[:, None, 2])  # (V, D, H, W)
     front = z > 1e-6
     z = z.clamp_min(1e-6)
@@ -281,33 +284,33 @@ def _warp_grid(H, W, ref_K, ref_T_wc, src_K, src_T_wc, depths, src_hw):
     return grid.reshape(V, D * H, W, 2), seen
 
 
-def _zncc_cost(ref_g: torch.Tensor, warped: torch.Tensor, window: int) -> torch.Tensor:
+def zncc_cost(ref_g: torch.Tensor, warped: torch.Tensor, window: int) -> torch.Tensor:
     """1 - ZNCC over window x window. ref_g (H, W), warped (V, D, H, W) -> (V, D, H, W) in [0, 2].
 
     The variance floor (a 1 % grey-level std) sends flat windows to ZNCC ~ 0: no evidence
     either way, instead of amplified noise."""
     eps = 1e-4
-    mr = _box(ref_g, window)
-    vr = (_box(ref_g * ref_g, window) - mr * mr).clamp_min(0)
-    ms = _box(warped, window)
-    vs = (_box(warped * warped, window) - ms * ms).clamp_min(0)
-    cov = _box(warped * ref_g, window) - ms * mr
+    mr = box_mean(ref_g, window)
+    vr = (box_mean(ref_g * ref_g, window) - mr * mr).clamp_min(0)
+    ms = box_mean(warped, window)
+    vs = (box_mean(warped * warped, window) - ms * ms).clamp_min(0)
+    cov = box_mean(warped * ref_g, window) - ms * mr
     return 1.0 - cov / ((vr + eps) * (vs + eps)).sqrt()
 
 
 def cost_volume(ref_rgb, ref_K, ref_T_wc, src_rgb, src_K, src_T_wc, depths, cfg: MVSConfig):
     """Matching cost of every plane. -> (cost (D, H, W), n_seen (D, H, W) sources seeing it).
 
-    Per source 1 - ZNCC (`_zncc_cost`); per pixel and plane the mean of the best_k costs of the
+    Per source 1 - ZNCC (`zncc_cost`); per pixel and plane the mean of the best_k costs of the
     sources that see the point (a window mostly inside the source)."""
     H, W = ref_rgb.shape[-2:]
     V, _, Hs, Ws = src_rgb.shape
     D = depths.shape[0]
-    grid, seen = _warp_grid(H, W, ref_K, ref_T_wc, src_K, src_T_wc, depths, (Hs, Ws))
-    warped = F.grid_sample(_gray(src_rgb)[:, None], grid, mode="bilinear", padding_mode="border", align_corners=True)
+    grid, seen = warp_grid(H, W, ref_K, ref_T_wc, src_K, src_T_wc, depths, (Hs, Ws))
+    warped = F.grid_sample(luma(src_rgb)[:, None], grid, mode="bilinear", padding_mode="border", align_corners=True)
     warped = warped.reshape(V, D, H, W)
-    c = _zncc_cost(_gray(ref_rgb), warped, cfg.window)  # (V, D, H, W)
-    seen = _box(seen.float(), cfg.window) > 0.5
+    c = zncc_cost(luma(ref_rgb), warped, cfg.window)  # (V, D, H, W)
+    seen = box_mean(seen.float(), cfg.window) > 0.5
     c = torch.where(seen, c, torch.full_like(c, 3.0))  # unseen sorts last
     k = min(cfg.best_k, V)
     best = c.topk(k, dim=0, largest=False).values if k < V else c  # (k, D, H, W)
@@ -392,7 +395,7 @@ def _single_view_depth(ref_rgb, ref_K, ref_T_wc, src_rgb, src_K, src_T_wc, cfg: 
     depths = 1.0 / torch.linspace(1.0 / d_min, 1.0 / d_max, cfg.num_planes, device=dev)  # (D,) near to far
     ref_rgb, src_rgb = ref_rgb.float(), src_rgb.float()
     vol, n_seen = cost_volume(ref_rgb, ref_K, ref_T_wc, src_rgb, src_K, src_T_wc, depths, cfg)
-    agg = sgm_aggregate(vol, _gray(ref_rgb), cfg)
+    agg = sgm_aggregate(vol, luma(ref_rgb), cfg)
     depth, conf, k = _winner(agg, vol, depths, cfg.temperature)
     valid = n_seen.gather(0, k[None])[0] > 0
     return depth, torch.where(valid, conf, torch.zeros_like(conf)), valid, rng

@@ -66,7 +66,8 @@ class Renderer:
 
     def _predict(self, job: Job, view: View, task: str, p):
         t0 = time.monotonic()
-        pred = self.predictor.predict(job.cond, view.K, view.T_wc, view.hw, task=task, steps=p.steps, seed=p.seed)
+        pred = self.predictor.predict(job.cond, view.K, view.T_wc, view.hw, task=task, steps=p.steps, seed=p.seed,
+                                      refine=p.refine_depth, synthesize=p.synthesize_rgb)
         check_prediction(pred, task)  # non-finite / out-of-range output: an inference failure, never published
         return pred, time.monotonic() - t0
 

@@ -34,7 +34,7 @@ class PosePredictor:
     image_size = (16, 16)
     device = "cpu"
 
-    def predict(self, cond, tgt_K, tgt_T_wc, tgt_hw, task="depth", steps=None, seed=0):
+    def predict(self, cond, tgt_K, tgt_T_wc, tgt_hw, task="depth", steps=None, seed=0, refine=None, synthesize=None):
         from mvgd_core.inference import Prediction
 
         err = max(float(np.linalg.norm(f.T_wc[:3, 3] - decode_position(f.rgb))) for f in cond)

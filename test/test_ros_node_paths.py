@@ -27,7 +27,7 @@ class Scripted:
     def __init__(self, values=()):
         self.values = list(values)
 
-    def predict(self, cond, tgt_K, tgt_T_wc, tgt_hw, task="depth", steps=None, seed=0):
+    def predict(self, cond, tgt_K, tgt_T_wc, tgt_hw, task="depth", steps=None, seed=0, refine=None, synthesize=None):
         v = self.values.pop(0) if self.values else 2.0
         h, w = tgt_hw
         depth = np.full((h, w), v, np.float32) if task == "depth" else None

@@ -141,7 +141,8 @@ def test_evaluate_model_real_sections_use_the_held_out_split(tiny_model, tmp_pat
     assert "Observable regime (headline)" in printed
     assert em.main(["--card", str(out)]) == 0  # MODEL_CARD's compact tables from the saved JSON
     card = capsys.readouterr().out
-    assert "#### hololens" in card and "#### tabletop" in card and "| **MVGD** (1 DDIM step, node default) |" in card
+    assert "#### hololens" in card and "#### tabletop" in card and "| **MVGD** (1 DDIM step + photometric refinement, node default) |" in card
+    assert "| MVGD network alone (refinement and view synthesis off) |" in card
 
 
 def test_observability_with_mask_matches_the_lead_s_summary():

@@ -48,6 +48,8 @@ from mvgd_core.data.types import collate_samples  # noqa: E402
 from mvgd_core.inference import MVGDPredictor  # noqa: E402
 from mvgd_core.model_eval import (METHOD_LABELS, SWEEP, checkpoint_depth_median, evaluate_samples, held_out_samples,  # noqa: E402
                                   save_grid, sequence_samples)
+from mvgd_core.refine import RefineConfig  # noqa: E402
+from mvgd_core.view_synthesis import SynthesisConfig  # noqa: E402
 from mvgd_core.report import _md_table, regime_headline_table, regime_split_table  # noqa: E402
 
 # View choice on real sequences: neighbours within 1 m / 45 degrees that see >= 30 % of the target.
@@ -207,11 +209,17 @@ def steps_section(report: dict, pred, proc, data, args) -> None:
     print(steps_table(rows))
 
 
-CARD_LABELS = {"mvgd": "**MVGD** (1 DDIM step, node default)", "mvs": "multi-view stereo (RGB + poses)",
+CARD_LABELS = {"mvgd": "**MVGD** (1 DDIM step, node default)", "mvgd_net": "MVGD network alone (refinement and view synthesis off)", "mvs": "multi-view stereo (RGB + poses)",
                "mvs_confident": "multi-view stereo, kept pixels only", "plane_sweep": "naive plane sweep (RGB + poses)",
                "const_gt_median": "constant = true median (knows the scale only)",
                "const_train_median": "constant = training median (knows nothing)",
                "reprojection": "reprojection (oracle: GT depth of another view)"}
+
+
+def _card_labels(refined: bool) -> dict:
+    """CARD_LABELS, saying whether the MVGD row is refined (reports older than the refinement: not)."""
+    what = "1 DDIM step + photometric refinement, node default" if refined else "1 DDIM step, refinement off"
+    return {**CARD_LABELS, "mvgd": f"**MVGD** ({what})"}
 
 
 def card_tables(rep: dict) -> str:
@@ -230,14 +238,15 @@ def card_tables(rep: dict) -> str:
                 + "; ".join(f"{s} {c['all']} = {c['observable']} observable + {c['weak']} weak + {c['none']} none" for s, c in cnt.items()) + ".", "",
                 "Observable regime (the headline), median (mean) over targets:", "",
                 "| method | cond AbsRel ↓ | cond δ<1.25 ↑ | novel AbsRel ↓ | novel δ<1.25 ↑ | coverage cond / novel |", "|---|---|---|---|---|---|"]
-        for m, lab in CARD_LABELS.items():
+        labels = _card_labels(rep.get("refine", False))
+        for m, lab in labels.items():
             c, n = R["cond"]["observable"].get(m), R["novel"]["observable"].get(m)
             if c or n:
                 cov = f"{fmt(c['coverage']['median'], 2)} / {fmt(n['coverage']['median'], 2)}" if c and n else "–"
                 out.append(f"| {lab} | {mm(c and c['abs_rel'])} | {mm(c and c['delta1'])} | {mm(n and n['abs_rel'])} | {mm(n and n['delta1'])} | {cov} |")
         out += ["", "Every regime, medians over targets, AbsRel / δ<1.25:", "",
                 "| method | cond observable | cond weak | cond none | novel observable | novel weak | novel none |", "|---|---|---|---|---|---|---|"]
-        for m, lab in CARD_LABELS.items():
+        for m, lab in labels.items():
             cells = [("–" if not st or not st.get("n") else f"{fmt(st['abs_rel']['median'])} / {fmt(st['delta1']['median'])}")
                      for st in (R[s][r].get(m) for s in ("cond", "novel") for r in ("observable", "weak", "none"))]
             out.append(f"| {lab} | " + " | ".join(cells) + " |")
@@ -265,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--sweep-steps", default="", help="DDIM step counts for the steps table, e.g. 1,2,5,10 ('' = skip)")
     ap.add_argument("--sweep-num", type=int, default=16, help="targets per set in the steps table")
     ap.add_argument("--card", metavar="JSON", default="", help="only print MODEL_CARD's compact tables from a saved report JSON")
+    ap.add_argument("--no-refine", action="store_true",
+                    help="MVGD depth without the photometric refinement (mvgd_core/refine.py); by default it is refined and the "
+                         "network alone is scored beside it as 'mvgd_net'")
+    ap.add_argument("--no-synthesis", action="store_true",
+                    help="MVGD novel-view RGB from the network alone, not from the warped views (mvgd_core/view_synthesis.py)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
     return ap
@@ -284,7 +298,8 @@ def main(argv=None) -> int:
         return 2
 
     ckpt = load_checkpoint(args.model)
-    pred = MVGDPredictor.from_checkpoint(args.model, device=args.device, steps=args.steps)
+    pred = MVGDPredictor.from_checkpoint(args.model, device=args.device, steps=args.steps, refine=RefineConfig(enabled=not args.no_refine),
+                                       synthesis=SynthesisConfig(enabled=not args.no_synthesis))
     hw = pred.image_size
     train_cfg = ckpt["config"].get("train") or {}
     data = from_dict(DataConfig, {**(train_cfg.get("data") or {}), "image_hw": list(hw)}, where="checkpoint.config.train.data")
@@ -296,6 +311,7 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = "python training/evaluate_model.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     report = {"model": args.model, "step": ckpt.get("step"), "image_size": hw, "views": args.views, "command": cmd.strip(),
+              "refine": pred.refine.enabled, "synthesis": pred.synthesis.enabled,
               "device": args.device, "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
               "plane_sweep": SWEEP, "train_median_m": train_median, "train_median_source": median_src,
               "regime_rule": "observable: >= 50 % of valid target pixels move >= 1 px (model resolution) for a 25 % depth change; weak: 10-50 %; none: < 10 %",

@@ -1,0 +1,131 @@
+"""Photometric refinement (mvgd_core/refine.py): it pulls a wrong depth back to the true one on a
+textured scene, at the live camera and at a novel view; it leaves textureless images and
+unmatched pixels alone; it is exact about frames (world far from the origin, which view is the target)."""
+import numpy as np
+import pytest
+import torch
+
+from mvgd_core.refine import RefineConfig, refine_batch, refine_live, refine_novel
+from test_cost_volume import K, _scene
+
+CFG = RefineConfig()
+
+
+def _abs_rel(d, gt, mask):
+    return ((d - gt).abs() / gt)[mask].median().item()
+
+
+def _inputs(target_is_cond: bool):
+    rgb, cK, cT, tK, depth = _scene(target_is_cond)  # images in [-1, 1], target frame = identity
+    return (rgb + 1) / 2, cK, cT, tK, torch.eye(4)[None], depth
+
+
+def _inner(depth):
+    m = torch.zeros_like(depth, dtype=torch.bool)
+    m[4:-4, 4:-4] = True
+    return m
+
+
+@pytest.mark.parametrize("factor", [1.2, 0.8])
+def test_live_camera_depth_off_by_20_percent_comes_back(factor):
+    rgb, cK, cT, _, _, gt = _inputs(True)
+    out = refine_live(rgb[0, 0], cK[0, 0], cT[0, 0], rgb[0, 1:], cK[0, 1:], cT[0, 1:], gt * factor, CFG)
+    inner = _inner(gt)
+    assert out.accepted[inner].float().mean() > 0.7
+    assert _abs_rel(out.depth, gt, inner) < 0.03  # from 0.2
+    assert torch.equal(out.depth[~out.accepted], (gt * factor)[~out.accepted])  # elsewhere untouched
+
+
+def test_novel_view_depth_off_by_20_percent_comes_back():
+    rgb, cK, cT, tK, tT, gt = _inputs(False)
+    out = refine_novel(rgb[0], cK[0], cT[0], tK[0], tT[0], gt * 1.2, CFG)
+    inner = _inner(gt)
+    assert out.accepted[inner].float().mean() > 0.5
+    assert _abs_rel(out.depth, gt, inner) < 0.05
+
+
+def test_depth_outside_the_band_is_not_accepted_as_a_match():
+    """The true depth lies outside [d / span, d * span]: the minimum sits at the band's edge, so
+    (almost) nothing may be replaced: no false precision."""
+    rgb, cK, cT, _, _, gt = _inputs(True)
+    out = refine_live(rgb[0, 0], cK[0, 0], cT[0, 0], rgb[0, 1:], cK[0, 1:], cT[0, 1:], gt * 3.0, CFG)
+    assert out.accepted.float().mean() < 0.05
+
+
+def test_textureless_image_keeps_the_network_depth():
+    _, cK, cT, _, _, gt = _inputs(True)
+    flat = torch.full((4, 3) + gt.shape, 0.5)
+    out = refine_live(flat[0], cK[0, 0], cT[0, 0], flat[1:], cK[0, 1:], cT[0, 1:], gt * 1.2, CFG)
+    assert not out.accepted.any() and torch.equal(out.depth, gt * 1.2)
+
+
+def test_batch_tells_live_from_novel_and_is_frame_exact():
+    """refine_batch finds the target among the views by pose; the same scene moved 1e6 m away
+    (float64 poses) gives the same depth; disabled, it returns its input."""
+    rgb_c, cK_c, cT_c, tK, tT, gt = _inputs(True)
+    rgb_n, cK_n, cT_n, _, _, _ = _inputs(False)
+    shift = torch.eye(4, dtype=torch.float64)
+    shift[:3, 3] = torch.tensor([1e6, -2e6, 5e5])
+    prior = (gt * 1.2)[None]
+    got = {}
+    for name, (rgb, cK, cT) in {"live": (rgb_c, cK_c, cT_c), "novel": (rgb_n, cK_n, cT_n)}.items():
+        near, acc = refine_batch(rgb, cK, cT.double(), tK, tT.double(), prior, CFG)
+        far, _ = refine_batch(rgb, cK, shift @ cT.double(), tK, shift @ tT.double(), prior, CFG)
+        assert acc.float().mean() > 0.4, name
+        assert (far - near).abs().max() < 1e-3, name
+        got[name] = near
+    expected_live = refine_live(rgb_c[0, 0], cK_c[0, 0], torch.eye(4), rgb_c[0, 1:], cK_c[0, 1:], cT_c[0, 1:], prior[0], CFG).depth
+    assert torch.allclose(got["live"][0], expected_live, atol=1e-4)
+    assert not torch.allclose(got["live"], got["novel"])
+    off, acc = refine_batch(rgb_c, cK_c, cT_c, tK, tT, prior, RefineConfig(enabled=False))
+    assert torch.equal(off, prior) and not acc.any()
+
+
+def test_views_without_parallax_change_nothing():
+    """The same camera twice (a robot standing still): every depth matches equally well, so no
+    pixel may move (ties must not be broken by noise)."""
+    rgb, cK, cT, _, _, gt = _inputs(True)
+    same = rgb[0, :1].expand(3, -1, -1, -1)
+    out = refine_live(rgb[0, 0], cK[0, 0], cT[0, 0], same, cK[0, :3], cT[0, :1].expand(3, 4, 4), gt * 1.2, CFG)
+    assert not out.accepted.any() and torch.equal(out.depth, gt * 1.2)
+    nov = refine_novel(same, cK[0, :3], cT[0, :1].expand(3, 4, 4) @ torch.tensor(np.diag([1.0, 1, 1, 1]), dtype=torch.float32),
+                       cK[0, 0], cT[0, 1], gt * 1.2, CFG)
+    assert not nov.accepted.any()
+
+
+def test_single_view_is_left_alone():
+    rgb, cK, cT, tK, tT, gt = _inputs(True)
+    out, acc = refine_batch(rgb[:, :1], cK[:, :1], cT[:, :1], tK, tT, gt[None], CFG)
+    assert torch.equal(out, gt[None]) and not acc.any()
+
+
+@pytest.mark.parametrize("kw", [{"hypotheses": 8}, {"hypotheses": 1}, {"span": 1.0}, {"window": 4}, {"min_zncc": 1.5},
+                                {"min_texture": -0.1}, {"min_parallax_px": -1.0}])
+def test_bad_config_is_a_clear_error(kw):
+    with pytest.raises(ValueError, match="RefineConfig"):
+        RefineConfig(**kw)
+
+
+def test_predictor_refines_by_default_and_can_be_told_not_to(monkeypatch):
+    """The predictor's depth goes through the refinement unless predict(refine=False) or
+    RefineConfig(enabled=False): here the "network" says 1.2x the true depth of the textured plane."""
+    import dataclasses
+
+    from mvgd_core.data.types import Frame
+    from mvgd_core.inference import MVGDPredictor
+    from mvgd_core.model import MVGD, PRESETS
+
+    rgb, cK, cT, _, _, gt = _inputs(True)
+    model = MVGD(dataclasses.replace(PRESETS["tiny"], image_size=tuple(gt.shape)))
+    frames = [Frame(rgb=(rgb[0, i].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8), K=cK[0, i].double().numpy(),
+                    T_wc=cT[0, i].double().numpy()) for i in range(rgb.shape[1])]
+    args = (frames, frames[0].K, frames[0].T_wc, tuple(gt.shape))
+    preds = {on: MVGDPredictor(model, device="cpu", steps=1, refine=RefineConfig(enabled=on)) for on in (True, False)}
+    for p in preds.values():
+        monkeypatch.setattr(p, "to_depth", lambda x0, scale: (gt * 1.2)[None].expand(x0.shape[0], -1, -1))
+    wrong = (gt * 1.2).numpy()
+    assert np.allclose(preds[True].predict(*args, refine=False).depth, wrong)
+    assert np.allclose(preds[False].predict(*args).depth, wrong)
+    refined = torch.from_numpy(preds[True].predict(*args).depth)
+    assert _abs_rel(refined, gt, _inner(gt)) < 0.03
+    assert np.allclose(preds[False].predict(*args, refine=True).depth, refined.numpy())
