@@ -81,6 +81,20 @@ def test_batch_tells_live_from_novel_and_is_frame_exact():
     assert torch.equal(off, prior) and not acc.any()
 
 
+def test_a_match_only_one_source_supports_is_not_taken():
+    """Two sources: one sees the scene, the other sees a different texture (a pose or timing error
+    in practice). With min_agree 2 nothing the lone source says may replace the depth; with
+    min_agree 1 it may."""
+    rgb, cK, cT, _, _, gt = _inputs(True)
+    src = rgb[0, 1:3].clone()
+    src[1] = src[1].flip(-1)  # the second source no longer fits its pose
+    one = refine_live(rgb[0, 0], cK[0, 0], cT[0, 0], src[:1], cK[0, 1:2], cT[0, 1:2], gt * 1.2, CFG)
+    both = refine_live(rgb[0, 0], cK[0, 0], cT[0, 0], src, cK[0, 1:3], cT[0, 1:3], gt * 1.2, CFG)
+    lone = refine_live(rgb[0, 0], cK[0, 0], cT[0, 0], src, cK[0, 1:3], cT[0, 1:3], gt * 1.2, RefineConfig(min_agree=1))
+    assert one.accepted.float().mean() > 0.5  # one source, one vote: min(min_agree, V) = 1
+    assert both.accepted.float().mean() < 0.1 < lone.accepted.float().mean()
+
+
 def test_views_without_parallax_change_nothing():
     """The same camera twice (a robot standing still): every depth matches equally well, so no
     pixel may move (ties must not be broken by noise)."""
@@ -100,7 +114,7 @@ def test_single_view_is_left_alone():
 
 
 @pytest.mark.parametrize("kw", [{"hypotheses": 8}, {"hypotheses": 1}, {"span": 1.0}, {"window": 4}, {"min_zncc": 1.5},
-                                {"min_texture": -0.1}, {"min_parallax_px": -1.0}])
+                                {"min_texture": -0.1}, {"min_parallax_px": -1.0}, {"min_agree": 0}])
 def test_bad_config_is_a_clear_error(kw):
     with pytest.raises(ValueError, match="RefineConfig"):
         RefineConfig(**kw)

@@ -28,6 +28,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -51,6 +52,7 @@ from mvgd_core.data.types import collate_samples  # noqa: E402
 from mvgd_core.inference import MVGDPredictor  # noqa: E402
 from mvgd_core.model_eval import held_out_samples, sequence_samples  # noqa: E402
 from mvgd_core.observability import observability  # noqa: E402
+from mvgd_core.refine import RefineConfig  # noqa: E402
 from mvgd_core.sparsification import sparsification_curve  # noqa: E402
 
 FIT_SEEDS = (6_000_000, 6_000_001)  # procedural, HoloLens train part: used by no training, validation or evaluation
@@ -271,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--hololens", default="data/hololens_office|../shared/data/hololens_office", help="first existing wins")
     ap.add_argument("--tabletop", default="data/tabletop_box|../shared/data/tabletop_box", help="first existing wins")
+    ap.add_argument("--no-refine", action="store_true", help="fit on the network's depth without the photometric refinement "
+                    "(mvgd_core/refine.py); the node publishes refined depth by default (parameter refine_depth)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     return ap
@@ -321,7 +325,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     cmd = ("python training/calibrate_confidence.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))).strip()
     ckpt = load_checkpoint(args.model)
-    pred = RawPredictor.from_checkpoint(args.model, device=args.device, steps=args.steps)  # raw score even if IN is calibrated
+    # raw score even if IN is calibrated; depth as the node publishes it (photometric refinement on unless --no-refine)
+    pred = RawPredictor.from_checkpoint(args.model, device=args.device, steps=args.steps, refine=RefineConfig(enabled=not args.no_refine))
     hw = pred.image_size
     data = from_dict(DataConfig, {**((ckpt["config"].get("train") or {}).get("data") or {}), "image_hw": list(hw)},
                      where="checkpoint.config.train.data")
@@ -332,7 +337,7 @@ def main(argv=None) -> int:
     notes += more
     write_checked(args, ckpt, cal, pred, (next(iter(sets.values())) if sets else held_out_samples(data, 2, FIT_SEEDS[0], args.views, "cond"))[:2])
     report = {"model": args.model, "written": args.write, "step": ckpt.get("step"), "command": cmd, "image_size": list(hw),
-              "views": args.views, "steps": args.steps, "fit_seeds": list(FIT_SEEDS), "calibration": cal.to_dict(),
+              "views": args.views, "steps": args.steps, "refine": dataclasses.asdict(pred.refine), "fit_seeds": list(FIT_SEEDS), "calibration": cal.to_dict(),
               "fit": fit_summary, "eval": {}, "notes": notes}
     for name, samples in sets.items():
         recs = predict_pixels(pred, samples, args.steps, args.batch, f"eval {name}")
