@@ -26,8 +26,10 @@ class Scripted:
 
     def __init__(self, values=()):
         self.values = list(values)
+        self.calls = []  # (task, refine, synthesize) per call
 
     def predict(self, cond, tgt_K, tgt_T_wc, tgt_hw, task="depth", steps=None, seed=0, refine=None, synthesize=None):
+        self.calls.append((task, refine, synthesize))
         v = self.values.pop(0) if self.values else 2.0
         h, w = tgt_hw
         depth = np.full((h, w), v, np.float32) if task == "depth" else None
@@ -120,6 +122,26 @@ def test_non_finite_or_out_of_range_output_is_an_inference_failure_never_publish
     got = rig.got("mvgd/depth/image")
     assert len(got) == 1 and got[0].header.stamp.sec == (BASE + 2 * NS) // NS
     assert np.allclose(image_codec.image_to_depth(got[0]), 2.0)
+
+
+def test_refinement_and_view_synthesis_parameters_reach_every_prediction_and_change_at_runtime(rig, still):
+    """refine_depth / synthesize_rgb (default on) are passed to the model on every call; setting
+    them at runtime takes effect on the next frame."""
+    from rclpy.parameter import Parameter
+
+    model = Scripted()
+    node = still(model)
+    wait_for(lambda: node.depth_pub.get_subscription_count() > 0, "the rig's depth collector")
+    for k in range(2):
+        if k == 1:
+            assert node.set_parameters([Parameter("refine_depth", value=False), Parameter("synthesize_rgb", value=False)])[0].successful
+        ns = BASE + k * NS
+        _tf(node, ns, x=0.5 * k)
+        _tf(node, ns + NS // 10, x=0.5 * k)
+        node._on_camera_info(image_codec.make_camera_info(K, (16, 16), _header(ns)))
+        node._on_image(_image(ns))
+        wait_for(lambda k=k: node.stats.totals["depth_published"] == k + 1, f"depth {k}")
+    assert model.calls == [("depth", True, True), ("depth", False, False)]
 
 
 def test_10k_unseen_body_frame_ids_give_one_warning_and_store_nothing(still):
