@@ -43,6 +43,7 @@ from mvgd_core.data.sampler import ViewSamplingConfig, make_sample, select_views
 from mvgd_core.data.types import collate_samples
 from mvgd_core.diffusion import TASK_DEPTH, TASK_RGB, DiffusionConfig, GaussianDiffusion
 from mvgd_core.refine import RefineConfig
+from mvgd_core.view_synthesis import SynthesisConfig
 from mvgd_core.inference import MVGDPredictor
 from mvgd_core.metrics import depth_metrics
 from mvgd_core.model import MVGD, PRESETS
@@ -93,7 +94,8 @@ def is_cond_target(s) -> bool:
 
 def evaluate(model: MVGD, dcfg: DiffusionConfig, held: list) -> dict:
     """Median / mean over held-out samples of per-sample depth AbsRel and delta1 (1 DDIM step), per set."""
-    pred = MVGDPredictor(model, dcfg, device="cpu", steps=1, refine=RefineConfig(enabled=False))  # the network alone
+    pred = MVGDPredictor(model, dcfg, device="cpu", steps=1, refine=RefineConfig(enabled=False),
+                         synthesis=SynthesisConfig(enabled=False))  # the network alone
     rows = {"cond": [], "novel": []}
     spars = []
     for i in range(0, len(held), 8):
