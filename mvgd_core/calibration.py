@@ -12,7 +12,9 @@ binned by raw score, so the fit is fast and the stored table is small (<= `bins`
 Between knots the map interpolates linearly; outside them it is constant (np.interp).
 Pixels whose matching distribution peaks at the first or last depth hypothesis (no match
 inside the range) get their own monotone table: their peak mass rises when matching fails, so
-a single table would give the most confidently wrong pixels the top probability.
+a single table would give the most confidently wrong pixels the top probability. Pixels whose
+depth the photometric refinement replaced (mvgd_core/refine.py: a confirmed match) get a third
+table: they are right more often than their raw score says.
 
 Evaluation helpers: `reliability` (per-bin mean predicted probability vs observed frequency,
 the reliability diagram) and `expected_calibration_error` (ECE, Naeini et al. AAAI 2015:
@@ -112,8 +114,9 @@ class ConfidenceCalibration:
     (K >= 1). edge_x / edge_y: an optional second table (same rules, may be empty) for pixels
     whose matching distribution peaks at the nearest or farthest depth hypothesis
     (`match_confidence`'s out_of_range): there a high peak mass means the match failed, so
-    one monotone table over all pixels cannot rank them. n_fit: pixels the fit used; source:
-    what data it was fitted on (free text).
+    one monotone table over all pixels cannot rank them. refined_x / refined_y: an optional third
+    table for pixels the photometric refinement replaced (it takes precedence over the other two).
+    n_fit: pixels the fit used; source: what data it was fitted on (free text).
     """
 
     x: tuple[float, ...]
@@ -122,53 +125,65 @@ class ConfidenceCalibration:
     edge_y: tuple[float, ...] = ()
     n_fit: int = 0
     source: str = ""
+    refined_x: tuple[float, ...] = ()
+    refined_y: tuple[float, ...] = ()
 
     def __post_init__(self):
         if len(self.x) == 0:
             raise ValueError("ConfidenceCalibration: x and y must not be empty")
         _check_table(self.x, self.y, "table")
         _check_table(self.edge_x, self.edge_y, "edge table")
+        _check_table(self.refined_x, self.refined_y, "refined table")
         if int(self.n_fit) < 0:
             raise ValueError(f"ConfidenceCalibration: n_fit must be >= 0, got {self.n_fit}")
 
     @classmethod
-    def fit(cls, raw, correct, out_of_range=None, bins: int = 64, source: str = "") -> "ConfidenceCalibration":
+    def fit(cls, raw, correct, out_of_range=None, bins: int = 64, source: str = "", refined=None) -> "ConfidenceCalibration":
         """Fit on pixels: raw (any shape) scores, correct (same shape) bool delta1 inliers,
-        out_of_range (same shape) bool or None (then one table for all pixels).
+        out_of_range (same shape) bool or None (then one table for all pixels), refined (same
+        shape) bool or None: pixels the photometric refinement replaced get their own table.
 
         Pixels with a non-finite score are ignored. Per table, scores are cut into <= `bins`
         quantile bins (equal counts; ties never split), PAV runs on the bins' inlier rates
         weighted by counts, and each bin becomes a knot at its mean score; flat runs keep only
-        their two ends. The edge table is fitted only when out_of_range marks some pixels.
+        their two ends. The edge and refined tables are fitted only when their masks mark some
+        pixels; a refined pixel belongs to the refined table only.
         """
         arr = lambda a: np.asarray(torch.as_tensor(a).detach().cpu(), dtype=np.float64).ravel()  # noqa: E731
         r, c = arr(raw), arr(correct)
         e = np.zeros(r.shape, bool) if out_of_range is None else arr(out_of_range) > 0
-        if not (r.shape == c.shape == e.shape):
-            raise ValueError(f"ConfidenceCalibration.fit: raw {r.shape}, correct {c.shape}, out_of_range {e.shape} differ")
+        f = np.zeros(r.shape, bool) if refined is None else arr(refined) > 0
+        if not (r.shape == c.shape == e.shape == f.shape):
+            raise ValueError(f"ConfidenceCalibration.fit: raw {r.shape}, correct {c.shape}, out_of_range {e.shape}, refined {f.shape} differ")
         if bins < 1:
             raise ValueError(f"ConfidenceCalibration.fit: bins must be >= 1, got {bins}")
         ok = np.isfinite(r)
-        r, c, e = r[ok], c[ok], e[ok]
-        if r.size == 0 or e.all():
-            raise ValueError("ConfidenceCalibration.fit: no in-range pixel with a finite score")
-        x, y = _fit_table(r[~e], c[~e], bins)
-        ex, ey = _fit_table(r[e], c[e], bins) if e.any() else ((), ())
-        return cls(x, y, ex, ey, int(r.size), source)
+        r, c, e, f = r[ok], c[ok], e[ok], f[ok]
+        main = ~e & ~f
+        if not main.any():
+            raise ValueError("ConfidenceCalibration.fit: no in-range, unrefined pixel with a finite score")
+        x, y = _fit_table(r[main], c[main], bins)
+        edge = e & ~f
+        ex, ey = _fit_table(r[edge], c[edge], bins) if edge.any() else ((), ())
+        fx, fy = _fit_table(r[f], c[f], bins) if f.any() else ((), ())
+        return cls(x, y, ex, ey, int(r.size), source, fx, fy)
 
-    def apply(self, raw, out_of_range=None):
+    def apply(self, raw, out_of_range=None, refined=None):
         """Calibrated probability of raw scores: np.ndarray or torch.Tensor of any shape, same
         type, shape (and device) back, float; in [0, 1]; NaN stays NaN. out_of_range (same
-        shape, bool) selects the edge table where it has one; None uses the main table."""
+        shape, bool) selects the edge table where it has one, refined (same shape, bool) the
+        refined table where it has one (first); None uses the main table."""
         if not isinstance(raw, torch.Tensor):  # numpy: the same float64 interpolation, via torch
             a = np.asarray(raw)
-            edge = None if out_of_range is None else torch.from_numpy(np.asarray(out_of_range, dtype=bool))
-            out = self.apply(torch.from_numpy(a.astype(np.float64)), edge).numpy()
+            mask = lambda m: None if m is None else torch.from_numpy(np.asarray(m, dtype=bool))  # noqa: E731
+            out = self.apply(torch.from_numpy(a.astype(np.float64)), mask(out_of_range), mask(refined)).numpy()
             return out.astype(a.dtype if np.issubdtype(a.dtype, np.floating) else np.float32)
         r = raw.detach().double()
         out = _interp(r, self.x, self.y)
         if out_of_range is not None and len(self.edge_x) > 0:
             out = torch.where(torch.as_tensor(out_of_range, device=r.device).bool(), _interp(r, self.edge_x, self.edge_y), out)
+        if refined is not None and len(self.refined_x) > 0:
+            out = torch.where(torch.as_tensor(refined, device=r.device).bool(), _interp(r, self.refined_x, self.refined_y), out)
         out = torch.where(torch.isnan(r), r, out)
         return out.to(raw.dtype if raw.dtype.is_floating_point else torch.float32)
 
@@ -176,7 +191,7 @@ class ConfidenceCalibration:
         """Plain types only (checkpoints load with weights_only=True)."""
         f = lambda v: [float(t) for t in v]  # noqa: E731
         return {"kind": KIND, "target": TARGET, "x": f(self.x), "y": f(self.y), "edge_x": f(self.edge_x), "edge_y": f(self.edge_y),
-                "n_fit": int(self.n_fit), "source": str(self.source)}
+                "refined_x": f(self.refined_x), "refined_y": f(self.refined_y), "n_fit": int(self.n_fit), "source": str(self.source)}
 
     @classmethod
     def from_dict(cls, d) -> "ConfidenceCalibration":
@@ -185,12 +200,12 @@ class ConfidenceCalibration:
             raise ValueError(f"confidence calibration: expected a dict, got {type(d).__name__}")
         if d.get("kind") != KIND:
             raise ValueError(f"confidence calibration: kind {d.get('kind')!r}, expected {KIND!r}")
-        for k in ("x", "y", "edge_x", "edge_y"):
-            v = d.get(k, [] if k.startswith("edge") else None)
+        for k in ("x", "y", "edge_x", "edge_y", "refined_x", "refined_y"):
+            v = d.get(k, [] if k.startswith(("edge", "refined")) else None)
             if not isinstance(v, (list, tuple)) or not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in v):
                 raise ValueError(f"confidence calibration: {k!r} must be a list of numbers")
         t = lambda k: tuple(float(v) for v in d.get(k, []))  # noqa: E731
-        return cls(t("x"), t("y"), t("edge_x"), t("edge_y"), int(d.get("n_fit", 0)), str(d.get("source", "")))
+        return cls(t("x"), t("y"), t("edge_x"), t("edge_y"), int(d.get("n_fit", 0)), str(d.get("source", "")), t("refined_x"), t("refined_y"))
 
 
 def match_confidence(match, hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:

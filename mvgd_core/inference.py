@@ -109,13 +109,13 @@ class MVGDPredictor:
 
     @torch.no_grad()
     def sample(self, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, task, steps: int | None = None, seed: int = 0,
-               return_confidence: bool = False):
+               return_match: bool = False):
         """Sample targets at the model's image_size. Inputs as in MultiViewBatch (rgb in [0, 1],
         images already at image_size, K for that size). task: "rgb" | "depth" | (B,) ids.
 
         Returns (x0 (B, 3, H, W) model space on CPU, scale (B,) SSN scale on CPU), plus, with
-        return_confidence, confidence (B, H, W) float32 on CPU or None (model without matching),
-        calibrated when self.calibration is set (see confidence_calibrated).
+        return_match, the cost volume's MatchOutput or None (model without matching): the input
+        of `confidence`, which also wants to know which pixels the refinement replaced.
         """
         dev = self.device
         B = cond_rgb.shape[0]
@@ -141,32 +141,31 @@ class MVGDPredictor:
 
             x0 = self.sampler.sample(model_fn, (B, self.model.cfg.channels, H, W), generator=gen, device=dev,
                                      num_inference_steps=steps or self.steps)
-        if not return_confidence:
+        if not return_match:
             return x0.float().cpu(), inp.scale.float().cpu()
-        conf = None
-        if context is not None and context.match is not None:
-            conf = self.confidence(context.match, (H, W))
-        return x0.float().cpu(), inp.scale.float().cpu(), conf
+        return x0.float().cpu(), inp.scale.float().cpu(), None if context is None else context.match
 
-    def confidence(self, match, hw: tuple[int, int]) -> torch.Tensor:
+    def confidence(self, match, hw: tuple[int, int], refined: torch.Tensor | None = None) -> torch.Tensor:
         """(B, H, W) float32 CPU at the model's resolution hw, where calibrate_confidence.py fits
-        the table: P(depth within 25 %) with self.calibration, else the raw peak mass (bilinear)."""
+        the table: P(depth within 25 %) with self.calibration, else the raw peak mass (bilinear).
+        refined (B, H, W) bool: pixels the photometric refinement replaced (their own table)."""
         raw, out_of_range = match_confidence(match, hw)
-        return raw if self.calibration is None else self.calibration.apply(raw, out_of_range)
+        return raw if self.calibration is None else self.calibration.apply(raw, out_of_range, refined)
 
     def to_depth(self, x0: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """Model-space x0 (B, C, H, W) -> depth (B, H, W) in pose units (channel mean, inverse log param, * s)."""
         cfg = self.diffusion.cfg
         return param_to_depth(x0.mean(dim=1), cfg.d_min, cfg.d_max) * scale[:, None, None]
 
-    def refined(self, depth, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine: bool | None = None) -> torch.Tensor:
-        """depth (B, H, W) at the model's resolution (inputs as for `sample`), after the
-        photometric refinement when it is on (`refine`: None = self.refine.enabled)."""
+    def refined(self, depth, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine: bool | None = None):
+        """(depth (B, H, W), replaced (B, H, W) bool): depth at the model's resolution (inputs as
+        for `sample`) after the photometric refinement when it is on (`refine`: None =
+        self.refine.enabled), and where it replaced the network's depth."""
         on = self.refine.enabled if refine is None else refine
         if not on:
-            return depth
+            return depth, torch.zeros_like(depth, dtype=torch.bool)
         cfg = self.refine if self.refine.enabled else dataclasses.replace(self.refine, enabled=True)
-        return refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, cfg)[0]
+        return refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, cfg)
 
     def synthesized(self, rgb, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, steps, seed, refine: bool | None = None,
                     synthesize: bool | None = None) -> torch.Tensor:
@@ -177,7 +176,7 @@ class MVGDPredictor:
         if not on:
             return rgb
         x0, scale = self.sample(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, "depth", steps, seed)
-        depth = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine)
+        depth, _ = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine)
         cfg = self.synthesis if self.synthesis.enabled else dataclasses.replace(self.synthesis, enabled=True)
         return synthesize_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, rgb, cfg)
 
@@ -201,13 +200,11 @@ class MVGDPredictor:
             cond_rgb = F.interpolate(cond_rgb.flatten(0, 1).float(), size=(h, w), mode="area").view(B, N, 3, h, w)
             cond_K = resize_intrinsics(cond_K, (H, W), (h, w))
             tgt_K = resize_intrinsics(tgt_K, (H, W), (h, w))
-        x0, scale, conf = self.sample(cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, task, steps, seed,
-                                      return_confidence=True)
-        if conf is not None and (H, W) != (h, w):
-            conf = F.interpolate(conf[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
+        x0, scale, match = self.sample(cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, task, steps, seed, return_match=True)
+        replaced = None
         if task == "depth":
-            out = self.to_depth(x0, scale)
-            out = self.refined(out, cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, refine)[:, None]  # (B, 1, h, w)
+            out, replaced = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, refine)
+            out = out[:, None]  # (B, 1, h, w)
             mode = "nearest"
         else:
             out = self.synthesized(((x0 + 1) / 2).clamp(0, 1), cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc,
@@ -216,7 +213,12 @@ class MVGDPredictor:
         if (H, W) != (h, w):
             out = F.interpolate(out, size=(H, W), mode=mode, **({} if mode == "nearest" else {"align_corners": False}))
         out = out[:, 0] if task == "depth" else out
-        return (out, conf) if return_confidence else out
+        if not return_confidence:
+            return out
+        conf = None if match is None else self.confidence(match, (h, w), replaced)
+        if conf is not None and (H, W) != (h, w):
+            conf = F.interpolate(conf[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
+        return out, conf
 
     # ------------------------------------------------------------------ single target from Frames
 
@@ -251,14 +253,11 @@ class MVGDPredictor:
             Ts.append(torch.as_tensor(f.T_wc))
         tgt_K_model = resize_intrinsics(tgt_K, tuple(tgt_hw), hw)
         cond_rgb, cond_K, cond_T = torch.stack(rgbs)[None], torch.stack(Ks)[None], torch.stack(Ts)[None]
-        x0, scale, conf = self.sample(cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], task, steps, seed, return_confidence=True)
+        x0, scale, match = self.sample(cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], task, steps, seed, return_match=True)
         h, w = int(tgt_hw[0]), int(tgt_hw[1])
-        depth = rgb = confidence = None
-        if conf is not None:
-            c = conf[0].numpy().astype(np.float32)
-            confidence = cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) if c.shape != (h, w) else c
+        depth = rgb = confidence = replaced = None
         if task == "depth":
-            d = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], refine)
+            d, replaced = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], refine)
             d = d[0].numpy().astype(np.float32)  # (H, W)
             depth = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST) if d.shape != (h, w) else d
         else:
@@ -266,5 +265,8 @@ class MVGDPredictor:
                                   refine, synthesize)[0]
             im = (im.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
             rgb = cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR) if im.shape[:2] != (h, w) else im
+        if match is not None:
+            c = self.confidence(match, self.image_size, replaced)[0].numpy().astype(np.float32)
+            confidence = cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) if c.shape != (h, w) else c
         return Prediction(depth=depth, rgb=rgb, K=tgt_K.numpy().astype(np.float64), scale=float(scale[0]), confidence=confidence,
                           confidence_calibrated=confidence is not None and self.confidence_calibrated)

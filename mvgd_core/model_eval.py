@@ -155,7 +155,7 @@ def _predict(predictor, samples, with_rgb: bool, steps: int, seed: int, batch_si
         if refining or synthesizing:  # one network pass for both rows
             net = predictor.predict_batch(batch, "depth", steps=steps, seed=seed + i, refine=False)
             net_d.append(net)
-            depths.append(predictor.refined(net, batch.cond_rgb, batch.cond_K, batch.cond_T_wc, batch.tgt_K, batch.tgt_T_wc))
+            depths.append(predictor.refined(net, batch.cond_rgb, batch.cond_K, batch.cond_T_wc, batch.tgt_K, batch.tgt_T_wc)[0])
         else:
             depths.append(predictor.predict_batch(batch, "depth", steps=steps, seed=seed + i))
         if with_rgb:

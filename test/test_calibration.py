@@ -201,3 +201,52 @@ def test_calibrate_confidence_cli_end_to_end(ckpt_paths, tmp_path):
     args[args.index("--model") + 1] = str(out)
     assert calibrate_confidence.main(args) == 0
     assert calibration_from_checkpoint(load_checkpoint(out)) == ConfidenceCalibration.from_dict(rep["calibration"])
+
+
+def test_refined_pixels_get_their_own_table():
+    """Pixels the photometric refinement replaced are right more often than their raw score says:
+    fitted separately, they get a higher probability at the same score; the table survives the
+    checkpoint round trip, and an old table (no refined keys) still loads."""
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0, 1, 40000)
+    refined = rng.uniform(0, 1, raw.size) < 0.3
+    p_true = np.where(refined, 0.5 + 0.5 * raw, 0.5 * raw)
+    correct = rng.uniform(0, 1, raw.size) < p_true
+    cal = ConfidenceCalibration.fit(raw, correct, refined=refined, bins=16)
+    assert len(cal.refined_x) > 1
+    x = np.array([0.2, 0.5, 0.8])
+    on, off = cal.apply(x, refined=np.ones(3, bool)), cal.apply(x, refined=np.zeros(3, bool))
+    assert np.allclose(on, 0.5 + 0.5 * x, atol=0.06) and np.allclose(off, 0.5 * x, atol=0.06)
+    assert ConfidenceCalibration.from_dict(cal.to_dict()) == cal
+    old = {k: v for k, v in cal.to_dict().items() if not k.startswith("refined")}
+    assert ConfidenceCalibration.from_dict(old).refined_x == ()
+    single = ConfidenceCalibration.fit(raw, correct, bins=16)  # without the mask: one table, in between
+    assert (single.apply(x) > off).all() and (single.apply(x) < on).all()
+
+
+def test_predictor_gives_refined_pixels_the_refined_table(ckpt_paths, monkeypatch):
+    """Where the refinement replaced the depth the published confidence comes from the refined
+    table, elsewhere from the others, on the batch path and the node's single-target path."""
+    import dataclasses
+
+    from mvgd_core.data.types import Frame
+
+    _, new, cal = ckpt_paths
+    pred = MVGDPredictor.from_checkpoint(new, device="cpu", steps=1)
+    pred.calibration = dataclasses.replace(cal, refined_x=(0.0, 1.0), refined_y=(0.99, 0.99))
+    h, w = pred.image_size
+
+    def left_half_replaced(depth, *args, **kw):
+        mask = torch.zeros_like(depth, dtype=torch.bool)
+        mask[..., : w // 2] = True
+        return depth, mask
+
+    monkeypatch.setattr(pred, "refined", left_half_replaced)
+    b = _batch(pred)
+    _, conf = pred.predict_batch(b, "depth", steps=1, return_confidence=True)
+    assert torch.allclose(conf[..., : w // 2], torch.tensor(0.99)) and (conf[..., w // 2 :] < 0.95).all()
+    s = b.cond_rgb[0]
+    frames = [Frame(rgb=(s[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8), K=b.cond_K[0, i].numpy(), T_wc=b.cond_T_wc[0, i].numpy())
+              for i in range(s.shape[0])]
+    c = pred.predict(frames, b.tgt_K[0].numpy(), b.tgt_T_wc[0].numpy(), (h, w)).confidence
+    assert np.allclose(c[:, : w // 2], 0.99) and (c[:, w // 2 :] < 0.95).all()

@@ -108,16 +108,18 @@ def eval_sets(args, data: DataConfig, hw) -> tuple[dict, dict, list[str]]:
 
 class RawPredictor(MVGDPredictor):
     """MVGDPredictor that returns the raw peak mass and keeps the calibration's inputs of its
-    last call in `last` = (raw, out_of_range), both (B, H, W)."""
+    last call in `last` = (raw, out_of_range, refined), all (B, H, W); refined: the pixels the
+    photometric refinement replaced (all False without it)."""
 
-    def confidence(self, match, hw):
-        self.last = match_confidence(match, hw)
-        return self.last[0]
+    def confidence(self, match, hw, refined=None):
+        raw, edge = match_confidence(match, hw)
+        self.last = (raw, edge, torch.zeros_like(edge) if refined is None else refined.bool())
+        return raw
 
 
 def predict_pixels(pred: RawPredictor, samples, steps: int, batch: int, what: str) -> list[dict]:
-    """Per sample {"depth", "gt", "raw", "edge" (H, W) np, "regime"}: depth, GT, raw confidence,
-    out-of-range flag, observability regime (as model_eval)."""
+    """Per sample {"depth", "gt", "raw", "edge", "refined" (H, W) np, "regime"}: depth, GT, raw
+    confidence, out-of-range flag, refined flag, observability regime (as model_eval)."""
     out = []
     for i in range(0, len(samples), batch):
         chunk = samples[i : i + batch]
@@ -125,22 +127,23 @@ def predict_pixels(pred: RawPredictor, samples, steps: int, batch: int, what: st
         d, _ = pred.predict_batch(collate_samples(chunk), "depth", steps=steps, seed=i, return_confidence=True)
         if pred.last is None:
             raise SystemExit("calibrate_confidence: the model gives no confidence (ModelConfig.matching is off)")
-        raw, edge = pred.last
+        raw, edge, refined = pred.last
         for j, s in enumerate(chunk):
             hw = tuple(s.tgt_depth.shape[-2:])
             reg = observability(s.tgt_depth, s.tgt_K, s.tgt_T_wc, s.cond_K, s.cond_T_wc, hw, cond_hw=hw).regime
-            out.append({"depth": d[j].numpy(), "gt": s.tgt_depth.numpy(), "raw": raw[j].numpy(), "edge": edge[j].numpy(), "regime": reg})
+            out.append({"depth": d[j].numpy(), "gt": s.tgt_depth.numpy(), "raw": raw[j].numpy(), "edge": edge[j].numpy(),
+                        "refined": refined[j].numpy(), "regime": reg})
         log(f"  {what}: {min(i + batch, len(samples))}/{len(samples)} targets")
     return out
 
 
-def pooled(recs, key: str = "raw") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(recs' `key` scores, delta1 inlier, out-of-range flag) over their valid pixels, 1-D."""
-    vals, oks, edges = [np.zeros(0)], [np.zeros(0, bool)], [np.zeros(0, bool)]
+def pooled(recs, key: str = "raw") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(recs' `key` scores, delta1 inlier, out-of-range flag, refined flag) over their valid pixels, 1-D."""
+    vals, oks, edges, refs = [np.zeros(0)], [np.zeros(0, bool)], [np.zeros(0, bool)], [np.zeros(0, bool)]
     for r in recs:
         ok, valid = delta1_correct(r["depth"], r["gt"])
-        vals.append(r[key][valid]), oks.append(ok[valid]), edges.append(r["edge"][valid])
-    return np.concatenate(vals), np.concatenate(oks), np.concatenate(edges)
+        vals.append(r[key][valid]), oks.append(ok[valid]), edges.append(r["edge"][valid]), refs.append(r["refined"][valid])
+    return np.concatenate(vals), np.concatenate(oks), np.concatenate(edges), np.concatenate(refs)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -161,10 +164,12 @@ def set_metrics(recs, cal: ConfidenceCalibration, bins: int) -> dict:
     """ECE, reliability and sparsification, raw and calibrated, over all targets and the observable ones."""
     out = {}
     for regime, rs in (("all", recs), ("observable", [r for r in recs if r["regime"] == "observable"])):
-        raw, ok, edge = pooled(rs)
-        cal_p = cal.apply(raw, edge)
+        raw, ok, edge, refined = pooled(rs)
+        cal_p = cal.apply(raw, edge, refined)
         out[regime] = {"targets": len(rs), "pixels": int(raw.size), "delta1_rate": float(ok.mean()) if raw.size else float("nan"),
                        "out_of_range_share": float(edge.mean()) if raw.size else float("nan"),
+                       "refined_share": float(refined.mean()) if raw.size else float("nan"),
+                       "delta1_rate_refined": float(ok[refined].mean()) if refined.any() else float("nan"),
                        "delta1_rate_out_of_range": float(ok[edge].mean()) if edge.any() else float("nan"),
                        "ece_raw": expected_calibration_error(raw, ok, bins), "ece_calibrated": expected_calibration_error(cal_p, ok, bins),
                        "reliability_raw": reliability(raw, ok, bins), "reliability_calibrated": reliability(cal_p, ok, bins),
@@ -268,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bins", type=int, default=10, help="reliability / ECE bins")
     ap.add_argument("--no-edge-table", dest="edge_table", action="store_false",
                     help="one table for all pixels (default: a second table where the matching mode is the first / last hypothesis)")
+    ap.add_argument("--no-refined-table", dest="refined_table", action="store_false",
+                    help="no third table for the pixels the photometric refinement replaced (default: one, when it replaced any)")
     ap.add_argument("--views", type=int, default=3, help="conditioning views per target (as evaluate_model)")
     ap.add_argument("--steps", type=int, default=1, help="DDIM steps (1 = the node's default)")
     ap.add_argument("--batch", type=int, default=8)
@@ -290,17 +297,20 @@ def fit(args, pred: "RawPredictor", data: DataConfig, hw) -> tuple[ConfidenceCal
         recs += got
     if not recs:
         raise SystemExit(f"calibrate_confidence: nothing to fit on ({'; '.join(notes)})")
-    raw, ok, edge = pooled(recs)
+    raw, ok, edge, refined = pooled(recs)
     source = (f"cond targets, {args.views} views, {args.steps} DDIM step(s): " + ", ".join(f"{k} {len(v)}" for k, v in fits.items())
               + f" (procedural seed {FIT_SEEDS[0]}, HoloLens train frames at seed {FIT_SEEDS[1]})")
-    cal = ConfidenceCalibration.fit(raw, ok, edge if args.edge_table else None, bins=args.knots, source=source)
+    cal = ConfidenceCalibration.fit(raw, ok, edge if args.edge_table else None, bins=args.knots, source=source,
+                                    refined=refined if args.refined_table else None)
     summary = {"source": source, "pixels": int(raw.size), "delta1_rate": float(ok.mean()), "delta1_rate_per_set": rates,
                "out_of_range_share": float(edge.mean()),
                "delta1_rate_out_of_range": float(ok[edge].mean()) if edge.any() else float("nan"),
-               "knots": [len(cal.x), len(cal.edge_x)], "ece_raw": expected_calibration_error(raw, ok, args.bins),
-               "ece_calibrated": expected_calibration_error(cal.apply(raw, edge), ok, args.bins)}
+               "refined_share": float(refined.mean()), "delta1_rate_refined": float(ok[refined].mean()) if refined.any() else float("nan"),
+               "knots": [len(cal.x), len(cal.edge_x), len(cal.refined_x)], "ece_raw": expected_calibration_error(raw, ok, args.bins),
+               "ece_calibrated": expected_calibration_error(cal.apply(raw, edge, refined), ok, args.bins)}
     log(f"fitted on {raw.size} pixels ({summary['delta1_rate']:.3f} inliers; {summary['out_of_range_share']:.3f} out of range, "
-        f"{summary['delta1_rate_out_of_range']:.3f} inliers there): {len(cal.x)} + {len(cal.edge_x)} knots; "
+        f"{summary['delta1_rate_out_of_range']:.3f} inliers there; {summary['refined_share']:.3f} refined, "
+        f"{summary['delta1_rate_refined']:.3f} inliers there): {len(cal.x)} + {len(cal.edge_x)} + {len(cal.refined_x)} knots; "
         f"fit-set ECE {summary['ece_raw']:.3f} -> {summary['ece_calibrated']:.3f}")
     return cal, summary, notes
 
@@ -342,11 +352,12 @@ def main(argv=None) -> int:
     for name, samples in sets.items():
         recs = predict_pixels(pred, samples, args.steps, args.batch, f"eval {name}")
         for r in recs:
-            r["cal"] = cal.apply(r["raw"], r["edge"])
+            r["cal"] = cal.apply(r["raw"], r["edge"], r["refined"])
         report["eval"][name] = {**infos[name], "metrics": set_metrics(recs, cal, args.bins)}
 
     print(f"\n## Confidence calibration\n\n`{cmd}`\n\nFit: {fit_summary['source']}; {fit_summary['pixels']} pixels, "
-          f"{len(cal.x)} + {len(cal.edge_x)} knots (in range + out of range), fit-set ECE {fmt(fit_summary['ece_raw'])} -> "
+          f"{len(cal.x)} + {len(cal.edge_x)} + {len(cal.refined_x)} knots (in range + out of range + refined), "
+          f"fit-set ECE {fmt(fit_summary['ece_raw'])} -> "
           f"{fmt(fit_summary['ece_calibrated'])}.\n")
     print(markdown(report))
     for n in notes:
