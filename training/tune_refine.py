@@ -121,6 +121,37 @@ def _replaced_errors(pairs: list) -> dict:
             "targets_worse_share": float(np.mean(a[:, 1] > a[:, 0]))}
 
 
+def save_figure(path, pred, samples, cfg: RefineConfig, rows: int = 4) -> Path:
+    """Per row one observable target (the first `rows` with most replaced pixels): live image, GT depth,
+    the network's depth, the refined depth (one colour scale), the replaced pixels, and the two
+    AbsRel maps. -> the PNG written."""
+    from mvgd_core import viz
+
+    picks = []
+    for i in range(0, len(samples), 8):
+        chunk = samples[i : i + 8]
+        b = collate_samples(chunk)
+        net = pred.predict_batch(b, "depth", steps=1, seed=i, refine=False)
+        ref, acc = refine_batch(b.cond_rgb, b.cond_K, b.cond_T_wc, b.tgt_K, b.tgt_T_wc, net, cfg)
+        for j, s in enumerate(chunk):
+            hw = tuple(s.tgt_depth.shape[-2:])
+            if observability(s.tgt_depth, s.tgt_K, s.tgt_T_wc, s.cond_K, s.cond_T_wc, hw, cond_hw=hw).regime == "observable":
+                picks.append((float(acc[j].float().mean()), s, net[j], ref[j], acc[j]))
+    picks = sorted(picks, key=lambda p: -p[0])[:rows]
+    grid, labels = [], []
+    for share, s, net, ref, acc in picks:
+        lo, hi = viz.depth_range(s.tgt_depth, net, ref)
+        live = s.tgt_rgb if s.tgt_rgb is not None else s.cond_rgb[0]
+        grid.append([live, viz.colorize_depth(s.tgt_depth, lo, hi), viz.colorize_depth(net, lo, hi), viz.colorize_depth(ref, lo, hi),
+                     np.repeat(acc.numpy()[..., None].astype(np.uint8) * 255, 3, -1),
+                     viz.colorize_error(net, s.tgt_depth), viz.colorize_error(ref, s.tgt_depth)])
+        e_net = depth_scores(net, s.tgt_depth)["abs_rel"]
+        e_ref = depth_scores(ref, s.tgt_depth)["abs_rel"]
+        labels.append(["live image", f"GT {lo:.1f}-{hi:.1f} m", f"network AbsRel {e_net:.3f}", f"refined AbsRel {e_ref:.3f}",
+                       f"replaced {100 * share:.0f} %", "network error", "refined error"])
+    return viz.save_png(path, viz.make_grid(grid, labels, cell_hw=viz.legible_cell(picks[0][1].tgt_depth.shape[-2:])))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="models/mvgd_default.pt")
@@ -131,6 +162,7 @@ def main(argv=None) -> int:
     ap.add_argument("--variant", action="append", default=[], help="RefineConfig overrides, e.g. min_agree=1,hypotheses=9 (repeatable)")
     ap.add_argument("--hololens", default="data/hololens_office|../shared/data/hololens_office", help="first existing wins")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--figure", default="", help="also draw the targets with the most replaced pixels (first variant) to this PNG")
     ap.add_argument("--out", default="", help="JSON path (default runs/tune_refine/<set>_<mode>_<views>v.json)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -158,6 +190,8 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"command": cmd.strip(), "variants": {k: dataclasses.asdict(v) for k, v in variants.items()}, "results": res}, indent=2))
     print(f"\nJSON: {out}")
+    if args.figure:
+        print(f"figure: {save_figure(args.figure, pred, samples, next(iter(variants.values())))}")
     return 0
 
 
