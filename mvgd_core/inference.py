@@ -168,17 +168,19 @@ class MVGDPredictor:
         return refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, cfg)
 
     def synthesized(self, rgb, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, steps, seed, refine: bool | None = None,
-                    synthesize: bool | None = None) -> torch.Tensor:
-        """The network's rgb (B, 3, H, W) in [0, 1] at the model's resolution (other inputs as for
-        `sample`), with the conditioning views warped in by the target's predicted (refined) depth
-        when view synthesis is on (`synthesize`: None = self.synthesis.enabled)."""
+                    synthesize: bool | None = None):
+        """(rgb, depth, replaced): the network's rgb (B, 3, H, W) in [0, 1] at the model's
+        resolution (other inputs as for `sample`), with the conditioning views warped in by the
+        target's predicted (refined) depth when view synthesis is on (`synthesize`: None =
+        self.synthesis.enabled); that depth (B, H, W) and `refined`'s mask, exactly what task
+        "depth" with the same seed gives (None, None when off): the view's depth at no extra cost."""
         on = self.synthesis.enabled if synthesize is None else synthesize
         if not on:
-            return rgb
+            return rgb, None, None
         x0, scale = self.sample(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, "depth", steps, seed)
-        depth, _ = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine)
+        depth, replaced = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine)
         cfg = self.synthesis if self.synthesis.enabled else dataclasses.replace(self.synthesis, enabled=True)
-        return synthesize_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, rgb, cfg)
+        return synthesize_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, rgb, cfg), depth, replaced
 
     def predict_batch(self, batch: MultiViewBatch, task="depth", steps: int | None = None, seed: int = 0,
                       return_confidence: bool = False, refine: bool | None = None, synthesize: bool | None = None):
@@ -208,7 +210,7 @@ class MVGDPredictor:
             mode = "nearest"
         else:
             out = self.synthesized(((x0 + 1) / 2).clamp(0, 1), cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc,
-                                   steps, seed, refine, synthesize)
+                                   steps, seed, refine, synthesize)[0]
             mode = "bilinear"
         if (H, W) != (h, w):
             out = F.interpolate(out, size=(H, W), mode=mode, **({} if mode == "nearest" else {"align_corners": False}))
@@ -227,7 +229,9 @@ class MVGDPredictor:
         """Depth or RGB for target camera (tgt_K (3, 3) for an image of tgt_hw = (h, w); tgt_T_wc
         (4, 4) camera-to-world in the frames' world) from conditioning frames (any sizes).
         refine: the photometric refinement of depth (None: self.refine.enabled); synthesize: RGB
-        from the warped conditioning views (None: self.synthesis.enabled)."""
+        from the warped conditioning views (None: self.synthesis.enabled). Task "rgb" with view
+        synthesis also returns the view's depth (and its confidence), identical to task "depth"
+        with the same seed: it was predicted anyway."""
         if not cond:
             raise ValueError("predict: need at least one conditioning frame, got an empty list")
         if task not in TASKS:
@@ -261,9 +265,12 @@ class MVGDPredictor:
             d = d[0].numpy().astype(np.float32)  # (H, W)
             depth = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST) if d.shape != (h, w) else d
         else:
-            im = self.synthesized(((x0 + 1) / 2).clamp(0, 1), cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], steps, seed,
-                                  refine, synthesize)[0]
-            im = (im.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
+            im, d, replaced = self.synthesized(((x0 + 1) / 2).clamp(0, 1), cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None],
+                                               steps, seed, refine, synthesize)
+            im = (im[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
+            if d is not None:  # view synthesis predicted the view's depth: return it too (same as task "depth")
+                d = d[0].numpy().astype(np.float32)
+                depth = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST) if d.shape != (h, w) else d
             rgb = cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR) if im.shape[:2] != (h, w) else im
         if match is not None:
             c = self.confidence(match, self.image_size, replaced)[0].numpy().astype(np.float32)

@@ -48,7 +48,10 @@ class Renderer:
             self.pubs.rgb.publish(image_codec.rgb_to_image(pred.rgb, v.header), info)
             self.stats.published("rgb_published", self._latency(v.header), dt)
             if job.rgb_depth:
-                pred, _ = self._predict(job, v, "depth", p)
+                if pred.depth is None:  # view synthesis off (or a model that does not give it): one more inference
+                    pred, _ = self._predict(job, v, "depth", p)
+                else:
+                    check_prediction(pred, "depth")  # the depth view synthesis predicted: the same checks
                 self.pubs.rgb_depth.publish(image_codec.depth_to_image(self._valid_depth(pred, p), v.header, p.depth_encoding), info)
 
     def _live_depth(self, job: Job, v: View, p) -> None:

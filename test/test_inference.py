@@ -47,7 +47,9 @@ def test_predict_depth_and_rgb_shapes(predictor):
     assert np.isfinite(out.depth).all() and (out.depth > 0).all()
     assert out.K.shape == (3, 3) and out.scale > 0
     out = predictor.predict(frames, K, tgt_T, (30, 40), task="rgb", seed=0)
-    assert out.depth is None and out.rgb.shape == (30, 40, 3) and out.rgb.dtype == np.uint8
+    assert out.rgb.shape == (30, 40, 3) and out.rgb.dtype == np.uint8
+    assert out.depth.shape == (30, 40)  # view synthesis (default) predicted the view's depth too
+    assert predictor.predict(frames, K, tgt_T, (30, 40), task="rgb", seed=0, synthesize=False).depth is None
 
 
 def test_predict_is_deterministic_per_seed(predictor):

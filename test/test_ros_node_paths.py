@@ -144,6 +144,34 @@ def test_refinement_and_view_synthesis_parameters_reach_every_prediction_and_cha
     assert model.calls == [("depth", True, True), ("depth", False, False)]
 
 
+class SynthesizingScripted(Scripted):
+    """Like Scripted, but an RGB prediction also carries the view's depth (what MVGDPredictor does
+    with view synthesis on)."""
+
+    def predict(self, *args, task="depth", **kw):
+        p = super().predict(*args, task=task, **kw)
+        if task == "rgb":
+            p.depth = np.full(p.rgb.shape[:2], 3.0, np.float32)
+        return p
+
+
+@pytest.mark.parametrize("model_cls,calls", [(SynthesizingScripted, ["depth", "rgb"]), (Scripted, ["depth", "rgb", "depth"])])
+def test_virtual_view_depth_reuses_the_depth_view_synthesis_predicted(rig, still, model_cls, calls):
+    """A virtual view whose depth someone wants costs one RGB inference when that prediction
+    carries the depth (view synthesis), and one more depth inference otherwise; both publish."""
+    model = model_cls()
+    node = still(model, virtual_offsets=[0.0, 0.0, -0.5, 0.0, 0.0, 0.0])
+    wait_for(lambda: min(p.get_subscription_count() for p in (node.depth_pub, node.rgb_pub, node.rgb_depth_pub)) > 0, "the rig's collectors")
+    _tf(node, BASE)
+    _tf(node, BASE + NS // 10)
+    node._on_camera_info(image_codec.make_camera_info(K, (16, 16), _header(BASE)))
+    node._on_image(_image(BASE))
+    wait_for(lambda: rig.got("mvgd/rgb/depth/image"), "the virtual view's depth")
+    assert [c[0] for c in model.calls] == calls
+    want = 3.0 if model_cls is SynthesizingScripted else 2.0
+    assert np.allclose(image_codec.image_to_depth(rig.got("mvgd/rgb/depth/image")[0]), want)
+
+
 def test_10k_unseen_body_frame_ids_give_one_warning_and_store_nothing(still):
     """Issue 12: each unseen non-optical frame_id used to log a warning and grow a set."""
     from mvgd_ros.tf import TfLookupError

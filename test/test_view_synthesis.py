@@ -77,3 +77,7 @@ def test_predictor_rgb_uses_the_warped_views_unless_told_not_to(monkeypatch):
     warped = as_float(pred.predict(*args, task="rgb").rgb)
     network = as_float(pred.predict(*args, task="rgb", synthesize=False).rgb)
     assert psnr(_inner(warped), _inner(target)) > 21 > psnr(_inner(network), _inner(target)) + 5
+    # the view's depth comes with the synthesized RGB, identical to task "depth" (no second inference needed)
+    with_rgb = pred.predict(*args, task="rgb", seed=3)
+    assert np.array_equal(with_rgb.depth, pred.predict(*args, task="depth", seed=3).depth)
+    assert pred.predict(*args, task="rgb", synthesize=False).depth is None
