@@ -143,3 +143,20 @@ def test_predictor_refines_by_default_and_can_be_told_not_to(monkeypatch):
     refined = torch.from_numpy(preds[True].predict(*args).depth)
     assert _abs_rel(refined, gt, _inner(gt)) < 0.03
     assert np.allclose(preds[False].predict(*args, refine=True).depth, refined.numpy())
+
+
+def test_source_selection_keeps_views_that_see_the_target():
+    """With more sources than max_sources, the ones that see the target are used: three cameras
+    looking the other way are never chosen, and the refinement works as with the good ones alone."""
+    from mvgd_core.refine import select_sources
+
+    rgb, cK, cT, _, _, gt = _inputs(True)
+    away = cT[0, 1:].clone()
+    away[:, :3, :3] = away[:, :3, :3] @ torch.diag(torch.tensor([-1.0, 1.0, -1.0]))  # turned 180 degrees about y
+    src_T = torch.cat([away, cT[0, 1:]])  # bad ones first
+    src_rgb = torch.cat([rgb[0, 1:], rgb[0, 1:]])
+    src_K = cK[0, :1].expand(6, 3, 3)
+    picked = select_sources(cK[0, 0], cT[0, 0], src_K, src_T, gt * 1.2, tuple(gt.shape), CFG, CFG.source_shift_px)
+    assert len(picked) == CFG.max_sources and min(picked) >= 3
+    out = refine_live(rgb[0, 0], cK[0, 0], cT[0, 0], src_rgb, src_K, src_T, gt * 1.2, CFG)
+    assert _abs_rel(out.depth, gt, _inner(gt)) < 0.03
