@@ -37,7 +37,9 @@ class Prediction:
     None; K (3, 3) intrinsics for (h, w); scale: the SSN scale s used (pose units); confidence:
     (h, w) float32 in [0, 1] from the matching distribution (ModelConfig.matching), else None.
     confidence_calibrated: True when confidence is the checkpoint's calibrated probability that
-    the depth is within 25 % of the truth (mvgd_core.calibration); False: the raw peak mass."""
+    the depth is within 25 % of the truth (mvgd_core.calibration); False: the raw peak mass.
+    refined_share: the share of depth pixels the photometric refinement replaced (None: it did
+    not run); near 0 on a textured, moving view hints at poses that do not fit the images."""
 
     depth: np.ndarray | None
     rgb: np.ndarray | None
@@ -45,6 +47,7 @@ class Prediction:
     scale: float
     confidence: np.ndarray | None = None
     confidence_calibrated: bool = False
+    refined_share: float | None = None
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -275,5 +278,7 @@ class MVGDPredictor:
         if match is not None:
             c = self.confidence(match, self.image_size, replaced)[0].numpy().astype(np.float32)
             confidence = cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) if c.shape != (h, w) else c
+        refined_on = depth is not None and (self.refine.enabled if refine is None else refine)
         return Prediction(depth=depth, rgb=rgb, K=tgt_K.numpy().astype(np.float64), scale=float(scale[0]), confidence=confidence,
-                          confidence_calibrated=confidence is not None and self.confidence_calibrated)
+                          confidence_calibrated=confidence is not None and self.confidence_calibrated,
+                          refined_share=float(replaced.float().mean()) if refined_on and replaced is not None else None)

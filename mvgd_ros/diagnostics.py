@@ -89,6 +89,7 @@ class NodeStats:
         self._period: Counter = Counter()
         self._latency: list[float] = []  # image stamp -> publish (s), this period
         self._infer: list[float] = []  # model wall time per prediction (s), this period
+        self._refined: list[float] = []  # share of live depth pixels the photometric refinement replaced, this period
         self._t0 = time.monotonic()
         self.conditioning_views = 0
         self.keyframes = 0
@@ -128,6 +129,11 @@ class NodeStats:
             self._latency.append(latency_s)
             self._infer.append(infer_s)
 
+    def refined(self, share: float) -> None:
+        """One live depth map's share of pixels the photometric refinement replaced."""
+        with self._lock:
+            self._refined.append(share)
+
     def snapshot(self, extra: dict | None = None, health: tuple[HealthConfig, dict] | None = None) -> dict[str, str]:
         """Key/values for this period (rates per second over it), then start a new period.
 
@@ -143,6 +149,7 @@ class NodeStats:
                 "latency_mean_s": _mean(self._latency),
                 "latency_max_s": f"{max(self._latency):.3f}" if self._latency else "n/a",
                 "inference_mean_s": _mean(self._infer),
+                "depth_refined_share": _mean(self._refined),
                 "dropped_this_period": str(self._period["dropped"]),
                 "keyframes": str(self.keyframes),
                 "conditioning_views": str(self.conditioning_views),
@@ -156,6 +163,7 @@ class NodeStats:
             self._period.clear()
             self._latency.clear()
             self._infer.clear()
+            self._refined.clear()
             self._t0 = now
         out.update(extra or {})
         cfg, given = health if health is not None else (HealthConfig(input_timeout_s=0.0, worker_stuck_s=0.0), {})

@@ -66,6 +66,9 @@ class Renderer:
         if job.points:
             self.pubs.points.publish(points_to_cloud(depth_to_points(depth, pred.K), v.header))
         self.stats.published("depth_published", self._latency(v.header), dt)
+        share = getattr(pred, "refined_share", None)
+        if share is not None:
+            self.stats.refined(share)
 
     def _predict(self, job: Job, view: View, task: str, p):
         t0 = time.monotonic()

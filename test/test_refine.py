@@ -140,8 +140,10 @@ def test_predictor_refines_by_default_and_can_be_told_not_to(monkeypatch):
     wrong = (gt * 1.2).numpy()
     assert np.allclose(preds[True].predict(*args, refine=False).depth, wrong)
     assert np.allclose(preds[False].predict(*args).depth, wrong)
-    refined = torch.from_numpy(preds[True].predict(*args).depth)
+    out = preds[True].predict(*args)
+    refined = torch.from_numpy(out.depth)
     assert _abs_rel(refined, gt, _inner(gt)) < 0.03
+    assert out.refined_share > 0.5 and preds[True].predict(*args, refine=False).refined_share is None
     assert np.allclose(preds[False].predict(*args, refine=True).depth, refined.numpy())
 
 

@@ -172,6 +172,24 @@ def test_virtual_view_depth_reuses_the_depth_view_synthesis_predicted(rig, still
     assert np.allclose(image_codec.image_to_depth(rig.got("mvgd/rgb/depth/image")[0]), want)
 
 
+def test_diagnostics_report_the_share_of_depth_the_refinement_replaced(rig, still):
+    class Sharing(Scripted):
+        def predict(self, *args, **kw):
+            p = super().predict(*args, **kw)
+            p.refined_share = 0.25
+            return p
+
+    node = still(Sharing())
+    wait_for(lambda: node.depth_pub.get_subscription_count() > 0, "the rig's depth collector")
+    assert node.stats.snapshot()["depth_refined_share"] == "n/a"
+    _tf(node, BASE)
+    _tf(node, BASE + NS // 10)
+    node._on_camera_info(image_codec.make_camera_info(K, (16, 16), _header(BASE)))
+    node._on_image(_image(BASE))
+    wait_for(lambda: node.stats.totals["depth_published"] == 1, "one depth map")
+    assert node.stats.snapshot()["depth_refined_share"] == "0.250"
+
+
 def test_10k_unseen_body_frame_ids_give_one_warning_and_store_nothing(still):
     """Issue 12: each unseen non-optical frame_id used to log a warning and grow a set."""
     from mvgd_ros.tf import TfLookupError
