@@ -39,7 +39,7 @@ class Prediction:
     confidence_calibrated: True when confidence is the checkpoint's calibrated probability that
     the depth is within 25 % of the truth (mvgd_core.calibration); False: the raw peak mass.
     refined_share: the share of depth pixels the photometric refinement replaced (None: it did
-    not run); near 0 on a textured, moving view hints at poses that do not fit the images."""
+    not run); what the node's diagnostics report as depth_refined_share."""
 
     depth: np.ndarray | None
     rgb: np.ndarray | None
