@@ -161,14 +161,12 @@ class MVGDPredictor:
         return param_to_depth(x0.mean(dim=1), cfg.d_min, cfg.d_max) * scale[:, None, None]
 
     def refined(self, depth, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine: bool | None = None):
-        """(depth (B, H, W), replaced (B, H, W) bool): depth at the model's resolution (inputs as
-        for `sample`) after the photometric refinement when it is on (`refine`: None =
-        self.refine.enabled), and where it replaced the network's depth."""
-        on = self.refine.enabled if refine is None else refine
-        if not on:
-            return depth, torch.zeros_like(depth, dtype=torch.bool)
-        cfg = self.refine if self.refine.enabled else dataclasses.replace(self.refine, enabled=True)
-        return refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, cfg)
+        """(depth (B, H, W), replaced (B, H, W) bool or None): depth at the model's resolution
+        (inputs as for `sample`) after the photometric refinement when it is on (`refine`: None =
+        self.refine.enabled), and where it replaced the network's depth (None: it did not run)."""
+        if not (self.refine.enabled if refine is None else refine):
+            return depth, None
+        return refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, dataclasses.replace(self.refine, enabled=True))
 
     def synthesized(self, rgb, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, steps, seed, refine: bool | None = None,
                     synthesize: bool | None = None):
@@ -177,12 +175,11 @@ class MVGDPredictor:
         target's predicted (refined) depth when view synthesis is on (`synthesize`: None =
         self.synthesis.enabled); that depth (B, H, W) and `refined`'s mask, exactly what task
         "depth" with the same seed gives (None, None when off): the view's depth at no extra cost."""
-        on = self.synthesis.enabled if synthesize is None else synthesize
-        if not on:
+        if not (self.synthesis.enabled if synthesize is None else synthesize):
             return rgb, None, None
         x0, scale = self.sample(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, "depth", steps, seed)
         depth, replaced = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine)
-        cfg = self.synthesis if self.synthesis.enabled else dataclasses.replace(self.synthesis, enabled=True)
+        cfg = dataclasses.replace(self.synthesis, enabled=True)
         return synthesize_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, rgb, cfg), depth, replaced
 
     def predict_batch(self, batch: MultiViewBatch, task="depth", steps: int | None = None, seed: int = 0,
@@ -278,7 +275,6 @@ class MVGDPredictor:
         if match is not None:
             c = self.confidence(match, self.image_size, replaced)[0].numpy().astype(np.float32)
             confidence = cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) if c.shape != (h, w) else c
-        refined_on = depth is not None and (self.refine.enabled if refine is None else refine)
         return Prediction(depth=depth, rgb=rgb, K=tgt_K.numpy().astype(np.float64), scale=float(scale[0]), confidence=confidence,
                           confidence_calibrated=confidence is not None and self.confidence_calibrated,
-                          refined_share=float(replaced.float().mean()) if refined_on and replaced is not None else None)
+                          refined_share=None if replaced is None else float(replaced.float().mean()))
