@@ -284,6 +284,15 @@ def warp_grid(H, W, ref_K, ref_T_wc, src_K, src_T_wc, depths, src_hw):
     return grid.reshape(V, D * H, W, 2), seen
 
 
+def warp_sources(gray_src: torch.Tensor, H: int, W: int, ref_K, ref_T_wc, src_K, src_T_wc, depths, window: int):
+    """Sources' luma (V, Hs, Ws) sampled where the reference pixels (H, W) lie at `depths` ((D,)
+    or (D, H, W), as `warp_grid`). -> (warped (V, D, H, W); seen (V, D, H, W) bool: in front of
+    the source and a window mostly inside it; grid (V, D*H, W, 2) from `warp_grid`)."""
+    grid, seen = warp_grid(H, W, ref_K, ref_T_wc, src_K, src_T_wc, depths, tuple(gray_src.shape[-2:]))
+    warped = F.grid_sample(gray_src[:, None].to(grid.dtype), grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return warped.reshape(gray_src.shape[0], depths.shape[0], H, W), box_mean(seen.to(grid.dtype), window) > 0.5, grid
+
+
 def zncc_cost(ref_g: torch.Tensor, warped: torch.Tensor, window: int) -> torch.Tensor:
     """1 - ZNCC over window x window. ref_g (H, W), warped (V, D, H, W) -> (V, D, H, W) in [0, 2].
 
@@ -304,13 +313,9 @@ def cost_volume(ref_rgb, ref_K, ref_T_wc, src_rgb, src_K, src_T_wc, depths, cfg:
     Per source 1 - ZNCC (`zncc_cost`); per pixel and plane the mean of the best_k costs of the
     sources that see the point (a window mostly inside the source)."""
     H, W = ref_rgb.shape[-2:]
-    V, _, Hs, Ws = src_rgb.shape
-    D = depths.shape[0]
-    grid, seen = warp_grid(H, W, ref_K, ref_T_wc, src_K, src_T_wc, depths, (Hs, Ws))
-    warped = F.grid_sample(luma(src_rgb)[:, None], grid, mode="bilinear", padding_mode="border", align_corners=True)
-    warped = warped.reshape(V, D, H, W)
+    V = src_rgb.shape[0]
+    warped, seen, _ = warp_sources(luma(src_rgb), H, W, ref_K, ref_T_wc, src_K, src_T_wc, depths, cfg.window)
     c = zncc_cost(luma(ref_rgb), warped, cfg.window)  # (V, D, H, W)
-    seen = box_mean(seen.float(), cfg.window) > 0.5
     c = torch.where(seen, c, torch.full_like(c, 3.0))  # unseen sorts last
     k = min(cfg.best_k, V)
     best = c.topk(k, dim=0, largest=False).values if k < V else c  # (k, D, H, W)
@@ -502,4 +507,4 @@ def mvs_novel_view(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, tgt_hw, exclude
     return {"rgb": rgb, "depth": d, "confidence": conf[0], "valid": v, "ref": ref, "sources": [keep[i] for i in r.sources]}
 
 
-__all__ = ["MVSConfig", "MVSResult", "select_sources", "depth_range", "cost_volume", "sgm_aggregate", "mvs_depth", "mvs_at_view", "mvs_novel_view"]
+__all__ = ["MVSConfig", "MVSResult", "select_sources", "depth_range", "warp_grid", "warp_sources", "zncc_cost", "cost_volume", "sgm_aggregate", "mvs_depth", "mvs_at_view", "mvs_novel_view"]

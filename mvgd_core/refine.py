@@ -32,11 +32,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from mvgd_core.cameras import invert_pose
 from mvgd_core.cost_volume import find_reference_view
-from mvgd_core.mvs import box_mean, luma, warp_grid, zncc_cost
+from mvgd_core.mvs import box_mean, luma, warp_grid, warp_sources, zncc_cost
 
 _NOT_SEEN = 3.0  # above any 1 - ZNCC (<= 2): sorts last, never accepted
 
@@ -102,15 +101,19 @@ def _band(depth: torch.Tensor, cfg: RefineConfig) -> tuple[torch.Tensor, float]:
 
 def _warp(gray_src: torch.Tensor, ref_K, ref_T_wc, src_K, src_T_wc, hyp: torch.Tensor, cfg: RefineConfig):
     """Sources' luma (V, Hs, Ws) sampled at hyp (n, H, W) -> (warped (V, n, H, W), seen (V, n, H, W)
-    bool: in front of and inside the source, shift (V, H, W, 2): how far (px) the band moves the point there)."""
+    bool (`mvs.warp_sources`), shift (V, H, W, 2): how far (px) the band moves the point there)."""
     n, H, W = hyp.shape
-    Hs, Ws = gray_src.shape[-2:]
-    grid, seen = warp_grid(H, W, ref_K, ref_T_wc, src_K, src_T_wc, hyp, (Hs, Ws))
-    warped = F.grid_sample(gray_src[:, None].to(hyp.dtype), grid, mode="bilinear", padding_mode="border", align_corners=True)
-    ends = grid.view(-1, n, H, W, 2)[:, [0, -1]]  # (V, 2, H, W, 2) nearest and farthest hypothesis, [-1, 1] units
-    px = torch.tensor([(Ws - 1) / 2, (Hs - 1) / 2], dtype=grid.dtype, device=grid.device)
-    shift = (ends[:, 1] - ends[:, 0]) * px
-    return warped.reshape(-1, n, H, W), box_mean(seen.to(hyp.dtype), cfg.window) > 0.5, shift
+    warped, seen, grid = warp_sources(gray_src, H, W, ref_K, ref_T_wc, src_K, src_T_wc, hyp, cfg.window)
+    return warped, seen, _band_shift(grid, n, tuple(gray_src.shape[-2:]))
+
+
+def _band_shift(grid: torch.Tensor, n: int, src_hw) -> torch.Tensor:
+    """Pixel offset (V, H, W, 2) in each source between the band's nearest and farthest hypothesis,
+    from a `warp_grid` grid (V, n*H, W, 2) in [-1, 1] units (align_corners=True)."""
+    V, nH, W, _ = grid.shape
+    ends = grid.view(V, n, nH // n, W, 2)[:, [0, -1]]
+    Hs, Ws = src_hw
+    return (ends[:, 1] - ends[:, 0]) * torch.tensor([(Ws - 1) / 2, (Hs - 1) / 2], dtype=grid.dtype, device=grid.device)
 
 
 def _pick(cost: torch.Tensor, depth: torch.Tensor, step: float, span: float):
@@ -154,9 +157,7 @@ def select_sources(ref_K, ref_T_wc, src_K, src_T_wc, depth: torch.Tensor, src_hw
     both = seen.all(1)  # (V, h, w): both ends of the band inside the source
     score = both.flatten(1).float().mean(1)
     if shift_px is not None:
-        Hs, Ws = src_hw
-        ends = grid.view(V, 2, h, w, 2)
-        shift = ((ends[:, 1] - ends[:, 0]) * torch.tensor([(Ws - 1) / 2, (Hs - 1) / 2], dtype=grid.dtype)).norm(dim=-1)  # (V, h, w)
+        shift = _band_shift(grid, 2, src_hw).norm(dim=-1)  # (V, h, w)
         med = torch.stack([shift[v][both[v]].median() if both[v].any() else shift.new_zeros(()) for v in range(V)])
         score = score * torch.exp(-torch.log(med.clamp_min(1e-3) / shift_px) ** 2)
     return score.argsort(descending=True)[: cfg.max_sources].tolist()
