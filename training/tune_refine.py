@@ -78,7 +78,10 @@ def tuning_samples(name: str, hw, num: int, views: int, mode: str, ckpt_data, ar
     raise SystemExit(f"tune_refine: unknown set {name!r}")
 
 
-def run(pred, samples, variants: dict, batch: int = 8) -> dict:
+def run(pred, samples, variants: dict, batch: int = 8) -> tuple[dict, list]:
+    """(results per variant and "network", picks): picks are (replaced share, sample, network depth,
+    refined depth, replaced mask) of the first variant on every observable target (for save_figure)."""
+    picks = []
     scores = {"network": []} | {k: [] for k in variants}
     replaced = {k: [] for k in variants}
     worse = {k: [] for k in variants}  # per target: did the replaced pixels get worse (median |log error|)?
@@ -97,6 +100,8 @@ def run(pred, samples, variants: dict, batch: int = 8) -> dict:
             if observability(s.tgt_depth, s.tgt_K, s.tgt_T_wc, s.cond_K, s.cond_T_wc, hw, cond_hw=hw).regime != "observable":
                 continue
             scores["network"].append(depth_scores(net[j], s.tgt_depth))
+            d0, acc0 = next(iter(out.values()))
+            picks.append((float(acc0[j].float().mean()), s, net[j], d0[j], acc0[j]))
             for k, (d, acc) in out.items():
                 scores[k].append(depth_scores(d[j], s.tgt_depth))
                 replaced[k].append(float(acc[j].float().mean()))
@@ -105,10 +110,11 @@ def run(pred, samples, variants: dict, batch: int = 8) -> dict:
                     gt = s.tgt_depth[m]
                     worse[k].append((float((net[j][m] / gt).log().abs().median()), float((d[j][m] / gt).log().abs().median())))
     med = lambda xs, key: float(np.median([x[key] for x in xs])) if xs else float("nan")  # noqa: E731
-    return {k: {"targets": len(v), "abs_rel_median": med(v, "abs_rel"), "delta1_median": med(v, "delta1"),
-                "replaced_share": float(np.mean(replaced[k])) if k in replaced and replaced[k] else None,
-                "ms_per_target": 1000 * seconds[k] / len(samples) if k in seconds else None,
-                **(_replaced_errors(worse[k]) if k in worse else {})} for k, v in scores.items()}
+    results = {k: {"targets": len(v), "abs_rel_median": med(v, "abs_rel"), "delta1_median": med(v, "delta1"),
+                   "replaced_share": float(np.mean(replaced[k])) if k in replaced and replaced[k] else None,
+                   "ms_per_target": 1000 * seconds[k] / len(samples) if k in seconds else None,
+                   **(_replaced_errors(worse[k]) if k in worse else {})} for k, v in scores.items()}
+    return results, picks
 
 
 def _replaced_errors(pairs: list) -> dict:
@@ -121,22 +127,12 @@ def _replaced_errors(pairs: list) -> dict:
             "targets_worse_share": float(np.mean(a[:, 1] > a[:, 0]))}
 
 
-def save_figure(path, pred, samples, cfg: RefineConfig, rows: int = 4) -> Path:
-    """Per row one observable target (the first `rows` with most replaced pixels): live image, GT depth,
-    the network's depth, the refined depth (one colour scale), the replaced pixels, and the two
-    AbsRel maps. -> the PNG written."""
+def save_figure(path, picks: list, rows: int = 4) -> Path:
+    """Per row one of the `rows` observable targets with most replaced pixels (`run`'s picks): live
+    image, GT depth, the network's depth, the refined depth (one colour scale), the replaced
+    pixels, and the two AbsRel maps. -> the PNG written."""
     from mvgd_core import viz
 
-    picks = []
-    for i in range(0, len(samples), 8):
-        chunk = samples[i : i + 8]
-        b = collate_samples(chunk)
-        net = pred.predict_batch(b, "depth", steps=1, seed=i, refine=False)
-        ref, acc = refine_batch(b.cond_rgb, b.cond_K, b.cond_T_wc, b.tgt_K, b.tgt_T_wc, net, cfg)
-        for j, s in enumerate(chunk):
-            hw = tuple(s.tgt_depth.shape[-2:])
-            if observability(s.tgt_depth, s.tgt_K, s.tgt_T_wc, s.cond_K, s.cond_T_wc, hw, cond_hw=hw).regime == "observable":
-                picks.append((float(acc[j].float().mean()), s, net[j], ref[j], acc[j]))
     picks = sorted(picks, key=lambda p: -p[0])[:rows]
     grid, labels = [], []
     for share, s, net, ref, acc in picks:
@@ -167,16 +163,17 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     variants = dict(parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS))
-    pred = MVGDPredictor.from_checkpoint(ROOT / args.model if not Path(args.model).is_absolute() else args.model, device="cpu", steps=1)
+    model = Path(args.model) if Path(args.model).is_absolute() else ROOT / args.model
+    pred = MVGDPredictor.from_checkpoint(model, device="cpu", steps=1)
     from mvgd_core.checkpoint import load_checkpoint
     from mvgd_core.config import from_dict
     from mvgd_core.data.sampler import DataConfig
 
-    ckpt = load_checkpoint(ROOT / args.model if not Path(args.model).is_absolute() else args.model)
+    ckpt = load_checkpoint(model)
     data = from_dict(DataConfig, {**((ckpt["config"].get("train") or {}).get("data") or {}), "image_hw": list(pred.image_size)},
                      where="checkpoint.config.train.data")
     samples = tuning_samples(args.set, pred.image_size, args.num, args.views, args.mode, data, args)
-    res = run(pred, samples, variants)
+    res, picks = run(pred, samples, variants)
     cmd = "python training/tune_refine.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"\n`{cmd.strip()}`: {args.set}, {args.mode}, {args.views} views, observable targets, medians\n")
     print("| depth | targets | AbsRel | δ<1.25 | pixels replaced | on them, median abs(log error): network -> refined "
@@ -191,7 +188,7 @@ def main(argv=None) -> int:
     out.write_text(json.dumps({"command": cmd.strip(), "variants": {k: dataclasses.asdict(v) for k, v in variants.items()}, "results": res}, indent=2))
     print(f"\nJSON: {out}")
     if args.figure:
-        print(f"figure: {save_figure(args.figure, pred, samples, next(iter(variants.values())))}")
+        print(f"figure: {save_figure(args.figure, picks)}")
     return 0
 
 
