@@ -38,13 +38,14 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
 from mvgd_core.data.types import Frame
-from mvgd_ros import diagnostics, image_codec, params
+from mvgd_ros import diagnostics, image_codec, params, rectify
 from mvgd_ros.compat import resolved_topic
 from mvgd_ros.frames import FrameError, build_frame, camera_pose, is_optical, offset_transforms, output_size, scale_intrinsics
 from mvgd_ros.input_sync import Dropped, InputSync, Pending, Rejected, SyncConfig, Waiting, precheck_image
 from mvgd_ros.keyframes import KeyframeConfig, KeyframeSet
 from mvgd_ros.model import StartupError, hardware_id, load_predictor, set_torch_threads, warm_up
 from mvgd_ros.outputs import CameraOut
+from mvgd_ros.rectify import InputCamera, Rectifier
 from mvgd_ros.render import Publishers, Renderer
 from mvgd_ros.static_frames import MAX_CAMERA_FRAMES, StaticFrames
 from mvgd_ros.tf import TfLookupError, broadcast_message, make_tf_buffer, stamp_to_ns, tf_message_class
@@ -86,6 +87,7 @@ class MVGDNode(Node):
         self.camera: tuple[np.ndarray, tuple[int, int]] | None = None  # latest (K, (H, W)) from camera_info
         self.pending = InputSync(sync_config(self.p))  # raw images waiting for camera_info + TF, and recent camera_infos
         self.tf.on_new_data = self._on_tf_data  # the transform a waiting image lacked may just have come
+        self.rectifier = Rectifier(self.p.undistort)
         self._warned_distortion = False
         self._last_target_tf: tuple | None = None  # (parent, sec, nanosec) of the last target frame sent on /tf
         self._tf_rejected_seen = 0
@@ -165,28 +167,25 @@ class MVGDNode(Node):
     # ------------------------------------------------------------------ inputs
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        """Rectified input: intrinsics from P. Raw input with distortion: one warning (the node does not undistort)."""
-        if self.p.rectified:
-            try:
-                msg = image_codec.rectified_info(msg)
-            except ValueError as exc:
-                self._drop("bad_camera_info", f"ignoring camera_info: {exc}")
-                return
-        elif not self._warned_distortion and image_codec.has_distortion(msg):
-            self._warned_distortion = True
-            self.get_logger().warning(
-                f"camera_info has non-zero distortion ({msg.distortion_model}, d={[round(float(x), 4) for x in msg.d]}) but the image "
-                "is used as a pinhole image with k: feed image_proc's rectified image_rect and set rectified:=true for exact geometry")
-        self._add_camera_info(msg)
-
-    def _add_camera_info(self, msg: CameraInfo) -> None:
-        """Validate and store for matching; an image waiting for it may now resolve."""
+        """Rectified input: intrinsics from P. Raw input with distortion: rectified by the node
+        (`undistort`, mvgd_ros/rectify.py), or one warning when it cannot be."""
         try:
-            self.camera = image_codec.camera_info_to_K(msg)  # fully validated (sanity.checked_intrinsics)
+            if self.p.rectified:
+                camera, problem = InputCamera(*image_codec.camera_info_to_K(image_codec.rectified_info(msg))), None
+            else:
+                camera, problem = self.rectifier.camera(msg)  # fully validated (sanity.checked_intrinsics)
         except ValueError as exc:
             self._drop("bad_camera_info", f"ignoring camera_info: {exc}")
             return
-        self.pending.add_info(stamp_to_ns(msg.header.stamp), self.camera)
+        if problem and not self._warned_distortion:
+            self._warned_distortion = True
+            self.get_logger().warning(problem)
+        self._add_camera(stamp_to_ns(msg.header.stamp), camera)
+
+    def _add_camera(self, stamp_ns: int, camera: InputCamera) -> None:
+        """Store for matching; an image waiting for it may now resolve."""
+        self.camera = (camera.K, camera.hw)
+        self.pending.add_info(stamp_ns, camera)
         if len(self.pending):
             self._process_pending()  # the image it completes may be waiting (message_filters fires on the last arrival)
 
@@ -242,10 +241,10 @@ class MVGDNode(Node):
             self.stats.count("superseded", superseded)
         if item is None:
             return
-        K, hw, T_wc = resolved
+        camera, T_wc = resolved
         try:
-            rgb = image_codec.decode(item.msg)  # Image or CompressedImage
-            frame = build_frame(rgb, K, hw, T_wc, item.stamp_ns * 1e-9, item.frame_id, stamp_ns=item.stamp_ns)
+            rgb = rectify.apply(image_codec.decode(item.msg), camera)  # Image or CompressedImage; raw -> pinhole
+            frame = build_frame(rgb, camera.K, camera.hw, T_wc, item.stamp_ns * 1e-9, item.frame_id, stamp_ns=item.stamp_ns)
         except FrameError as exc:
             self._drop(exc.reason, f"dropping frame @ {item.stamp_ns * 1e-9:.3f}: {exc}")
             return
@@ -254,9 +253,9 @@ class MVGDNode(Node):
             return
         self._on_frame(frame, item.msg.header)
 
-    def _resolve(self, item: Pending) -> tuple[np.ndarray, tuple[int, int], np.ndarray]:
-        """(K, (H, W), T_wc) for a waiting image, without decoding it; Waiting / Rejected."""
-        K, hw = self._intrinsics(item)
+    def _resolve(self, item: Pending) -> tuple[InputCamera, np.ndarray]:
+        """(camera, T_wc) for a waiting image, without decoding it; Waiting / Rejected."""
+        camera = self._intrinsics(item)
         try:
             T_wc = self._camera_pose(item.frame_id, item.stamp_ns)
         except TfLookupError as exc:
@@ -264,7 +263,7 @@ class MVGDNode(Node):
         except FrameError as exc:
             raise Rejected(exc.reason, str(exc)) from exc
         self._wait_for_virtual_frames(item)
-        return K, hw, T_wc
+        return camera, T_wc
 
     def _wait_for_virtual_frames(self, item: Pending) -> None:
         """Give the virtual_frames' TF up to half of tf_wait_s to arrive when someone wants their views
@@ -277,14 +276,15 @@ class MVGDNode(Node):
             if not self.tf.can_transform_ns(self.p.fixed_frame, name, item.stamp_ns):
                 raise Waiting("tf_timeout", f"waiting for virtual frame '{name}'")
 
-    def _intrinsics(self, item: Pending) -> tuple[np.ndarray, tuple[int, int]]:
+    def _intrinsics(self, item: Pending) -> InputCamera:
         """The camera_info nearest the image's stamp within camera_info_slop_s (ApproximateTime; the two
         topics arrive in any order). Rejected('size_mismatch') when a raw Image's size disagrees."""
-        K, hw = self.pending.match_info(item.stamp_ns, time.monotonic_ns() - item.arrived_ns)
+        camera = self.pending.match_info(item.stamp_ns, time.monotonic_ns() - item.arrived_ns)
+        hw = camera.hw
         h, w = getattr(item.msg, "height", None), getattr(item.msg, "width", None)
         if h is not None and (h, w) != tuple(hw):  # checked before decoding (CompressedImage: after, in build_frame)
             raise Rejected("size_mismatch", f"image is {w}x{h} but camera_info says {hw[1]}x{hw[0]}")
-        return K, hw
+        return camera
 
     def _camera_pose(self, frame_id: str, stamp_ns: int | None) -> np.ndarray:
         """Optical camera-to-fixed pose (4, 4) of a TF frame at `stamp_ns` (integer ns; None = latest);

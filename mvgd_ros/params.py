@@ -124,8 +124,11 @@ SPECS: tuple[Spec, ...] = (
          "model it is the probability that depth is within 25 % of the truth (raw 0..1 score otherwise). Needs a model that outputs confidence.", read_only=False, range=(0.0, 1.0)),
     Spec("image_transport", "raw", "Input transport: 'raw' (sensor_msgs/Image on image) or 'compressed' (sensor_msgs/CompressedImage jpeg/png "
          "on image/compressed, as image_transport's compressed plugin publishes it).", choices=("raw", "compressed")),
-    Spec("rectified", False, "Input images are rectified (image_proc's image_rect): intrinsics come from camera_info P. Otherwise from K, "
-         "and non-zero distortion gets a one-time warning (the node does not undistort)."),
+    Spec("rectified", False, "Input images are rectified (image_proc's image_rect): intrinsics come from camera_info P, distortion is ignored. "
+         "Otherwise the input is raw: see undistort."),
+    Spec("undistort", True, "Raw input whose camera_info has lens distortion (plumb_bob, rational_polynomial, equidistant) is rectified by "
+         "the node into the pinhole camera P (K when P is empty), like image_proc's rectify (mvgd_ros/rectify.py). Off, or another "
+         "model: the raw image is used as a pinhole image with K, with a one-time warning."),
     Spec("diagnostics_period_s", 1.0, "Seconds between diagnostics messages and log lines.", range=(0.1, 60.0)),
     Spec("expected_rate_hz", [0.0, 0.0], "Expected depth output rate [min, max] in Hz (diagnostic_updater FrequencyStatus); [0.0, 0.0] disables the check.",
          check=_rate_range, array_type=Parameter.Type.DOUBLE_ARRAY),

@@ -130,7 +130,7 @@ def test_camera_info_with_zero_K_is_a_clear_error(tmp_path, capsys, monkeypatch)
     from mvgd_core.data.render import render_sequence
 
     real = rosbag_io._camera_info_msg
-    monkeypatch.setattr(rosbag_io, "_camera_info_msg", lambda ts, stamp, fid, K, h, w: real(ts, stamp, fid, np.zeros((3, 3)), h, w))
+    monkeypatch.setattr(rosbag_io, "_camera_info_msg", lambda ts, stamp, fid, K, h, w, lens=None: real(ts, stamp, fid, np.zeros((3, 3)), h, w, lens))
     frames = render_sequence(seed=1, num_frames=3, height=8, width=8, trajectory="forward")
     bag = rosbag_io.write_bag(frames, tmp_path / "zeroK", storage="sqlite3", stamp_offset=100.0)
     out = tmp_path / "r"

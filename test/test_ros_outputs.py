@@ -204,9 +204,48 @@ def test_node_runs_on_humbles_rclpy_api(rig, tiny_checkpoint, sequence, monkeypa
     from std_msgs.msg import Header
 
     info = image_codec.make_camera_info(f.K, f.rgb.shape[:2], Header(stamp=stamp_msg(T0 + 1.0), frame_id="cam_optical_frame"))
-    info.d = [0.1, 0.0, 0.0, 0.0, 0.0]
+    info.distortion_model, info.d = "kannala_brandt", [0.1, 0.0, 0.0, 0.0]  # a model the node cannot undistort
     rig.info_pub.publish(info)
-    wait_for(lambda: node._warned_distortion, "one-time warning for raw input with distortion")
+    wait_for(lambda: node._warned_distortion, "one-time warning for raw input with distortion it cannot remove")
+
+
+@pytest.mark.parametrize("undistort", [True, False])
+def test_raw_input_with_distortion_is_rectified_into_p(rig, tiny_checkpoint, sequence, undistort):
+    """A driver's image_raw + camera_info with plumb_bob d: the node builds its frame from the
+    image remapped into P (image_proc's rectify) and publishes P's intrinsics; with undistort off
+    it keeps the raw image and k, and warns once."""
+    from std_msgs.msg import Header
+
+    from mvgd_core.distortion import LensDistortion, rectify_map, remap
+
+    node = rig.start_node(tiny_checkpoint, undistort=undistort)
+    built = []
+    on_frame = node._on_frame
+    node._on_frame = lambda frame, header: (built.append(frame), on_frame(frame, header))
+    rig.wait_connected("mvgd/depth/image")
+    f = sequence[0]
+    rig.send_tf(f.T_wc, T0)
+    rig.send_tf(f.T_wc, T0 + 0.05)
+    header = Header(stamp=stamp_msg(T0), frame_id="cam_optical_frame")
+    info = image_codec.make_camera_info(f.K, f.rgb.shape[:2], header)
+    info.d = [-0.3, 0.1, 0.001, 0.0, 0.0]
+    P = f.K * np.array([[0.9], [0.9], [1.0]])
+    P[:2, 2] = f.K[:2, 2]
+    info.p = np.hstack([P, np.zeros((3, 1))]).reshape(-1).tolist()
+    rig.info_pub.publish(info)
+    rig.image_pub.publish(image_codec.rgb_to_image(f.rgb, header))
+    wait_for(lambda: rig.got("mvgd/depth/camera_info"), "depth from a raw distorted image")
+    K_out, hw = image_codec.camera_info_to_K(rig.got("mvgd/depth/camera_info")[0])
+    scale = hw[1] / f.rgb.shape[1]
+    if undistort:
+        expected = remap(f.rgb, rectify_map(f.K, LensDistortion("plumb_bob", tuple(info.d)), f.rgb.shape[:2], P))
+        assert np.abs(built[0].rgb.astype(int) - expected).max() <= 1  # OpenCV's remap vs ours: rounding
+        np.testing.assert_allclose(built[0].K, P)
+        assert K_out[0, 0] == pytest.approx(P[0, 0] * scale) and not node._warned_distortion
+    else:
+        np.testing.assert_array_equal(built[0].rgb, f.rgb)
+        assert K_out[0, 0] == pytest.approx(f.K[0, 0] * scale)
+        wait_for(lambda: node._warned_distortion, "one-time warning: distortion left in the image")
 
 
 def test_diagnostics_name_the_device_warn_on_stale_input_and_count_bad_tf(rig, tiny_checkpoint):

@@ -12,7 +12,9 @@
 - procedural_demo (mcap): a rendered indoor sequence, 48 frames at 128x96, seed 7, forward
   motion, depth 32FC1; stamps start at 1.7e9 s (ROS time 0 means "latest" to tf2).
 - tum_fr1_rpy (sqlite3): the 58 real TUM RGB-D fr1/rpy frames of data/tum_fr1_rpy_small,
-  downscaled to 256x192, depth 16UC1 (the sensor's native millimetres), original stamps.
+  downscaled to 256x192, depth 16UC1 (the sensor's native millimetres), original stamps. The
+  images stay raw (lens distortion in, as the Kinect driver publishes them) and camera_info
+  carries fr1's published plumb_bob coefficients: the node rectifies them (`undistort`).
 
 All use mvgd_core.data.rosbag_io.BagLayout: topics /camera/color/image_raw,
 /camera/depth/image_raw, /camera/color/camera_info, /tf, /tf_static; frames
@@ -30,7 +32,8 @@ from mvgd_core.data.rosbag_io import read_bag, write_bag
 from mvgd_core.data.deepvideomvs import read_deepvideomvs
 from mvgd_core.data.sampler import resize_frame
 from mvgd_core.data.splits import hololens_split
-from mvgd_core.data.tum import read_tum
+from mvgd_core.data.tum import TUM_DISTORTION, read_tum
+from mvgd_core.distortion import LensDistortion
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCEDURAL = dict(seed=7, num_frames=48, height=96, width=128, trajectory="forward", stamp_offset=1.7e9)
@@ -88,9 +91,10 @@ def make_procedural(out: Path) -> Path:
 
 def make_tum(out: Path) -> Path:
     """Write data/bags/tum_fr1_rpy (sqlite3) from the shipped TUM copy."""
-    frames = read_tum(ROOT / TUM["src"], camera="fr1", associations=TUM["associations"])
+    frames = read_tum(ROOT / TUM["src"], camera="fr1", associations=TUM["associations"], undistort=False)
     frames = [resize_frame(f, TUM["hw"], crop_to_aspect=False) for f in tqdm(frames, desc="resize tum_fr1_rpy", unit="frame")]
-    return write_bag(frames, out / "tum_fr1_rpy", storage="sqlite3", depth_encoding="16UC1", overwrite=True)
+    lens = LensDistortion("plumb_bob", TUM_DISTORTION["fr1"])  # raw images, as the Kinect driver publishes them
+    return write_bag(frames, out / "tum_fr1_rpy", storage="sqlite3", depth_encoding="16UC1", overwrite=True, distortion=lens)
 
 
 def make_hololens(out: Path, src: Path | None = None) -> Path:

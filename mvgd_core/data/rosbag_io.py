@@ -33,6 +33,7 @@ from mvgd_core.cameras import R_BODY_OPTICAL, make_pose, matrix_to_quat
 from mvgd_core.data.tf_tree import TFError, TFTree
 from mvgd_core.data.tum import associate
 from mvgd_core.data.types import Frame
+from mvgd_core.distortion import LensDistortion, rectify_map, remap
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +91,13 @@ def _image_msg(ts, stamp, frame_id, arr: np.ndarray, encoding: str):
     return ts.types[IMAGE](header=_header(ts, stamp, frame_id), height=h, width=w, encoding=encoding, is_bigendian=0, step=data.size // h, data=data)
 
 
-def _camera_info_msg(ts, stamp, frame_id, K: np.ndarray, h: int, w: int):
+def _camera_info_msg(ts, stamp, frame_id, K: np.ndarray, h: int, w: int, lens: LensDistortion | None = None):
     P = np.zeros((3, 4))
-    P[:3, :3] = K
+    P[:3, :3] = K  # the rectified camera: image_proc rectifies into the same K
     roi = ts.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    model, d = (lens.model, np.asarray(lens.coeffs, dtype=np.float64)) if lens else ("plumb_bob", np.zeros(5))
     return ts.types[CAMERA_INFO](
-        header=_header(ts, stamp, frame_id), height=h, width=w, distortion_model="plumb_bob", d=np.zeros(5),
+        header=_header(ts, stamp, frame_id), height=h, width=w, distortion_model=model, d=d,
         k=K.reshape(-1).astype(np.float64), r=np.eye(3).reshape(-1), p=P.reshape(-1), binning_x=0, binning_y=0, roi=roi,
     )  # fmt: skip
 
@@ -148,13 +150,15 @@ def write_bag(
     layout: BagLayout = BagLayout(),
     stamp_offset: float = 0.0,
     overwrite: bool = False,
+    distortion: LensDistortion | None = None,
 ) -> Path:
     """Write frames as a rosbag2 folder at `path` (see the module docstring for topics/frames).
 
     storage: "mcap" | "sqlite3". depth_encoding: "32FC1" (float metres, exact) | "16UC1"
     (millimetres, depths beyond 65.535 m become 0). stamp_offset (s) is added to every frame
     stamp (ROS time 0 means "latest" to tf2, so sequences starting at 0 need an offset).
-    Frames must be in increasing stamp order. Returns the bag path.
+    Frames must be in increasing stamp order. distortion: the lens of raw (not undistorted)
+    frames, written into every CameraInfo (default: none, pinhole images). Returns the bag path.
     """
     if not frames:
         raise BagError("write_bag: no frames to write")
@@ -197,7 +201,7 @@ def write_bag(
             T_odom_base = f.T_wc @ T_base_opt_inv  # map == odom here (identity map -> odom)
             tf = ts.types[TF](transforms=[_transform_msg(ts, t, L.map_frame, L.odom_frame, np.eye(4)), _transform_msg(ts, t, L.odom_frame, L.base_frame, T_odom_base)])
             put(c_tf, tf, TF, t)
-            put(c_info, _camera_info_msg(ts, t, L.optical_frame, f.K, f.height, f.width), CAMERA_INFO, t)
+            put(c_info, _camera_info_msg(ts, t, L.optical_frame, f.K, f.height, f.width, distortion), CAMERA_INFO, t)
             put(c_rgb, _image_msg(ts, t, L.optical_frame, f.rgb, "rgb8"), IMAGE, t)
             if f.depth is not None:
                 if depth_encoding == "32FC1":
@@ -233,6 +237,7 @@ def read_bag(
     max_dt: float = 0.02,
     tf_tolerance: float = 0.0,
     report: dict | None = None,
+    undistort: bool = True,
 ) -> list[Frame]:
     """Posed frames from a rosbag2 folder (sqlite3 or mcap), sorted by stamp.
 
@@ -240,7 +245,10 @@ def read_bag(
     frame_id), matched by stamp within max_dt (s), or None / "" for none. info_topic:
     CameraInfo (the one nearest in time to each image; its size must match). fixed_frame: the
     world frame poses are expressed in; T_wc = TF lookup(fixed_frame, image frame_id, stamp).
-    tf_tolerance: seconds a stamp may lie outside the TF data (clamped).
+    tf_tolerance: seconds a stamp may lie outside the TF data (clamped). undistort: a CameraInfo
+    with lens distortion gets its colour and depth rectified into its pinhole camera P (K when
+    P is empty), as the node does with `undistort` (mvgd_ros/rectify.py), so ground truth and
+    the node's output share one camera; off: frames keep the raw images and K.
 
     Images whose pose cannot be looked up (TF not yet available / extrapolation) are skipped
     and counted; colour images without a depth partner keep depth=None. Counts are logged and
@@ -254,6 +262,7 @@ def read_bag(
     ts = typestore()
     tree = TFTree(extrapolation_tolerance=tf_tolerance)
     rgbs, depths, infos = [], [], []  # (stamp, frame_id, payload)
+    maps: dict = {}  # camera_info calibration -> (K_rect, pixel_map)
     try:
         reader = Reader(path)
     except Exception as exc:  # rosbags raises its own error types for unreadable bags
@@ -281,7 +290,7 @@ def read_bag(
             where = f"{path} {conn.topic} @ {t:.6f}"
             if conn.topic == info_topic:
                 K = np.array(msg.k, dtype=np.float64).reshape(3, 3)  # a copy: the CDR buffer is read-only
-                infos.append((t, msg.header.frame_id, (K, int(msg.height), int(msg.width))))
+                infos.append((t, msg.header.frame_id, (K, int(msg.height), int(msg.width), _rectification(msg, K, where, maps) if undistort else None)))
             elif conn.topic == rgb_topic:
                 arr, kind = decode_image(msg, where)
                 if kind != "rgb":
@@ -303,7 +312,7 @@ def read_bag(
     frames, first_tf_error = [], None
     for i, (t, frame_id, rgb) in enumerate(rgbs):
         where = f"{path} {rgb_topic} @ {t:.6f}"
-        K, ih, iw = infos[int(np.argmin(np.abs(info_stamps - t)))][2]
+        K, ih, iw, rect = infos[int(np.argmin(np.abs(info_stamps - t)))][2]
         if (ih, iw) != rgb.shape[:2]:
             raise BagError(f"{where}: image is {rgb.shape[1]}x{rgb.shape[0]} but {info_topic} says {iw}x{ih}")
         depth = None
@@ -321,6 +330,9 @@ def read_bag(
             stats["no_tf"] += 1
             first_tf_error = first_tf_error or str(exc)
             continue
+        if rect is not None:
+            K, pixel_map = rect
+            rgb, depth = remap(rgb, pixel_map), None if depth is None else remap(depth, pixel_map, nearest=True)
         frames.append(Frame(rgb=rgb, K=K, T_wc=T, depth=depth, stamp=t, frame_id=frame_id))
     stats["read"] = len(frames)
     if report is not None:
@@ -330,6 +342,26 @@ def read_bag(
     if not frames:
         raise BagError(f"{path}: no image on {rgb_topic} could be posed in {fixed_frame!r}: {first_tf_error}")
     return frames
+
+
+def _rectification(msg, K: np.ndarray, where: str, cache: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """(K_rect, pixel_map) for a CameraInfo with lens distortion, None without (cache: calibration ->
+    result, one per read_bag call: a camera_info per image, one map); BagError for an unsupported model."""
+    d = tuple(float(x) for x in msg.d)
+    if not any(d):
+        return None
+    h, w = int(msg.height), int(msg.width)
+    key = (msg.distortion_model, d, tuple(msg.k), tuple(msg.r), tuple(msg.p), h, w)
+    if key not in cache:
+        try:
+            lens = LensDistortion(msg.distortion_model, d)
+        except ValueError as exc:
+            raise BagError(f"{where}: {exc} (read with undistort=False to use the raw images as pinhole images)") from exc
+        P = np.array(msg.p, dtype=np.float64).reshape(3, 4)[:, :3]
+        K_rect = P.copy() if np.any(P) else K
+        R = np.array(msg.r, dtype=np.float64).reshape(3, 3)
+        cache[key] = (K_rect, rectify_map(K, lens, (h, w), K_rect, R if np.any(R) else None))
+    return cache[key]
 
 
 def _add_tf(tree: TFTree, msg, static: bool, path: Path) -> None:
