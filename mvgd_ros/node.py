@@ -75,12 +75,15 @@ class MVGDNode(Node):
         super().__init__("mvgd_node", **kwargs)
         self.p = params.declare(self, on_change=self._on_params)
         self.stats = diagnostics.NodeStats()
-        set_torch_threads(self.p.torch_threads)
-        self.predictor = predictor or load_predictor(self.p.checkpoint, self.p.device, self.p.steps)
+        # Every torch call (load, warm-up, inference) runs on the inference thread: OpenMP pools are
+        # per calling thread, and the model ran ~2x slower there once this thread had used its own.
+        self.worker = InferenceWorker(lambda lane, job: self.renderer.run(lane, job), self._on_job_error)
+        self.predictor = self.worker.call(lambda: self._load(predictor))
         self.out_hw = tuple(self.p.resolution) if self.p.resolution[0] > 0 else tuple(self.predictor.image_size)  # until an image says its aspect
         self.hardware_id = hardware_id(self.predictor)
         if self.p.warm_up:
-            self.get_logger().info(f"warm-up inference took {warm_up(self.predictor, self.out_hw, self.p.steps):.2f} s on {self.hardware_id}")
+            took = self.worker.call(lambda: warm_up(self.predictor, self.out_hw, self.p.steps))
+            self.get_logger().info(f"warm-up inference took {took:.2f} s on {self.hardware_id}")
         self.keyframes = KeyframeSet(keyframe_config(self.p))
         self.tf = make_tf_buffer(self, self.p.tf_cache_s)
         self.offsets = offset_transforms(self.p.virtual_offsets)
@@ -101,13 +104,16 @@ class MVGDNode(Node):
 
         pubs = Publishers(self.depth_pub, self.points_pub, self.rgb_pub, self.rgb_depth_pub)
         self.renderer = Renderer(self.predictor, pubs, self.stats, lambda: self.p, lambda: self.get_clock().now().nanoseconds * 1e-9)
-        self.worker = InferenceWorker(self.renderer.run, self._on_job_error)
         self.create_timer(0.05, self._process_pending)  # re-check frames waiting for TF
         self.create_timer(self.p.diagnostics_period_s, self._publish_diagnostics)
         self.get_logger().info(
             f"ready: model {self.predictor.image_size[0]}x{self.predictor.image_size[1]}, output {self.out_hw[0]}x{self.out_hw[1]}, "
             f"fixed frame '{self.p.fixed_frame}', TF backend {self.tf.backend}, listening on {self.image_topic}"
         )
+
+    def _load(self, predictor):
+        set_torch_threads(self.p.torch_threads)  # per thread under OpenMP: set where inference runs
+        return predictor or load_predictor(self.p.checkpoint, self.p.device, self.p.steps)
 
     def _subscribe(self) -> None:
         """Camera (raw or compressed), camera_info and target poses (/tf comes in through self.tf)."""

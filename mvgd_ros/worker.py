@@ -20,6 +20,7 @@ class InferenceWorker:
         self._process = process
         self._on_error = on_error
         self._slots: dict[str, Any] = {}  # lane -> waiting request (insertion order = service order)
+        self._calls: list[Callable] = []  # `call`s waiting: run before any request
         self._cond = threading.Condition()
         self._stop = False
         self._busy = False
@@ -39,6 +40,23 @@ class InferenceWorker:
                 self.counts["stale"] += 1
             self._cond.notify()
         return not replaced
+
+    def call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
+        """Run fn() on the inference thread, ahead of queued requests, and return its result (its
+        exception is raised here). The node loads and warms the model this way so that every torch
+        call runs on one thread: OpenMP keeps a thread pool per calling thread, and once one thread
+        had used its pool, the model ran ~2x slower from another one on 2 cores (docs/BENCHMARKS.md)."""
+        call = _Call(fn)
+        with self._cond:
+            if self._stop:
+                raise RuntimeError("inference thread stopped")
+            self._calls.append(call)
+            self._cond.notify()
+        if not call.done.wait(timeout):
+            raise TimeoutError(f"inference thread did not run the call within {timeout} s")
+        if call.error is not None:
+            raise call.error
+        return call.value
 
     def busy_for(self) -> float | None:
         """Seconds the running request has taken so far, or None when idle (stuck-worker diagnostics)."""
@@ -65,13 +83,20 @@ class InferenceWorker:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._stop or self._slots)
+                self._cond.wait_for(lambda: self._stop or self._slots or self._calls)
                 if self._stop:
+                    for c in self._calls:
+                        c.fail(RuntimeError("inference thread stopped"))
                     return
-                lane = next(iter(self._slots))
-                request = self._slots.pop(lane)
-                self._busy = True
-                self._busy_since = time.monotonic()
+                call = self._calls.pop(0) if self._calls else None
+                if call is None:
+                    lane = next(iter(self._slots))
+                    request = self._slots.pop(lane)
+                    self._busy = True
+                    self._busy_since = time.monotonic()
+            if call is not None:
+                call.run()
+                continue
             try:
                 self._process(lane, request)
                 self.counts["done"] += 1
@@ -84,3 +109,21 @@ class InferenceWorker:
                     self._busy = False
                     self._busy_since = None
                     self._cond.notify_all()
+
+
+class _Call:
+    """A function run once on the inference thread, its result or exception, and a done event."""
+
+    def __init__(self, fn: Callable[[], Any]):
+        self.fn, self.value, self.error, self.done = fn, None, None, threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.value = self.fn()
+        except BaseException as exc:  # handed to the caller, not counted as an inference failure
+            self.error = exc
+        self.done.set()
+
+    def fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self.done.set()

@@ -270,3 +270,18 @@ def test_camera_frame_parameter_latches_frames_at_start_up(rig, tiny_checkpoint)
     rig.start_node(tiny_checkpoint, camera_frame="camera_link", virtual_offsets=[0.1, 0.0, 0.0, 0.0, 0.0, 0.0])
     wait_for(lambda: {"camera_link_mvgd_optical", "camera_link_mvgd_virtual_0"} <= set(_static(rig)), "frames latched before any image")
     assert not rig.got("mvgd/depth/image") and _static(rig)["camera_link_mvgd_virtual_0"].header.frame_id == "camera_link_mvgd_optical"
+
+
+def test_model_loads_and_warms_up_on_the_inference_thread(rig, tiny_checkpoint, monkeypatch):
+    """All torch work shares the inference thread (OpenMP pools are per thread: the model ran ~2x
+    slower from a second thread once another had used its pool, docs/BENCHMARKS.md)."""
+    import threading
+
+    import mvgd_ros.node as N
+
+    threads = []
+    real_load, real_warm = N.load_predictor, N.warm_up
+    monkeypatch.setattr(N, "load_predictor", lambda *a: (threads.append(threading.current_thread().name), real_load(*a))[1])
+    monkeypatch.setattr(N, "warm_up", lambda *a: (threads.append(threading.current_thread().name), real_warm(*a))[1])
+    rig.start_node(tiny_checkpoint, warm_up=True)
+    assert threads == ["mvgd-inference", "mvgd-inference"]

@@ -101,3 +101,32 @@ def test_busy_for_reports_a_running_request_for_stuck_worker_diagnostics():
         assert w.busy_for() is None
     finally:
         w.stop()
+
+
+def test_call_runs_on_the_inference_thread_before_waiting_requests():
+    """The node loads and warms the model through `call`, so every torch call shares one thread
+    (OpenMP pools are per thread). Results and exceptions come back to the caller; queued
+    requests wait; a stopped worker refuses calls instead of hanging."""
+    import pytest
+
+    gate = Gate()
+    w = InferenceWorker(gate)
+    try:
+        assert w.call(lambda: threading.current_thread().name) == "mvgd-inference"
+        assert w.submit("live", 0)
+        assert gate.started.acquire(timeout=10)
+        w.submit("live", 1)  # waits behind the running request
+        order = []
+        t = threading.Thread(target=lambda: order.append(w.call(lambda: ("call", len(gate.seen)))))
+        t.start()
+        gate.release.set()
+        t.join(10)
+        assert order == [("call", 1)]  # ran before the waiting request 1
+        assert w.wait_idle(10) and gate.seen == [("live", 0), ("live", 1)]
+        with pytest.raises(ZeroDivisionError):
+            w.call(lambda: 1 / 0)
+        assert w.counts["failed"] == 0  # a failed call is the caller's error, not an inference failure
+    finally:
+        w.stop()
+    with pytest.raises(RuntimeError, match="stopped"):
+        w.call(lambda: None, timeout=5)
