@@ -112,7 +112,7 @@ class MVGDNode(Node):
         )
 
     def _load(self, predictor):
-        set_torch_threads(self.p.torch_threads)  # per thread under OpenMP: set where inference runs
+        set_torch_threads(self.p.torch_threads)  # OpenMP thread counts are per thread: set it where inference runs
         return predictor or load_predictor(self.p.checkpoint, self.p.device, self.p.steps)
 
     def _subscribe(self) -> None:

@@ -84,7 +84,9 @@ SPECS: tuple[Spec, ...] = (
          "an earlier and a later keyframe that agree with each other (a localisation glitch). 0 disables.",
          read_only=False, range=(0.0, 1000.0)),
     Spec("keyframe_max_age_s", 5.0, "Add a keyframe anyway when the newest is this old (s); 0 disables.", read_only=False, range=(0.0, 3600.0)),
-    Spec("max_views", 4, "Conditioning views per prediction, live frame included: the keyframes of lowest view penalty plus the live frame.",
+    # 6, not 4 (stop 12): measured through the node on the demo bags (models/MODEL_CARD.md "Conditioning views"),
+    # better on both real bags, p50 < 100 ms on 2 CPU cores; the model was trained with 2-5 views.
+    Spec("max_views", 6, "Conditioning views per prediction, live frame included: the keyframes of lowest view penalty plus the live frame.",
          read_only=False, range=(1, 32)),
     Spec("select_views", 0, "Use at most k conditioning views (fewer than max_views, chosen by the same penalty); 0: max_views.",
          read_only=False, range=(0, 32)),

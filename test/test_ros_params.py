@@ -142,6 +142,8 @@ def test_every_parameter_is_documented():
 
 
 def test_torch_threads_sets_the_inference_threads(ctx, tmp_path):
+    """torch_threads is applied on the inference thread, where the model runs (OpenMP's thread
+    count is per calling thread)."""
     import torch
 
     from mvgd_ros.node import MVGDNode
@@ -149,11 +151,12 @@ def test_torch_threads_sets_the_inference_threads(ctx, tmp_path):
     ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt")
     before = torch.get_num_threads()
     try:
+        node = MVGDNode(context=ctx, parameter_overrides=[Parameter("checkpoint", value=str(ckpt)), Parameter("torch_threads", value=1)])
+        assert node.worker.call(torch.get_num_threads) == 1
+        node.destroy_node()
         torch.set_num_threads(2)
-        MVGDNode(context=ctx, parameter_overrides=[Parameter("checkpoint", value=str(ckpt)), Parameter("torch_threads", value=1)]).destroy_node()
-        assert torch.get_num_threads() == 1
-        torch.set_num_threads(2)
-        MVGDNode(context=ctx, parameter_overrides=[Parameter("checkpoint", value=str(ckpt))]).destroy_node()  # 0: left as it is
-        assert torch.get_num_threads() == 2
+        node = MVGDNode(context=ctx, parameter_overrides=[Parameter("checkpoint", value=str(ckpt))])  # 0: left as it is
+        assert node.worker.call(torch.get_num_threads) == 2
+        node.destroy_node()
     finally:
         torch.set_num_threads(before)
