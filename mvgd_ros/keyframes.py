@@ -46,7 +46,7 @@ class KeyframeConfig:
     optimal_baseline: float = 0.15  # m; DVMVS test_optimal_t_measure
     buffer_size: int = 30  # keyframes kept; DVMVS test_keyframe_buffer_size
     max_age_s: float = 5.0  # s; <= 0 disables age-based keyframes
-    max_views: int = 4  # conditioning views per prediction, live frame included
+    max_views: int = 6  # conditioning views per prediction, live frame included (the node's default, params.py)
     reset_jump_translation: float = 0.5  # m; <= 0 disables the TF-jump reset / re-check
     outlier_translation: float = 1.0  # m; <= 0 disables outlier eviction
 
