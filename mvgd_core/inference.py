@@ -25,7 +25,7 @@ from mvgd_core.checkpoint import calibration_from_checkpoint, configs_from_check
 from mvgd_core.data.types import Frame, MultiViewBatch
 from mvgd_core.diffusion import TASKS, DiffusionConfig, GaussianDiffusion, prepare_inputs
 from mvgd_core.model import MVGD
-from mvgd_core.refine import RefineConfig, refine_batch
+from mvgd_core.refine import RefineConfig, frame_rescale, refine_batch
 from mvgd_core.view_synthesis import SynthesisConfig, synthesize_batch
 from mvgd_core.sampler import DDIMSampler
 from mvgd_core.ssn import param_to_depth
@@ -39,7 +39,9 @@ class Prediction:
     confidence_calibrated: True when confidence is the checkpoint's calibrated probability that
     the depth is within 25 % of the truth (mvgd_core.calibration); False: the raw peak mass.
     refined_share: the share of depth pixels the photometric refinement replaced (None: it did
-    not run); what the node's diagnostics report as depth_refined_share."""
+    not run); what the node's diagnostics report as depth_refined_share. refine_rescale: how far
+    the refinement moved the depth map as a whole (`refine.frame_rescale`, log; None: it did not
+    run or replaced too few pixels)."""
 
     depth: np.ndarray | None
     rgb: np.ndarray | None
@@ -48,6 +50,7 @@ class Prediction:
     confidence: np.ndarray | None = None
     confidence_calibrated: bool = False
     refined_share: float | None = None
+    refine_rescale: float | None = None
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -259,9 +262,11 @@ class MVGDPredictor:
         cond_rgb, cond_K, cond_T = torch.stack(rgbs)[None], torch.stack(Ks)[None], torch.stack(Ts)[None]
         x0, scale, match = self.sample(cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], task, steps, seed, return_match=True)
         h, w = int(tgt_hw[0]), int(tgt_hw[1])
-        depth = rgb = confidence = replaced = None
+        depth = rgb = confidence = replaced = rescale = None
         if task == "depth":
-            d, replaced = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], refine)
+            net = self.to_depth(x0, scale)
+            d, replaced = self.refined(net, cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], refine)
+            rescale = None if replaced is None else frame_rescale(net[0], d[0], replaced[0])
             d = d[0].numpy().astype(np.float32)  # (H, W)
             depth = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST) if d.shape != (h, w) else d
         else:
@@ -277,4 +282,4 @@ class MVGDPredictor:
             confidence = cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) if c.shape != (h, w) else c
         return Prediction(depth=depth, rgb=rgb, K=tgt_K.numpy().astype(np.float64), scale=float(scale[0]), confidence=confidence,
                           confidence_calibrated=confidence is not None and self.confidence_calibrated,
-                          refined_share=None if replaced is None else float(replaced.float().mean()))
+                          refined_share=None if replaced is None else float(replaced.float().mean()), refine_rescale=rescale)

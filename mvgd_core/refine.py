@@ -223,6 +223,20 @@ def _accept(cost, depth, step, cfg: RefineConfig, texture) -> Refined:
     return Refined(torch.where(accepted, new, depth), accepted)
 
 
+def frame_rescale(net: torch.Tensor, refined: torch.Tensor, accepted: torch.Tensor, min_pixels: int = 200) -> float | None:
+    """Median of log(refined / net) over the replaced pixels of one depth map (H, W); None when
+    fewer than min_pixels were replaced. The refinement is meant to fix local errors. When it moves
+    a whole frame one way, the photometric depth has another scale than the network's: with good
+    poses that is the network's error, but a translation error that is a sizable part of the
+    baseline does the same (tuning targets at 6 views: median |value| 0.117 on TUM fr1/rpy, 0.032 on
+    the HoloLens walk; MODEL_CARD "Why the refinement hurts on TUM fr1/rpy"). The node reports it
+    (diagnostics `depth_refine_rescale`)."""
+    ok = accepted & (net > 0) & (refined > 0)
+    if int(ok.sum()) < min_pixels:
+        return None
+    return float(torch.log(refined[ok] / net[ok]).median())
+
+
 def refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth: torch.Tensor, cfg: RefineConfig = RefineConfig()):
     """Refine a batch of predicted depths. cond_rgb (B, N, 3, H, W) [0, 1] at depth's resolution,
     cond_K (B, N, 3, 3), cond_T_wc (B, N, 4, 4), tgt_K (B, 3, 3), tgt_T_wc (B, 4, 4), depth (B, H, W).

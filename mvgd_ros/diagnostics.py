@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 
 try:
@@ -29,6 +29,8 @@ except ImportError:
 
 LEVELS = ("ok", "warn", "error")
 FAILURES_ERROR = 3  # inference failures in a row that make the status ERROR
+RESCALE_WINDOW = 30  # recent live depth maps whose |refine_rescale| depth_refine_rescale is the median of
+RESCALE_MIN = 10  # ... of which at least this many must have a value
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class NodeStats:
         self._latency: list[float] = []  # image stamp -> publish (s), this period
         self._infer: list[float] = []  # model wall time per prediction (s), this period
         self._refined: list[float] = []  # share of live depth pixels the photometric refinement replaced, this period
+        self._rescale: deque = deque(maxlen=RESCALE_WINDOW)  # |refine_rescale| of recent live depth maps (None: no value), across periods
         self._t0 = time.monotonic()
         self.conditioning_views = 0
         self.keyframes = 0
@@ -129,10 +132,17 @@ class NodeStats:
             self._latency.append(latency_s)
             self._infer.append(infer_s)
 
-    def refined(self, share: float) -> None:
-        """One live depth map's share of pixels the photometric refinement replaced."""
+    def refined(self, share: float, rescale: float | None = None) -> None:
+        """One live depth map's share of pixels the photometric refinement replaced, and how far it
+        moved the map as a whole (log; `mvgd_core.refine.frame_rescale`, None: too few pixels)."""
         with self._lock:
             self._refined.append(share)
+            self._rescale.append(None if rescale is None else abs(rescale))
+
+    def _rescale_median(self) -> float | None:
+        """Median |refine_rescale| over the recent window, None with fewer than RESCALE_MIN values."""
+        v = sorted(x for x in self._rescale if x is not None)
+        return v[len(v) // 2] if len(v) >= RESCALE_MIN else None
 
     def snapshot(self, extra: dict | None = None, health: tuple[HealthConfig, dict] | None = None) -> dict[str, str]:
         """Key/values for this period (rates per second over it), then start a new period.
@@ -150,6 +160,7 @@ class NodeStats:
                 "latency_max_s": f"{max(self._latency):.3f}" if self._latency else "n/a",
                 "inference_mean_s": _mean(self._infer),
                 "depth_refined_share": _mean(self._refined),
+                "depth_refine_rescale": "n/a" if self._rescale_median() is None else f"{self._rescale_median():.3f}",
                 "dropped_this_period": str(self._period["dropped"]),
                 "keyframes": str(self.keyframes),
                 "conditioning_views": str(self.conditioning_views),

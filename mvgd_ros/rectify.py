@@ -65,11 +65,11 @@ class Rectifier:
 
 
 def apply(rgb: np.ndarray, camera: InputCamera) -> np.ndarray:
-    """The raw image (H, W, 3) uint8 in the camera's rectified pinhole geometry (bilinear; 0 outside)."""
-    if camera.pixel_map is None:
+    """The raw image (H, W, 3) uint8 in the camera's rectified pinhole geometry (bilinear; 0 outside).
+    An image whose size disagrees with camera_info is returned as it is: build_frame drops it
+    with the reason size_mismatch."""
+    if camera.pixel_map is None or rgb.shape[:2] != tuple(camera.hw):
         return rgb
-    if rgb.shape[:2] != tuple(camera.hw):
-        raise ValueError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info says {camera.hw[1]}x{camera.hw[0]}")
     try:
         import cv2
     except ImportError:  # OpenCV is optional on robots (python3-opencv); torch gives the same image, slower

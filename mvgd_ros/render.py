@@ -68,7 +68,7 @@ class Renderer:
         self.stats.published("depth_published", self._latency(v.header), dt)
         share = getattr(pred, "refined_share", None)
         if share is not None:
-            self.stats.refined(share)
+            self.stats.refined(share, getattr(pred, "refine_rescale", None))
 
     def _predict(self, job: Job, view: View, task: str, p):
         t0 = time.monotonic()

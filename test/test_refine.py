@@ -144,7 +144,22 @@ def test_predictor_refines_by_default_and_can_be_told_not_to(monkeypatch):
     refined = torch.from_numpy(out.depth)
     assert _abs_rel(refined, gt, _inner(gt)) < 0.03
     assert out.refined_share > 0.5 and preds[True].predict(*args, refine=False).refined_share is None
+    # the "network" is 1.2x too far everywhere: the refinement moves the whole map by log(1/1.2)
+    assert out.refine_rescale == pytest.approx(-np.log(1.2), abs=0.02)
+    assert preds[True].predict(*args, refine=False).refine_rescale is None
     assert np.allclose(preds[False].predict(*args, refine=True).depth, refined.numpy())
+
+
+def test_frame_rescale_is_the_median_log_shift_of_replaced_pixels():
+    from mvgd_core.refine import frame_rescale
+
+    net = torch.full((20, 20), 2.0)
+    refined = net.clone()
+    refined[:10] = 2.2  # half the map moved by +10 %, the other half replaced but unmoved
+    accepted = torch.zeros_like(net, dtype=torch.bool)
+    accepted[:15] = True  # 200 moved, 100 unmoved
+    assert frame_rescale(net, refined, accepted) == pytest.approx(np.log(1.1), abs=1e-5)
+    assert frame_rescale(net, refined, accepted, min_pixels=301) is None  # too few replaced pixels to say
 
 
 def test_source_selection_keeps_views_that_see_the_target():

@@ -163,6 +163,24 @@ def test_health_checks_follow_diagnostic_updater():
     assert _health(facts={"tf_rejected": 2}) == ("warn", "2 malformed transforms rejected")
 
 
+def test_refine_rescale_is_a_median_over_recent_live_maps():
+    """depth_refine_rescale is the |log| median over the last RESCALE_WINDOW maps, needs
+    RESCALE_MIN values, and ignores maps without one (too few replaced pixels)."""
+    s = diagnostics.NodeStats()
+    for _ in range(diagnostics.RESCALE_MIN - 1):
+        s.refined(0.3, -0.15)
+    s.refined(0.0, None)
+    kv = s.snapshot()
+    assert kv["depth_refine_rescale"] == "n/a"  # 9 values: not yet
+    s.refined(0.3, 0.15)
+    kv = s.snapshot()  # the window outlives the period
+    assert kv["depth_refine_rescale"] == "0.150"
+    for _ in range(diagnostics.RESCALE_WINDOW):
+        s.refined(0.3, 0.02)  # good poses push the old maps out of the window
+    kv = s.snapshot()
+    assert kv["depth_refine_rescale"] == "0.020"
+
+
 def test_optical_output_frames_and_target_conventions():
     from mvgd_ros.frames import optical_output_frame, output_size, target_optical_pose
 
