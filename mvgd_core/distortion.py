@@ -101,8 +101,17 @@ def remap(image: np.ndarray, pixel_map: np.ndarray, nearest: bool = False) -> np
     return out.numpy().astype(image.dtype)
 
 
-def undistort_frame_arrays(rgb: np.ndarray, depth: np.ndarray | None, K: np.ndarray, lens: LensDistortion):
-    """(rgb, depth) of a raw image undistorted into the same pinhole K (OpenCV `undistort` with
-    newK = K): rgb bilinear, depth nearest. Pixels whose raw ray leaves the image become 0."""
-    pixel_map = rectify_map(K, lens, rgb.shape[:2])
+def remap_rgbd(rgb: np.ndarray, depth: np.ndarray | None, pixel_map: np.ndarray):
+    """(rgb, depth) of one raw frame remapped by pixel_map: colour bilinear, depth nearest (never
+    a blend of depths across an edge); depth None stays None."""
     return remap(rgb, pixel_map), None if depth is None else remap(depth, pixel_map, nearest=True)
+
+
+def camera_info_rectification(K: np.ndarray, lens: LensDistortion, hw: tuple[int, int], R=None, P=None):
+    """(K_rect (3, 3), pixel_map (H, W, 2)) for the rectified image as ROS CameraInfo defines it
+    (image_proc's rectify): the camera P[:, :3] (K when that is all zero, as some drivers send)
+    and the rotation R (identity when all zero or None). R: 9 numbers or (3, 3); P: 12 or (3, 4)."""
+    P3 = None if P is None else np.asarray(P, dtype=np.float64).reshape(3, 4)[:, :3]
+    K_rect = P3.copy() if P3 is not None and np.any(P3) else np.asarray(K, dtype=np.float64)
+    R = None if R is None else np.asarray(R, dtype=np.float64).reshape(3, 3)
+    return K_rect, rectify_map(K, lens, hw, K_rect, R if R is not None and np.any(R) else None)

@@ -152,6 +152,7 @@ class NodeStats:
         with self._lock:
             now = time.monotonic()
             dt = max(now - self._t0, 1e-9)
+            rescale = self._rescale_median()
             out = {
                 "image_rate_hz": f"{self._period['images'] / dt:.2f}",
                 "depth_rate_hz": f"{self._period['depth_published'] / dt:.2f}",
@@ -160,7 +161,7 @@ class NodeStats:
                 "latency_max_s": f"{max(self._latency):.3f}" if self._latency else "n/a",
                 "inference_mean_s": _mean(self._infer),
                 "depth_refined_share": _mean(self._refined),
-                "depth_refine_rescale": "n/a" if self._rescale_median() is None else f"{self._rescale_median():.3f}",
+                "depth_refine_rescale": "n/a" if rescale is None else f"{rescale:.3f}",
                 "dropped_this_period": str(self._period["dropped"]),
                 "keyframes": str(self.keyframes),
                 "conditioning_views": str(self.conditioning_views),

@@ -19,8 +19,9 @@ from typing import NamedTuple
 import numpy as np
 from sensor_msgs.msg import CameraInfo
 
-from mvgd_core.distortion import COEFFICIENTS, LensDistortion, rectify_map, remap
+from mvgd_core.distortion import COEFFICIENTS, LensDistortion, camera_info_rectification, remap
 from mvgd_ros import image_codec
+from mvgd_ros.sanity import checked_intrinsics
 
 
 class InputCamera(NamedTuple):
@@ -57,10 +58,8 @@ class Rectifier:
                                         f"(supported: {', '.join(sorted(COEFFICIENTS))}; or feed image_proc's image_rect with rectified:=true)")
         key = (model, d, tuple(msg.k), tuple(msg.r), tuple(msg.p), hw)
         if key != self._key:
-            K_rect = image_codec.camera_info_to_K(image_codec.rectified_info(msg))[0] if np.any(np.asarray(msg.p, dtype=float).reshape(3, 4)[:, :3]) else K
-            R = np.asarray(msg.r, dtype=np.float64).reshape(3, 3)
-            R = R if np.any(R) else None  # all-zero R: drivers that leave it unset mean identity
-            self._key, self._value = key, InputCamera(K_rect, hw, rectify_map(K, lens, hw, K_rect, R))
+            K_rect, pixel_map = camera_info_rectification(K, lens, hw, msg.r, msg.p)
+            self._key, self._value = key, InputCamera(checked_intrinsics(K_rect, hw)[0], hw, pixel_map)  # P validated like k
         return self._value, None
 
 

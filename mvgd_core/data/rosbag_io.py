@@ -33,7 +33,7 @@ from mvgd_core.cameras import R_BODY_OPTICAL, make_pose, matrix_to_quat
 from mvgd_core.data.tf_tree import TFError, TFTree
 from mvgd_core.data.tum import associate
 from mvgd_core.data.types import Frame
-from mvgd_core.distortion import LensDistortion, rectify_map, remap
+from mvgd_core.distortion import LensDistortion, camera_info_rectification, remap_rgbd
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +332,7 @@ def read_bag(
             continue
         if rect is not None:
             K, pixel_map = rect
-            rgb, depth = remap(rgb, pixel_map), None if depth is None else remap(depth, pixel_map, nearest=True)
+            rgb, depth = remap_rgbd(rgb, depth, pixel_map)
         frames.append(Frame(rgb=rgb, K=K, T_wc=T, depth=depth, stamp=t, frame_id=frame_id))
     stats["read"] = len(frames)
     if report is not None:
@@ -357,10 +357,7 @@ def _rectification(msg, K: np.ndarray, where: str, cache: dict) -> tuple[np.ndar
             lens = LensDistortion(msg.distortion_model, d)
         except ValueError as exc:
             raise BagError(f"{where}: {exc} (read with undistort=False to use the raw images as pinhole images)") from exc
-        P = np.array(msg.p, dtype=np.float64).reshape(3, 4)[:, :3]
-        K_rect = P.copy() if np.any(P) else K
-        R = np.array(msg.r, dtype=np.float64).reshape(3, 3)
-        cache[key] = (K_rect, rectify_map(K, lens, (h, w), K_rect, R if np.any(R) else None))
+        cache[key] = camera_info_rectification(K, lens, (h, w), msg.r, msg.p)
     return cache[key]
 
 

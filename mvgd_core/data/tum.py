@@ -28,7 +28,7 @@ import torch
 from mvgd_core.cameras import interpolate_pose, make_pose, quat_to_matrix, resize_intrinsics
 from mvgd_core.data.scene_folder import read_depth_png, read_image_rgb
 from mvgd_core.data.types import Frame
-from mvgd_core.distortion import LensDistortion, rectify_map, remap
+from mvgd_core.distortion import LensDistortion, rectify_map, remap_rgbd
 
 log = logging.getLogger(__name__)
 
@@ -215,9 +215,7 @@ def _undistort_frames(frames: list[Frame], lens: LensDistortion) -> None:
         return
     pixel_map = rectify_map(frames[0].K, lens, frames[0].rgb.shape[:2])
     for f in frames:
-        f.rgb = remap(f.rgb, pixel_map)
-        if f.depth is not None:
-            f.depth = remap(f.depth, pixel_map, nearest=True)
+        f.rgb, f.depth = remap_rgbd(f.rgb, f.depth, pixel_map)
 
 
 def downscale_tum_copy(src, dst, hw: tuple[int, int] = (240, 320), jpeg_quality: int = 93, extra_files=("associations_every12.txt",)) -> dict:
