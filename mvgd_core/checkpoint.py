@@ -6,6 +6,8 @@ Checkpoint dict:
      "confidence_calibration"?: ConfidenceCalibration.to_dict() (training/calibrate_confidence.py)}
 Configs are stored as plain dicts (config.to_dict) so a checkpoint rebuilds its model exactly.
 Checkpoints without "confidence_calibration" (all before it existed) load as before: raw confidence.
+Shipped models may store their weights as float16 (`half_weights`): half the file, and the
+weights are cast back to the model's float32 on load (load_state_dict copies with a cast).
 
 Loading uses torch.load(weights_only=True): a checkpoint cannot run code. Keep extra entries
 to tensors and plain Python types (store RNG states as tensors / lists, e.g.
@@ -85,6 +87,28 @@ def load_checkpoint(path, map_location="cpu", trusted: bool = False) -> dict:
     if not isinstance(ckpt.get("model"), dict):
         raise CheckpointError(f"{path}: missing model state_dict")
     return ckpt
+
+
+def half_weights(state: dict) -> dict:
+    """`state` with the floating-point tensors of "model" / "ema" stored as float16.
+
+    Why: the shipped files travel with the repository (the device tool sends at most 64 MiB), and
+    float16 keeps ~3 significant digits per weight (relative rounding <= 4.9e-4), far inside the
+    model's own error; the card re-measures every shipped file. Refuses weights beyond float16's
+    range instead of writing inf."""
+    out = dict(state)
+    for key in ("model", "ema"):
+        if not isinstance(state.get(key), dict):
+            continue
+        halves = {}
+        for name, t in state[key].items():
+            if t.is_floating_point() and t.dtype != torch.float16:
+                if t.numel() and t.abs().max() > torch.finfo(torch.float16).max:
+                    raise CheckpointError(f"{key}.{name}: values beyond float16's range; store this model as float32")
+                t = t.to(torch.float16)
+            halves[name] = t
+        out[key] = halves
+    return out
 
 
 def make_state(model: MVGD, diffusion_cfg: DiffusionConfig, step: int = 0, ema: MVGD | None = None, **extra) -> dict:

@@ -42,7 +42,8 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mvgd_core.checkpoint import CheckpointError, configs_from_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
+from mvgd_core.checkpoint import (CheckpointError, configs_from_checkpoint, half_weights, load_checkpoint, model_from_checkpoint,
+                                  save_checkpoint)
 from mvgd_core.config import ConfigError, from_dict, load_config, to_dict
 from mvgd_core.data.render import render_sequence
 from mvgd_core.data.augment import AugmentConfig, pre_crop_hw
@@ -287,8 +288,9 @@ def set_rng_state(st: dict, noise_gen: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
-def export_model(ckpt_path, out_path, use_ema: bool = True) -> Path:
-    """Ship a checkpoint: EMA weights as "model", no optimizer/RNG/EMA copy (about 1/4 the size)."""
+def export_model(ckpt_path, out_path, use_ema: bool = True, half: bool = False) -> Path:
+    """Ship a checkpoint: EMA weights as "model", no optimizer/RNG/EMA copy (about 1/4 the size);
+    `half`: weights stored as float16 (checkpoint.half_weights; another half of the size)."""
     ckpt = load_checkpoint(ckpt_path)
     weights = ckpt["ema"] if use_ema and isinstance(ckpt.get("ema"), dict) else ckpt["model"]
     train = dict(ckpt["config"].get("train") or {})
@@ -298,6 +300,8 @@ def export_model(ckpt_path, out_path, use_ema: bool = True) -> Path:
              "elapsed_s": float(ckpt.get("elapsed_s", 0.0)), "samples_seen": int(ckpt.get("samples_seen", 0))}
     if ckpt.get("train_depth_median") is not None:  # the const_train_median reference of every evaluation
         state["train_depth_median"] = float(ckpt["train_depth_median"])
+    if half:
+        state = half_weights(state)
     model_from_checkpoint(state)  # refuses to ship weights that do not match the config
     save_checkpoint(out_path, state)
     os.chmod(out_path, 0o644)  # a shipped file, readable by the node's user
@@ -889,6 +893,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, dotted, value parsed as YAML (e.g. optim.lr=1e-4, data.sampling.max_views=5)")
     p.add_argument("--export", metavar="OUT.pt", help="after training, write the shipped EMA model (no optimizer) here")
+    p.add_argument("--export-half", action="store_true", help="store the exported weights as float16 (half the file; how the shipped models are stored)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     hints = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
     for name, tp in hints.items():  # every top-level scalar is a flag (improved-diffusion's add_dict_to_argparser)
@@ -949,7 +954,7 @@ def main(argv=None) -> int:
     if summary.get("rank", 0) == 0:
         print(f"done: step {summary['step']}, checkpoint {summary['checkpoint']}")
         if args.export:
-            print(f"exported {export_model(summary['checkpoint'], args.export)}")
+            print(f"exported {export_model(summary['checkpoint'], args.export, half=args.export_half)}")
     return 0
 
 

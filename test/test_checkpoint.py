@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mvgd_core.checkpoint import FORMAT, CheckpointError, load_checkpoint, make_state, model_from_checkpoint, save_checkpoint
+from mvgd_core.checkpoint import FORMAT, CheckpointError, half_weights, load_checkpoint, make_state, model_from_checkpoint, save_checkpoint
 from mvgd_core.diffusion import DiffusionConfig
 from mvgd_core.model import MVGD, PRESETS, grow_latents
 
@@ -120,3 +120,16 @@ def test_old_config_without_new_fields_rebuilds_the_old_architecture(tmp_path, m
     assert not m2.cfg.matching and not m2.cfg.decoder and not m2.cfg.scale_input
     for (k, a), (_, b) in zip(model.state_dict().items(), m2.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def test_half_weights_keeps_everything_else_and_refuses_overflow(model):
+    state = make_state(model, DiffusionConfig(), step=7, ema=model, note="kept")
+    half = half_weights(state)
+    assert half["step"] == 7 and half["note"] == "kept" and half["config"] == state["config"]
+    for key in ("model", "ema"):
+        assert all(v.dtype == (torch.float16 if v.is_floating_point() else state[key][k].dtype) for k, v in half[key].items())
+    assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())  # input untouched
+    name = next(k for k, v in state["model"].items() if v.is_floating_point())
+    big = dict(state, model={**state["model"], name: state["model"][name] + 1e5})
+    with pytest.raises(CheckpointError, match="float16"):
+        half_weights(big)

@@ -109,17 +109,22 @@ def read_keyframes(path, nmeas: int = 2) -> list[tuple[str, list[str]]]:
     return out
 
 
-def write_deepvideomvs(frames: list[Frame], path) -> Path:
-    """Write frames in this layout (tests, conversions); intrinsics from the first frame."""
+def write_deepvideomvs(frames: list[Frame], path, jpeg_quality: int = 0) -> Path:
+    """Write frames in this layout (tests, conversions); intrinsics from the first frame.
+
+    jpeg_quality: 0 writes colour as PNG (lossless), 1-100 as JPEG of that quality (compact
+    copies, e.g. training/gpu_kit.py)."""
     import cv2
 
     path = Path(path)
     (path / "images").mkdir(parents=True, exist_ok=True)
     (path / "depth").mkdir(exist_ok=True)
+    ext, flags = (".jpg", [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]) if jpeg_quality else (".png", [])
     for k, f in enumerate(frames):
-        cv2.imwrite(str(path / "images" / f"{k:05d}.png"), cv2.cvtColor(f.rgb, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(path / "images" / f"{k:05d}{ext}"), cv2.cvtColor(f.rgb, cv2.COLOR_RGB2BGR), flags)
         d = np.round(np.nan_to_num(f.depth, nan=0.0).astype(np.float64) * 1000.0) if f.depth is not None else np.zeros(f.rgb.shape[:2])
-        cv2.imwrite(str(path / "depth" / f"{k:05d}.png"), np.where((d > 0) & (d < 65535), d, 0).astype(np.uint16))
+        cv2.imwrite(str(path / "depth" / f"{k:05d}.png"), np.where((d > 0) & (d < 65535), d, 0).astype(np.uint16),
+                    [cv2.IMWRITE_PNG_COMPRESSION, 9])
     np.savetxt(path / "poses.txt", np.stack([f.T_wc.reshape(16) for f in frames]))
     np.savetxt(path / "K.txt", frames[0].K)
     return path

@@ -259,9 +259,49 @@ def read_bag(
     path = Path(path)
     if not path.exists():
         raise BagError(f"bag not found: {path}")
+    tree, rgbs, depths, infos = _read_messages(path, rgb_topic, depth_topic, info_topic, tf_tolerance, undistort)
+    if not rgbs:
+        raise BagError(f"{path}: no messages on {rgb_topic}")
+    if not infos:
+        raise BagError(f"{path}: no messages on {info_topic}; CameraInfo is needed for intrinsics")
+    rgbs.sort(key=lambda x: x[0])
+    pairs = dict(associate([r[0] for r in rgbs], [d[0] for d in depths], max_dt)) if depths else {}
+    info_stamps = np.array([i[0] for i in infos])
+    stats = {"images": len(rgbs), "read": 0, "no_tf": 0, "no_depth": 0}
+    frames, first_tf_error = [], None
+    for i, (t, frame_id, rgb) in enumerate(rgbs):
+        where = f"{path} {rgb_topic} @ {t:.6f}"
+        K, ih, iw, rect = infos[int(np.argmin(np.abs(info_stamps - t)))][2]
+        if (ih, iw) != rgb.shape[:2]:
+            raise BagError(f"{where}: image is {rgb.shape[1]}x{rgb.shape[0]} but {info_topic} says {iw}x{ih}")
+        depth = _depth_partner(depths, pairs.get(i), frame_id, rgb.shape[:2], where)
+        stats["no_depth"] += int(depth is None and bool(depth_topic))
+        try:
+            T = tree.lookup(fixed_frame, frame_id, t)
+        except TFError as exc:
+            stats["no_tf"] += 1
+            first_tf_error = first_tf_error or str(exc)
+            continue
+        if rect is not None:
+            K, pixel_map = rect
+            rgb, depth = remap_rgbd(rgb, depth, pixel_map)
+        frames.append(Frame(rgb=rgb, K=K, T_wc=T, depth=depth, stamp=t, frame_id=frame_id))
+    stats["read"] = len(frames)
+    if report is not None:
+        report.update(stats)
+    if stats["no_tf"] or stats["no_depth"]:
+        log.info("%s: read %d of %d images; %d without TF to %s (first: %s), %d without depth", path, len(frames), len(rgbs), stats["no_tf"], fixed_frame, first_tf_error, stats["no_depth"])
+    if not frames:
+        raise BagError(f"{path}: no image on {rgb_topic} could be posed in {fixed_frame!r}: {first_tf_error}")
+    return frames
+
+
+def _read_messages(path: Path, rgb_topic: str, depth_topic: str | None, info_topic: str, tf_tolerance: float, undistort: bool):
+    """One pass over the bag: (TF tree, colour, depth, camera_info), each list of (stamp, frame_id,
+    payload); camera_info payload (K, height, width, rectification or None). Checks topics and types."""
     ts = typestore()
     tree = TFTree(extrapolation_tolerance=tf_tolerance)
-    rgbs, depths, infos = [], [], []  # (stamp, frame_id, payload)
+    rgbs, depths, infos = [], [], []
     maps: dict = {}  # camera_info calibration -> (K_rect, pixel_map)
     try:
         reader = Reader(path)
@@ -291,57 +331,26 @@ def read_bag(
             if conn.topic == info_topic:
                 K = np.array(msg.k, dtype=np.float64).reshape(3, 3)  # a copy: the CDR buffer is read-only
                 infos.append((t, msg.header.frame_id, (K, int(msg.height), int(msg.width), _rectification(msg, K, where, maps) if undistort else None)))
-            elif conn.topic == rgb_topic:
-                arr, kind = decode_image(msg, where)
-                if kind != "rgb":
-                    raise BagError(f"{where}: colour topic carries {msg.encoding} (a depth encoding)")
-                rgbs.append((t, msg.header.frame_id.lstrip("/"), arr))
-            else:
-                arr, kind = decode_image(msg, where)
-                if kind != "depth":
-                    raise BagError(f"{where}: depth topic carries {msg.encoding}; expected one of {DEPTH_ENCODINGS}")
-                depths.append((t, msg.header.frame_id.lstrip("/"), arr))
-    if not rgbs:
-        raise BagError(f"{path}: no messages on {rgb_topic}")
-    if not infos:
-        raise BagError(f"{path}: no messages on {info_topic}; CameraInfo is needed for intrinsics")
-    rgbs.sort(key=lambda x: x[0])
-    pairs = dict(associate([r[0] for r in rgbs], [d[0] for d in depths], max_dt)) if depths else {}
-    info_stamps = np.array([i[0] for i in infos])
-    stats = {"images": len(rgbs), "read": 0, "no_tf": 0, "no_depth": 0}
-    frames, first_tf_error = [], None
-    for i, (t, frame_id, rgb) in enumerate(rgbs):
-        where = f"{path} {rgb_topic} @ {t:.6f}"
-        K, ih, iw, rect = infos[int(np.argmin(np.abs(info_stamps - t)))][2]
-        if (ih, iw) != rgb.shape[:2]:
-            raise BagError(f"{where}: image is {rgb.shape[1]}x{rgb.shape[0]} but {info_topic} says {iw}x{ih}")
-        depth = None
-        if i in pairs:
-            _, d_frame, depth = depths[pairs[i]]
-            if d_frame != frame_id:
-                raise BagError(f"{where}: depth frame {d_frame!r} differs from colour frame {frame_id!r}; depth must be aligned to colour")
-            if depth.shape != rgb.shape[:2]:
-                raise BagError(f"{where}: depth {depth.shape} does not match colour {rgb.shape[:2]}")
-        elif depth_topic:
-            stats["no_depth"] += 1
-        try:
-            T = tree.lookup(fixed_frame, frame_id, t)
-        except TFError as exc:
-            stats["no_tf"] += 1
-            first_tf_error = first_tf_error or str(exc)
-            continue
-        if rect is not None:
-            K, pixel_map = rect
-            rgb, depth = remap_rgbd(rgb, depth, pixel_map)
-        frames.append(Frame(rgb=rgb, K=K, T_wc=T, depth=depth, stamp=t, frame_id=frame_id))
-    stats["read"] = len(frames)
-    if report is not None:
-        report.update(stats)
-    if stats["no_tf"] or stats["no_depth"]:
-        log.info("%s: read %d of %d images; %d without TF to %s (first: %s), %d without depth", path, len(frames), len(rgbs), stats["no_tf"], fixed_frame, first_tf_error, stats["no_depth"])
-    if not frames:
-        raise BagError(f"{path}: no image on {rgb_topic} could be posed in {fixed_frame!r}: {first_tf_error}")
-    return frames
+                continue
+            arr, kind = decode_image(msg, where)
+            if conn.topic == rgb_topic and kind != "rgb":
+                raise BagError(f"{where}: colour topic carries {msg.encoding} (a depth encoding)")
+            if conn.topic != rgb_topic and kind != "depth":
+                raise BagError(f"{where}: depth topic carries {msg.encoding}; expected one of {DEPTH_ENCODINGS}")
+            (rgbs if conn.topic == rgb_topic else depths).append((t, msg.header.frame_id.lstrip("/"), arr))
+    return tree, rgbs, depths, infos
+
+
+def _depth_partner(depths: list, j: int | None, frame_id: str, hw: tuple[int, int], where: str) -> np.ndarray | None:
+    """The depth image associated with a colour image (None without one); it must share its frame and size."""
+    if j is None:
+        return None
+    _, d_frame, depth = depths[j]
+    if d_frame != frame_id:
+        raise BagError(f"{where}: depth frame {d_frame!r} differs from colour frame {frame_id!r}; depth must be aligned to colour")
+    if depth.shape != hw:
+        raise BagError(f"{where}: depth {depth.shape} does not match colour {hw}")
+    return depth
 
 
 def _rectification(msg, K: np.ndarray, where: str, cache: dict) -> tuple[np.ndarray, np.ndarray] | None:
