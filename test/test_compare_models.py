@@ -2,21 +2,12 @@
 names the better model when the difference is real; it refuses evaluations of other targets."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _mod():
-    spec = importlib.util.spec_from_file_location("compare_models", ROOT / "training" / "compare_models.py")
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    return m
+from script_loader import load_script
 
 
 def _eval(abs_rel, seed_frac=0):
@@ -26,7 +17,7 @@ def _eval(abs_rel, seed_frac=0):
 
 
 def test_real_difference_is_named_and_noise_is_level(tmp_path):
-    cm = _mod()
+    cm = load_script("training/compare_models.py")
     rng = np.random.default_rng(1)
     a = rng.uniform(0.1, 0.3, 60)
     rows = cm.compare(_eval(a), _eval(a * 0.8))  # B 20 % better on every target
@@ -44,7 +35,7 @@ def test_real_difference_is_named_and_noise_is_level(tmp_path):
 
 
 def test_other_targets_are_refused(tmp_path, capsys):
-    cm = _mod()
+    cm = load_script("training/compare_models.py")
     a = np.full(30, 0.2)
     with pytest.raises(cm.CompareError, match="targets"):
         cm.compare(_eval(a), _eval(a[:20]))

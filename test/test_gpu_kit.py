@@ -2,7 +2,6 @@
 with matching intrinsics, readable by the training reader, with its provenance."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +9,7 @@ import numpy as np
 from mvgd_core.data.deepvideomvs import read_deepvideomvs, write_deepvideomvs
 from mvgd_core.data.splits import HOLOLENS_NAME, HOLOLENS_NUM_FRAMES
 from mvgd_core.data.types import Frame
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _kit_module():
-    spec = importlib.util.spec_from_file_location("gpu_kit", ROOT / "training" / "gpu_kit.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from script_loader import load_script
 
 
 def _fake_walk(path: Path) -> None:
@@ -35,7 +26,7 @@ def _fake_walk(path: Path) -> None:
 
 
 def test_kit_holds_only_the_training_part_resized_with_its_intrinsics(tmp_path):
-    kit = _kit_module()
+    kit = load_script("training/gpu_kit.py")
     _fake_walk(tmp_path / "shared" / HOLOLENS_NAME)
     dst = kit.build(tmp_path / "shared", tmp_path / "kit", scale=0.4, jpeg_quality=90)
     frames = read_deepvideomvs(dst)

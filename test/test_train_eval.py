@@ -13,6 +13,7 @@ from mvgd_core.config import load_config
 from mvgd_core.data.sampler import DataConfig
 from mvgd_core.model_eval import evaluate_samples, grid_records, held_out_samples, save_grid
 from mvgd_core.train import TrainConfig, export_model, train
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "training" / "configs" / "tiny_test.yaml"
@@ -114,8 +115,6 @@ def test_training_median_is_stored_measured_or_unknown(tiny_model):
 def test_evaluate_model_real_sections_use_the_held_out_split(tiny_model, tmp_path, capsys):
     """The HoloLens section reads only the held-out last quarter (DeepVideoMVS layout), the
     tabletop section the whole 7-Scenes-layout folder; both print regime tables."""
-    import importlib.util
-
     from mvgd_core.data.deepvideomvs import write_deepvideomvs
     from mvgd_core.data.render import render_sequence
     from mvgd_core.data.seven_scenes import write_seven_scenes
@@ -123,9 +122,7 @@ def test_evaluate_model_real_sections_use_the_held_out_split(tiny_model, tmp_pat
     frames = render_sequence(seed=4, num_frames=16, height=24, width=32, trajectory="forward")
     holo = write_deepvideomvs(frames, tmp_path / "holo")
     table = write_seven_scenes(frames[:8], tmp_path / "table")
-    spec = importlib.util.spec_from_file_location("evaluate_model", ROOT / "training" / "evaluate_model.py")
-    em = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(em)
+    em = load_script("training/evaluate_model.py")
     out = tmp_path / "r.json"
     rc = em.main(["--model", str(tiny_model), "--out", str(out), "--sections", "hololens,tabletop", "--views", "2",
                   "--hololens", str(holo), "--hololens-num", "2", "--tabletop", str(table), "--tabletop-num", "2", "--threads", "1"])
