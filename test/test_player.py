@@ -1,6 +1,5 @@
 """Bag player: reading (errors for missing/empty bags and topics), header stamps, DDS playback."""
 import threading
-import time
 
 import numpy as np
 import pytest

@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     }
     c = res["control_after"]
     print(f"# Observability of {a.config} ({len(obs)} training items, {secs:.0f} s)\n\n    {res['command']}\n")
-    print(f"Regimes by observable share of valid target pixels: observable >= 50 %, weak 10-50 %, none < 10 %.")
+    print("Regimes by observable share of valid target pixels: observable >= 50 %, weak 10-50 %, none < 10 %.")
     print(f"'after' = min_observable_frac {c['min_observable_frac']}, monocular_share {c['monocular_share']}; "
           f"depth_ratio {depth_ratio}; {cond.mean():.0%} of targets are a conditioning view.\n")
     rows = [("all samples", res["all_samples"]),
