@@ -173,13 +173,26 @@ CONST_TRAIN = "const_train_median"
 CONST_GT = "const_gt_median"
 
 
+MEDIAN_CI_DRAWS = 1000  # bootstrap draws of `median_ci95` (fixed seed: reports are reproducible)
+
+
+def median_ci95(a: np.ndarray, draws: int = MEDIAN_CI_DRAWS, seed: int = 0) -> list[float]:
+    """95 % bootstrap interval of the median of the samples a (n,): how far another draw of the
+    same number of frames / targets could move the headline median. [m, m] for one sample."""
+    if a.size < 2:
+        return [float(np.median(a))] * 2
+    idx = np.random.default_rng(seed).integers(0, a.size, size=(draws, a.size))
+    lo, hi = np.percentile(np.median(a[idx], axis=1), [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
 def summarize(values) -> dict:
-    """{"mean", "median", "n"} of the finite values (NaN for both when there are none)."""
+    """{"mean", "median", "median_ci95", "n"} of the finite values (NaN when there are none)."""
     a = np.asarray([v for v in values if v is not None], dtype=np.float64)
     a = a[np.isfinite(a)]
     if a.size == 0:
-        return {"mean": float("nan"), "median": float("nan"), "n": 0}
-    return {"mean": float(a.mean()), "median": float(np.median(a)), "n": int(a.size)}
+        return {"mean": float("nan"), "median": float("nan"), "median_ci95": [float("nan")] * 2, "n": 0}
+    return {"mean": float(a.mean()), "median": float(np.median(a)), "median_ci95": median_ci95(a), "n": int(a.size)}
 
 
 def aggregate_by_regime(rows, regimes=None, keys=None) -> dict:
@@ -189,7 +202,7 @@ def aggregate_by_regime(rows, regimes=None, keys=None) -> dict:
     regimes: the regime names always present in the output (default
     mvgd_core.observability.REGIMES), so tables and CSV columns stay stable when a regime is
     empty. keys: metrics to keep (default: every metric seen).
-    Returns {ALL | regime: {method: {metric: {"mean", "median", "n"}, "n": samples}}};
+    Returns {ALL | regime: {method: {metric: {"mean", "median", "median_ci95", "n"}, "n": samples}}};
     a method missing from a regime's samples gets n = 0 and NaN statistics.
     """
     if regimes is None:

@@ -191,7 +191,21 @@ def _depth_headline(d: dict) -> list[str]:
         obs = [_ms(o.get(k), k) if o.get("n") else "–" for k in ("abs_rel", "delta1")]
         lines.append(f"  {SHORT.get(m, m):22s} {obs[0]:17s} {obs[1]:13s} | {_med(w, 'abs_rel'):11s} {_med(w, 'delta1'):5s} | "
                      f"{_med(z, 'abs_rel'):11s} {_med(z, 'delta1'):5s} | {_med(a, 'abs_rel'):11s} {_med(a, 'delta1')}")
-    return lines
+    ci = _observable_intervals(d.get("observable", {}))
+    return lines + ([f"  95 % interval of the observable medians (bootstrap over frames): {ci}"] if ci else [])
+
+
+def _observable_intervals(slot: dict, methods=("mvgd", "mvs")) -> str:
+    """'mvgd AbsRel [a, b] δ1 [c, d]; mvs ...' from the observable slot's median_ci95 (older
+    metrics.json files without intervals give '')."""
+    parts = []
+    for m in methods:
+        st = slot.get(m, {})
+        if st.get("n", 0) < 2 or "median_ci95" not in st.get("abs_rel", {}):
+            continue
+        (a0, a1), (d0, d1) = st["abs_rel"]["median_ci95"], st["delta1"]["median_ci95"]
+        parts.append(f"{SHORT.get(m, m)} AbsRel [{a0:.3f}, {a1:.3f}] δ1 [{d0:.3f}, {d1:.3f}]")
+    return "; ".join(parts)
 
 
 def _novel_headline(nv: dict) -> list[str]:

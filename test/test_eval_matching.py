@@ -75,6 +75,9 @@ def test_report_aggregates_and_writes(tmp_path):
     assert lines[0].startswith("depth@live: 3 frames = 2 observable + 0 weak + 1 none")
     mv = next(x for x in lines if x.strip().startswith("mvgd "))
     assert "0.500 (0.500)" in mv  # observable AbsRel median (mean) comes first
+    ci = next(x for x in lines if "95 % interval" in x)
+    assert "mvgd AbsRel [" in ci and " δ1 [" in ci  # how far another draw of frames could move the headline
+    assert data["regimes"]["depth_live"]["observable"]["mvgd"]["abs_rel"]["median_ci95"][0] <= 0.5
     assert any(x.strip().startswith("mvs ") for x in lines) and any(x.strip().startswith("plane_sweep ") for x in lines)
     assert any("PSNR 20.00 (20.00)" in line for line in lines)
 

@@ -94,17 +94,34 @@ def test_pixel_median_abs_rel_and_scores_with_coverage():
 def test_summarize_and_aggregate_by_regime():
     from mvgd_core.metrics import ALL, aggregate_by_regime, summarize
 
-    assert summarize([1.0, 2.0, 9.0, float("nan"), None]) == {"mean": 4.0, "median": 2.0, "n": 3}
+    st = summarize([1.0, 2.0, 9.0, float("nan"), None])
+    assert {k: st[k] for k in ("mean", "median", "n")} == {"mean": 4.0, "median": 2.0, "n": 3}
+    assert 1.0 <= st["median_ci95"][0] <= 2.0 <= st["median_ci95"][1] <= 9.0
     assert summarize([])["n"] == 0 and math.isnan(summarize([])["median"])
     rows = [{"regime": "observable", "metrics": {"mvgd": {"abs_rel": 0.1}, "mvs": {"abs_rel": 0.05}}},
             {"regime": "observable", "metrics": {"mvgd": {"abs_rel": 0.3}}},
             {"regime": "none", "metrics": {"mvgd": {"abs_rel": 2.0}, "mvs": {"abs_rel": 1.0}}}]
     agg = aggregate_by_regime(rows, regimes=("observable", "weak", "none"))
     assert set(agg) == {ALL, "observable", "weak", "none"}
-    assert agg["observable"]["mvgd"]["abs_rel"] == {"mean": pytest.approx(0.2), "median": pytest.approx(0.2), "n": 2}
+    obs = agg["observable"]["mvgd"]["abs_rel"]
+    assert (obs["mean"], obs["median"], obs["n"]) == (pytest.approx(0.2), pytest.approx(0.2), 2)
     assert agg[ALL]["mvgd"]["abs_rel"]["median"] == pytest.approx(0.3) and agg[ALL]["mvgd"]["n"] == 3
     assert agg["observable"]["mvs"]["n"] == 1 and agg["none"]["mvs"]["abs_rel"]["mean"] == 1.0
     assert agg["weak"]["mvgd"]["n"] == 0 and math.isnan(agg["weak"]["mvgd"]["abs_rel"]["mean"])  # empty regime kept
+
+
+def test_median_interval_covers_the_median_and_narrows_with_more_samples():
+    """The 95 % bootstrap interval of a median: around it, reproducible, narrower for 16x the
+    samples of the same distribution, a point for identical values."""
+    from mvgd_core.metrics import median_ci95
+
+    rng = np.random.default_rng(3)
+    small, big = rng.lognormal(-1.8, 0.5, 20), rng.lognormal(-1.8, 0.5, 320)
+    lo, hi = median_ci95(small)
+    assert lo < np.median(small) < hi and median_ci95(small) == [lo, hi]
+    lo4, hi4 = median_ci95(big)
+    assert hi4 - lo4 < 0.6 * (hi - lo)  # expected ~0.25 (1 / sqrt(16))
+    assert median_ci95(np.full(10, 0.2)) == [0.2, 0.2] and median_ci95(np.array([0.5])) == [0.5, 0.5]
 
 
 def test_constant_references():
