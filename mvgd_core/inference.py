@@ -25,6 +25,7 @@ from mvgd_core.checkpoint import calibration_from_checkpoint, configs_from_check
 from mvgd_core.data.types import Frame, MultiViewBatch
 from mvgd_core.diffusion import TASKS, DiffusionConfig, GaussianDiffusion, prepare_inputs
 from mvgd_core.model import MVGD
+from mvgd_core.observability import observability
 from mvgd_core.refine import RefineConfig, frame_rescale, refine_batch
 from mvgd_core.view_synthesis import SynthesisConfig, synthesize_batch
 from mvgd_core.sampler import DDIMSampler
@@ -41,7 +42,10 @@ class Prediction:
     refined_share: the share of depth pixels the photometric refinement replaced (None: it did
     not run); what the node's diagnostics report as depth_refined_share. refine_rescale: how far
     the refinement moved the depth map as a whole (`refine.frame_rescale`, log; None: it did not
-    run or replaced too few pixels)."""
+    run or replaced too few pixels). observable_share: the share of depth pixels whose depth the
+    conditioning views can see (`mvgd_core.observability`, measured on the predicted depth: a 25 %
+    change moves them >= 1 px at model resolution in some view); near 0 when the cameras have no
+    parallax (one view, turning in place), where depth is a monocular guess (None: no depth)."""
 
     depth: np.ndarray | None
     rgb: np.ndarray | None
@@ -51,6 +55,16 @@ class Prediction:
     confidence_calibrated: bool = False
     refined_share: float | None = None
     refine_rescale: float | None = None
+    observable_share: float | None = None
+
+
+def observable_share(depth: torch.Tensor, K: torch.Tensor, T_wc: torch.Tensor, cond_K: torch.Tensor, cond_T_wc: torch.Tensor) -> float:
+    """`Prediction.observable_share` of a predicted depth (H, W) at model resolution with its K (3, 3),
+    pose (4, 4) and the conditioning views (N, 3, 3) / (N, 4, 4) at that resolution. On every 2nd
+    pixel: a share, not a map (~1 ms instead of ~4.5 at 8 views)."""
+    hw = tuple(depth.shape[-2:])
+    half = (hw[0] // 2, hw[1] // 2)
+    return observability(depth[::2, ::2], resize_intrinsics(K, hw, half), T_wc, cond_K, cond_T_wc, model_hw=None, cond_hw=hw).frac
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -262,11 +276,12 @@ class MVGDPredictor:
         cond_rgb, cond_K, cond_T = torch.stack(rgbs)[None], torch.stack(Ks)[None], torch.stack(Ts)[None]
         x0, scale, match = self.sample(cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], task, steps, seed, return_match=True)
         h, w = int(tgt_hw[0]), int(tgt_hw[1])
-        depth = rgb = confidence = replaced = rescale = None
+        depth = rgb = confidence = replaced = rescale = observable = None
         if task == "depth":
             net = self.to_depth(x0, scale)
             d, replaced = self.refined(net, cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], refine)
             rescale = None if replaced is None else frame_rescale(net[0], d[0], replaced[0])
+            observable = observable_share(d[0], tgt_K_model, tgt_T, cond_K[0], cond_T[0])
             d = d[0].numpy().astype(np.float32)  # (H, W)
             depth = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST) if d.shape != (h, w) else d
         else:
@@ -282,4 +297,5 @@ class MVGDPredictor:
             confidence = cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) if c.shape != (h, w) else c
         return Prediction(depth=depth, rgb=rgb, K=tgt_K.numpy().astype(np.float64), scale=float(scale[0]), confidence=confidence,
                           confidence_calibrated=confidence is not None and self.confidence_calibrated,
-                          refined_share=None if replaced is None else float(replaced.float().mean()), refine_rescale=rescale)
+                          refined_share=None if replaced is None else float(replaced.float().mean()), refine_rescale=rescale,
+                          observable_share=observable)

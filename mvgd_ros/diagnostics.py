@@ -10,7 +10,9 @@ Levels follow diagnostic_updater's tasks (`health_checks`): a FrequencyStatus-st
 the depth rate against [min, max] * (1 -/+ tolerance), a stale-input check (no image for
 input_timeout_s: WARN), a stuck-worker check (one inference running for worker_stuck_s: WARN),
 ERROR after FAILURES_ERROR inference failures in a row (one failure: WARN), WARN for frames
-dropped in the period (malformed /tf rejected by the TF layer included). Like a
+dropped in the period (malformed /tf rejected by the TF layer included), WARN when the live
+depth of the period was unobservable (mean observable share below UNOBSERVABLE_WARN: no
+parallax, a monocular guess). Like a
 CompositeDiagnosticTask, the status takes the worst level and that level's messages.
 """
 from __future__ import annotations
@@ -31,6 +33,7 @@ LEVELS = ("ok", "warn", "error")
 FAILURES_ERROR = 3  # inference failures in a row that make the status ERROR
 RESCALE_WINDOW = 30  # recent live depth maps whose |refine_rescale| depth_refine_rescale is the median of
 RESCALE_MIN = 10  # ... of which at least this many must have a value
+UNOBSERVABLE_WARN = 0.1  # mean observable share of a period's live depth below this: WARN (mvgd_core.observability.WEAK_MIN)
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,8 @@ class HealthConfig:
 
 
 def health_checks(cfg: HealthConfig, *, depth_rate_hz: float, depth_wanted: bool, since_image_s: float | None, uptime_s: float,
-                  worker_busy_s: float | None, failure_streak: int, dropped: int, tf_rejected: int = 0) -> list[tuple[str, str]]:
+                  worker_busy_s: float | None, failure_streak: int, dropped: int, tf_rejected: int = 0,
+                  observable_share: float | None = None) -> list[tuple[str, str]]:
     """[(level, message)] of every check that is not OK (diagnostic_updater semantics)."""
     out = []
     lo, hi = cfg.expected_rate_hz
@@ -69,6 +73,9 @@ def health_checks(cfg: HealthConfig, *, depth_rate_hz: float, depth_wanted: bool
         out.append(("warn", f"{dropped} frames dropped"))
     if tf_rejected:
         out.append(("warn", f"{tf_rejected} malformed transforms rejected"))
+    if observable_share is not None and observable_share < UNOBSERVABLE_WARN:
+        out.append(("warn", f"depth not observable (share {observable_share:.2f}): the cameras have no parallax (not moving, or "
+                            "turning in place), depth is a monocular guess"))
     return out
 
 
@@ -92,6 +99,7 @@ class NodeStats:
         self._latency: list[float] = []  # image stamp -> publish (s), this period
         self._infer: list[float] = []  # model wall time per prediction (s), this period
         self._refined: list[float] = []  # share of live depth pixels the photometric refinement replaced, this period
+        self._observable: list[float] = []  # Prediction.observable_share of live depth maps, this period
         self._rescale: deque = deque(maxlen=RESCALE_WINDOW)  # |refine_rescale| of recent live depth maps (None: no value), across periods
         self._t0 = time.monotonic()
         self.conditioning_views = 0
@@ -139,6 +147,12 @@ class NodeStats:
             self._refined.append(share)
             self._rescale.append(None if rescale is None else abs(rescale))
 
+    def observed(self, share: float | None) -> None:
+        """One live depth map's observable share (None: the model gave none)."""
+        if share is not None:
+            with self._lock:
+                self._observable.append(share)
+
     def _rescale_median(self) -> float | None:
         """Median |refine_rescale| over the recent window, None with fewer than RESCALE_MIN values."""
         v = sorted(x for x in self._rescale if x is not None)
@@ -162,6 +176,7 @@ class NodeStats:
                 "inference_mean_s": _mean(self._infer),
                 "depth_refined_share": _mean(self._refined),
                 "depth_refine_rescale": "n/a" if rescale is None else f"{rescale:.3f}",
+                "depth_observable_share": _mean(self._observable),
                 "dropped_this_period": str(self._period["dropped"]),
                 "keyframes": str(self.keyframes),
                 "conditioning_views": str(self.conditioning_views),
@@ -170,12 +185,14 @@ class NodeStats:
             out.update({f"drop_{k}": str(v) for k, v in sorted(self.drops.items())})
             out.update({f"reset_{k}": str(v) for k, v in sorted(self.resets.items())})
             facts = {"depth_rate_hz": self._period["depth_published"] / dt, "failure_streak": self.failure_streak,
-                     "dropped": self._period["dropped"], "uptime_s": now - self.started}
+                     "dropped": self._period["dropped"], "uptime_s": now - self.started,
+                     "observable_share": sum(self._observable) / len(self._observable) if self._observable else None}
             out["inference_failure_streak"] = str(self.failure_streak)
             self._period.clear()
             self._latency.clear()
             self._infer.clear()
             self._refined.clear()
+            self._observable.clear()
             self._t0 = now
         out.update(extra or {})
         cfg, given = health if health is not None else (HealthConfig(input_timeout_s=0.0, worker_stuck_s=0.0), {})

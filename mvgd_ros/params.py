@@ -124,6 +124,10 @@ SPECS: tuple[Spec, ...] = (
     Spec("max_depth", 0.0, "Depth above this (m) is published as invalid; 0 disables.", read_only=False, range=(0.0, 1000.0)),
     Spec("min_confidence", 0.0, "Pixels whose model confidence is below this are published as invalid depth; 0 disables. With a calibrated "
          "model it is the probability that depth is within 25 % of the truth (raw 0..1 score otherwise). Needs a model that outputs confidence.", read_only=False, range=(0.0, 1.0)),
+    Spec("min_observable_share", 0.0, "Live depth maps whose observable share (the share of pixels whose depth the conditioning views "
+         "see with parallax, Prediction.observable_share; diagnostics depth_observable_share) is below this are not published "
+         "(counted as drop_not_observable): with no parallax (one view, turning in place) depth is a monocular guess. 0 publishes all; "
+         "0.1 keeps a mapper (nvblox) from integrating such maps.", read_only=False, range=(0.0, 1.0)),
     Spec("image_transport", "raw", "Input transport: 'raw' (sensor_msgs/Image on image) or 'compressed' (sensor_msgs/CompressedImage jpeg/png "
          "on image/compressed, as image_transport's compressed plugin publishes it).", choices=("raw", "compressed")),
     Spec("rectified", False, "Input images are rectified (image_proc's image_rect): intrinsics come from camera_info P, distortion is ignored. "

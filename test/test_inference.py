@@ -88,6 +88,26 @@ def test_single_view_is_target_degenerate_scale(predictor):
     assert np.isfinite(out.depth).all() and out.scale == pytest.approx(0.1)  # ssn_min_scale fallback
 
 
+def test_observable_share_says_whether_views_see_depth(predictor):
+    """Prediction.observable_share: exactly 0 with one view or views that only turn (no parallax),
+    above 0 when the views translate across the scene; None for RGB."""
+    moving, K = _frames(n=3)
+    out = predictor.predict(moving, K, moving[0].T_wc, (30, 40), seed=0)
+    assert out.observable_share > 0.1  # the tiny random model at 16x16: some parallax; exactly 0 below
+    one = predictor.predict(moving[:1], K, moving[0].T_wc, (30, 40), seed=0)
+    assert one.observable_share == 0.0
+    turning = [Frame(rgb=f.rgb, K=K, T_wc=moving[0].T_wc @ _yaw(10.0 * i), frame_id=f.frame_id) for i, f in enumerate(moving)]
+    assert predictor.predict(turning, K, turning[0].T_wc, (30, 40), seed=0).observable_share == 0.0
+    assert predictor.predict(moving, K, moving[0].T_wc, (30, 40), task="rgb", seed=0).observable_share is None
+
+
+def _yaw(deg: float) -> np.ndarray:
+    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+    T = np.eye(4)
+    T[:3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]  # about the optical y axis: a camera turning in place
+    return T
+
+
 def test_bad_inputs_raise(predictor):
     frames, K = _frames()
     T = frames[0].T_wc

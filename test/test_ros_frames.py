@@ -161,6 +161,22 @@ def test_health_checks_follow_diagnostic_updater():
     assert _health(facts={"failure_streak": 1})[0] == "warn"
     assert _health(facts={"failure_streak": 3, "dropped": 2}) == ("error", "3 inference failures in a row")  # worst level wins
     assert _health(facts={"tf_rejected": 2}) == ("warn", "2 malformed transforms rejected")
+    # live depth without parallax: a monocular guess, said so
+    level, msg = _health(facts={"observable_share": 0.02})
+    assert level == "warn" and "not observable" in msg and "parallax" in msg
+    assert _health(facts={"observable_share": 0.6})[0] == "ok" and _health(facts={"observable_share": None})[0] == "ok"
+
+
+def test_observable_share_is_a_period_mean_and_warns_when_low():
+    s = diagnostics.NodeStats()
+    assert s.snapshot()["depth_observable_share"] == "n/a"
+    for v in (0.0, 0.05, None):
+        s.observed(v)
+    kv = s.snapshot(health=(diagnostics.HealthConfig(input_timeout_s=0.0, worker_stuck_s=0.0), {}))
+    assert kv["depth_observable_share"] == "0.025" and kv["_level"] == "warn" and "not observable" in kv["_message"]
+    s.observed(0.9)
+    kv = s.snapshot()
+    assert kv["depth_observable_share"] == "0.900" and kv["_level"] == "ok"  # a new period
 
 
 def test_refine_rescale_is_a_median_over_recent_live_maps():

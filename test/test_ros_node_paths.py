@@ -210,3 +210,32 @@ def test_10k_unseen_body_frame_ids_give_one_warning_and_store_nothing(still):
             node._camera_pose(f"camera_{i}_link", BASE)
     assert len(warnings) == 1 and "camera_0_link" in warnings[0]
     assert set(node._last_warning) == {"body_frame"} and not node.tf._tree.frames
+
+
+def test_unobservable_live_depth_is_withheld_on_request(rig, still):
+    """min_observable_share: a live depth map whose views have no parallax is not published and is
+    counted (drop_not_observable); the share is reported either way; 0 publishes it."""
+    from rclpy.parameter import Parameter
+
+    class NoParallax(Scripted):
+        def predict(self, *args, **kw):
+            p = super().predict(*args, **kw)
+            p.observable_share = 0.03
+            return p
+
+    node = still(NoParallax(), min_observable_share=0.1)
+    wait_for(lambda: node.depth_pub.get_subscription_count() > 0, "the rig's depth collector")
+    _tf(node, BASE)
+    _tf(node, BASE + NS // 10)
+    node._on_camera_info(image_codec.make_camera_info(K, (16, 16), _header(BASE)))
+    node._on_image(_image(BASE))
+    wait_for(lambda: node.stats.drops["not_observable"] == 1, "the withheld depth map")
+    assert node.stats.totals["depth_published"] == 0 and not rig.got("mvgd/depth/image")
+    kv = node.stats.snapshot()
+    assert kv["depth_observable_share"] == "0.030" and kv["drop_not_observable"] == "1"
+    assert node.set_parameters([Parameter("min_observable_share", value=0.0)])[0].successful
+    _tf(node, BASE + NS, x=0.5)
+    _tf(node, BASE + NS + NS // 10, x=0.5)
+    node._on_camera_info(image_codec.make_camera_info(K, (16, 16), _header(BASE + NS)))
+    node._on_image(_image(BASE + NS))
+    wait_for(lambda: node.stats.totals["depth_published"] == 1, "the depth map, published with the gate off")
