@@ -52,6 +52,7 @@ cp "$RUN/val.csv" "$OUT/" 2>/dev/null || true
 
 # GPU figures (issue 11): the predictor the node calls, shipped architecture, 1 DDIM step.
 $PY benchmarks/bench_node.py --part views --views $BENCH_VIEWS --steps 1 > "$OUT/bench.log" 2>&1 || status=$?
-cp benchmarks/results/node_view_scaling_*threads.json "$OUT/node_view_scaling.json" 2>/dev/null || true
+newest=$(ls -t benchmarks/results/node_view_scaling_*threads.json 2>/dev/null | head -n 1)  # the tree holds older ones too
+[ -n "$newest" ] && cp "$newest" "$OUT/node_view_scaling.json"
 tail -n 12 "$OUT/bench.log"
 exit $status
