@@ -23,6 +23,8 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 
+from mvgd_core.observability import WEAK_MIN
+
 try:
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 except ImportError:
@@ -33,7 +35,7 @@ LEVELS = ("ok", "warn", "error")
 FAILURES_ERROR = 3  # inference failures in a row that make the status ERROR
 RESCALE_WINDOW = 30  # recent live depth maps whose |refine_rescale| depth_refine_rescale is the median of
 RESCALE_MIN = 10  # ... of which at least this many must have a value
-UNOBSERVABLE_WARN = 0.1  # mean observable share of a period's live depth below this: WARN (mvgd_core.observability.WEAK_MIN)
+UNOBSERVABLE_WARN = WEAK_MIN  # mean observable share of a period's live depth below this: WARN (the evaluation's "none" regime)
 
 
 @dataclass(frozen=True)

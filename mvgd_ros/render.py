@@ -57,9 +57,9 @@ class Renderer:
     def _live_depth(self, job: Job, v: View, p) -> None:
         """mvgd/depth/image + camera_info, the confidence (when the model gives one and someone listens), the points."""
         pred, dt = self._predict(job, v, "depth", p)
-        share = getattr(pred, "observable_share", None)
-        self.stats.observed(share)
-        if share is not None and share < p.min_observable_share:  # no parallax: a monocular guess, withheld on request
+        observable = getattr(pred, "observable_share", None)
+        self.stats.observed(observable)
+        if observable is not None and observable < p.min_observable_share:  # no parallax: a monocular guess, withheld on request
             self.stats.drop("not_observable")
             return
         depth = self._valid_depth(pred, p)

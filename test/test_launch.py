@@ -1,13 +1,12 @@
 """The launch file, run against small stand-ins for launch / launch_ros (not installable here):
 its arguments, the remappings it builds (namespaced TF), the log level and parameter files."""
-import importlib.util
 import sys
 import types
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from script_loader import load_script
 
 
 class _Recorder:
@@ -45,10 +44,7 @@ def _fake_modules(monkeypatch, share: Path):
 @pytest.fixture
 def launch_file(monkeypatch, tmp_path):
     _fake_modules(monkeypatch, tmp_path / "share")
-    spec = importlib.util.spec_from_file_location("mvgd_launch", ROOT / "launch" / "mvgd.launch.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("launch/mvgd.launch.py", "mvgd_launch")
 
 
 def _run(mod, **given):
