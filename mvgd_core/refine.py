@@ -28,6 +28,7 @@ poses camera-to-world (4, 4) in pose units, depth (H, W) in pose units, 0 = inva
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -47,19 +48,21 @@ class RefineConfig:
     least this good; min_texture: grey-level std (0-1 images) a window needs to be trusted;
     min_parallax_px: a source votes for a pixel only if the band moves it this far there (a source
     without parallax matches every depth equally well and would decide ties by noise);
-    max_sources: sources used (`select_sources`): the cost grows with sources (pairs, for novel
-    views), and a few good ones decide; source_shift_px: the parallax across the band (px) the
+    max_sources: sources used at the live camera (`select_sources`): the cost grows with sources,
+    and a few good ones decide; max_novel_sources: the same at a novel view, where the cost grows
+    with pairs of sources; source_shift_px: the parallax across the band (px) the
     live camera's sources are chosen for; min_agree: sources (at most all) that must confirm a
     live-camera match on their own (`_sources_agree`)."""
 
     enabled: bool = True
     hypotheses: int = 7
     span: float = 1.5
-    window: int = 5
-    min_zncc: float = 0.6
+    window: int = 7
+    min_zncc: float = 0.5
     min_texture: float = 0.01
     min_parallax_px: float = 1.0
-    max_sources: int = 3
+    max_sources: int = 4
+    max_novel_sources: int = 3
     source_shift_px: float = 8.0
     min_agree: int = 2
 
@@ -80,9 +83,24 @@ class RefineConfig:
             raise ValueError(f"RefineConfig.source_shift_px must be > 0, got {self.source_shift_px}")
         if self.max_sources < 1:
             raise ValueError(f"RefineConfig.max_sources must be >= 1, got {self.max_sources}")
+        if self.max_novel_sources < 2:
+            raise ValueError(f"RefineConfig.max_novel_sources must be >= 2 (a novel view's cost compares pairs), got {self.max_novel_sources}")
         if self.min_parallax_px < 0:
             raise ValueError(f"RefineConfig.min_parallax_px must be >= 0, got {self.min_parallax_px}")
 
+
+def refine_config_from_text(text: str, base: RefineConfig = RefineConfig()) -> RefineConfig:
+    """'key=value[,key=value]' over RefineConfig fields (not `enabled`) -> `base` with them replaced,
+    for command lines that compare settings (training/tune_refine.py, benchmarks/bench_refine.py).
+    ValueError naming the fields when malformed."""
+    types = {f.name: f.type for f in dataclasses.fields(RefineConfig) if f.name != "enabled"}
+    kw = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or key not in types:
+            raise ValueError(f"refine settings {text!r}: expected key=value over {sorted(types)}")
+        kw[key] = int(value) if types[key] in (int, "int") else float(value)
+    return dataclasses.replace(base, **kw)
 
 @dataclass
 class Refined:
@@ -141,13 +159,15 @@ def _mean_of_lowest(c: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     return total / k, low
 
 
-def select_sources(ref_K, ref_T_wc, src_K, src_T_wc, depth: torch.Tensor, src_hw, cfg: RefineConfig, shift_px: float | None) -> list[int]:
+def select_sources(ref_K, ref_T_wc, src_K, src_T_wc, depth: torch.Tensor, src_hw, cfg: RefineConfig, shift_px: float | None,
+                   max_sources: int | None = None) -> list[int]:
     """Indices of up to cfg.max_sources sources, best first, scored on every 8th target pixel by the
     share of the target they see, times, with shift_px, closeness of the median shift of the
     target's points across the band to shift_px (in log; DeepVideoMVS's idea of an optimal
     baseline: too little parallax cannot tell depths apart, too much brings occlusions)."""
     V = src_K.shape[0]
-    if V <= cfg.max_sources:
+    max_sources = cfg.max_sources if max_sources is None else max_sources
+    if V <= max_sources:
         return list(range(V))
     hyp, _ = _band(depth[::8, ::8], cfg)
     K = ref_K.clone()
@@ -160,7 +180,7 @@ def select_sources(ref_K, ref_T_wc, src_K, src_T_wc, depth: torch.Tensor, src_hw
         shift = _band_shift(grid, 2, src_hw).norm(dim=-1)  # (V, h, w)
         med = torch.stack([shift[v][both[v]].median() if both[v].any() else shift.new_zeros(()) for v in range(V)])
         score = score * torch.exp(-torch.log(med.clamp_min(1e-3) / shift_px) ** 2)
-    return score.argsort(descending=True)[: cfg.max_sources].tolist()
+    return score.argsort(descending=True)[:max_sources].tolist()
 
 
 def refine_live(ref_rgb, ref_K, ref_T_wc, src_rgb, src_K, src_T_wc, depth: torch.Tensor, cfg: RefineConfig = RefineConfig()) -> Refined:
@@ -197,7 +217,7 @@ def _sources_agree(c: torch.Tensor, cost: torch.Tensor, cfg: RefineConfig) -> to
 
 def refine_novel(src_rgb, src_K, src_T_wc, tgt_K, tgt_T_wc, depth: torch.Tensor, cfg: RefineConfig = RefineConfig()) -> Refined:
     """Refine the depth (H, W) of a camera without an image from V >= 2 sources' agreement."""
-    use = select_sources(tgt_K, tgt_T_wc, src_K, src_T_wc, depth, tuple(src_rgb.shape[-2:]), cfg, None)  # pairs: overlap first
+    use = select_sources(tgt_K, tgt_T_wc, src_K, src_T_wc, depth, tuple(src_rgb.shape[-2:]), cfg, None, cfg.max_novel_sources)  # pairs: overlap first
     src_rgb, src_K, src_T_wc = src_rgb[use], src_K[use], src_T_wc[use]
     hyp, step = _band(depth, cfg)
     warped, seen, shift = _warp(luma(src_rgb), tgt_K, tgt_T_wc, src_K, src_T_wc, hyp, cfg)  # (V, n, H, W)

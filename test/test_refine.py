@@ -1,6 +1,8 @@
 """Photometric refinement (mvgd_core/refine.py): it pulls a wrong depth back to the true one on a
 textured scene, at the live camera and at a novel view; it leaves textureless images and
 unmatched pixels alone; it is exact about frames (world far from the origin, which view is the target)."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -123,7 +125,6 @@ def test_bad_config_is_a_clear_error(kw):
 def test_predictor_refines_by_default_and_can_be_told_not_to(monkeypatch):
     """The predictor's depth goes through the refinement unless predict(refine=False) or
     RefineConfig(enabled=False): here the "network" says 1.2x the true depth of the textured plane."""
-    import dataclasses
 
     from mvgd_core.data.types import Frame
     from mvgd_core.inference import MVGDPredictor
@@ -173,7 +174,39 @@ def test_source_selection_keeps_views_that_see_the_target():
     src_T = torch.cat([away, cT[0, 1:]])  # bad ones first
     src_rgb = torch.cat([rgb[0, 1:], rgb[0, 1:]])
     src_K = cK[0, :1].expand(6, 3, 3)
-    picked = select_sources(cK[0, 0], cT[0, 0], src_K, src_T, gt * 1.2, tuple(gt.shape), CFG, CFG.source_shift_px)
-    assert len(picked) == CFG.max_sources and min(picked) >= 3
-    out = refine_live(rgb[0, 0], cK[0, 0], cT[0, 0], src_rgb, src_K, src_T, gt * 1.2, CFG)
+    cfg = dataclasses.replace(CFG, max_sources=3)  # as many as there are good ones
+    picked = select_sources(cK[0, 0], cT[0, 0], src_K, src_T, gt * 1.2, tuple(gt.shape), cfg, cfg.source_shift_px)
+    assert len(picked) == 3 and min(picked) >= 3
+    out = refine_live(rgb[0, 0], cK[0, 0], cT[0, 0], src_rgb, src_K, src_T, gt * 1.2, cfg)
     assert _abs_rel(out.depth, gt, _inner(gt)) < 0.03
+
+
+def test_novel_views_use_at_most_max_novel_sources(monkeypatch):
+    """A novel view compares pairs of sources, so it has its own, smaller source budget."""
+    from mvgd_core import refine as R
+
+    seen = []
+    real = R.select_sources
+    monkeypatch.setattr(R, "select_sources", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    rgb, cK, cT, tK, tT, gt = _inputs(False)
+    V = cK.shape[1]
+    cfg = dataclasses.replace(CFG, max_sources=V, max_novel_sources=2)
+    R.refine_novel(rgb[0], cK[0], cT[0], tK[0], tT[0], gt * 1.2, cfg)
+    assert len(seen[-1]) == 2 < V
+    with pytest.raises(ValueError, match="max_novel_sources"):
+        RefineConfig(max_novel_sources=1)
+
+
+def test_refine_settings_from_text():
+    """The command-line form the tuning script and the cost benchmark share: fields typed, the rest
+    kept from the base, unknown or malformed fields refused with the valid names."""
+    from mvgd_core.refine import refine_config_from_text
+
+    cfg = refine_config_from_text("max_sources=3,window=5,min_zncc=0.6")
+    assert (cfg.max_sources, cfg.window, cfg.min_zncc, cfg.span) == (3, 5, 0.6, CFG.span)
+    assert isinstance(cfg.max_sources, int)
+    for bad in ("windw=5", "window", "enabled=0"):
+        with pytest.raises(ValueError, match="max_sources"):
+            refine_config_from_text(bad)
+    with pytest.raises(ValueError, match="odd"):
+        refine_config_from_text("window=4")

@@ -39,23 +39,14 @@ from mvgd_core.inference import MVGDPredictor  # noqa: E402
 from mvgd_core.metrics import depth_scores  # noqa: E402
 from mvgd_core.model_eval import held_out_samples, sequence_samples  # noqa: E402
 from mvgd_core.observability import observability  # noqa: E402
-from mvgd_core.refine import RefineConfig, refine_batch  # noqa: E402
+from mvgd_core.refine import RefineConfig, refine_batch, refine_config_from_text  # noqa: E402
 
-DEFAULT_VARIANTS = ("shipped", "min_agree=1", "min_agree=1,hypotheses=9,max_sources=4")
+DEFAULT_VARIANTS = ("shipped", "max_sources=3,window=5,min_zncc=0.6")  # stop 14: shipped vs the stop-11 settings
 
 
 def parse_variant(text: str) -> tuple[str, RefineConfig]:
     """'shipped' or 'key=value,...' over RefineConfig fields -> (name, config); ValueError if malformed."""
-    if text == "shipped":
-        return text, RefineConfig()
-    types = {f.name: f.type for f in dataclasses.fields(RefineConfig)}
-    kw = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        if not sep or key not in types or key == "enabled":
-            raise ValueError(f"--variant {text!r}: expected key=value over {sorted(set(types) - {'enabled'})}")
-        kw[key] = int(value) if types[key] in (int, "int") else float(value)
-    return text, RefineConfig(**kw)
+    return text, RefineConfig() if text == "shipped" else refine_config_from_text(text)
 
 
 def tuning_samples(name: str, hw, num: int, views: int, mode: str, ckpt_data, args):
