@@ -19,14 +19,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mvgd_core.cameras import resize_intrinsics, validate_intrinsics, validate_pose
+from mvgd_core.cameras import invert_pose, resize_intrinsics, validate_intrinsics, validate_pose
 from mvgd_core.calibration import ConfidenceCalibration, match_confidence
 from mvgd_core.checkpoint import calibration_from_checkpoint, configs_from_checkpoint, load_checkpoint, model_from_checkpoint
+from mvgd_core.cost_volume import find_reference_view
 from mvgd_core.data.types import Frame, MultiViewBatch
 from mvgd_core.diffusion import TASKS, DiffusionConfig, GaussianDiffusion, prepare_inputs
 from mvgd_core.model import MVGD
 from mvgd_core.observability import observability
 from mvgd_core.refine import RefineConfig, frame_rescale, refine_batch
+from mvgd_core.view_depth_fusion import FusionConfig, fuse_view_depths
 from mvgd_core.view_synthesis import SynthesisConfig, synthesize_batch
 from mvgd_core.sampler import DDIMSampler
 from mvgd_core.ssn import param_to_depth
@@ -45,7 +47,9 @@ class Prediction:
     run or replaced too few pixels). observable_share: the share of depth pixels whose depth the
     conditioning views can see (`mvgd_core.observability`, measured on the predicted depth: a 25 %
     change moves them >= 1 px at model resolution in some view); near 0 when the cameras have no
-    parallax (one view, turning in place), where depth is a monocular guess (None: no depth)."""
+    parallax (one view, turning in place), where depth is a monocular guess (None: no depth).
+    fused_share: the share of pixels where the conditioning views' own depth was fused in
+    (`MVGDPredictor.fused`, task "depth"; None: nothing was passed or fusion is off)."""
 
     depth: np.ndarray | None
     rgb: np.ndarray | None
@@ -56,6 +60,7 @@ class Prediction:
     refined_share: float | None = None
     refine_rescale: float | None = None
     observable_share: float | None = None
+    fused_share: float | None = None
 
 
 def observable_share(depth: torch.Tensor, K: torch.Tensor, T_wc: torch.Tensor, cond_K: torch.Tensor, cond_T_wc: torch.Tensor) -> float:
@@ -94,14 +99,18 @@ class MVGDPredictor:
     predict_batch unless they are told `refine=False`; RefineConfig(enabled=False) turns it off.
     synthesis: novel-view RGB from the conditioning views warped by the target's predicted depth
     (mvgd_core.view_synthesis; costs a depth pass per RGB target), the network's RGB where no view
-    sees; `synthesize=False` or SynthesisConfig(enabled=False): the network's RGB alone."""
+    sees; `synthesize=False` or SynthesisConfig(enabled=False): the network's RGB alone.
+    fusion: at a novel target, the depth the conditioning views already have (their own live
+    predictions, passed as `view_depth`) reprojected and median-fused with the network's
+    (mvgd_core.view_depth_fusion); nothing changes without `view_depth`."""
 
     def __init__(self, model: MVGD, diffusion_cfg: DiffusionConfig = DiffusionConfig(), device="auto", steps: int = 10,
                  calibration: ConfidenceCalibration | None = None, refine: RefineConfig = RefineConfig(),
-                 synthesis: SynthesisConfig = SynthesisConfig()):
+                 synthesis: SynthesisConfig = SynthesisConfig(), fusion: FusionConfig = FusionConfig()):
         self.calibration = calibration
         self.refine = refine
         self.synthesis = synthesis
+        self.fusion = fusion
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.diffusion = GaussianDiffusion(diffusion_cfg)
@@ -109,12 +118,12 @@ class MVGDPredictor:
         self.steps = steps
 
     @classmethod
-    def from_checkpoint(cls, path, device="auto", steps: int = 10, use_ema: bool = True,
-                        refine: RefineConfig = RefineConfig(), synthesis: SynthesisConfig = SynthesisConfig()) -> "MVGDPredictor":
+    def from_checkpoint(cls, path, device="auto", steps: int = 10, use_ema: bool = True, refine: RefineConfig = RefineConfig(),
+                        synthesis: SynthesisConfig = SynthesisConfig(), fusion: FusionConfig = FusionConfig()) -> "MVGDPredictor":
         ckpt = load_checkpoint(path, map_location="cpu")
         _, dcfg = configs_from_checkpoint(ckpt)
         return cls(model_from_checkpoint(ckpt, use_ema=use_ema), dcfg, device=device, steps=steps,
-                   calibration=calibration_from_checkpoint(ckpt), refine=refine, synthesis=synthesis)
+                   calibration=calibration_from_checkpoint(ckpt), refine=refine, synthesis=synthesis, fusion=fusion)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -185,22 +194,55 @@ class MVGDPredictor:
             return depth, None
         return refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, dataclasses.replace(self.refine, enabled=True))
 
+    def fused(self, depth, cond_K, cond_T_wc, tgt_K, tgt_T_wc, view_depth: list | None):
+        """(depth (B, H, W), fused (B, H, W) bool or None): `depth` at the model's resolution (other
+        inputs as for `sample`) fused with the conditioning views' own depth at novel targets
+        (`view_depth_fusion`), and where it was (None: nothing was fused). view_depth: per batch
+        item a list over its conditioning views of (depth (h, w) tensor, K (3, 3) for it) or None;
+        None: no view has depth. A target that is one of its conditioning views is left alone:
+        its own prediction is what the others are fused from."""
+        if view_depth is None or not self.fusion.enabled:
+            return depth, None
+        f64 = torch.float64
+        rel = invert_pose(tgt_T_wc.to(f64))[:, None] @ cond_T_wc.to(f64)  # (B, N, 4, 4): cond -> target frame
+        has_ref, _ = find_reference_view(rel, cond_K.to(f64), tgt_K.to(f64))
+        out, mask = depth.clone(), torch.zeros_like(depth, dtype=torch.bool)
+        for b, views in enumerate(view_depth):
+            have = [i for i, v in enumerate(views or []) if v is not None]
+            if has_ref[b] or not have:
+                continue
+            d, votes = fuse_view_depths(depth[b], tgt_K[b], tgt_T_wc[b], [views[i][0] for i in have], [views[i][1] for i in have],
+                                        [cond_T_wc[b, i] for i in have], self.fusion)
+            out[b], mask[b] = d, votes >= self.fusion.min_views
+        return out, mask
+
     def synthesized(self, rgb, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, steps, seed, refine: bool | None = None,
-                    synthesize: bool | None = None):
+                    synthesize: bool | None = None, view_depth: list | None = None):
         """(rgb, depth, replaced): the network's rgb (B, 3, H, W) in [0, 1] at the model's
         resolution (other inputs as for `sample`), with the conditioning views warped in by the
         target's predicted (refined) depth when view synthesis is on (`synthesize`: None =
         self.synthesis.enabled); that depth (B, H, W) and `refined`'s mask, exactly what task
-        "depth" with the same seed gives (None, None when off): the view's depth at no extra cost."""
+        "depth" with the same seed gives (None, None when off): the view's depth at no extra cost.
+        view_depth: as for `fused`; the warp uses the fused depth."""
         if not (self.synthesis.enabled if synthesize is None else synthesize):
             return rgb, None, None
         x0, scale = self.sample(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, "depth", steps, seed)
         depth, replaced = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine)
+        depth, _ = self.fused(depth, cond_K, cond_T_wc, tgt_K, tgt_T_wc, view_depth)
         cfg = dataclasses.replace(self.synthesis, enabled=True)
         return synthesize_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, rgb, cfg), depth, replaced
 
+    def view_depths(self, batch: MultiViewBatch, steps: int | None = None, seed: int = 0) -> torch.Tensor:
+        """(B, N, H, W): each conditioning view's own depth, predicted with that view as the target
+        (what the node published for it when it was the live camera), for predict_batch's view_depth.
+        N more depth passes."""
+        N = batch.cond_rgb.shape[1]
+        return torch.stack([self.predict_batch(dataclasses.replace(batch, tgt_K=batch.cond_K[:, i], tgt_T_wc=batch.cond_T_wc[:, i]),
+                                               "depth", steps=steps, seed=seed) for i in range(N)], 1)
+
     def predict_batch(self, batch: MultiViewBatch, task="depth", steps: int | None = None, seed: int = 0,
-                      return_confidence: bool = False, refine: bool | None = None, synthesize: bool | None = None):
+                      return_confidence: bool = False, refine: bool | None = None, synthesize: bool | None = None,
+                      view_depth: torch.Tensor | None = None):
         """Evaluation / validation entry: predictions for a MultiViewBatch at the batch's resolution.
 
         Images are area-resampled to the model's image_size when they differ (K rescaled), and
@@ -208,11 +250,15 @@ class MVGDPredictor:
         rgb (B, 3, H, W) float32 in [0, 1] for "rgb" (CPU tensors). tgt_rgb/tgt_depth are unused.
         With return_confidence: (that, confidence (B, H, W) in [0, 1] or None). refine: the
         photometric refinement of depth (None: self.refine.enabled); synthesize: RGB from the
-        warped conditioning views (None: self.synthesis.enabled).
+        warped conditioning views (None: self.synthesis.enabled). view_depth (B, N, H, W): the
+        conditioning views' own depth (e.g. their live predictions; 0 = none) for `fused`.
         """
         if task not in TASKS:
             raise ValueError(f"predict_batch: task must be one of {sorted(TASKS)}, got {task!r}")
         B, N, _, H, W = batch.cond_rgb.shape
+        if view_depth is not None and tuple(view_depth.shape) != (B, N, H, W):
+            raise ValueError(f"predict_batch: view_depth must be {(B, N, H, W)}, got {tuple(view_depth.shape)}")
+        views = None if view_depth is None else views_from_tensor(view_depth, batch.cond_K)
         h, w = self.image_size
         cond_rgb, cond_K, tgt_K = batch.cond_rgb, batch.cond_K, batch.tgt_K
         if (H, W) != (h, w):
@@ -223,11 +269,12 @@ class MVGDPredictor:
         replaced = None
         if task == "depth":
             out, replaced = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, refine)
+            out, _ = self.fused(out, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, views)
             out = out[:, None]  # (B, 1, h, w)
             mode = "nearest"
         else:
             out = self.synthesized(((x0 + 1) / 2).clamp(0, 1), cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc,
-                                   steps, seed, refine, synthesize)[0]
+                                   steps, seed, refine, synthesize, views)[0]
             mode = "bilinear"
         if (H, W) != (h, w):
             out = F.interpolate(out, size=(H, W), mode=mode, **({} if mode == "nearest" else {"align_corners": False}))
@@ -242,13 +289,15 @@ class MVGDPredictor:
     # ------------------------------------------------------------------ single target from Frames
 
     def predict(self, cond: list[Frame], tgt_K, tgt_T_wc, tgt_hw, task: str = "depth", steps: int | None = None, seed: int = 0,
-                refine: bool | None = None, synthesize: bool | None = None) -> Prediction:
+                refine: bool | None = None, synthesize: bool | None = None, view_depth: list | None = None) -> Prediction:
         """Depth or RGB for target camera (tgt_K (3, 3) for an image of tgt_hw = (h, w); tgt_T_wc
         (4, 4) camera-to-world in the frames' world) from conditioning frames (any sizes).
         refine: the photometric refinement of depth (None: self.refine.enabled); synthesize: RGB
         from the warped conditioning views (None: self.synthesis.enabled). Task "rgb" with view
         synthesis also returns the view's depth (and its confidence), identical to task "depth"
-        with the same seed: it was predicted anyway."""
+        with the same seed: it was predicted anyway. view_depth: one entry per conditioning frame,
+        None or (depth (h, w) pose units, 0 / NaN = none; K (3, 3) for that depth map), e.g. the
+        frame's own earlier live prediction: at a novel target it is fused in (`fused`)."""
         if not cond:
             raise ValueError("predict: need at least one conditioning frame, got an empty list")
         if task not in TASKS:
@@ -274,19 +323,21 @@ class MVGDPredictor:
             Ts.append(torch.as_tensor(f.T_wc))
         tgt_K_model = resize_intrinsics(tgt_K, tuple(tgt_hw), hw)
         cond_rgb, cond_K, cond_T = torch.stack(rgbs)[None], torch.stack(Ks)[None], torch.stack(Ts)[None]
+        views = None if view_depth is None else [_view_depths(view_depth, len(cond))]
         x0, scale, match = self.sample(cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], task, steps, seed, return_match=True)
         h, w = int(tgt_hw[0]), int(tgt_hw[1])
-        depth = rgb = confidence = replaced = rescale = observable = None
+        depth = rgb = confidence = replaced = rescale = observable = fused = None
         if task == "depth":
             net = self.to_depth(x0, scale)
             d, replaced = self.refined(net, cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], refine)
             rescale = None if replaced is None else frame_rescale(net[0], d[0], replaced[0])
+            d, fused = self.fused(d, cond_K, cond_T, tgt_K_model[None], tgt_T[None], views)
             observable = observable_share(d[0], tgt_K_model, tgt_T, cond_K[0], cond_T[0])
             d = d[0].numpy().astype(np.float32)  # (H, W)
             depth = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST) if d.shape != (h, w) else d
         else:
             im, d, replaced = self.synthesized(((x0 + 1) / 2).clamp(0, 1), cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None],
-                                               steps, seed, refine, synthesize)
+                                               steps, seed, refine, synthesize, views)
             im = (im[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
             if d is not None:  # view synthesis predicted the view's depth: return it too (same as task "depth")
                 d = d[0].numpy().astype(np.float32)
@@ -298,4 +349,29 @@ class MVGDPredictor:
         return Prediction(depth=depth, rgb=rgb, K=tgt_K.numpy().astype(np.float64), scale=float(scale[0]), confidence=confidence,
                           confidence_calibrated=confidence is not None and self.confidence_calibrated,
                           refined_share=None if replaced is None else float(replaced.float().mean()), refine_rescale=rescale,
-                          observable_share=observable)
+                          observable_share=observable, fused_share=None if fused is None else float(fused.float().mean()))
+
+
+def _view_depths(view_depth: list, n: int) -> list:
+    """predict's view_depth (n entries: None or (depth (h, w), K (3, 3))) as float32 tensors; depth
+    not finite or <= 0 becomes 0 (none). ValueError for a wrong count or shape."""
+    if len(view_depth) != n:
+        raise ValueError(f"predict: view_depth needs one entry per conditioning frame ({n}), got {len(view_depth)}")
+    out = []
+    for i, v in enumerate(view_depth):
+        if v is None:
+            out.append(None)
+            continue
+        d, K = np.asarray(v[0], dtype=np.float32), np.asarray(v[1], dtype=np.float64)
+        if d.ndim != 2 or K.shape != (3, 3):
+            raise ValueError(f"predict: view_depth[{i}] must be (depth (h, w), K (3, 3)), got {d.shape}, {K.shape}")
+        d = np.where(np.isfinite(d) & (d > 0), d, 0.0).astype(np.float32)
+        out.append((torch.from_numpy(d), torch.from_numpy(K)))
+    return out
+
+
+def views_from_tensor(view_depth: torch.Tensor, cond_K: torch.Tensor) -> list:
+    """view_depth (B, N, H, W) with cond_K (B, N, 3, 3) for that size -> `MVGDPredictor.fused`'s
+    per-item lists of (depth, K), None for a view without any depth (all <= 0)."""
+    B, N = view_depth.shape[:2]
+    return [[(view_depth[b, i], cond_K[b, i]) if bool((view_depth[b, i] > 0).any()) else None for i in range(N)] for b in range(B)]

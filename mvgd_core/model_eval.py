@@ -141,21 +141,27 @@ def _rgb_scores(pred, gt) -> dict:
     return {"psnr": psnr(pred.clamp(0, 1), gt), "ssim": ssim(pred.clamp(0, 1), gt)}
 
 
-def _predict(predictor, samples, with_rgb: bool, steps: int, seed: int, batch_size: int):
+def _predict(predictor, samples, with_rgb: bool, steps: int, seed: int, batch_size: int, fuse_views: bool = False):
     """(depth (S, H, W), rgb (S, 3, H, W) or None, the network's own (depth, rgb or None) or None when
-    the predictor neither refines depth nor synthesizes RGB, seconds). Samples are at the model's resolution."""
+    the predictor neither refines depth nor synthesizes RGB, seconds). Samples are at the model's resolution.
+    fuse_views (novel targets): each conditioning view's own live depth is predicted first and fused in
+    (`MVGDPredictor.fused`), as the node does with its keyframes' depth; the network row stays without it."""
+    from mvgd_core.inference import views_from_tensor
     from mvgd_core.view_synthesis import synthesize_batch
 
     refining = getattr(getattr(predictor, "refine", None), "enabled", False)
     synthesizing = with_rgb and getattr(getattr(predictor, "synthesis", None), "enabled", False)
+    fusing = fuse_views and getattr(getattr(predictor, "fusion", None), "enabled", False)
     depths, rgbs, net_d, net_rgb = [], [], [], []
     t0 = time.perf_counter()
     for i in range(0, len(samples), batch_size):
         batch = collate_samples(samples[i : i + batch_size])
-        if refining or synthesizing:  # one network pass for both rows
+        views = views_from_tensor(predictor.view_depths(batch, steps, seed + i), batch.cond_K) if fusing else None
+        if refining or synthesizing or fusing:  # one network pass for both rows
             net = predictor.predict_batch(batch, "depth", steps=steps, seed=seed + i, refine=False)
             net_d.append(net)
-            depths.append(predictor.refined(net, batch.cond_rgb, batch.cond_K, batch.cond_T_wc, batch.tgt_K, batch.tgt_T_wc)[0])
+            d = predictor.refined(net, batch.cond_rgb, batch.cond_K, batch.cond_T_wc, batch.tgt_K, batch.tgt_T_wc)[0]
+            depths.append(predictor.fused(d, batch.cond_K, batch.cond_T_wc, batch.tgt_K, batch.tgt_T_wc, views)[0])
         else:
             depths.append(predictor.predict_batch(batch, "depth", steps=steps, seed=seed + i))
         if with_rgb:
@@ -215,7 +221,7 @@ def evaluate_samples(predictor, sets: dict[str, list[MultiViewSample]], steps: i
     """
     per, records, times, regimes = {}, {}, {}, {}
     for name, samples in sets.items():
-        depths, rgbs, nets, times[name] = _predict(predictor, samples, name != "cond", steps, seed, batch_size)
+        depths, rgbs, nets, times[name] = _predict(predictor, samples, name != "cond", steps, seed, batch_size, fuse_views=name != "cond")
         per[name], records[name] = [], []
         for j, s in enumerate(samples):
             sc = score_sample(s, depths[j], None if rgbs is None else rgbs[j], baselines, train_median, sweep,

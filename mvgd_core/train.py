@@ -845,14 +845,15 @@ def validate(model: MVGD, ema: EMA, dcfg: DiffusionConfig, cfg: TrainConfig, ste
     from mvgd_core.inference import MVGDPredictor
     from mvgd_core.model_eval import evaluate_samples, held_out_samples, save_grid
     from mvgd_core.refine import RefineConfig
+    from mvgd_core.view_depth_fusion import FusionConfig
     from mvgd_core.view_synthesis import SynthesisConfig
 
     eval_model = MVGD(unwrap(model).cfg)
     ema.copy_to(eval_model)
     with torch.random.fork_rng(devices=[]):
-        # the network's own output: the inference-only stages (refinement, view synthesis) would hide what training changed
+        # the network's own output: the inference-only stages (refinement, view synthesis, fusion) would hide what training changed
         pred = MVGDPredictor(eval_model, dcfg, device=device, steps=cfg.val.sample_steps, refine=RefineConfig(enabled=False),
-                             synthesis=SynthesisConfig(enabled=False))
+                             synthesis=SynthesisConfig(enabled=False), fusion=FusionConfig(enabled=False))
         v = cfg.val
         sets = {"cond": held_out_samples(cfg.data, v.num_samples, v.seed, v.num_views, "cond"),
                 "novel": held_out_samples(cfg.data, v.num_samples, v.seed + 1, v.num_views, "novel")}

@@ -52,5 +52,8 @@ class LruDict(Generic[K, V]):
         self.evicted += len(out)
         return out
 
+    def clear(self) -> None:
+        self._d.clear()
+
     def pop(self, key: K, default: V | None = None) -> V | None:
         return self._d.pop(key, default)

@@ -166,6 +166,7 @@ class MVGDNode(Node):
 
     def reset(self, reason: str) -> None:
         self.keyframes.reset()
+        self.renderer.view_depths.clear()  # after a map correction their poses would place the old depth wrong
         self.stats.reset(reason)
         self.stats.keyframes = 0
         self.get_logger().info(f"conditioning set reset ({reason})")
@@ -330,7 +331,7 @@ class MVGDNode(Node):
         want_points = self.p.publish_points and self.points_pub.get_subscription_count() > 0
         want_rgb = self.rgb_pub.get_subscription_count() > 0
         want_rgb_depth = self.rgb_depth_pub.get_subscription_count() > 0
-        job = Job(cond=self.keyframes.conditioning(frame, self.p.select_views), rgb_depth=want_rgb_depth, points=want_points)
+        job = Job(cond=self.keyframes.conditioning(frame, self.p.select_views), live=frame, rgb_depth=want_rgb_depth, points=want_points)
         if want_depth or want_points:
             job.depth_view = View(frame.T_wc, scale_intrinsics(frame.K, frame.rgb.shape[:2], self.out_hw), out_header, self.out_hw)
         else:

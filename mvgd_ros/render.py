@@ -8,6 +8,7 @@ NaN for invalid, outside [min_depth, max_depth], below min_confidence) and encod
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -16,6 +17,7 @@ import numpy as np
 from std_msgs.msg import Header
 
 from mvgd_ros import image_codec
+from mvgd_ros.lru import LruDict
 from mvgd_ros.outputs import CameraOut, mask_depth
 from mvgd_ros.pointcloud import depth_to_points, points_to_cloud
 from mvgd_ros.sanity import check_prediction
@@ -31,12 +33,45 @@ class Publishers:
     rgb_depth: CameraOut  # mvgd/rgb/depth/{image,camera_info}
 
 
+class ViewDepths:
+    """The live depth each recent frame got, for fusing into virtual views (`fuse_view_depth`):
+    (depth (h, w) pose units, K (3, 3)) by (frame_id, stamp). Written and read on the inference
+    thread, cleared from the executor's on a reset: hence the lock. Bounded (LRU): the keyframe
+    set is a few frames; older entries are never asked for."""
+
+    def __init__(self, cap: int = 64):
+        self._d: LruDict = LruDict(cap)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(f) -> tuple:
+        return f.frame_id, getattr(f, "stamp_ns", 0) or round(f.stamp * 1e9)
+
+    def put(self, frame, depth: np.ndarray, K: np.ndarray) -> None:
+        with self._lock:
+            self._d.put(self.key(frame), (depth, K))
+
+    def for_views(self, frames) -> list | None:
+        """One entry per frame, (depth, K) or None; None when no frame has depth."""
+        with self._lock:
+            out = [self._d.get(self.key(f)) for f in frames]
+        return out if any(v is not None for v in out) else None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
 class Renderer:
     """`run(lane, job)` is the worker's job function. `params()` gives the node's current
     parameters (they change at runtime), `now_s()` the node clock (for latency)."""
 
     def __init__(self, predictor, pubs: Publishers, stats, params: Callable[[], Any], now_s: Callable[[], float]):
         self.predictor, self.pubs, self.stats, self._params, self._now_s = predictor, pubs, stats, params, now_s
+        self.view_depths = ViewDepths()
 
     def run(self, _lane: str, job: Job) -> None:
         p = self._params()
@@ -57,6 +92,8 @@ class Renderer:
     def _live_depth(self, job: Job, v: View, p) -> None:
         """mvgd/depth/image + camera_info, the confidence (when the model gives one and someone listens), the points."""
         pred, dt = self._predict(job, v, "depth", p)
+        if job.live is not None:
+            self.view_depths.put(job.live, pred.depth, pred.K)  # unmasked: masking is for publishing
         observable = getattr(pred, "observable_share", None)
         self.stats.observed(observable)
         if observable is not None and observable < p.min_observable_share:  # no parallax: a monocular guess, withheld on request
@@ -77,8 +114,13 @@ class Renderer:
 
     def _predict(self, job: Job, view: View, task: str, p):
         t0 = time.monotonic()
+        extra = {}
+        if view is not job.depth_view and getattr(p, "fuse_view_depth", False) and getattr(self.predictor, "fusion", None) is not None:
+            views = self.view_depths.for_views(job.cond)
+            if views is not None:
+                extra["view_depth"] = views  # predictors without fusion never get the keyword
         pred = self.predictor.predict(job.cond, view.K, view.T_wc, view.hw, task=task, steps=p.steps, seed=p.seed,
-                                      refine=p.refine_depth, synthesize=p.synthesize_rgb)
+                                      refine=p.refine_depth, synthesize=p.synthesize_rgb, **extra)
         check_prediction(pred, task)  # non-finite / out-of-range output: an inference failure, never published
         return pred, time.monotonic() - t0
 

@@ -29,6 +29,7 @@ class Job:
     """What the worker does for one live frame or one target pose."""
 
     cond: list[Frame]
+    live: Frame | None = None  # the live frame of depth_view: its depth is kept for virtual views (render.ViewDepths)
     depth_view: View | None = None  # the live camera (mvgd/depth/*, mvgd/points)
     rgb_views: list[View] = field(default_factory=list)  # virtual cameras (mvgd/rgb/*)
     rgb_depth: bool = False  # also depth at the virtual cameras (mvgd/rgb/depth/*)

@@ -49,6 +49,7 @@ from mvgd_core.inference import MVGDPredictor  # noqa: E402
 from mvgd_core.model_eval import (METHOD_LABELS, SWEEP, checkpoint_depth_median, evaluate_samples, held_out_samples,  # noqa: E402
                                   save_grid, sequence_samples)
 from mvgd_core.refine import RefineConfig  # noqa: E402
+from mvgd_core.view_depth_fusion import FusionConfig  # noqa: E402
 from mvgd_core.view_synthesis import SynthesisConfig  # noqa: E402
 from mvgd_core.report import _md_table, regime_headline_table, regime_split_table  # noqa: E402
 
@@ -279,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "network alone is scored beside it as 'mvgd_net'")
     ap.add_argument("--no-synthesis", action="store_true",
                     help="MVGD novel-view RGB from the network alone, not from the warped views (mvgd_core/view_synthesis.py)")
+    ap.add_argument("--no-fusion", action="store_true",
+                    help="MVGD novel-view depth without the conditioning views' own depth fused in (mvgd_core/view_depth_fusion.py); "
+                         "by default each view's live depth is predicted first, as the node has it for its keyframes")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
     return ap
@@ -299,7 +303,7 @@ def main(argv=None) -> int:
 
     ckpt = load_checkpoint(args.model)
     pred = MVGDPredictor.from_checkpoint(args.model, device=args.device, steps=args.steps, refine=RefineConfig(enabled=not args.no_refine),
-                                       synthesis=SynthesisConfig(enabled=not args.no_synthesis))
+                                       synthesis=SynthesisConfig(enabled=not args.no_synthesis), fusion=FusionConfig(enabled=not args.no_fusion))
     hw = pred.image_size
     train_cfg = ckpt["config"].get("train") or {}
     data = from_dict(DataConfig, {**(train_cfg.get("data") or {}), "image_hw": list(hw)}, where="checkpoint.config.train.data")
@@ -311,7 +315,7 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = "python training/evaluate_model.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     report = {"model": args.model, "step": ckpt.get("step"), "image_size": hw, "views": args.views, "command": cmd.strip(),
-              "refine": pred.refine.enabled, "synthesis": pred.synthesis.enabled,
+              "refine": pred.refine.enabled, "synthesis": pred.synthesis.enabled, "fusion": pred.fusion.enabled,
               "device": args.device, "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
               "plane_sweep": SWEEP, "train_median_m": train_median, "train_median_source": median_src,
               "regime_rule": "observable: >= 50 % of valid target pixels move >= 1 px (model resolution) for a 25 % depth change; weak: 10-50 %; none: < 10 %",

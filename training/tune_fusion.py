@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Choose how novel-view depth is fused with the views' own live depth, on data the evaluation never uses (prints a table, writes JSON).
+
+    python training/tune_fusion.py --set hololens_train --views 6
+    python training/tune_fusion.py --set procedural --views 3 --num 96 --variant min_views=1 --variant min_views=2
+
+For each novel target: the depth the node publishes without fusion (network + refinement), each
+conditioning view's own live depth (`MVGDPredictor.view_depths`: that view as the target, as the
+node had it when the view was the live camera), then `MVGDPredictor.fused` with every variant on
+that same depth. Scored on the observable regime as evaluate_model does: median over targets of
+AbsRel and δ<1.25, and the share of pixels fused. Sets as in tune_refine.py (none is an
+evaluation set). Variants: `--variant key=value[,key=value]` over FusionConfig fields.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "training"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from tune_refine import tuning_samples  # noqa: E402
+from mvgd_core.data.types import collate_samples  # noqa: E402
+from mvgd_core.inference import MVGDPredictor, views_from_tensor  # noqa: E402
+from mvgd_core.metrics import depth_scores  # noqa: E402
+from mvgd_core.observability import observability  # noqa: E402
+from mvgd_core.view_depth_fusion import FusionConfig  # noqa: E402
+
+DEFAULT_VARIANTS = ("min_views=1", "min_views=2", "min_views=3")
+
+
+def parse_variant(text: str) -> FusionConfig:
+    """'key=value,...' over FusionConfig fields (not `enabled`); ValueError naming them if malformed."""
+    types = {f.name: f.type for f in dataclasses.fields(FusionConfig) if f.name != "enabled"}
+    kw = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or key not in types:
+            raise ValueError(f"--variant {text!r}: expected key=value over {sorted(types)}")
+        kw[key] = int(value) if types[key] in (int, "int") else float(value)
+    return FusionConfig(**kw)
+
+
+def run(pred: MVGDPredictor, samples, variants: dict, batch: int = 8) -> dict:
+    """{"no fusion" | variant: {"targets", "abs_rel_median", "delta1_median", "fused_share"}} over observable targets."""
+    scores = {"no fusion": []} | {k: [] for k in variants}
+    shares = {k: [] for k in variants}
+    shipped = pred.fusion
+    try:
+        for i in range(0, len(samples), batch):
+            chunk = samples[i : i + batch]
+            b = collate_samples(chunk)
+            views = views_from_tensor(pred.view_depths(b, 1, i), b.cond_K)
+            depth = pred.predict_batch(b, "depth", steps=1, seed=i)
+            out = {}
+            for k, cfg in variants.items():
+                pred.fusion = cfg
+                out[k] = pred.fused(depth, b.cond_K, b.cond_T_wc, b.tgt_K, b.tgt_T_wc, views)
+            for j, s in enumerate(chunk):
+                hw = tuple(s.tgt_depth.shape[-2:])
+                if observability(s.tgt_depth, s.tgt_K, s.tgt_T_wc, s.cond_K, s.cond_T_wc, hw, cond_hw=hw).regime != "observable":
+                    continue
+                scores["no fusion"].append(depth_scores(depth[j], s.tgt_depth))
+                for k, (d, mask) in out.items():
+                    scores[k].append(depth_scores(d[j], s.tgt_depth))
+                    shares[k].append(0.0 if mask is None else float(mask[j].float().mean()))
+    finally:
+        pred.fusion = shipped
+    med = lambda xs, key: float(np.median([x[key] for x in xs])) if xs else float("nan")  # noqa: E731
+    return {k: {"targets": len(v), "abs_rel_median": med(v, "abs_rel"), "delta1_median": med(v, "delta1"),
+                "fused_share": float(np.mean(shares[k])) if shares.get(k) else None} for k, v in scores.items()}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="models/mvgd_default.pt")
+    ap.add_argument("--set", default="hololens_train", choices=["hololens_train", "procedural", "tum"])
+    ap.add_argument("--views", type=int, default=3)
+    ap.add_argument("--num", type=int, default=64, help="novel targets (all regimes; the observable ones are scored)")
+    ap.add_argument("--variant", action="append", default=[], help="FusionConfig overrides, e.g. min_views=2 (repeatable)")
+    ap.add_argument("--hololens", default="data/hololens_office|../shared/data/hololens_office", help="first existing wins")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="", help="JSON path (default runs/tune_fusion/<set>_<views>v.json)")
+    args = ap.parse_args(argv)
+    try:
+        variants = {v: parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)}
+    except ValueError as exc:
+        ap.error(str(exc))
+    torch.set_num_threads(args.threads)
+    model = Path(args.model) if Path(args.model).is_absolute() else ROOT / args.model
+    pred = MVGDPredictor.from_checkpoint(model, device="cpu", steps=1)
+    from mvgd_core.checkpoint import load_checkpoint
+    from mvgd_core.config import from_dict
+    from mvgd_core.data.sampler import DataConfig
+
+    ckpt = load_checkpoint(model)
+    data = from_dict(DataConfig, {**((ckpt["config"].get("train") or {}).get("data") or {}), "image_hw": list(pred.image_size)},
+                     where="checkpoint.config.train.data")
+    samples = tuning_samples(args.set, pred.image_size, args.num, args.views, "novel", data, args)
+    res = run(pred, samples, variants)
+    cmd = "python training/tune_fusion.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(f"\n`{cmd.strip()}`: {args.set}, novel targets, {args.views} views, observable targets, medians\n")
+    print("| novel-view depth | targets | AbsRel | δ<1.25 | pixels fused |\n|---|---|---|---|---|")
+    for k, r in res.items():
+        share = "–" if r["fused_share"] is None else f"{r['fused_share']:.2f}"
+        print(f"| {k} | {r['targets']} | {r['abs_rel_median']:.3f} | {r['delta1_median']:.3f} | {share} |")
+    out = Path(args.out) if args.out else ROOT / "runs" / "tune_fusion" / f"{args.set}_{args.views}v.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"command": cmd.strip(), "variants": {k: dataclasses.asdict(v) for k, v in variants.items()}, "results": res},
+                              indent=2))
+    print(f"\nJSON: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
