@@ -49,7 +49,8 @@ class Prediction:
     change moves them >= 1 px at model resolution in some view); near 0 when the cameras have no
     parallax (one view, turning in place), where depth is a monocular guess (None: no depth).
     fused_share: the share of pixels where the conditioning views' own depth was fused in
-    (`MVGDPredictor.fused`, task "depth"; None: nothing was passed or fusion is off)."""
+    (`MVGDPredictor.fused`; task "rgb" with view synthesis: for the depth it used; None: nothing
+    was passed or fusion is off)."""
 
     depth: np.ndarray | None
     rgb: np.ndarray | None
@@ -218,19 +219,19 @@ class MVGDPredictor:
 
     def synthesized(self, rgb, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, steps, seed, refine: bool | None = None,
                     synthesize: bool | None = None, view_depth: list | None = None):
-        """(rgb, depth, replaced): the network's rgb (B, 3, H, W) in [0, 1] at the model's
+        """(rgb, depth, replaced, fused): the network's rgb (B, 3, H, W) in [0, 1] at the model's
         resolution (other inputs as for `sample`), with the conditioning views warped in by the
         target's predicted (refined) depth when view synthesis is on (`synthesize`: None =
         self.synthesis.enabled); that depth (B, H, W) and `refined`'s mask, exactly what task
         "depth" with the same seed gives (None, None when off): the view's depth at no extra cost.
-        view_depth: as for `fused`; the warp uses the fused depth."""
+        view_depth: as for `fused`; the warp uses the fused depth, and `fused`'s mask comes last."""
         if not (self.synthesis.enabled if synthesize is None else synthesize):
-            return rgb, None, None
+            return rgb, None, None, None
         x0, scale = self.sample(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, "depth", steps, seed)
         depth, replaced = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine)
-        depth, _ = self.fused(depth, cond_K, cond_T_wc, tgt_K, tgt_T_wc, view_depth)
+        depth, fused = self.fused(depth, cond_K, cond_T_wc, tgt_K, tgt_T_wc, view_depth)
         cfg = dataclasses.replace(self.synthesis, enabled=True)
-        return synthesize_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, rgb, cfg), depth, replaced
+        return synthesize_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, rgb, cfg), depth, replaced, fused
 
     def view_depths(self, batch: MultiViewBatch, steps: int | None = None, seed: int = 0) -> torch.Tensor:
         """(B, N, H, W): each conditioning view's own depth, predicted with that view as the target
@@ -336,8 +337,8 @@ class MVGDPredictor:
             d = d[0].numpy().astype(np.float32)  # (H, W)
             depth = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST) if d.shape != (h, w) else d
         else:
-            im, d, replaced = self.synthesized(((x0 + 1) / 2).clamp(0, 1), cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None],
-                                               steps, seed, refine, synthesize, views)
+            im, d, replaced, fused = self.synthesized(((x0 + 1) / 2).clamp(0, 1), cond_rgb, cond_K, cond_T, tgt_K_model[None],
+                                                      tgt_T[None], steps, seed, refine, synthesize, views)
             im = (im[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
             if d is not None:  # view synthesis predicted the view's depth: return it too (same as task "depth")
                 d = d[0].numpy().astype(np.float32)

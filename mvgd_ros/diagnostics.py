@@ -102,6 +102,7 @@ class NodeStats:
         self._infer: list[float] = []  # model wall time per prediction (s), this period
         self._refined: list[float] = []  # share of live depth pixels the photometric refinement replaced, this period
         self._observable: list[float] = []  # Prediction.observable_share of live depth maps, this period
+        self._fused: list[float] = []  # Prediction.fused_share of virtual-view depth, this period
         self._rescale: deque = deque(maxlen=RESCALE_WINDOW)  # |refine_rescale| of recent live depth maps (None: no value), across periods
         self._t0 = time.monotonic()
         self.conditioning_views = 0
@@ -149,6 +150,12 @@ class NodeStats:
             self._refined.append(share)
             self._rescale.append(None if rescale is None else abs(rescale))
 
+    def fused(self, share: float | None) -> None:
+        """One virtual view's share of depth pixels fused with keyframes' live depth (None: none was fused)."""
+        if share is not None:
+            with self._lock:
+                self._fused.append(share)
+
     def observed(self, share: float | None) -> None:
         """One live depth map's observable share (None: the model gave none)."""
         if share is not None:
@@ -179,6 +186,7 @@ class NodeStats:
                 "depth_refined_share": _mean(self._refined),
                 "depth_refine_rescale": "n/a" if rescale is None else f"{rescale:.3f}",
                 "depth_observable_share": _mean(self._observable),
+                "virtual_depth_fused_share": _mean(self._fused),
                 "dropped_this_period": str(self._period["dropped"]),
                 "keyframes": str(self.keyframes),
                 "conditioning_views": str(self.conditioning_views),
@@ -195,6 +203,7 @@ class NodeStats:
             self._infer.clear()
             self._refined.clear()
             self._observable.clear()
+            self._fused.clear()
             self._t0 = now
         out.update(extra or {})
         cfg, given = health if health is not None else (HealthConfig(input_timeout_s=0.0, worker_stuck_s=0.0), {})

@@ -121,6 +121,8 @@ class Renderer:
                 extra["view_depth"] = views  # predictors without fusion never get the keyword
         pred = self.predictor.predict(job.cond, view.K, view.T_wc, view.hw, task=task, steps=p.steps, seed=p.seed,
                                       refine=p.refine_depth, synthesize=p.synthesize_rgb, **extra)
+        if extra:
+            self.stats.fused(getattr(pred, "fused_share", None))
         check_prediction(pred, task)  # non-finite / out-of-range output: an inference failure, never published
         return pred, time.monotonic() - t0
 

@@ -64,6 +64,7 @@ def test_live_depth_is_kept_and_given_to_later_virtual_views():
     assert [v is None for v in views] == [False, False, True]  # frame 2 was never live
     depth, K_kept = views[0]
     assert depth.shape == (48, 64) and np.array_equal(K_kept, K)
+    r.stats.fused.assert_called()  # diagnostics hear of every fused view
     r.view_depths.clear()  # what a reset does
     r.run("target", Job(cond=frames, rgb_views=[_view(_frame(5))]))
     assert pred.calls[-1] is None
@@ -91,3 +92,15 @@ def test_view_depths_are_bounded_and_keyed_by_frame_and_stamp():
     other = StampedFrame(rgb=frames[2].rgb, K=K, T_wc=frames[2].T_wc, stamp=frames[2].stamp, frame_id="other_optical_frame",
                          stamp_ns=frames[2].stamp_ns)
     assert vd.for_views([other]) is None  # same stamp, another camera
+
+
+def test_diagnostics_report_the_fused_share_per_period():
+    from mvgd_ros.diagnostics import NodeStats
+
+    s = NodeStats()
+    assert s.snapshot()["virtual_depth_fused_share"] == "n/a"
+    s.fused(0.5)
+    s.fused(None)  # a view without keyframe depth: not counted
+    s.fused(0.7)
+    assert s.snapshot()["virtual_depth_fused_share"] == "0.600"
+    assert s.snapshot()["virtual_depth_fused_share"] == "n/a"  # a new period
