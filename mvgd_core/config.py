@@ -141,3 +141,18 @@ def _coerce(tp, value, key: str):
             raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
         return value
     return value
+
+
+def settings_from_text(cls: type[T], text: str, base: T | None = None, exclude: tuple[str, ...] = ("enabled",)) -> T:
+    """'key=value[,key=value]' over the int / float fields of dataclass `cls` (not `exclude`) ->
+    `base` (default: cls()) with them replaced, for command lines that compare settings
+    (training/tune_refine.py, training/tune_fusion.py, benchmarks/bench_refine.py). ValueError
+    naming the fields when malformed; the dataclass's own checks run on the result."""
+    types = {f.name: f.type for f in dataclasses.fields(cls) if f.name not in exclude}
+    kw = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or key not in types:
+            raise ValueError(f"{cls.__name__} settings {text!r}: expected key=value over {sorted(types)}")
+        kw[key] = int(value) if types[key] in (int, "int") else float(value)
+    return dataclasses.replace(base if base is not None else cls(), **kw)

@@ -28,13 +28,13 @@ poses camera-to-world (4, 4) in pose units, depth (H, W) in pose units, 0 = inva
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 
 from mvgd_core.cameras import invert_pose
+from mvgd_core.config import settings_from_text
 from mvgd_core.cost_volume import find_reference_view
 from mvgd_core.mvs import box_mean, luma, warp_grid, warp_sources, zncc_cost
 
@@ -90,17 +90,10 @@ class RefineConfig:
 
 
 def refine_config_from_text(text: str, base: RefineConfig = RefineConfig()) -> RefineConfig:
-    """'key=value[,key=value]' over RefineConfig fields (not `enabled`) -> `base` with them replaced,
-    for command lines that compare settings (training/tune_refine.py, benchmarks/bench_refine.py).
-    ValueError naming the fields when malformed."""
-    types = {f.name: f.type for f in dataclasses.fields(RefineConfig) if f.name != "enabled"}
-    kw = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        if not sep or key not in types:
-            raise ValueError(f"refine settings {text!r}: expected key=value over {sorted(types)}")
-        kw[key] = int(value) if types[key] in (int, "int") else float(value)
-    return dataclasses.replace(base, **kw)
+    """'key=value[,key=value]' over RefineConfig fields (not `enabled`) -> `base` with them replaced
+    (`config.settings_from_text`); ValueError naming the fields when malformed."""
+    return settings_from_text(RefineConfig, text, base)
+
 
 @dataclass
 class Refined:

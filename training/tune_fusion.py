@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "training"))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
-from tune_refine import tuning_samples  # noqa: E402
+from tune_refine import add_tuning_args, load_tuning  # noqa: E402
+from mvgd_core.config import settings_from_text  # noqa: E402
 from mvgd_core.data.types import collate_samples  # noqa: E402
 from mvgd_core.inference import MVGDPredictor, views_from_tensor  # noqa: E402
 from mvgd_core.metrics import depth_scores  # noqa: E402
@@ -38,14 +38,7 @@ DEFAULT_VARIANTS = ("min_views=1", "min_views=2", "min_views=3")
 
 def parse_variant(text: str) -> FusionConfig:
     """'key=value,...' over FusionConfig fields (not `enabled`); ValueError naming them if malformed."""
-    types = {f.name: f.type for f in dataclasses.fields(FusionConfig) if f.name != "enabled"}
-    kw = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        if not sep or key not in types:
-            raise ValueError(f"--variant {text!r}: expected key=value over {sorted(types)}")
-        kw[key] = int(value) if types[key] in (int, "int") else float(value)
-    return FusionConfig(**kw)
+    return settings_from_text(FusionConfig, text)
 
 
 def run(pred: MVGDPredictor, samples, variants: dict, batch: int = 8) -> dict:
@@ -80,30 +73,15 @@ def run(pred: MVGDPredictor, samples, variants: dict, batch: int = 8) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="models/mvgd_default.pt")
-    ap.add_argument("--set", default="hololens_train", choices=["hololens_train", "procedural", "tum"])
-    ap.add_argument("--views", type=int, default=3)
-    ap.add_argument("--num", type=int, default=64, help="novel targets (all regimes; the observable ones are scored)")
+    add_tuning_args(ap, num=64)
     ap.add_argument("--variant", action="append", default=[], help="FusionConfig overrides, e.g. min_views=2 (repeatable)")
-    ap.add_argument("--hololens", default="data/hololens_office|../shared/data/hololens_office", help="first existing wins")
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="", help="JSON path (default runs/tune_fusion/<set>_<views>v.json)")
     args = ap.parse_args(argv)
     try:
         variants = {v: parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)}
     except ValueError as exc:
         ap.error(str(exc))
-    torch.set_num_threads(args.threads)
-    model = Path(args.model) if Path(args.model).is_absolute() else ROOT / args.model
-    pred = MVGDPredictor.from_checkpoint(model, device="cpu", steps=1)
-    from mvgd_core.checkpoint import load_checkpoint
-    from mvgd_core.config import from_dict
-    from mvgd_core.data.sampler import DataConfig
-
-    ckpt = load_checkpoint(model)
-    data = from_dict(DataConfig, {**((ckpt["config"].get("train") or {}).get("data") or {}), "image_hw": list(pred.image_size)},
-                     where="checkpoint.config.train.data")
-    samples = tuning_samples(args.set, pred.image_size, args.num, args.views, "novel", data, args)
+    pred, samples = load_tuning(args, "novel")
     res = run(pred, samples, variants)
     cmd = "python training/tune_fusion.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"\n`{cmd.strip()}`: {args.set}, novel targets, {args.views} views, observable targets, medians\n")

@@ -139,31 +139,41 @@ def save_figure(path, picks: list, rows: int = 4) -> Path:
     return viz.save_png(path, viz.make_grid(grid, labels, cell_hw=viz.legible_cell(picks[0][1].tgt_depth.shape[-2:])))
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_tuning_args(ap: argparse.ArgumentParser, num: int) -> None:
+    """The options every tuning script shares: model, set, views, targets, HoloLens path, threads."""
     ap.add_argument("--model", default="models/mvgd_default.pt")
     ap.add_argument("--set", default="hololens_train", choices=["hololens_train", "procedural", "tum"])
-    ap.add_argument("--mode", default="cond", choices=["cond", "novel"], help="live camera (cond) or novel views")
     ap.add_argument("--views", type=int, default=3)
-    ap.add_argument("--num", type=int, default=48, help="targets (all regimes; the observable ones are scored)")
-    ap.add_argument("--variant", action="append", default=[], help="RefineConfig overrides, e.g. min_agree=1,hypotheses=9 (repeatable)")
+    ap.add_argument("--num", type=int, default=num, help="targets (all regimes; the observable ones are scored)")
     ap.add_argument("--hololens", default="data/hololens_office|../shared/data/hololens_office", help="first existing wins")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--figure", default="", help="also draw the targets with the most replaced pixels (first variant) to this PNG")
-    ap.add_argument("--out", default="", help="JSON path (default runs/tune_refine/<set>_<mode>_<views>v.json)")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    variants = dict(parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS))
-    model = Path(args.model) if Path(args.model).is_absolute() else ROOT / args.model
-    pred = MVGDPredictor.from_checkpoint(model, device="cpu", steps=1)
+
+
+def load_tuning(args, mode: str) -> tuple[MVGDPredictor, list]:
+    """(the predictor of args.model on CPU at 1 step, the tuning samples of args.set in `mode`)."""
     from mvgd_core.checkpoint import load_checkpoint
     from mvgd_core.config import from_dict
     from mvgd_core.data.sampler import DataConfig
 
+    torch.set_num_threads(args.threads)
+    model = Path(args.model) if Path(args.model).is_absolute() else ROOT / args.model
+    pred = MVGDPredictor.from_checkpoint(model, device="cpu", steps=1)
     ckpt = load_checkpoint(model)
     data = from_dict(DataConfig, {**((ckpt["config"].get("train") or {}).get("data") or {}), "image_hw": list(pred.image_size)},
                      where="checkpoint.config.train.data")
-    samples = tuning_samples(args.set, pred.image_size, args.num, args.views, args.mode, data, args)
+    return pred, tuning_samples(args.set, pred.image_size, args.num, args.views, mode, data, args)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_tuning_args(ap, num=48)
+    ap.add_argument("--mode", default="cond", choices=["cond", "novel"], help="live camera (cond) or novel views")
+    ap.add_argument("--variant", action="append", default=[], help="RefineConfig overrides, e.g. min_agree=1,hypotheses=9 (repeatable)")
+    ap.add_argument("--figure", default="", help="also draw the targets with the most replaced pixels (first variant) to this PNG")
+    ap.add_argument("--out", default="", help="JSON path (default runs/tune_refine/<set>_<mode>_<views>v.json)")
+    args = ap.parse_args(argv)
+    variants = dict(parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS))
+    pred, samples = load_tuning(args, args.mode)
     res, picks = run(pred, samples, variants)
     cmd = "python training/tune_refine.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"\n`{cmd.strip()}`: {args.set}, {args.mode}, {args.views} views, observable targets, medians\n")
