@@ -5,7 +5,8 @@
 
 MVGDPredictor.predict with the shipped model at its own image size, on a rendered forward
 sequence: depth at the live camera (the last view) with `refine` off / on, and RGB at a novel
-view with `synthesize` off / on; each `--variant` (RefineConfig fields, e.g.
+view with `synthesize` off / on, and on with the views' own depth fused in (`view_depth`, as the
+node does since stop 14); each `--variant` (RefineConfig fields, e.g.
 `max_sources=3,window=5`) adds a column: depth refined with those settings. The settings alternate within each repeat (paired, so slow
 phases of a shared machine hit both alike); each cell is the median over repeats of the median
 over `calls` calls. JSON: benchmarks/results/refine_cost_<threads>threads.json (or --out).
@@ -33,7 +34,8 @@ from mvgd_core.inference import MVGDPredictor  # noqa: E402
 from mvgd_core.refine import refine_config_from_text  # noqa: E402
 
 CASES = {"depth, refine off": ("depth", {"refine": False}), "depth, refine on": ("depth", {"refine": True}),
-         "novel RGB, synthesis off": ("rgb", {"synthesize": False}), "novel RGB, synthesis on": ("rgb", {"synthesize": True})}
+         "novel RGB, synthesis off": ("rgb", {"synthesize": False}), "novel RGB, synthesis on": ("rgb", {"synthesize": True}),
+         "novel RGB, synthesis + view depth fusion": ("rgb", {"synthesize": True, "view_depth": "views"})}
 
 
 def cases(variants: list[str]) -> dict:
@@ -50,6 +52,8 @@ def measure(pred: MVGDPredictor, views: int, repeats: int, calls: int, columns: 
     cond = [Frame(rgb=f.rgb, K=f.K, T_wc=f.T_wc) for f in seq[:views]]
     live, novel = cond[-1], seq[views]
     targets = {"depth": (live.K, live.T_wc), "rgb": (novel.K, novel.T_wc)}
+    own = [(pred.predict(cond, f.K, f.T_wc, (H, W)).depth, f.K) for f in cond]  # each view's own live depth, as the node keeps it
+    columns = {name: (task, {k: own if v == "views" else v for k, v in kw.items()}, cfg) for name, (task, kw, cfg) in columns.items()}
     shipped = pred.refine
     for task, kw, cfg in columns.values():  # warm-up
         pred.refine = cfg or shipped
