@@ -299,31 +299,12 @@ class MVGDPredictor:
         with the same seed: it was predicted anyway. view_depth: one entry per conditioning frame,
         None or (depth (h, w) pose units, 0 / NaN = none; K (3, 3) for that depth map), e.g. the
         frame's own earlier live prediction: at a novel target it is fused in (`fused`)."""
-        if not cond:
-            raise ValueError("predict: need at least one conditioning frame, got an empty list")
         if task not in TASKS:
             raise ValueError(f"predict: task must be one of {sorted(TASKS)}, got {task!r}")
-        tgt_K = torch.as_tensor(np.asarray(tgt_K, dtype=np.float64))
-        tgt_T = torch.as_tensor(np.asarray(tgt_T_wc, dtype=np.float64))
-        if tgt_K.shape != (3, 3) or tgt_T.shape != (4, 4):
-            raise ValueError(f"predict: tgt_K must be (3, 3) and tgt_T_wc (4, 4), got {tuple(tgt_K.shape)}, {tuple(tgt_T.shape)}")
-        validate_intrinsics(tgt_K, "tgt_K")
-        validate_pose(tgt_T, "tgt_T_wc")
-        if len(tgt_hw) != 2 or min(tgt_hw) <= 0:
-            raise ValueError(f"predict: tgt_hw must be (h, w) > 0, got {tgt_hw}")
+        tgt_K, tgt_T = _target_tensors(tgt_K, tgt_T_wc, tgt_hw)
         hw = self.image_size
-        rgbs, Ks, Ts = [], [], []
-        for i, f in enumerate(cond):
-            if not isinstance(f, Frame):
-                raise ValueError(f"predict: cond[{i}] is {type(f).__name__}, expected Frame")
-            if not np.isfinite(f.T_wc).all() or not np.isfinite(f.K).all():
-                raise ValueError(f"predict: cond[{i}] has a non-finite pose or intrinsics")
-            rgb = f.rgb if f.rgb.shape[:2] == hw else cv2.resize(f.rgb, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
-            rgbs.append(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0)  # (3, H, W)
-            Ks.append(resize_intrinsics(torch.as_tensor(f.K), f.rgb.shape[:2], hw))
-            Ts.append(torch.as_tensor(f.T_wc))
+        cond_rgb, cond_K, cond_T = _cond_tensors(cond, hw)  # (1, N, ...) at the model's size
         tgt_K_model = resize_intrinsics(tgt_K, tuple(tgt_hw), hw)
-        cond_rgb, cond_K, cond_T = torch.stack(rgbs)[None], torch.stack(Ks)[None], torch.stack(Ts)[None]
         views = None if view_depth is None else [_view_depths(view_depth, len(cond))]
         x0, scale, match = self.sample(cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], task, steps, seed, return_match=True)
         h, w = int(tgt_hw[0]), int(tgt_hw[1])
@@ -334,23 +315,56 @@ class MVGDPredictor:
             rescale = None if replaced is None else frame_rescale(net[0], d[0], replaced[0])
             d, fused = self.fused(d, cond_K, cond_T, tgt_K_model[None], tgt_T[None], views)
             observable = observable_share(d[0], tgt_K_model, tgt_T, cond_K[0], cond_T[0])
-            d = d[0].numpy().astype(np.float32)  # (H, W)
-            depth = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST) if d.shape != (h, w) else d
+            depth = _resized(d[0].numpy().astype(np.float32), (h, w), cv2.INTER_NEAREST)
         else:
             im, d, replaced, fused = self.synthesized(((x0 + 1) / 2).clamp(0, 1), cond_rgb, cond_K, cond_T, tgt_K_model[None],
                                                       tgt_T[None], steps, seed, refine, synthesize, views)
             im = (im[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
             if d is not None:  # view synthesis predicted the view's depth: return it too (same as task "depth")
-                d = d[0].numpy().astype(np.float32)
-                depth = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST) if d.shape != (h, w) else d
-            rgb = cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR) if im.shape[:2] != (h, w) else im
+                depth = _resized(d[0].numpy().astype(np.float32), (h, w), cv2.INTER_NEAREST)
+            rgb = _resized(im, (h, w), cv2.INTER_LINEAR)
         if match is not None:
-            c = self.confidence(match, self.image_size, replaced)[0].numpy().astype(np.float32)
-            confidence = cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) if c.shape != (h, w) else c
+            confidence = _resized(self.confidence(match, self.image_size, replaced)[0].numpy().astype(np.float32), (h, w), cv2.INTER_LINEAR)
         return Prediction(depth=depth, rgb=rgb, K=tgt_K.numpy().astype(np.float64), scale=float(scale[0]), confidence=confidence,
                           confidence_calibrated=confidence is not None and self.confidence_calibrated,
                           refined_share=None if replaced is None else float(replaced.float().mean()), refine_rescale=rescale,
                           observable_share=observable, fused_share=None if fused is None else float(fused.float().mean()))
+
+
+def _target_tensors(tgt_K, tgt_T_wc, tgt_hw) -> tuple[torch.Tensor, torch.Tensor]:
+    """predict's target camera as float64 tensors (K (3, 3), T_wc (4, 4)); ValueError when malformed."""
+    K = torch.as_tensor(np.asarray(tgt_K, dtype=np.float64))
+    T = torch.as_tensor(np.asarray(tgt_T_wc, dtype=np.float64))
+    if K.shape != (3, 3) or T.shape != (4, 4):
+        raise ValueError(f"predict: tgt_K must be (3, 3) and tgt_T_wc (4, 4), got {tuple(K.shape)}, {tuple(T.shape)}")
+    validate_intrinsics(K, "tgt_K")
+    validate_pose(T, "tgt_T_wc")
+    if len(tgt_hw) != 2 or min(tgt_hw) <= 0:
+        raise ValueError(f"predict: tgt_hw must be (h, w) > 0, got {tgt_hw}")
+    return K, T
+
+
+def _cond_tensors(cond: list[Frame], hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Conditioning frames (any sizes) -> (rgb (1, N, 3, h, w) in [0, 1], K (1, N, 3, 3) for hw,
+    T_wc (1, N, 4, 4)) at the model's size hw (INTER_AREA); ValueError for an empty list or a bad frame."""
+    if not cond:
+        raise ValueError("predict: need at least one conditioning frame, got an empty list")
+    rgbs, Ks, Ts = [], [], []
+    for i, f in enumerate(cond):
+        if not isinstance(f, Frame):
+            raise ValueError(f"predict: cond[{i}] is {type(f).__name__}, expected Frame")
+        if not np.isfinite(f.T_wc).all() or not np.isfinite(f.K).all():
+            raise ValueError(f"predict: cond[{i}] has a non-finite pose or intrinsics")
+        rgb = _resized(f.rgb, hw, cv2.INTER_AREA)
+        rgbs.append(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0)  # (3, h, w)
+        Ks.append(resize_intrinsics(torch.as_tensor(f.K), f.rgb.shape[:2], hw))
+        Ts.append(torch.as_tensor(f.T_wc))
+    return torch.stack(rgbs)[None], torch.stack(Ks)[None], torch.stack(Ts)[None]
+
+
+def _resized(a: np.ndarray, hw: tuple[int, int], interpolation: int) -> np.ndarray:
+    """(h, w[, C]) array `a` at size hw (itself when it already is)."""
+    return a if a.shape[:2] == tuple(hw) else cv2.resize(a, (hw[1], hw[0]), interpolation=interpolation)
 
 
 def _view_depths(view_depth: list, n: int) -> list:
