@@ -3,6 +3,7 @@
 
     python training/tune_fusion.py --set hololens_train --views 6
     python training/tune_fusion.py --set procedural --views 3 --num 96 --variant min_views=1 --variant min_views=2
+    python training/tune_fusion.py --set hololens_train --views 6 --variant min_views=1 --figure fusion.jpg
 
 For each novel target: the depth the node publishes without fusion (network + refinement), each
 conditioning view's own live depth (`MVGDPredictor.view_depths`: that view as the target, as the
@@ -24,13 +25,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "training"))
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
-from tune_refine import add_tuning_args, load_tuning  # noqa: E402
+from tune_refine import add_tuning_args, load_tuning, observable_targets  # noqa: E402
 from mvgd_core.config import settings_from_text  # noqa: E402
 from mvgd_core.data.types import collate_samples  # noqa: E402
 from mvgd_core.inference import MVGDPredictor, views_from_tensor  # noqa: E402
 from mvgd_core.metrics import depth_scores  # noqa: E402
-from mvgd_core.observability import observability  # noqa: E402
 from mvgd_core.view_depth_fusion import FusionConfig  # noqa: E402
 
 DEFAULT_VARIANTS = ("min_views=1", "min_views=2", "min_views=3")
@@ -41,9 +42,12 @@ def parse_variant(text: str) -> FusionConfig:
     return settings_from_text(FusionConfig, text)
 
 
-def run(pred: MVGDPredictor, samples, variants: dict, batch: int = 8) -> dict:
-    """{"no fusion" | variant: {"targets", "abs_rel_median", "delta1_median", "fused_share"}} over observable targets."""
+def run(pred: MVGDPredictor, samples, variants: dict, batch: int = 8) -> tuple[dict, list]:
+    """({"no fusion" | variant: {"targets", "abs_rel_median", "delta1_median", "fused_share"}} over
+    observable targets, picks: (sample, depth without fusion, fused depth, fused mask) of the first
+    variant on every observable target, in order, for save_figure)."""
     scores = {"no fusion": []} | {k: [] for k in variants}
+    picks = []
     shares = {k: [] for k in variants}
     shipped = pred.fusion
     try:
@@ -56,11 +60,10 @@ def run(pred: MVGDPredictor, samples, variants: dict, batch: int = 8) -> dict:
             for k, cfg in variants.items():
                 pred.fusion = cfg
                 out[k] = pred.fused(depth, b.cond_K, b.cond_T_wc, b.tgt_K, b.tgt_T_wc, views)
-            for j, s in enumerate(chunk):
-                hw = tuple(s.tgt_depth.shape[-2:])
-                if observability(s.tgt_depth, s.tgt_K, s.tgt_T_wc, s.cond_K, s.cond_T_wc, hw, cond_hw=hw).regime != "observable":
-                    continue
+            for j, s in observable_targets(chunk):
                 scores["no fusion"].append(depth_scores(depth[j], s.tgt_depth))
+                d0, m0 = next(iter(out.values()))
+                picks.append((s, depth[j], d0[j], torch.zeros_like(depth[j], dtype=torch.bool) if m0 is None else m0[j]))
                 for k, (d, mask) in out.items():
                     scores[k].append(depth_scores(d[j], s.tgt_depth))
                     shares[k].append(0.0 if mask is None else float(mask[j].float().mean()))
@@ -68,13 +71,31 @@ def run(pred: MVGDPredictor, samples, variants: dict, batch: int = 8) -> dict:
         pred.fusion = shipped
     med = lambda xs, key: float(np.median([x[key] for x in xs])) if xs else float("nan")  # noqa: E731
     return {k: {"targets": len(v), "abs_rel_median": med(v, "abs_rel"), "delta1_median": med(v, "delta1"),
-                "fused_share": float(np.mean(shares[k])) if shares.get(k) else None} for k, v in scores.items()}
+                "fused_share": float(np.mean(shares[k])) if shares.get(k) else None} for k, v in scores.items()}, picks
+
+
+def save_figure(path, picks: list, rows: int = 4) -> Path:
+    """The first `rows` observable targets (not selected by result): the novel view's true image,
+    GT depth, depth without and with fusion (one colour scale), the fused pixels, the two error maps."""
+    from mvgd_core import viz
+
+    grid, labels = [], []
+    for s, before, after, mask in picks[:rows]:
+        lo, hi = viz.depth_range(s.tgt_depth, before, after)
+        grid.append([s.tgt_rgb, viz.colorize_depth(s.tgt_depth, lo, hi), viz.colorize_depth(before, lo, hi),
+                     viz.colorize_depth(after, lo, hi), np.repeat(mask.numpy()[..., None].astype(np.uint8) * 255, 3, -1),
+                     viz.colorize_error(before, s.tgt_depth), viz.colorize_error(after, s.tgt_depth)])
+        e0, e1 = (depth_scores(d, s.tgt_depth)["abs_rel"] for d in (before, after))
+        labels.append(["novel view (GT image)", f"GT {lo:.1f}-{hi:.1f} m", f"no fusion AbsRel {e0:.3f}", f"fused AbsRel {e1:.3f}",
+                       f"fused {100 * float(mask.float().mean()):.0f} %", "error, no fusion", "error, fused"])
+    return viz.save_png(path, viz.make_grid(grid, labels, cell_hw=viz.legible_cell(picks[0][0].tgt_depth.shape[-2:])))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_tuning_args(ap, num=64)
     ap.add_argument("--variant", action="append", default=[], help="FusionConfig overrides, e.g. min_views=2 (repeatable)")
+    ap.add_argument("--figure", default="", help="also draw the first 4 observable targets (first variant) to this image")
     ap.add_argument("--out", default="", help="JSON path (default runs/tune_fusion/<set>_<views>v.json)")
     args = ap.parse_args(argv)
     try:
@@ -82,7 +103,7 @@ def main(argv=None) -> int:
     except ValueError as exc:
         ap.error(str(exc))
     pred, samples = load_tuning(args, "novel")
-    res = run(pred, samples, variants)
+    res, picks = run(pred, samples, variants)
     cmd = "python training/tune_fusion.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"\n`{cmd.strip()}`: {args.set}, novel targets, {args.views} views, observable targets, medians\n")
     print("| novel-view depth | targets | AbsRel | δ<1.25 | pixels fused |\n|---|---|---|---|---|")
@@ -94,6 +115,8 @@ def main(argv=None) -> int:
     out.write_text(json.dumps({"command": cmd.strip(), "variants": {k: dataclasses.asdict(v) for k, v in variants.items()}, "results": res},
                               indent=2))
     print(f"\nJSON: {out}")
+    if args.figure and picks:
+        print(f"figure: {save_figure(args.figure, picks)}")
     return 0
 
 

@@ -69,6 +69,17 @@ def tuning_samples(name: str, hw, num: int, views: int, mode: str, ckpt_data, ar
     raise SystemExit(f"tune_refine: unknown set {name!r}")
 
 
+def observable_targets(chunk: list) -> list:
+    """(index, sample) of the samples whose target depth is observable from their conditioning views
+    at the samples' resolution (`mvgd_core.observability`): the regime every tuning table scores."""
+    out = []
+    for j, s in enumerate(chunk):
+        hw = tuple(s.tgt_depth.shape[-2:])
+        if observability(s.tgt_depth, s.tgt_K, s.tgt_T_wc, s.cond_K, s.cond_T_wc, hw, cond_hw=hw).regime == "observable":
+            out.append((j, s))
+    return out
+
+
 def run(pred, samples, variants: dict, batch: int = 8) -> tuple[dict, list]:
     """(results per variant and "network", picks): picks are (replaced share, sample, network depth,
     refined depth, replaced mask) of the first variant on every observable target (for save_figure)."""
@@ -86,10 +97,7 @@ def run(pred, samples, variants: dict, batch: int = 8) -> tuple[dict, list]:
             t = time.perf_counter()
             out[k] = refine_batch(b.cond_rgb, b.cond_K, b.cond_T_wc, b.tgt_K, b.tgt_T_wc, net, cfg)
             seconds[k] += time.perf_counter() - t
-        for j, s in enumerate(chunk):
-            hw = tuple(s.tgt_depth.shape[-2:])
-            if observability(s.tgt_depth, s.tgt_K, s.tgt_T_wc, s.cond_K, s.cond_T_wc, hw, cond_hw=hw).regime != "observable":
-                continue
+        for j, s in observable_targets(chunk):
             scores["network"].append(depth_scores(net[j], s.tgt_depth))
             d0, acc0 = next(iter(out.values()))
             picks.append((float(acc0[j].float().mean()), s, net[j], d0[j], acc0[j]))
