@@ -87,6 +87,7 @@ class MVGDNode(Node):
         self.keyframes = KeyframeSet(keyframe_config(self.p))
         self.tf = make_tf_buffer(self, self.p.tf_cache_s)
         self.offsets = offset_transforms(self.p.virtual_offsets)
+        self._target_requested = False  # a mvgd/target_pose was rendered: keyframe depth is worth keeping (_wants_keyframe_depth)
         self.camera: tuple[np.ndarray, tuple[int, int]] | None = None  # latest (K, (H, W)) from camera_info
         self.pending = InputSync(sync_config(self.p))  # raw images waiting for camera_info + TF, and recent camera_infos
         self.tf.on_new_data = self._on_tf_data  # the transform a waiting image lacked may just have come
@@ -306,17 +307,18 @@ class MVGDNode(Node):
 
     def _on_frame(self, frame: Frame, header: Header) -> None:
         out_header = self._announce(frame, header)  # optical output frame (latched TF), output size
-        self._update_keyframes(frame)
-        job = self._live_job(frame, out_header)
+        added = self._update_keyframes(frame)
+        job = self._live_job(frame, out_header, keyframe=added is not None)
         if job.depth_view is not None or job.rgb_views:
             self.stats.conditioning_views = len(job.cond)
             self.worker.submit("live", job)
 
-    def _update_keyframes(self, frame: Frame) -> None:
-        """Re-check keyframes against TF, offer `frame` to the set, count resets and evicted outliers."""
+    def _update_keyframes(self, frame: Frame) -> str | None:
+        """Re-check keyframes against TF, offer `frame` to the set, count resets and evicted outliers.
+        Returns why `frame` became a keyframe (None: it did not)."""
         self._check_tf_jump(frame)
         outliers = self.keyframes.evicted["outlier"]
-        _, reset = self.keyframes.add(frame)
+        added, reset = self.keyframes.add(frame)
         if reset:
             self.stats.reset(reset)
         if self.keyframes.evicted["outlier"] > outliers:
@@ -324,21 +326,31 @@ class MVGDNode(Node):
             self._warn("keyframe_outlier", "evicted a keyframe whose pose left the camera's track and came straight back "
                                            f"(a localisation glitch; {self.keyframes.evicted['outlier']} so far)")
         self.stats.keyframes = len(self.keyframes)
+        return added
 
-    def _live_job(self, frame: Frame, out_header: Header) -> Job:
-        """The views someone subscribes to for this live frame (none: an empty job, counted as skipped)."""
+    def _live_job(self, frame: Frame, out_header: Header, keyframe: bool = False) -> Job:
+        """The views someone subscribes to for this live frame (none: an empty job, counted as skipped).
+        A new keyframe gets its depth predicted even when nobody subscribes to it if virtual views
+        will use it (`_wants_keyframe_depth`): kept for `fuse_view_depth`, not published."""
         want_depth = self.depth_pub.get_subscription_count() > 0  # image, camera_info, confidence or the old name
         want_points = self.p.publish_points and self.points_pub.get_subscription_count() > 0
         want_rgb = self.rgb_pub.get_subscription_count() > 0
         want_rgb_depth = self.rgb_depth_pub.get_subscription_count() > 0
         job = Job(cond=self.keyframes.conditioning(frame, self.p.select_views), live=frame, rgb_depth=want_rgb_depth, points=want_points)
-        if want_depth or want_points:
-            job.depth_view = View(frame.T_wc, scale_intrinsics(frame.K, frame.rgb.shape[:2], self.out_hw), out_header, self.out_hw)
-        else:
-            self.stats.count("skipped_no_subscribers")
         if want_rgb or want_rgb_depth:
             job.rgb_views = self._virtual_views(frame, out_header)
+        keep_only = not (want_depth or want_points) and keyframe and self._wants_keyframe_depth(job, want_rgb or want_rgb_depth)
+        if want_depth or want_points or keep_only:
+            job.depth_view = View(frame.T_wc, scale_intrinsics(frame.K, frame.rgb.shape[:2], self.out_hw), out_header, self.out_hw)
+            job.publish_depth = not keep_only
+        else:
+            self.stats.count("skipped_no_subscribers")
         return job
+
+    def _wants_keyframe_depth(self, job: Job, want_virtual: bool) -> bool:
+        """Whether virtual views will fuse keyframe depth: fusion on, and this frame renders virtual
+        views or target poses have been asked for while someone listens to their output."""
+        return self.p.fuse_view_depth and (bool(job.rgb_views) or (self._target_requested and want_virtual))
 
     def _check_tf_jump(self, live: Frame) -> None:
         """Re-check keyframe poses against TF at their own stamps: reset when the newest moved (a map
@@ -415,6 +427,7 @@ class MVGDNode(Node):
         out_hw = output_size(self.p.resolution, self.predictor.image_size, hw)
         view = View(T_wc, scale_intrinsics(K, hw, out_hw), header, out_hw)
         cond = self.keyframes.select(T_wc, self.p.select_views)
+        self._target_requested = True  # from now on new keyframes keep their depth for fusion (_live_job)
         self.worker.submit("target", Job(cond=cond, rgb_views=[view], rgb_depth=self.rgb_depth_pub.get_subscription_count() > 0))
 
     def _broadcast_target(self, parent: str, T_parent_cam: np.ndarray, stamp) -> None:

@@ -103,8 +103,10 @@ SPECS: tuple[Spec, ...] = (
     Spec("synthesize_rgb", True, "RGB at virtual views from the conditioning images warped by the view's predicted depth (mvgd_core/view_synthesis.py; "
          "one more inference per view, which also serves the view's depth), the network's RGB where no image sees. Off: the network's RGB alone (blurrier).", read_only=False),
     Spec("fuse_view_depth", True, "At virtual views, fuse the depth the keyframes got when each was the live camera (reprojected, "
-         "per-pixel median with the network's; mvgd_core/view_depth_fusion.py): live depth is the better one. Keyframes have it "
-         "only if mvgd/depth (or mvgd/points) had a subscriber when they were live. Off: the network's virtual-view depth alone.", read_only=False),
+         "per-pixel median with the network's; mvgd_core/view_depth_fusion.py): live depth is the better one. Without a "
+         "mvgd/depth subscriber, each new keyframe's depth is still predicted (kept, not published) while virtual views are "
+         "rendered (virtual_frames, virtual_offsets, or after a target pose) and subscribed. Off: the network's virtual-view "
+         "depth alone.", read_only=False),
     Spec("resolution", [0, 0], "Output [height, width] in pixels; [0, 0]: the model's height and the input image's aspect ratio.", check=_resolution),
     Spec("warm_up", True, "Run one inference at start-up so the first real frame does not pay for lazy initialisation (kernels, allocator)."),
     Spec("seed", 0, "Sampling seed: the same inputs give the same outputs.", read_only=False, range=(0, 2**31 - 1)),

@@ -94,6 +94,9 @@ class Renderer:
         pred, dt = self._predict(job, v, "depth", p)
         if job.live is not None:
             self.view_depths.put(job.live, pred.depth, pred.K)  # unmasked: masking is for publishing
+        if not job.publish_depth:  # a keyframe's depth for virtual views only (nobody subscribes to it)
+            self.stats.count("keyframe_depth_kept")
+            return
         observable = getattr(pred, "observable_share", None)
         self.stats.observed(observable)
         if observable is not None and observable < p.min_observable_share:  # no parallax: a monocular guess, withheld on request

@@ -31,6 +31,7 @@ class Job:
     cond: list[Frame]
     live: Frame | None = None  # the live frame of depth_view: its depth is kept for virtual views (render.ViewDepths)
     depth_view: View | None = None  # the live camera (mvgd/depth/*, mvgd/points)
+    publish_depth: bool = True  # False: depth_view's depth is only kept for fusing into virtual views
     rgb_views: list[View] = field(default_factory=list)  # virtual cameras (mvgd/rgb/*)
     rgb_depth: bool = False  # also depth at the virtual cameras (mvgd/rgb/depth/*)
     points: bool = False

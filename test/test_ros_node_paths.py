@@ -239,3 +239,42 @@ def test_unobservable_live_depth_is_withheld_on_request(rig, still):
     node._on_camera_info(image_codec.make_camera_info(K, (16, 16), _header(BASE + NS)))
     node._on_image(_image(BASE + NS))
     wait_for(lambda: node.stats.totals["depth_published"] == 1, "the depth map, published with the gate off")
+
+
+@pytest.mark.parametrize("depth_subs, rgb_subs, keyframe, fuse, targets, expect", [
+    (0, 1, True, True, True, "kept"),  # target poses rendered, nobody on mvgd/depth: a new keyframe's depth is kept for fusion
+    (0, 1, True, True, False, None),  # nothing renders virtual views (no offsets, frames or target poses)
+    (0, 1, False, True, True, None),  # not a keyframe: nothing to keep
+    (0, 1, True, False, True, None),  # fusion off
+    (0, 0, True, True, True, None),  # nobody listens to the virtual views
+    (1, 1, True, True, True, "published"),
+])
+def test_live_job_predicts_keyframe_depth_for_virtual_views(still, depth_subs, rgb_subs, keyframe, fuse, targets, expect):
+    from mvgd_core.data.types import Frame
+
+    node = still(fuse_view_depth=fuse)
+    node.depth_pub.get_subscription_count = lambda: depth_subs
+    node.rgb_pub.get_subscription_count = lambda: rgb_subs
+    node.rgb_depth_pub.get_subscription_count = lambda: 0
+    node.points_pub.get_subscription_count = lambda: 0
+    node._target_requested = targets
+    node.out_hw = (16, 16)
+    frame = Frame(rgb=np.zeros((16, 16, 3), np.uint8), K=K, T_wc=np.eye(4), stamp=1.0, frame_id=CAMERA_FRAME)
+    job = node._live_job(frame, _header(BASE), keyframe=keyframe)
+    got = None if job.depth_view is None else ("published" if job.publish_depth else "kept")
+    assert got == expect
+
+
+def test_virtual_offsets_make_keyframe_depth_worth_keeping(still):
+    """With virtual_offsets every live frame renders virtual views, so a new keyframe keeps its depth
+    even before any target pose."""
+    from mvgd_core.data.types import Frame
+
+    node = still(virtual_offsets=[0.0, 0.0, -0.5, 0.0, 0.0, 0.0])
+    node.depth_pub.get_subscription_count = lambda: 0
+    node.rgb_pub.get_subscription_count = lambda: 1
+    node.rgb_depth_pub.get_subscription_count = lambda: 0
+    node.out_hw = (16, 16)
+    frame = Frame(rgb=np.zeros((16, 16, 3), np.uint8), K=K, T_wc=np.eye(4), stamp=1.0, frame_id=CAMERA_FRAME)
+    job = node._live_job(frame, _header(BASE), keyframe=True)
+    assert job.rgb_views and job.depth_view is not None and not job.publish_depth

@@ -104,3 +104,11 @@ def test_diagnostics_report_the_fused_share_per_period():
     s.fused(0.7)
     assert s.snapshot()["virtual_depth_fused_share"] == "0.600"
     assert s.snapshot()["virtual_depth_fused_share"] == "n/a"  # a new period
+
+
+def test_renderer_keeps_a_keyframe_depth_without_publishing_it():
+    r, pred = _renderer()
+    f = _frame(0)
+    r.run("live", Job(cond=[f], live=f, depth_view=_view(f), publish_depth=False))
+    assert not r.pubs.depth.publish.called and r.view_depths.for_views([f]) is not None
+    r.stats.count.assert_called_with("keyframe_depth_kept")
