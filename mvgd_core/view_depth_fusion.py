@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mvgd_core.cameras import invert_pose, pixel_grid
+from mvgd_core.baselines import forward_warp
+from mvgd_core.cameras import invert_pose
 
 
 @dataclass(frozen=True)
@@ -48,26 +49,15 @@ def splat_depth(depth: torch.Tensor, K_src: torch.Tensor, src_to_tgt: torch.Tens
     """Forward-project a depth map into another camera: (h, w) z-depth there, 0 where no point lands.
 
     depth (Hs, Ws) with K_src (3, 3); src_to_tgt (4, 4): source camera -> target camera; K_tgt
-    (3, 3) for the target grid hw = (h, w). Each source pixel lands on the target pixel nearest to
-    its projection (pixel centres at integer coordinates, as `cameras.pixel_grid`); where several
-    land, the nearest (z-buffer) wins. Where the target sees the surface magnified, some pixels get
-    no source pixel (cracks): they simply get no vote in `fuse_view_depths`."""
-    h, w = hw
+    (3, 3) for the target grid hw = (h, w). The z-buffered nearest-pixel splat of
+    `baselines.forward_warp` (the reprojection baseline's), in float64 with the target camera as
+    the world frame. Where the target sees the surface magnified, some pixels get no source pixel
+    (cracks): they simply get no vote in `fuse_view_depths`."""
     d = depth.to(torch.float64)
-    ok = torch.isfinite(d) & (d > 0)
-    pix = pixel_grid(*d.shape, dtype=torch.float64)[ok]  # (M, 3)
-    pts = (pix @ torch.linalg.inv(K_src.to(torch.float64)).T) * d[ok][:, None]  # source camera frame
-    T = src_to_tgt.to(torch.float64)
-    pts = pts @ T[:3, :3].T + T[:3, 3]
-    z = pts[:, 2]
-    uvw = pts @ K_tgt.to(torch.float64).T
-    u = torch.round(uvw[:, 0] / z.clamp_min(1e-12)).long()
-    v = torch.round(uvw[:, 1] / z.clamp_min(1e-12)).long()
-    keep = (z > 1e-9) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    out = torch.full((h * w,), float("inf"), dtype=torch.float64)
-    out.scatter_reduce_(0, v[keep] * w + u[keep], z[keep], reduce="amin")
-    out[torch.isinf(out)] = 0.0
-    return out.view(h, w).to(depth.dtype)
+    d = torch.where(torch.isfinite(d) & (d > 0), d, torch.zeros_like(d))
+    eye = torch.eye(4, dtype=torch.float64)
+    _, out, _ = forward_warp(None, d[None], K_src.to(torch.float64)[None], src_to_tgt.to(torch.float64)[None], K_tgt, eye, hw)
+    return out.to(depth.dtype)
 
 
 def fuse_view_depths(depth: torch.Tensor, tgt_K: torch.Tensor, tgt_T_wc: torch.Tensor, view_depth: list[torch.Tensor | None],
