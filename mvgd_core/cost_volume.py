@@ -89,6 +89,17 @@ def find_reference_view(cond_T: torch.Tensor, cond_K: torch.Tensor, tgt_K: torch
     return match.any(1), match.float().argmax(1)
 
 
+def relative_reference(cond_K: torch.Tensor, cond_T_wc: torch.Tensor, tgt_K: torch.Tensor, tgt_T_wc: torch.Tensor):
+    """(rel (B, N, 4, 4) float64: conditioning camera -> target frame, has_ref (B,), index (B,)) for
+    world poses cond_T_wc (B, N, 4, 4), tgt_T_wc (B, 4, 4): the poses relative to the target in
+    float64 first (a map frame far from the origin keeps only ~0.5 m in float32), then which
+    conditioning view is the target itself (`find_reference_view`)."""
+    f64 = torch.float64
+    rel = invert_pose(tgt_T_wc.to(f64))[:, None] @ cond_T_wc.to(f64)
+    has_ref, ref = find_reference_view(rel, cond_K.to(f64), tgt_K.to(f64))
+    return rel, has_ref, ref
+
+
 def project_hypotheses(tgt_K: torch.Tensor, cond_K: torch.Tensor, cond_T: torch.Tensor, hyp: torch.Tensor,
                        h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Where the target's pixel rays at each hypothesis land in one conditioning view.

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mvgd_core.cameras import invert_pose, resize_intrinsics, validate_intrinsics, validate_pose
+from mvgd_core.cameras import resize_intrinsics, validate_intrinsics, validate_pose
 from mvgd_core.calibration import ConfidenceCalibration, match_confidence
 from mvgd_core.checkpoint import calibration_from_checkpoint, configs_from_checkpoint, load_checkpoint, model_from_checkpoint
-from mvgd_core.cost_volume import find_reference_view
+from mvgd_core.cost_volume import relative_reference
 from mvgd_core.data.types import Frame, MultiViewBatch
 from mvgd_core.diffusion import TASKS, DiffusionConfig, GaussianDiffusion, prepare_inputs
 from mvgd_core.model import MVGD
@@ -204,9 +204,7 @@ class MVGDPredictor:
         its own prediction is what the others are fused from."""
         if view_depth is None or not self.fusion.enabled:
             return depth, None
-        f64 = torch.float64
-        rel = invert_pose(tgt_T_wc.to(f64))[:, None] @ cond_T_wc.to(f64)  # (B, N, 4, 4): cond -> target frame
-        has_ref, _ = find_reference_view(rel, cond_K.to(f64), tgt_K.to(f64))
+        _, has_ref, _ = relative_reference(cond_K, cond_T_wc, tgt_K, tgt_T_wc)
         out, mask = depth.clone(), torch.zeros_like(depth, dtype=torch.bool)
         for b, views in enumerate(view_depth):
             have = [i for i, v in enumerate(views or []) if v is not None]

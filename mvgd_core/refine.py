@@ -33,9 +33,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mvgd_core.cameras import invert_pose
 from mvgd_core.config import settings_from_text
-from mvgd_core.cost_volume import find_reference_view
+from mvgd_core.cost_volume import relative_reference
 from mvgd_core.mvs import box_mean, luma, warp_grid, warp_sources, zncc_cost
 
 _NOT_SEEN = 3.0  # above any 1 - ZNCC (<= 2): sorts last, never accepted
@@ -259,11 +258,7 @@ def refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth: torch.Tens
     >= 2 views). -> (depth (B, H, W), accepted (B, H, W) bool)."""
     if not cfg.enabled:
         return depth, torch.zeros_like(depth, dtype=torch.bool)
-    # Poses relative to the target in float64 first (a map frame far from the origin keeps only
-    # ~0.5 m in float32), then float32 for the sweep.
-    f64 = torch.float64
-    rel = invert_pose(tgt_T_wc.to(f64))[:, None] @ cond_T_wc.to(f64)  # (B, N, 4, 4): cond -> target frame
-    has_ref, ref = find_reference_view(rel, cond_K.to(f64), tgt_K.to(f64))
+    rel, has_ref, ref = relative_reference(cond_K, cond_T_wc, tgt_K, tgt_T_wc)  # float64, then float32 for the sweep
     out, acc = depth.clone(), torch.zeros_like(depth, dtype=torch.bool)
     N = cond_rgb.shape[1]
     eye = torch.eye(4)
