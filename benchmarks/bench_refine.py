@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 from mvgd_core.data.render import render_sequence  # noqa: E402
 from mvgd_core.data.types import Frame  # noqa: E402
 from mvgd_core.inference import MVGDPredictor  # noqa: E402
-from mvgd_core.refine import refine_config_from_text  # noqa: E402
+from mvgd_core.config import settings_from_text  # noqa: E402
+from mvgd_core.refine import RefineConfig  # noqa: E402
 
 CASES = {"depth, refine off": ("depth", {"refine": False}), "depth, refine on": ("depth", {"refine": True}),
          "novel RGB, synthesis off": ("rgb", {"synthesize": False}), "novel RGB, synthesis on": ("rgb", {"synthesize": True}),
@@ -42,7 +43,7 @@ def cases(variants: list[str]) -> dict:
     """{column: (task, predict kwargs, RefineConfig or None = the predictor's own)}."""
     out = {name: (task, kw, None) for name, (task, kw) in CASES.items()}
     for v in variants:
-        out[f"depth, refine {v}"] = ("depth", {"refine": True}, refine_config_from_text(v))
+        out[f"depth, refine {v}"] = ("depth", {"refine": True}, settings_from_text(RefineConfig, v))
     return out
 
 

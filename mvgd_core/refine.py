@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import torch
 
-from mvgd_core.config import settings_from_text
 from mvgd_core.cost_volume import relative_reference
 from mvgd_core.mvs import box_mean, luma, warp_grid, warp_sources, zncc_cost
 
@@ -86,12 +85,6 @@ class RefineConfig:
             raise ValueError(f"RefineConfig.max_novel_sources must be >= 2 (a novel view's cost compares pairs), got {self.max_novel_sources}")
         if self.min_parallax_px < 0:
             raise ValueError(f"RefineConfig.min_parallax_px must be >= 0, got {self.min_parallax_px}")
-
-
-def refine_config_from_text(text: str, base: RefineConfig = RefineConfig()) -> RefineConfig:
-    """'key=value[,key=value]' over RefineConfig fields (not `enabled`) -> `base` with them replaced
-    (`config.settings_from_text`); ValueError naming the fields when malformed."""
-    return settings_from_text(RefineConfig, text, base)
 
 
 @dataclass

@@ -118,7 +118,7 @@ class Renderer:
     def _predict(self, job: Job, view: View, task: str, p):
         t0 = time.monotonic()
         extra = {}
-        if view is not job.depth_view and getattr(p, "fuse_view_depth", False) and getattr(self.predictor, "fusion", None) is not None:
+        if view is not job.depth_view and p.fuse_view_depth and getattr(self.predictor, "fusion", None) is not None:
             views = self.view_depths.for_views(job.cond)
             if views is not None:
                 extra["view_depth"] = views  # predictors without fusion never get the keyword

@@ -200,13 +200,13 @@ def test_novel_views_use_at_most_max_novel_sources(monkeypatch):
 def test_refine_settings_from_text():
     """The command-line form the tuning script and the cost benchmark share: fields typed, the rest
     kept from the base, unknown or malformed fields refused with the valid names."""
-    from mvgd_core.refine import refine_config_from_text
+    from mvgd_core.config import settings_from_text
 
-    cfg = refine_config_from_text("max_sources=3,window=5,min_zncc=0.6")
+    cfg = settings_from_text(RefineConfig, "max_sources=3,window=5,min_zncc=0.6")
     assert (cfg.max_sources, cfg.window, cfg.min_zncc, cfg.span) == (3, 5, 0.6, CFG.span)
     assert isinstance(cfg.max_sources, int)
     for bad in ("windw=5", "window", "enabled=0"):
         with pytest.raises(ValueError, match="max_sources"):
-            refine_config_from_text(bad)
+            settings_from_text(RefineConfig, bad)
     with pytest.raises(ValueError, match="odd"):
-        refine_config_from_text("window=4")
+        settings_from_text(RefineConfig, "window=4")

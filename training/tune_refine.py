@@ -39,14 +39,15 @@ from mvgd_core.inference import MVGDPredictor  # noqa: E402
 from mvgd_core.metrics import depth_scores  # noqa: E402
 from mvgd_core.model_eval import held_out_samples, sequence_samples  # noqa: E402
 from mvgd_core.observability import observability  # noqa: E402
-from mvgd_core.refine import RefineConfig, refine_batch, refine_config_from_text  # noqa: E402
+from mvgd_core.config import settings_from_text  # noqa: E402
+from mvgd_core.refine import RefineConfig, refine_batch  # noqa: E402
 
 DEFAULT_VARIANTS = ("shipped", "max_sources=3,window=5,min_zncc=0.6")  # stop 14: shipped vs the stop-11 settings
 
 
 def parse_variant(text: str) -> tuple[str, RefineConfig]:
     """'shipped' or 'key=value,...' over RefineConfig fields -> (name, config); ValueError if malformed."""
-    return text, RefineConfig() if text == "shipped" else refine_config_from_text(text)
+    return text, RefineConfig() if text == "shipped" else settings_from_text(RefineConfig, text)
 
 
 def tuning_samples(name: str, hw, num: int, views: int, mode: str, ckpt_data, args):
