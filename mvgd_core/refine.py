@@ -19,8 +19,9 @@ their own band, so the window follows the predicted surface instead of a fronto-
 The winner gets a parabola fit in log depth (sub-hypothesis). It replaces the network's depth
 only where it is accepted: an interior minimum (not at the band's edge), ZNCC >= min_zncc and
 texture in the window (grey-level std >= min_texture), and only sources that see the point with
-parallax across the band vote; elsewhere the network's depth stays,
-so textureless walls keep the network's prior.
+parallax across the band vote; elsewhere the network's depth stays, moved by the corrections
+of the matched pixels nearby of the same colour (`mvgd_core.propagation`, stop 15), so a
+textureless wall keeps the network's shape at the depth its textured edges were matched at.
 
 Values chosen on tuning data the evaluation never uses (HoloLens frames 0-278, procedural seeds
 6,000,000+; MODEL_CARD "Photometric refinement"). Shapes: images (3, H, W) in [0, 1], K (3, 3),
@@ -35,6 +36,7 @@ import torch
 
 from mvgd_core.cost_volume import relative_reference
 from mvgd_core.mvs import box_mean, luma, warp_grid, warp_sources, zncc_cost
+from mvgd_core.propagation import propagate_correction
 
 _NOT_SEEN = 3.0  # above any 1 - ZNCC (<= 2): sorts last, never accepted
 
@@ -50,7 +52,11 @@ class RefineConfig:
     and a few good ones decide; max_novel_sources: the same at a novel view, where the cost grows
     with pairs of sources; source_shift_px: the parallax across the band (px) the
     live camera's sources are chosen for; min_agree: sources (at most all) that must confirm a
-    live-camera match on their own (`_sources_agree`)."""
+    live-camera match on their own (`_sources_agree`); propagate_*: how the accepted corrections
+    spread to the pixels the refinement could not check (`mvgd_core.propagation`;
+    propagate_radius 0 turns it off): taps each side, pixels between taps, colour sigma (0-1
+    RGB; the live camera only), and the weight that keeps the network's depth where few matched
+    pixels are near."""
 
     enabled: bool = True
     hypotheses: int = 7
@@ -63,6 +69,10 @@ class RefineConfig:
     max_novel_sources: int = 3
     source_shift_px: float = 8.0
     min_agree: int = 2
+    propagate_radius: int = 5
+    propagate_dilation: int = 4
+    propagate_sigma_colour: float = 0.1
+    propagate_prior: float = 0.1
 
     def __post_init__(self):
         if self.hypotheses < 3 or self.hypotheses % 2 == 0:
@@ -85,11 +95,18 @@ class RefineConfig:
             raise ValueError(f"RefineConfig.max_novel_sources must be >= 2 (a novel view's cost compares pairs), got {self.max_novel_sources}")
         if self.min_parallax_px < 0:
             raise ValueError(f"RefineConfig.min_parallax_px must be >= 0, got {self.min_parallax_px}")
+        if self.propagate_radius < 0 or self.propagate_dilation < 1:
+            raise ValueError(f"RefineConfig.propagate_radius must be >= 0 and propagate_dilation >= 1, "
+                             f"got {self.propagate_radius}, {self.propagate_dilation}")
+        if not (self.propagate_sigma_colour > 0 and self.propagate_prior > 0):
+            raise ValueError(f"RefineConfig.propagate_sigma_colour and propagate_prior must be > 0, "
+                             f"got {self.propagate_sigma_colour}, {self.propagate_prior}")
 
 
 @dataclass
 class Refined:
-    """depth (H, W) after refinement; accepted (H, W) bool: where the photometric match replaced it."""
+    """depth (H, W) after refinement; accepted (H, W) bool: where the photometric match replaced it
+    (elsewhere the depth is the network's, moved by the spread corrections when propagation is on)."""
 
     depth: torch.Tensor
     accepted: torch.Tensor
@@ -183,7 +200,7 @@ def refine_live(ref_rgb, ref_K, ref_T_wc, src_rgb, src_K, src_T_wc, depth: torch
     texture = (box_mean(ref_g * ref_g, cfg.window) - mean * mean).clamp_min(0).sqrt() >= cfg.min_texture
     if cfg.min_agree > 1:
         texture = texture & _sources_agree(c, cost, cfg)
-    return _accept(cost, depth, step, cfg, texture)
+    return _propagated(_accept(cost, depth, step, cfg, texture), depth, ref_rgb, cfg)
 
 
 def _sources_agree(c: torch.Tensor, cost: torch.Tensor, cfg: RefineConfig) -> torch.Tensor:
@@ -219,13 +236,21 @@ def refine_novel(src_rgb, src_K, src_T_wc, tgt_K, tgt_T_wc, depth: torch.Tensor,
             total += torch.where(both, 1.0 - cov / ((std[i] ** 2 + 1e-4) * (std[j] ** 2 + 1e-4)).sqrt(), torch.zeros_like(cov))
             count += both
     cost = torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, _NOT_SEEN))
-    return _accept(cost, depth, step, cfg, torch.ones_like(depth, dtype=torch.bool))
+    return _propagated(_accept(cost, depth, step, cfg, torch.ones_like(depth, dtype=torch.bool)), depth, None, cfg)
 
 
 def _accept(cost, depth, step, cfg: RefineConfig, texture) -> Refined:
     new, best, interior = _pick(cost, depth, step, cfg.span)
     accepted = interior & (1.0 - best >= cfg.min_zncc) & texture & (depth > 0) & torch.isfinite(depth)
     return Refined(torch.where(accepted, new, depth), accepted)
+
+
+def _propagated(res: Refined, net: torch.Tensor, guide: torch.Tensor | None, cfg: RefineConfig) -> Refined:
+    """res with its corrections spread to the unchecked pixels (`mvgd_core.propagation`); guide:
+    the target's image (live camera) or None (novel view: no image, no colour edges)."""
+    d = propagate_correction(net, res.depth, res.accepted, guide, cfg.propagate_radius, cfg.propagate_dilation,
+                             cfg.propagate_sigma_colour, cfg.propagate_prior)
+    return Refined(d, res.accepted)
 
 
 def frame_rescale(net: torch.Tensor, refined: torch.Tensor, accepted: torch.Tensor, min_pixels: int = 200) -> float | None:

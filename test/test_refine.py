@@ -11,6 +11,7 @@ from mvgd_core.refine import RefineConfig, refine_batch, refine_live, refine_nov
 from test_cost_volume import K, _scene
 
 CFG = RefineConfig()
+NO_SPREAD = dataclasses.replace(CFG, propagate_radius=0)
 
 
 def _abs_rel(d, gt, mask):
@@ -35,7 +36,13 @@ def test_live_camera_depth_off_by_20_percent_comes_back(factor):
     inner = _inner(gt)
     assert out.accepted[inner].float().mean() > 0.7
     assert _abs_rel(out.depth, gt, inner) < 0.03  # from 0.2
-    assert torch.equal(out.depth[~out.accepted], (gt * factor)[~out.accepted])  # elsewhere untouched
+    # the unmatched pixels took their matched neighbours' correction (mvgd_core.propagation) ...
+    rest = inner & ~out.accepted
+    assert _abs_rel(out.depth, gt, rest) < 0.1
+    # ... and are left as they were with the propagation off
+    off = refine_live(rgb[0, 0], cK[0, 0], cT[0, 0], rgb[0, 1:], cK[0, 1:], cT[0, 1:], gt * factor, NO_SPREAD)
+    assert torch.equal(off.accepted, out.accepted) and torch.equal(off.depth[out.accepted], out.depth[out.accepted])
+    assert torch.equal(off.depth[~off.accepted], (gt * factor)[~off.accepted])
 
 
 def test_novel_view_depth_off_by_20_percent_comes_back():
