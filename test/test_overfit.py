@@ -1,7 +1,7 @@
 """A tiny MVGD learns one fixed scene's depth on CPU, and keeps learning after grow_latents.
 
-Asserts on what matters downstream: DDIM-sampled depth (10 steps, through MVGDPredictor)
-approaches the ground truth, not just that a loss went down.
+Asserts on what matters downstream: DDIM-sampled depth (10 steps, through MVGDPredictor, the
+network alone) approaches the ground truth, not just that a loss went down.
 """
 import numpy as np
 import pytest
@@ -13,6 +13,7 @@ from mvgd_core.diffusion import DiffusionConfig, GaussianDiffusion
 from mvgd_core.inference import MVGDPredictor
 from mvgd_core.metrics import depth_metrics
 from mvgd_core.model import MVGD, PRESETS, grow_latents
+from mvgd_core.refine import RefineConfig
 
 CFG = PRESETS["tiny"]
 
@@ -35,7 +36,9 @@ def _scene(B=4):
 def _abs_rel(model, dcfg, batch, depth):
     one = MultiViewBatch(*(x[:1] for x in (batch.cond_rgb, batch.cond_K, batch.cond_T_wc, batch.tgt_rgb,
                                            batch.tgt_depth, batch.tgt_K, batch.tgt_T_wc)))
-    pred = MVGDPredictor(model.eval(), dcfg, device="cpu", steps=10).predict_batch(one, "depth", seed=0)
+    # the network alone: the scene's images are noise that fits no geometry, so the photometric
+    # refinement can only find false matches there (and spread them since stop 15)
+    pred = MVGDPredictor(model.eval(), dcfg, device="cpu", steps=10, refine=RefineConfig(enabled=False)).predict_batch(one, "depth", seed=0)
     model.train()
     assert torch.isfinite(pred).all()
     return depth_metrics(pred[0], depth)["abs_rel"]
