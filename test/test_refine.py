@@ -123,7 +123,8 @@ def test_single_view_is_left_alone():
 
 
 @pytest.mark.parametrize("kw", [{"hypotheses": 8}, {"hypotheses": 1}, {"span": 1.0}, {"window": 4}, {"min_zncc": 1.5},
-                                {"min_texture": -0.1}, {"min_parallax_px": -1.0}, {"min_agree": 0}])
+                                {"min_texture": -0.1}, {"min_parallax_px": -1.0}, {"min_agree": 0}, {"propagate_radius": -1},
+                                {"propagate_dilation": 0}, {"propagate_sigma_colour": 0.0}, {"propagate_prior": 0.0}])
 def test_bad_config_is_a_clear_error(kw):
     with pytest.raises(ValueError, match="RefineConfig"):
         RefineConfig(**kw)
