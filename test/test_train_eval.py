@@ -125,9 +125,11 @@ def test_evaluate_model_real_sections_use_the_held_out_split(tiny_model, tmp_pat
     em = load_script("training/evaluate_model.py")
     out = tmp_path / "r.json"
     rc = em.main(["--model", str(tiny_model), "--out", str(out), "--sections", "hololens,tabletop", "--views", "2",
-                  "--hololens", str(holo), "--hololens-num", "2", "--tabletop", str(table), "--tabletop-num", "2", "--threads", "1"])
+                  "--hololens", str(holo), "--hololens-num", "2", "--tabletop", str(table), "--tabletop-num", "2", "--threads", "1",
+                  "--refine-settings", "propagate_radius=0"])
     assert rc == 0
     rep = json.loads(out.read_text())
+    assert rep["refine"] and rep["refine_settings"]["propagate_radius"] == 0  # the ablation reruns from the command line
     assert rep["sections"]["hololens"]["frames"] == [12, 15]  # last quarter of 16 frames
     for key in ("hololens", "tabletop"):
         agg = rep["sections"][key]["regimes"]["cond"]
@@ -140,6 +142,8 @@ def test_evaluate_model_real_sections_use_the_held_out_split(tiny_model, tmp_pat
     card = capsys.readouterr().out
     assert "#### hololens" in card and "#### tabletop" in card and "| **MVGD** (1 DDIM step + photometric refinement, node default) |" in card
     assert "| MVGD network alone (refinement and view synthesis off) |" in card
+    assert em.main(["--model", str(tiny_model), "--out", str(out), "--refine-settings", "radius=3"]) == 2  # not a field: a clear error
+    assert "expected key=value over" in capsys.readouterr().err
 
 
 def test_observability_with_mask_matches_the_lead_s_summary():

@@ -29,6 +29,7 @@ All numbers are measured at run time; nothing is hard-coded. Pictures: <out dir>
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import shlex
@@ -42,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from mvgd_core.checkpoint import load_checkpoint  # noqa: E402
-from mvgd_core.config import from_dict  # noqa: E402
+from mvgd_core.config import from_dict, settings_from_text  # noqa: E402
 from mvgd_core.data.sampler import DataConfig, ViewSamplingConfig  # noqa: E402
 from mvgd_core.data.types import collate_samples  # noqa: E402
 from mvgd_core.inference import MVGDPredictor  # noqa: E402
@@ -278,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-refine", action="store_true",
                     help="MVGD depth without the photometric refinement (mvgd_core/refine.py); by default it is refined and the "
                          "network alone is scored beside it as 'mvgd_net'")
+    ap.add_argument("--refine-settings", default="", metavar="KEY=VALUE[,...]",
+                    help="RefineConfig fields for the refined MVGD rows, e.g. propagate_radius=0 (the stop-14 refinement, "
+                         "without spreading its corrections; MODEL_CARD)")
     ap.add_argument("--no-synthesis", action="store_true",
                     help="MVGD novel-view RGB from the network alone, not from the warped views (mvgd_core/view_synthesis.py)")
     ap.add_argument("--no-fusion", action="store_true",
@@ -302,7 +306,13 @@ def main(argv=None) -> int:
         return 2
 
     ckpt = load_checkpoint(args.model)
-    pred = MVGDPredictor.from_checkpoint(args.model, device=args.device, steps=args.steps, refine=RefineConfig(enabled=not args.no_refine),
+    try:
+        refine = settings_from_text(RefineConfig, args.refine_settings) if args.refine_settings else RefineConfig()
+    except ValueError as e:
+        print(f"evaluate_model: error: --refine-settings: {e}", file=sys.stderr)
+        return 2
+    pred = MVGDPredictor.from_checkpoint(args.model, device=args.device, steps=args.steps,
+                                       refine=dataclasses.replace(refine, enabled=not args.no_refine),
                                        synthesis=SynthesisConfig(enabled=not args.no_synthesis), fusion=FusionConfig(enabled=not args.no_fusion))
     hw = pred.image_size
     train_cfg = ckpt["config"].get("train") or {}
@@ -315,7 +325,7 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = "python training/evaluate_model.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     report = {"model": args.model, "step": ckpt.get("step"), "image_size": hw, "views": args.views, "command": cmd.strip(),
-              "refine": pred.refine.enabled, "synthesis": pred.synthesis.enabled, "fusion": pred.fusion.enabled,
+              "refine": pred.refine.enabled, "refine_settings": dataclasses.asdict(pred.refine), "synthesis": pred.synthesis.enabled, "fusion": pred.fusion.enabled,
               "device": args.device, "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
               "plane_sweep": SWEEP, "train_median_m": train_median, "train_median_source": median_src,
               "regime_rule": "observable: >= 50 % of valid target pixels move >= 1 px (model resolution) for a 25 % depth change; weak: 10-50 %; none: < 10 %",
