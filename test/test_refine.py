@@ -218,3 +218,22 @@ def test_refine_settings_from_text():
             settings_from_text(RefineConfig, bad)
     with pytest.raises(ValueError, match="odd"):
         settings_from_text(RefineConfig, "window=4")
+
+
+@pytest.mark.parametrize("second", [False, True])
+def test_tuning_figure_shows_the_second_variant_beside_the_first(tmp_path, second):
+    """training/tune_refine.py --figure: with two variants each row adds the second's depth and
+    error (the stop-15 figure puts the refinement without and with spreading side by side)."""
+    import cv2
+    from types import SimpleNamespace
+    from script_loader import load_script
+
+    tr = load_script("training/tune_refine.py")
+    gt = 1.0 + torch.rand(24, 32)
+    s = SimpleNamespace(tgt_depth=gt, tgt_rgb=torch.rand(3, 24, 32), cond_rgb=None)
+    acc = torch.rand(24, 32) > 0.5
+    pick = (0.5, s, gt * 1.2, torch.where(acc, gt, gt * 1.2), acc, ("spread", gt * 1.05) if second else None)
+    png = tr.save_figure(tmp_path / "f.png", [pick])
+    img = cv2.imread(str(png))
+    cell_w = 160  # legible_cell: 32 px maps shown at 5x
+    assert img.shape[1] // cell_w == (9 if second else 7)

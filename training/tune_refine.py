@@ -83,7 +83,8 @@ def observable_targets(chunk: list) -> list:
 
 def run(pred, samples, variants: dict, batch: int = 8) -> tuple[dict, list]:
     """(results per variant and "network", picks): picks are (replaced share, sample, network depth,
-    refined depth, replaced mask) of the first variant on every observable target (for save_figure)."""
+    refined depth, replaced mask, second) of the first variant on every observable target, second
+    being (name, depth) of the second variant or None (for save_figure)."""
     picks = []
     scores = {"network": []} | {k: [] for k in variants}
     replaced = {k: [] for k in variants}
@@ -101,7 +102,8 @@ def run(pred, samples, variants: dict, batch: int = 8) -> tuple[dict, list]:
         for j, s in observable_targets(chunk):
             scores["network"].append(depth_scores(net[j], s.tgt_depth))
             d0, acc0 = next(iter(out.values()))
-            picks.append((float(acc0[j].float().mean()), s, net[j], d0[j], acc0[j]))
+            second = next(((k, d[j]) for k, (d, _) in list(out.items())[1:2]), None)
+            picks.append((float(acc0[j].float().mean()), s, net[j], d0[j], acc0[j], second))
             for k, (d, acc) in out.items():
                 scores[k].append(depth_scores(d[j], s.tgt_depth))
                 replaced[k].append(float(acc[j].float().mean()))
@@ -129,22 +131,23 @@ def _replaced_errors(pairs: list) -> dict:
 
 def save_figure(path, picks: list, rows: int = 4) -> Path:
     """Per row one of the `rows` observable targets with most replaced pixels (`run`'s picks): live
-    image, GT depth, the network's depth, the refined depth (one colour scale), the replaced
-    pixels, and the two AbsRel maps. -> the PNG written."""
+    image, GT depth, the network's depth, the refined depth (first variant) and, with two or more
+    variants, the second variant's depth (one colour scale), the replaced pixels, and the AbsRel
+    maps. -> the PNG written."""
     from mvgd_core import viz
 
     picks = sorted(picks, key=lambda p: -p[0])[:rows]
     grid, labels = [], []
-    for share, s, net, ref, acc in picks:
-        lo, hi = viz.depth_range(s.tgt_depth, net, ref)
+    for share, s, net, ref, acc, second in picks:
+        named = [("network", net), ("refined", ref)] + ([second] if second is not None else [])
+        lo, hi = viz.depth_range(s.tgt_depth, *(d for _, d in named))
         live = s.tgt_rgb if s.tgt_rgb is not None else s.cond_rgb[0]
-        grid.append([live, viz.colorize_depth(s.tgt_depth, lo, hi), viz.colorize_depth(net, lo, hi), viz.colorize_depth(ref, lo, hi),
+        grid.append([live, viz.colorize_depth(s.tgt_depth, lo, hi), *(viz.colorize_depth(d, lo, hi) for _, d in named),
                      np.repeat(acc.numpy()[..., None].astype(np.uint8) * 255, 3, -1),
-                     viz.colorize_error(net, s.tgt_depth), viz.colorize_error(ref, s.tgt_depth)])
-        e_net = depth_scores(net, s.tgt_depth)["abs_rel"]
-        e_ref = depth_scores(ref, s.tgt_depth)["abs_rel"]
-        labels.append(["live image", f"GT {lo:.1f}-{hi:.1f} m", f"network AbsRel {e_net:.3f}", f"refined AbsRel {e_ref:.3f}",
-                       f"replaced {100 * share:.0f} %", "network error", "refined error"])
+                     *(viz.colorize_error(d, s.tgt_depth) for _, d in named)])
+        labels.append(["live image", f"GT {lo:.1f}-{hi:.1f} m",
+                       *(f"{name} AbsRel {depth_scores(d, s.tgt_depth)['abs_rel']:.3f}" for name, d in named),
+                       f"replaced {100 * share:.0f} %", *(f"{name} error" for name, _ in named)])
     return viz.save_png(path, viz.make_grid(grid, labels, cell_hw=viz.legible_cell(picks[0][1].tgt_depth.shape[-2:])))
 
 
