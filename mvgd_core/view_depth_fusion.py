@@ -69,11 +69,14 @@ def fuse_view_depths(depth: torch.Tensor, tgt_K: torch.Tensor, tgt_T_wc: torch.T
     least cfg.min_views votes gets the median in log depth of the network's value and the votes
     (the mean of the two middle ones for an even count); elsewhere the network's depth stays."""
     H, W = depth.shape
+    none = (depth, torch.zeros_like(depth, dtype=torch.long))
+    if not cfg.enabled:
+        return none
     T_tw = invert_pose(tgt_T_wc.to(torch.float64))
     splats = [splat_depth(d, K, T_tw @ T.to(torch.float64), tgt_K, (H, W))
               for d, K, T in zip(view_depth, view_K, view_T_wc) if d is not None]
-    if not cfg.enabled or not splats:
-        return depth, torch.zeros_like(depth, dtype=torch.long)
+    if not splats:
+        return none
     S = torch.stack(splats)  # (V, H, W), 0 = no point landed
     votes = (S > 0).sum(0)
     net = torch.where(torch.isfinite(depth) & (depth > 0), depth, torch.full_like(depth, float("nan")))
