@@ -24,13 +24,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_node import _size  # noqa: E402  (the benchmarks' size parser: N or HxW, clear errors)
 from mvgd_core.propagation import propagate_correction  # noqa: E402
 from mvgd_core.refine import RefineConfig  # noqa: E402
-
-
-def _size(text: str) -> tuple[int, int]:
-    h, _, w = text.partition("x")
-    return int(h), int(w)
 
 
 def measure(hw: tuple[int, int], guided: bool, repeats: int, calls: int) -> float:
