@@ -332,35 +332,46 @@ def _sgm_scan(C: torch.Tensor, P1: float, P2: torch.Tensor) -> torch.Tensor:
     """Hirschmueller's path recursion along the last axis, all paths at once.
 
     C (P, D, N, L): P paths' cost volumes, each scanned from index 0 to L-1 of its last axis;
-    P2 (P, 1, N, L): the large-jump penalty at each step. -> aggregated L_r, same shape as C."""
-    out = torch.empty_like(C)
-    prev = C[..., 0]
-    out[..., 0] = prev
-    inf = torch.full_like(prev[:, :1], float("inf"))
-    for x in range(1, C.shape[-1]):
+    P2 (P, 1, N, L): the large-jump penalty at each step. -> aggregated L_r, same shape as C.
+    Step-major contiguous copies and preallocated buffers: the loop is bound by per-op overhead
+    on CPU (a few small ops per step), ~1.5x faster than slicing the last axis."""
+    P, D, N, L = C.shape
+    Cl = C.permute(3, 0, 1, 2).contiguous()  # (L, P, D, N)
+    P2l = P2.permute(3, 0, 1, 2).contiguous()  # (L, P, 1, N)
+    out = torch.empty_like(Cl)
+    buf = torch.full((P, D + 2, N), float("inf"), dtype=C.dtype, device=C.device)  # prev with inf beyond both ends of D
+    prev = buf[:, 1:-1]
+    prev.copy_(Cl[0])
+    out[0] = Cl[0]
+    best = torch.empty_like(prev)
+    for x in range(1, L):
         m = prev.amin(1, keepdim=True)  # (P, 1, N)
-        nb = torch.minimum(torch.cat([prev[:, 1:], inf], 1), torch.cat([inf, prev[:, :-1]], 1))
-        best = torch.minimum(torch.minimum(prev, nb + P1), m + P2[..., x])
-        prev = C[..., x] + best - m  # subtracting m keeps L bounded (ibid.)
-        out[..., x] = prev
-    return out
+        torch.minimum(buf[:, 2:], buf[:, :-2], out=best)  # neighbouring hypotheses d +- 1
+        best.add_(P1)
+        torch.minimum(best, prev, out=best)
+        torch.minimum(best, m + P2l[x], out=best)
+        torch.add(Cl[x], best, out=out[x])
+        out[x].sub_(m)  # subtracting m keeps L bounded (ibid.)
+        prev.copy_(out[x])
+    return out.permute(1, 2, 3, 0)
 
 
-def sgm_aggregate(vol: torch.Tensor, gray: torch.Tensor, cfg: MVSConfig) -> torch.Tensor:
+def sgm_aggregate(vol: torch.Tensor, gray: torch.Tensor, p1: float, p2: float, p2_edge: float) -> torch.Tensor:
     """Mean of the 4 scanline paths (left->right, right->left, top->bottom, bottom->top).
 
-    vol (D, H, W) matching cost; gray (H, W) reference luma for the edge-aware P2. -> (D, H, W)."""
-    def p2(g):  # (N, L) image scanned along L -> (1, 1, N, L) penalty at each step
+    vol (D, H, W) matching cost; gray (H, W) reference luma for the edge-aware P2; p1, p2,
+    p2_edge: the penalties (MVSConfig). -> (D, H, W)."""
+    def p2_at(g):  # (N, L) image scanned along L -> (1, 1, N, L) penalty at each step
         dI = torch.cat([torch.zeros_like(g[:, :1]), (g[:, 1:] - g[:, :-1]).abs()], 1)
-        return (cfg.p1 + (cfg.p2 - cfg.p1) / (1.0 + dI / cfg.p2_edge))[None, None]
+        return (p1 + (p2 - p1) / (1.0 + dI / p2_edge))[None, None]
 
     h = torch.stack([vol, vol.flip(-1)])  # (2, D, H, W) scanned along W
-    p_h = torch.stack([p2(gray)[0], p2(gray.flip(-1))[0]])  # (2, 1, H, W)
-    Lh = _sgm_scan(h, cfg.p1, p_h)
+    p_h = torch.stack([p2_at(gray)[0], p2_at(gray.flip(-1))[0]])  # (2, 1, H, W)
+    Lh = _sgm_scan(h, p1, p_h)
     v = torch.stack([vol.transpose(1, 2), vol.transpose(1, 2).flip(-1)])  # (2, D, W, H)
     gT = gray.T
-    p_v = torch.stack([p2(gT)[0], p2(gT.flip(-1))[0]])
-    Lv = _sgm_scan(v, cfg.p1, p_v)
+    p_v = torch.stack([p2_at(gT)[0], p2_at(gT.flip(-1))[0]])
+    Lv = _sgm_scan(v, p1, p_v)
     return (Lh[0] + Lh[1].flip(-1) + Lv[0].transpose(1, 2) + Lv[1].flip(-1).transpose(1, 2)) / 4.0
 
 
@@ -400,7 +411,7 @@ def _single_view_depth(ref_rgb, ref_K, ref_T_wc, src_rgb, src_K, src_T_wc, cfg: 
     depths = 1.0 / torch.linspace(1.0 / d_min, 1.0 / d_max, cfg.num_planes, device=dev)  # (D,) near to far
     ref_rgb, src_rgb = ref_rgb.float(), src_rgb.float()
     vol, n_seen = cost_volume(ref_rgb, ref_K, ref_T_wc, src_rgb, src_K, src_T_wc, depths, cfg)
-    agg = sgm_aggregate(vol, luma(ref_rgb), cfg)
+    agg = sgm_aggregate(vol, luma(ref_rgb), cfg.p1, cfg.p2, cfg.p2_edge)
     depth, conf, k = _winner(agg, vol, depths, cfg.temperature)
     valid = n_seen.gather(0, k[None])[0] > 0
     return depth, torch.where(valid, conf, torch.zeros_like(conf)), valid, rng

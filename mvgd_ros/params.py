@@ -99,7 +99,8 @@ SPECS: tuple[Spec, ...] = (
          "with other busy processes: there 2 threads measured 4-10x slower than 1 (BENCHMARKS.md).", range=(0, 256)),
     Spec("steps", 1, "DDIM sampling steps per prediction. 1 = a single x0 estimate from pure noise (fastest); more steps add sampled detail. The shipped model measured best at 1 (models/MODEL_CARD.md).", read_only=False, range=(1, 1000)),
     Spec("refine_depth", True, "Photometric refinement of depth: a narrow ZNCC sweep around the network's depth at the model's resolution "
-         "(mvgd_core/refine.py); replaces it only where the match is textured, good and unambiguous, and spreads those corrections to "
+         "(mvgd_core/refine.py), each pixel's depth picked after semi-global matching (neighbours prefer the same correction unless an image edge "
+         "lies between them); replaces it only where the match is textured, good and unambiguous, and spreads those corrections to "
          "neighbouring pixels of the same colour (mvgd_core/propagation.py). Off: the network alone.", read_only=False),
     Spec("synthesize_rgb", True, "RGB at virtual views from the conditioning images warped by the view's predicted depth (mvgd_core/view_synthesis.py; "
          "one more inference per view, which also serves the view's depth), the network's RGB where no image sees. Off: the network's RGB alone (blurrier).", read_only=False),

@@ -1,0 +1,58 @@
+"""training/tune_keyframes.py: it replays the node's keyframe policy as mvgd-eval feeds the node
+(held-out frames never conditioned on, the live frame last, no depth before a second view), and
+parses its variants like the other tuning scripts."""
+import types
+
+import numpy as np
+import pytest
+
+from mvgd_core.data.types import Frame
+from mvgd_ros.keyframes import KeyframeConfig
+from script_loader import load_script
+
+
+def _walk(n=20, step=0.06):
+    """A camera moving 6 cm per frame along x (every frame a keyframe at pose_distance 0.05)."""
+    frames = []
+    for i in range(n):
+        T = np.eye(4)
+        T[0, 3] = i * step
+        frames.append(Frame(rgb=np.zeros((8, 8, 3), np.uint8), K=np.diag([8.0, 8.0, 1.0]), T_wc=T,
+                            depth=np.ones((8, 8), np.float32), stamp=0.2 * i))
+    return frames
+
+
+class _Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def score(self, seq_id, frames, i, window):
+        self.calls.append((seq_id, i, list(window)))
+        return {"abs_rel": 0.1 * (i % 3), "delta1": 0.9, "regime": "observable" if i % 2 else "weak"}
+
+
+def test_replays_the_node_policy_as_mvgd_eval_feeds_it():
+    tk = load_script("training/tune_keyframes.py")
+    frames = _walk()
+    rec = _Recorder()
+    args = types.SimpleNamespace(holdout_every=4, warmup=2)
+    out = tk.run_variant(rec, [frames], KeyframeConfig(pose_distance=0.05, max_views=4), args)
+    from mvgd_ros.eval_scoring import holdout_indices
+
+    held = holdout_indices(len(frames), 4, 2)
+    live = [i for _, i, _ in rec.calls]
+    assert held and not set(live) & held  # held-out frames are novel views, never scored as live
+    assert live == [i for i in range(1, len(frames)) if i not in held]  # frame 0 alone has no second view
+    for _, i, window in rec.calls:
+        assert window[-1] == i and len(window) <= 4 and not set(window) & held
+    assert out["frames"] == len(live) and out["observable"] == sum(i % 2 for i in live)
+    assert out["abs_rel_obs"] == pytest.approx(np.median([0.1 * (i % 3) for i in live if i % 2]))
+
+
+def test_variants_parse_like_the_other_tuning_scripts():
+    tk = load_script("training/tune_keyframes.py")
+    assert tk.parse_variant("shipped") == ("shipped", KeyframeConfig())
+    name, cfg = tk.parse_variant("optimal_baseline=0.3,max_views=4")
+    assert (cfg.optimal_baseline, cfg.max_views, cfg.pose_distance) == (0.3, 4, KeyframeConfig().pose_distance)
+    with pytest.raises(ValueError, match="pose_distance"):
+        tk.parse_variant("baseline=0.3")

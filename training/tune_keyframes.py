@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Choose the node's keyframe policy on sequences the evaluation never uses (prints a table, writes JSON).
+
+    python training/tune_keyframes.py --set hololens_train --variant shipped --variant optimal_baseline=0.3
+
+Replays a frame sequence the way `mvgd-eval` feeds the node (every `--holdout-every`-th frame
+withheld as a novel view, the rest sent in order), with the node's own keyframe policy
+(`mvgd_ros.keyframes`, through `mvgd_ros.eval_scoring.node_conditioning`) for each variant of
+`KeyframeConfig`, and the node's prediction (`MVGDPredictor.predict`: 1 DDIM step and the
+photometric refinement, as the node's defaults). Scores the live-camera depth as the node's
+evaluation does (`mvgd_ros.eval_scoring`: per frame AbsRel and δ<1.25 at the camera's
+resolution, regime from the same conditioning views): medians over the observable frames and
+over all frames. No DDS, so a variant takes seconds to a minute; the held-out bags stay for
+the final check through the real node (`python -m mvgd_ros.demo`).
+
+Sets (none is in a demo bag or an evaluation table):
+- hololens_train: the HoloLens walk's TRAINING part (frames 0-278, mvgd_core.data.splits), every
+  2nd frame at 270x180, as `make_bag` builds the held-out demo bag from the last quarter;
+- procedural: rendered forward sequences like `procedural_demo` (48 frames at 128x96) at seeds
+  6,000,101+ (the demo bag uses seed 7, the evaluation tables 2,000,000+);
+- tum: TUM fr1/rpy (the shipped small copy; in the model's training data, and the demo bag's frames).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from mvgd_core.config import settings_from_text  # noqa: E402
+from mvgd_core.data.types import Frame  # noqa: E402
+from mvgd_ros.keyframes import KeyframeConfig  # noqa: E402
+
+HOLOLENS = [ROOT.parent / "shared" / "data" / "hololens_office", ROOT / "gpu_kit" / "hololens_office_train"]
+
+
+def parse_variant(text: str) -> tuple[str, KeyframeConfig]:
+    """'shipped' or 'key=value,...' over KeyframeConfig fields -> (name, config); ValueError if malformed."""
+    return text, KeyframeConfig() if text == "shipped" else settings_from_text(KeyframeConfig, text)
+
+
+def load_set(name: str, args) -> list[list[Frame]]:
+    """The set's sequences (lists of frames in time order)."""
+    if name == "hololens_train":
+        from mvgd_core.data.deepvideomvs import list_images, read_deepvideomvs
+        from mvgd_core.data.make_bag import HOLOLENS as BAG
+        from mvgd_core.data.sampler import resize_frame
+        from mvgd_core.data.splits import hololens_split
+
+        path = next((p for p in HOLOLENS if (p / "images").is_dir()), None)
+        if path is None:
+            raise SystemExit(f"tune_keyframes: none of {[str(p) for p in HOLOLENS]} holds the HoloLens walk")
+        n = len(list_images(path))
+        train, _ = hololens_split(n)
+        train = [i for i in train if i < n]  # gpu_kit's copy holds the training frames only
+        frames = read_deepvideomvs(path, indices=train, stride=BAG["stride"])
+        return [[resize_frame(f, BAG["hw"], crop_to_aspect=False) for f in frames]]
+    if name == "procedural":
+        from mvgd_core.data.make_bag import PROCEDURAL as BAG
+        from mvgd_core.data.render import ProceduralConfig, render_sequence
+
+        return [render_sequence(6_000_101 + k, BAG["num_frames"], BAG["height"], BAG["width"], ProceduralConfig(p_indoor=1.0),
+                                trajectory=BAG["trajectory"]) for k in range(args.sequences)]
+    if name == "tum":
+        from mvgd_core.data.tum import read_tum
+
+        return [read_tum(ROOT / "data" / "tum_fr1_rpy_small")]
+    raise SystemExit(f"tune_keyframes: unknown set {name!r}")
+
+
+class Scorer:
+    """Live-camera depth scores per (sequence, frame, conditioning set); a set seen before is not predicted again."""
+
+    def __init__(self, predictor, model_hw):
+        self.pred, self.model_hw, self.cache = predictor, model_hw, {}
+
+    def score(self, seq_id: int, frames: list[Frame], i: int, window: list[int]) -> dict | None:
+        from mvgd_ros.eval_scoring import depth_scores, frame_observability
+
+        key = (seq_id, i, tuple(window))
+        if key not in self.cache:
+            f = frames[i]
+            cond = [frames[j] for j in window]
+            out = self.pred.predict(cond, f.K, f.T_wc, f.rgb.shape[:2], task="depth", steps=1)
+            m = depth_scores(out.depth, f.depth)
+            obs, _ = frame_observability(f, cond, self.model_hw)
+            self.cache[key] = None if not m else {"abs_rel": m["abs_rel"], "delta1": m["delta1"], "regime": obs.regime if obs else ""}
+        return self.cache[key]
+
+
+def run_variant(scorer: Scorer, seqs: list[list[Frame]], cfg: KeyframeConfig, args) -> dict:
+    from mvgd_ros.eval_scoring import holdout_indices, node_conditioning
+
+    rows = []
+    for s, frames in enumerate(seqs):
+        held = holdout_indices(len(frames), args.holdout_every, args.warmup)
+        for i, window in sorted(node_conditioning(frames, held, cfg).items()):
+            if i in held or len(window) < 2 or frames[i].depth is None:
+                continue  # the node publishes no live depth before it has a second view
+            r = scorer.score(s, frames, i, window)
+            if r is not None:
+                rows.append({**r, "views": len(window)})
+    obs = [r for r in rows if r["regime"] == "observable"]
+
+    def med(rs, k):
+        return float(np.median([r[k] for r in rs])) if rs else float("nan")
+
+    return {"frames": len(rows), "observable": len(obs), "abs_rel_obs": med(obs, "abs_rel"), "delta1_obs": med(obs, "delta1"),
+            "abs_rel_all": med(rows, "abs_rel"), "delta1_all": med(rows, "delta1"), "mean_views": float(np.mean([r["views"] for r in rows])) if rows else 0.0}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--set", required=True, choices=["hololens_train", "procedural", "tum"])
+    ap.add_argument("--variant", action="append", default=[], help="'shipped' or key=value[,key=value] over KeyframeConfig (repeatable)")
+    ap.add_argument("--model", default=str(ROOT / "models" / "mvgd_default.pt"))
+    ap.add_argument("--sequences", type=int, default=3, help="procedural sequences")
+    ap.add_argument("--holdout-every", type=int, default=4, help="as mvgd-eval: withhold every k-th frame (0 = none)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None, help="JSON (default runs/tune_keyframes/<set>.json)")
+    a = ap.parse_args(argv)
+    try:
+        variants = dict(parse_variant(v) for v in (a.variant or ["shipped"]))
+    except (TypeError, ValueError) as exc:
+        ap.error(str(exc))
+    import torch
+
+    from mvgd_core.inference import MVGDPredictor
+
+    torch.set_num_threads(a.threads)
+    pred = MVGDPredictor.from_checkpoint(a.model, device="cpu", steps=1)
+    seqs = load_set(a.set, a)
+    scorer = Scorer(pred, tuple(pred.image_size))
+    results = {}
+    print(f"{'variant':44s} {'frames':>6s} {'obs':>4s} {'views':>5s}  AbsRel / δ1 observable   all frames   s")
+    for name, cfg in variants.items():
+        t0 = time.time()
+        r = results[name] = {**run_variant(scorer, seqs, cfg, a), "config": dataclasses.asdict(cfg)}
+        print(f"{name:44s} {r['frames']:6d} {r['observable']:4d} {r['mean_views']:5.2f}  {r['abs_rel_obs']:.3f} / {r['delta1_obs']:.3f}"
+              f"        {r['abs_rel_all']:.3f} / {r['delta1_all']:.3f}  {time.time() - t0:4.0f}", flush=True)
+    out = Path(a.out or ROOT / "runs" / "tune_keyframes" / f"{a.set}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"set": a.set, "model": a.model, "command": " ".join(sys.argv), "variants": results}, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
