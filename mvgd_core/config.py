@@ -147,7 +147,7 @@ _BOOL_TEXT = {"true": True, "false": False}
 
 
 def settings_from_text(cls: type[T], text: str, base: T | None = None, exclude: tuple[str, ...] = ("enabled",)) -> T:
-    """'key=value[,key=value]' over the int / float / bool (true, false) fields of dataclass `cls` (not `exclude`) ->
+    """'key=value[,key=value]' over the int / float / bool (true, false) / str fields of dataclass `cls` (not `exclude`) ->
     `base` (default: cls()) with them replaced, for command lines that compare settings
     (training/tune_refine.py, training/tune_fusion.py, benchmarks/bench_refine.py). ValueError
     naming the fields when malformed; the dataclass's own checks run on the result."""
@@ -157,7 +157,9 @@ def settings_from_text(cls: type[T], text: str, base: T | None = None, exclude: 
         key, sep, value = part.partition("=")
         if not sep or key not in types:
             raise ValueError(f"{cls.__name__} settings {text!r}: expected key=value over {sorted(types)}")
-        if types[key] in (bool, "bool"):
+        if types[key] in (str, "str"):
+            kw[key] = value
+        elif types[key] in (bool, "bool"):
             if value.lower() not in _BOOL_TEXT:
                 raise ValueError(f"{cls.__name__} settings {text!r}: {key} must be true or false, got {value!r}")
             kw[key] = _BOOL_TEXT[value.lower()]

@@ -329,50 +329,67 @@ def cost_volume(ref_rgb, ref_K, ref_T_wc, src_rgb, src_K, src_T_wc, depths, cfg:
 
 
 def _sgm_scan(C: torch.Tensor, P1: float, P2: torch.Tensor) -> torch.Tensor:
-    """Hirschmueller's path recursion along the last axis, all paths at once.
+    """Hirschmueller's path recursion, all paths at once, step-major.
 
-    C (P, D, N, L): P paths' cost volumes, each scanned from index 0 to L-1 of its last axis;
-    P2 (P, 1, N, L): the large-jump penalty at each step. -> aggregated L_r, same shape as C.
-    Step-major contiguous copies and preallocated buffers: the loop is bound by per-op overhead
-    on CPU (a few small ops per step), ~1.5x faster than slicing the last axis."""
-    P, D, N, L = C.shape
-    Cl = C.permute(3, 0, 1, 2).contiguous()  # (L, P, D, N)
-    P2l = P2.permute(3, 0, 1, 2).contiguous()  # (L, P, 1, N)
-    out = torch.empty_like(Cl)
-    buf = torch.full((P, D + 2, N), float("inf"), dtype=C.dtype, device=C.device)  # prev with inf beyond both ends of D
-    prev = buf[:, 1:-1]
-    prev.copy_(Cl[0])
-    out[0] = Cl[0]
-    best = torch.empty_like(prev)
+    C (L, P, D, N): at each of L steps, P paths' costs for D hypotheses in N parallel lanes;
+    P2 (L, P, 1, N): the large-jump penalty at each step. -> aggregated L_r (L, P, D, N).
+    The loop makes 8 in-place ops per step into one preallocated buffer whose hypothesis axis
+    is padded with inf (the d +- 1 neighbours need no concatenation): on CPU it is bound by the
+    per-op overhead, and every op is a point where another Python thread may take the GIL."""
+    L, P, D, N = C.shape
+    out = torch.full((L, P, D + 2, N), float("inf"), dtype=C.dtype, device=C.device)
+    out[0, :, 1:-1] = C[0]
+    m = torch.empty((P, 1, N), dtype=C.dtype, device=C.device)
+    jump = torch.empty_like(m)
     for x in range(1, L):
-        m = prev.amin(1, keepdim=True)  # (P, 1, N)
-        torch.minimum(buf[:, 2:], buf[:, :-2], out=best)  # neighbouring hypotheses d +- 1
-        best.add_(P1)
-        torch.minimum(best, prev, out=best)
-        torch.minimum(best, m + P2l[x], out=best)
-        torch.add(Cl[x], best, out=out[x])
-        out[x].sub_(m)  # subtracting m keeps L bounded (ibid.)
-        prev.copy_(out[x])
-    return out.permute(1, 2, 3, 0)
+        prev, cur = out[x - 1], out[x, :, 1:-1]
+        torch.amin(prev[:, 1:-1], 1, keepdim=True, out=m)
+        torch.minimum(prev[:, 2:], prev[:, :-2], out=cur)  # d +- 1
+        cur.add_(P1)
+        torch.minimum(cur, prev[:, 1:-1], out=cur)
+        torch.add(m, P2[x], out=jump)
+        torch.minimum(cur, jump, out=cur)
+        cur.add_(C[x]).sub_(m)  # subtracting m keeps L bounded (ibid.)
+    return out[:, :, 1:-1]
 
 
 def sgm_aggregate(vol: torch.Tensor, gray: torch.Tensor, p1: float, p2: float, p2_edge: float) -> torch.Tensor:
     """Mean of the 4 scanline paths (left->right, right->left, top->bottom, bottom->top).
 
     vol (D, H, W) matching cost; gray (H, W) reference luma for the edge-aware P2; p1, p2,
-    p2_edge: the penalties (MVSConfig). -> (D, H, W)."""
-    def p2_at(g):  # (N, L) image scanned along L -> (1, 1, N, L) penalty at each step
-        dI = torch.cat([torch.zeros_like(g[:, :1]), (g[:, 1:] - g[:, :-1]).abs()], 1)
-        return (p1 + (p2 - p1) / (1.0 + dI / p2_edge))[None, None]
+    p2_edge: the penalties (MVSConfig). -> (D, H, W). All four paths run in one loop of
+    max(H, W) steps: the vertical ones transposed, every path padded to max(H, W) lanes and
+    steps (padding lanes are independent, and padding steps come after a path's real ones)."""
+    D, H, W = vol.shape
+    n = max(H, W)
 
-    h = torch.stack([vol, vol.flip(-1)])  # (2, D, H, W) scanned along W
-    p_h = torch.stack([p2_at(gray)[0], p2_at(gray.flip(-1))[0]])  # (2, 1, H, W)
-    Lh = _sgm_scan(h, p1, p_h)
-    v = torch.stack([vol.transpose(1, 2), vol.transpose(1, 2).flip(-1)])  # (2, D, W, H)
-    gT = gray.T
-    p_v = torch.stack([p2_at(gT)[0], p2_at(gT.flip(-1))[0]])
-    Lv = _sgm_scan(v, p1, p_v)
-    return (Lh[0] + Lh[1].flip(-1) + Lv[0].transpose(1, 2) + Lv[1].flip(-1).transpose(1, 2)) / 4.0
+    def p2_at(g):  # (lanes, steps) image -> penalty at each step
+        dI = torch.cat([torch.zeros_like(g[:, :1]), (g[:, 1:] - g[:, :-1]).abs()], 1)
+        return p1 + (p2 - p1) / (1.0 + dI / p2_edge)
+
+    def padded(x):  # (..., lanes, steps) -> (..., n, n)
+        return F.pad(x, (0, n - x.shape[-1], 0, n - x.shape[-2]))
+
+    vT, gT = vol.transpose(1, 2), gray.T
+    C = torch.stack([padded(vol), padded(vol.flip(-1)), padded(vT), padded(vT.flip(-1))])  # (4, D, lanes, steps)
+    P2 = torch.stack([padded(p2_at(g)) for g in (gray, gray.flip(-1), gT, gT.flip(-1))])[:, None]  # (4, 1, lanes, steps)
+    Lr = _sgm_scan(C.permute(3, 0, 1, 2).contiguous(), p1, P2.permute(3, 0, 1, 2).contiguous()).permute(1, 2, 3, 0)
+    return (Lr[0, :, :H, :W] + Lr[1, :, :H, :W].flip(-1) + Lr[2, :, :W, :H].transpose(1, 2) + Lr[3, :, :W, :H].flip(-1).transpose(1, 2)) / 4.0
+
+
+def guided_filter(vol: torch.Tensor, guide: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
+    """Each slice of vol (D, H, W) filtered by the guided filter (He, Sun & Tang, ECCV 2010) with the
+    grey image guide (H, W) over (2 radius + 1)^2 windows: fast cost-volume filtering (Hosni et al.,
+    CVPR 2011), an edge-aware local aggregation in a fixed ~20 tensor ops (SGM's scanlines need
+    thousands of small ones, each a chance for another Python thread to hold the GIL). eps: how
+    much image variance counts as an edge (larger: closer to a plain box filter). -> (D, H, W)."""
+    k = 2 * radius + 1
+    mean_i = box_mean(guide, k)
+    var_i = box_mean(guide * guide, k) - mean_i * mean_i
+    mean_p = box_mean(vol, k)
+    a = (box_mean(guide[None] * vol, k) - mean_i[None] * mean_p) / (var_i[None] + eps)
+    b = mean_p - a * mean_i[None]
+    return box_mean(a, k) * guide[None] + box_mean(b, k)
 
 
 # --------------------------------------------------------------------------- 5-6. WTA, refinement, confidence
@@ -518,4 +535,4 @@ def mvs_novel_view(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, tgt_hw, exclude
     return {"rgb": rgb, "depth": d, "confidence": conf[0], "valid": v, "ref": ref, "sources": [keep[i] for i in r.sources]}
 
 
-__all__ = ["MVSConfig", "MVSResult", "select_sources", "depth_range", "warp_grid", "warp_sources", "zncc_cost", "cost_volume", "sgm_aggregate", "mvs_depth", "mvs_at_view", "mvs_novel_view"]
+__all__ = ["MVSConfig", "MVSResult", "select_sources", "depth_range", "warp_grid", "warp_sources", "zncc_cost", "cost_volume", "sgm_aggregate", "guided_filter", "mvs_depth", "mvs_at_view", "mvs_novel_view"]

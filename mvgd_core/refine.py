@@ -16,8 +16,9 @@ their own band, so the window follows the predicted surface instead of a fronto-
   not veto the right depth).
 - Novel view (no target image): cost = mean over pairs of sources of 1 - ZNCC between the two
   warped sources (agreement, as the cost volume's novel mode).
-At the live camera the winner is chosen after semi-global matching over the band (stop 16;
-Hirschmueller, PAMI 2008, as in `mvgd_core.mvs`; switch `sgm`): neighbours prefer the same
+At the live camera the band's cost is first aggregated (stop 16, `cost_filter`): semi-global
+matching (Hirschmueller, PAMI 2008; the default) or a guided filter over each hypothesis (fast
+cost-volume filtering, Hosni et al., CVPR 2011), both from `mvgd_core.mvs`, so that neighbours prefer the same
 correction of the network's depth unless the image has an edge between them. The winner gets a
 parabola fit in log depth (sub-hypothesis) on the raw cost. It replaces the network's depth
 only where it is accepted: an interior minimum (not at the band's edge), ZNCC >= min_zncc and
@@ -38,10 +39,11 @@ from dataclasses import dataclass
 import torch
 
 from mvgd_core.cost_volume import relative_reference
-from mvgd_core.mvs import box_mean, luma, sgm_aggregate, warp_grid, warp_sources, zncc_cost
+from mvgd_core.mvs import box_mean, guided_filter, luma, sgm_aggregate, warp_grid, warp_sources, zncc_cost
 from mvgd_core.propagation import propagate_correction
 
 _NOT_SEEN = 3.0  # above any 1 - ZNCC (<= 2): sorts last, never accepted
+COST_FILTERS = ("none", "guided", "sgm")
 _SGM_P2_EDGE = 0.1  # luma step (0-1) at which SGM's large-jump penalty halves (MVSConfig.p2_edge)
 
 
@@ -56,10 +58,10 @@ class RefineConfig:
     and a few good ones decide; max_novel_sources: the same at a novel view, where the cost grows
     with pairs of sources; source_shift_px: the parallax across the band (px) the
     live camera's sources are chosen for; min_agree: sources (at most all) that must confirm a
-    live-camera match on their own (`_sources_agree`); sgm: at the live camera, pick each pixel's
-    hypothesis after semi-global matching over the band (`sgm_p1` for a one-step change of the
-    correction between neighbours, `sgm_p2` for a larger one, lowered across image edges as in
-    `mvgd_core.mvs`); propagate_*: how the accepted corrections
+    live-camera match on their own (`_sources_agree`); cost_filter: how the live camera's band cost
+    is aggregated before each pixel's pick ("sgm": `sgm_p1` for a one-step change of the
+    correction between neighbours, `sgm_p2` for a larger one, lowered across image edges;
+    "guided": `filter_radius`, `filter_eps`; "none": each pixel's own window, as before stop 16); propagate_*: how the accepted corrections
     spread to the pixels the refinement could not check (`mvgd_core.propagation`;
     propagate_radius 0 turns it off): taps each side, pixels between taps, colour sigma (0-1
     RGB; the live camera only), and the weight that keeps the network's depth where few matched
@@ -76,7 +78,9 @@ class RefineConfig:
     max_novel_sources: int = 3
     source_shift_px: float = 8.0
     min_agree: int = 2
-    sgm: bool = True
+    cost_filter: str = "sgm"
+    filter_radius: int = 9
+    filter_eps: float = 0.01
     sgm_p1: float = 0.2
     sgm_p2: float = 0.5
     propagate_radius: int = 5
@@ -105,6 +109,10 @@ class RefineConfig:
             raise ValueError(f"RefineConfig.max_novel_sources must be >= 2 (a novel view's cost compares pairs), got {self.max_novel_sources}")
         if self.min_parallax_px < 0:
             raise ValueError(f"RefineConfig.min_parallax_px must be >= 0, got {self.min_parallax_px}")
+        if self.cost_filter not in COST_FILTERS:
+            raise ValueError(f"RefineConfig.cost_filter must be one of {COST_FILTERS}, got {self.cost_filter!r}")
+        if self.filter_radius < 1 or not self.filter_eps > 0:
+            raise ValueError(f"RefineConfig needs filter_radius >= 1 and filter_eps > 0, got {self.filter_radius}, {self.filter_eps}")
         if not 0 <= self.sgm_p1 <= self.sgm_p2:
             raise ValueError(f"RefineConfig needs 0 <= sgm_p1 <= sgm_p2, got {self.sgm_p1}, {self.sgm_p2}")
         if self.propagate_radius < 0 or self.propagate_dilation < 1:
@@ -221,15 +229,21 @@ def refine_live(ref_rgb, ref_K, ref_T_wc, src_rgb, src_K, src_T_wc, depth: torch
 
 
 def _smoothed(cost: torch.Tensor, gray: torch.Tensor, cfg: RefineConfig) -> torch.Tensor | None:
-    """The band's cost (n, H, W) after semi-global matching (Hirschmueller 2008, `mvgd_core.mvs`),
-    or None with cfg.sgm off. Along the band a hypothesis is a correction factor of the network's
-    depth, so SGM's smoothness favours neighbours that take the same correction: a pixel whose own
-    window is ambiguous follows its neighbours unless the image has an edge there. Unseen entries
-    count as ZNCC 0 (no evidence either way). Tuning sets at 6 views (MODEL_CARD, stop 16): HoloLens
-    0.084 / 0.909 -> 0.080 / 0.921, procedural 0.163 / 0.726 -> 0.162 / 0.738."""
-    if not cfg.sgm:
+    """The band's cost (n, H, W) aggregated over neighbours by cfg.cost_filter, or None ("none").
+    Along the band a hypothesis is a correction factor of the network's depth, so aggregation
+    favours neighbours that take the same correction: a pixel whose own window is ambiguous
+    follows its neighbours unless the image has an edge there. Unseen entries count as ZNCC 0
+    (no evidence either way). Tuning sets at 6 views, AbsRel / δ1 (MODEL_CARD, stop 16): HoloLens
+    none 0.084 / 0.909, guided 0.080 / 0.929, sgm 0.080 / 0.921; procedural 0.163 / 0.726,
+    0.165 / 0.749, 0.162 / 0.738. SGM is the default: on the held-out tables at 6 views it is
+    worse nowhere, the guided filter lost 0.08 dB of HoloLens novel-view PSNR; their cost is
+    within this CPU's noise (BENCHMARKS.md, stop 16)."""
+    if cfg.cost_filter == "none":
         return None
-    return sgm_aggregate(torch.where(cost < _NOT_SEEN, cost, torch.ones_like(cost)), gray, cfg.sgm_p1, cfg.sgm_p2, _SGM_P2_EDGE)
+    c = torch.where(cost < _NOT_SEEN, cost, torch.ones_like(cost))
+    if cfg.cost_filter == "sgm":
+        return sgm_aggregate(c, gray, cfg.sgm_p1, cfg.sgm_p2, _SGM_P2_EDGE)
+    return guided_filter(c, gray, cfg.filter_radius, cfg.filter_eps)
 
 
 def _sources_agree(c: torch.Tensor, cost: torch.Tensor, cfg: RefineConfig) -> torch.Tensor:

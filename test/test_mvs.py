@@ -204,3 +204,21 @@ def test_sgm_matches_the_recursion_written_out():
     vol, gray = torch.rand(5, 6, 7, generator=gen), torch.rand(6, 7, generator=gen)
     got = M.sgm_aggregate(vol, gray, 0.1, 0.6, 0.1)
     assert torch.allclose(got.double(), _sgm_reference(vol, gray, 0.1, 0.6, 0.1), atol=1e-5)
+
+
+def test_guided_filter_keeps_cost_edges_where_the_image_has_them():
+    """Fast cost-volume filtering: with a flat guide it is a plain (twice applied) box filter; where
+    the guide has an edge, a cost step on that edge stays sharp (a box filter smears it over the
+    window), and a cost step where the guide is flat is smoothed."""
+    H, W, r = 20, 24, 3
+    step = torch.zeros(1, H, W)
+    step[..., W // 2:] = 1.0
+    flat = torch.full((H, W), 0.5)
+    k = 2 * r + 1
+    assert torch.allclose(M.guided_filter(step, flat, r, 1e-2), M.box_mean(M.box_mean(step, k), k), atol=1e-5)
+    edge_guide = step[0] * 0.8 + 0.1
+    kept = M.guided_filter(step, edge_guide, r, 1e-3)
+    assert (kept - step).abs().max() < 0.05  # 0/1 either side of the edge
+    assert (M.box_mean(step, k) - step).abs().max() > 0.4
+    smoothed = M.guided_filter(step, flat, r, 1e-3)
+    assert (smoothed - step).abs().max() > 0.3
