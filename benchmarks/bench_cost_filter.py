@@ -11,14 +11,9 @@ median over calls, ms. JSON: benchmarks/results/cost_filter.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from mvgd_core.mvs import guided_filter, sgm_aggregate  # noqa: E402
 from mvgd_core.refine import _SGM_P2_EDGE, RefineConfig  # noqa: E402
+from timing import finish, median_ms  # noqa: E402
 
 
 def _filters(depths: int) -> dict:
@@ -34,19 +30,6 @@ def _filters(depths: int) -> dict:
     c = RefineConfig()
     return {"sgm": lambda: sgm_aggregate(cost, gray, c.sgm_p1, c.sgm_p2, _SGM_P2_EDGE),
             "guided": lambda: guided_filter(cost, gray, c.filter_radius, c.filter_eps)}
-
-
-def measure(run, repeats: int, calls: int) -> float:
-    run()
-    per = []
-    for _ in range(repeats):
-        ts = []
-        for _ in range(calls):
-            t = time.perf_counter()
-            run()
-            ts.append(time.perf_counter() - t)
-        per.append(float(np.median(ts)) * 1000)
-    return float(np.median(per))
 
 
 def main(argv=None) -> int:
@@ -64,17 +47,9 @@ def main(argv=None) -> int:
         torch.set_num_threads(threads)
         for depths in args.depths:
             for name, run in _filters(depths).items():
-                rows.append({"filter": name, "depths": depths, "threads": threads, "median_ms": measure(run, args.repeats, args.calls)})
-    print("\n| cost filter | hypotheses | threads | ms |\n|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['filter']} | {r['depths']} | {r['threads']} | {r['median_ms']:.1f} |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = "python benchmarks/bench_cost_filter.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    out.write_text(json.dumps({"command": cmd.strip(), "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-                               "load_average": list(os.getloadavg()), "rows": rows}, indent=2))
-    print(f"\nJSON: {out}")
-    return 0
+                rows.append({"filter": name, "depths": depths, "threads": threads, "median_ms": median_ms(run, args.repeats, args.calls)})
+    columns = [("cost filter", "filter", ""), ("hypotheses", "depths", ""), ("threads", "threads", ""), ("ms", "median_ms", ".1f")]
+    return finish(rows, columns, args.out, "bench_cost_filter.py", argv)
 
 
 if __name__ == "__main__":

@@ -11,20 +11,16 @@ benchmarks/results/propagation_cost.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_node import _size  # noqa: E402  (the benchmarks' size parser: N or HxW, clear errors)
+from timing import finish, median_ms  # noqa: E402
 from mvgd_core.propagation import propagate_correction  # noqa: E402
 from mvgd_core.refine import RefineConfig  # noqa: E402
 
@@ -38,16 +34,7 @@ def measure(hw: tuple[int, int], guided: bool, repeats: int, calls: int) -> floa
     c = RefineConfig()
     run = lambda: propagate_correction(net, refined, acc, guide, c.propagate_radius, c.propagate_dilation,  # noqa: E731
                                        c.propagate_sigma_colour, c.propagate_prior)
-    run()
-    per = []
-    for _ in range(repeats):
-        ts = []
-        for _ in range(calls):
-            t = time.perf_counter()
-            run()
-            ts.append(time.perf_counter() - t)
-        per.append(float(np.median(ts)) * 1000)
-    return float(np.median(per))
+    return median_ms(run, repeats, calls)
 
 
 def main(argv=None) -> int:
@@ -65,16 +52,8 @@ def main(argv=None) -> int:
             for guided in (True, False):
                 rows.append({"size": f"{hw[0]}x{hw[1]}", "threads": threads, "guide": "image" if guided else "none",
                              "median_ms": measure(hw, guided, args.repeats, args.calls)})
-    print("\n| size | threads | colour guide | ms per depth map |\n|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['size']} | {r['threads']} | {r['guide']} | {r['median_ms']:.1f} |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = "python benchmarks/bench_propagation.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    out.write_text(json.dumps({"command": cmd.strip(), "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-                               "load_average": list(os.getloadavg()), "rows": rows}, indent=2))
-    print(f"\nJSON: {out}")
-    return 0
+    columns = [("size", "size", ""), ("threads", "threads", ""), ("colour guide", "guide", ""), ("ms per depth map", "median_ms", ".1f")]
+    return finish(rows, columns, args.out, "bench_propagation.py", argv)
 
 
 if __name__ == "__main__":
