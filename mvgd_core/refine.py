@@ -18,10 +18,10 @@ their own band, so the window follows the predicted surface instead of a fronto-
   warped sources (agreement, as the cost volume's novel mode).
 At the live camera the band's cost is first aggregated (stop 16, `cost_filter`): semi-global
 matching (Hirschmueller, PAMI 2008; the default) or a guided filter over each hypothesis (fast
-cost-volume filtering, Hosni et al., CVPR 2011), both from `mvgd_core.mvs`, so that neighbours prefer the same
-correction of the network's depth unless the image has an edge between them. The winner gets a
-parabola fit in log depth (sub-hypothesis) on the raw cost. It replaces the network's depth
-only where it is accepted: an interior minimum (not at the band's edge), ZNCC >= min_zncc and
+cost-volume filtering, Hosni et al., CVPR 2011), both from `mvgd_core.mvs`, so that neighbours
+prefer the same correction of the network's depth unless the image has an edge between them.
+The winner gets a parabola fit in log depth (sub-hypothesis) on the raw cost. It replaces the
+network's depth only where it is accepted: an interior minimum (not at the band's edge), ZNCC >= min_zncc and
 texture in the window (grey-level std >= min_texture), and only sources that see the point with
 parallax across the band vote; elsewhere the network's depth stays, moved by the corrections
 of the matched pixels nearby of the same colour (`mvgd_core.propagation`, stop 15), so a
@@ -61,11 +61,11 @@ class RefineConfig:
     live-camera match on their own (`_sources_agree`); cost_filter: how the live camera's band cost
     is aggregated before each pixel's pick ("sgm": `sgm_p1` for a one-step change of the
     correction between neighbours, `sgm_p2` for a larger one, lowered across image edges;
-    "guided": `filter_radius`, `filter_eps`; "none": each pixel's own window, as before stop 16); propagate_*: how the accepted corrections
-    spread to the pixels the refinement could not check (`mvgd_core.propagation`;
-    propagate_radius 0 turns it off): taps each side, pixels between taps, colour sigma (0-1
-    RGB; the live camera only), and the weight that keeps the network's depth where few matched
-    pixels are near."""
+    "guided": `filter_radius`, `filter_eps`; "none": each pixel's own window, as before stop 16);
+    propagate_*: how the accepted corrections spread to the pixels the refinement could not
+    check (`mvgd_core.propagation`; propagate_radius 0 turns it off): taps each side, pixels
+    between taps, colour sigma (0-1 RGB; the live camera only), and the weight that keeps the
+    network's depth where few matched pixels are near."""
 
     enabled: bool = True
     hypotheses: int = 7
@@ -158,7 +158,7 @@ def _band_shift(grid: torch.Tensor, n: int, src_hw) -> torch.Tensor:
 
 def _pick(cost: torch.Tensor, depth: torch.Tensor, step: float, span: float, agg: torch.Tensor | None = None):
     """Best hypothesis per pixel with a parabola in log depth. cost (n, H, W); agg (n, H, W): an
-    aggregated cost to choose the winner by (SGM), None: cost itself. The parabola and the best
+    aggregated cost to choose the winner by (`_smoothed`), None: cost itself. The parabola and the best
     cost are the raw cost's at the winner (SGM's penalties skew the aggregated curve, as in
     `mvgd_core.mvs._winner`). -> (depth (H, W), best cost (H, W), interior (H, W) bool: the
     minimum is not at the band's edge)."""
