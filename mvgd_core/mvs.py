@@ -380,9 +380,10 @@ def sgm_aggregate(vol: torch.Tensor, gray: torch.Tensor, p1: float, p2: float, p
 def guided_filter(vol: torch.Tensor, guide: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
     """Each slice of vol (D, H, W) filtered by the guided filter (He, Sun & Tang, ECCV 2010) with the
     grey image guide (H, W) over (2 radius + 1)^2 windows: fast cost-volume filtering (Hosni et al.,
-    CVPR 2011), an edge-aware local aggregation in a fixed ~20 tensor ops (SGM's scanlines need
-    thousands of small ones, each a chance for another Python thread to hold the GIL). eps: how
-    much image variance counts as an edge (larger: closer to a plain box filter). -> (D, H, W)."""
+    CVPR 2011): an edge-aware local aggregation in a fixed number of box filters, where SGM's
+    scanlines take ~1000 small ops (`sgm_aggregate` at 96x128; about 3x the time on this CPU,
+    benchmarks/bench_cost_filter.py). eps: how much image variance counts as an edge (larger:
+    closer to a plain box filter). -> (D, H, W)."""
     k = 2 * radius + 1
     mean_i = box_mean(guide, k)
     var_i = box_mean(guide * guide, k) - mean_i * mean_i
