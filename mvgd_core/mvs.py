@@ -360,7 +360,7 @@ def sgm_aggregate(vol: torch.Tensor, gray: torch.Tensor, p1: float, p2: float, p
     p2_edge: the penalties (MVSConfig). -> (D, H, W). All four paths run in one loop of
     max(H, W) steps: the vertical ones transposed, every path padded to max(H, W) lanes and
     steps (padding lanes are independent, and padding steps come after a path's real ones)."""
-    D, H, W = vol.shape
+    H, W = vol.shape[-2:]
     n = max(H, W)
 
     def p2_at(g):  # (lanes, steps) image -> penalty at each step

@@ -39,12 +39,12 @@ from dataclasses import dataclass
 import torch
 
 from mvgd_core.cost_volume import relative_reference
-from mvgd_core.mvs import box_mean, guided_filter, luma, sgm_aggregate, warp_grid, warp_sources, zncc_cost
+from mvgd_core.mvs import MVSConfig, box_mean, guided_filter, luma, sgm_aggregate, warp_grid, warp_sources, zncc_cost
 from mvgd_core.propagation import propagate_correction
 
 _NOT_SEEN = 3.0  # above any 1 - ZNCC (<= 2): sorts last, never accepted
 COST_FILTERS = ("none", "guided", "sgm")
-_SGM_P2_EDGE = 0.1  # luma step (0-1) at which SGM's large-jump penalty halves (MVSConfig.p2_edge)
+_SGM_P2_EDGE = MVSConfig.p2_edge  # luma step (0-1) at which SGM's large-jump penalty halves: the baseline's
 
 
 @dataclass(frozen=True)

@@ -31,15 +31,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "training"))
 
 import numpy as np  # noqa: E402
 
+from evaluate_model import _first_existing  # noqa: E402
 from mvgd_core.config import settings_from_text  # noqa: E402
 from mvgd_core.data.types import Frame  # noqa: E402
 from mvgd_ros.keyframes import KeyframeConfig  # noqa: E402
-
-HOLOLENS = [ROOT.parent / "shared" / "data" / "hololens_office", ROOT / "gpu_kit" / "hololens_office_train"]
-
 
 def parse_variant(text: str) -> tuple[str, KeyframeConfig]:
     """'shipped' or 'key=value,...' over KeyframeConfig fields -> (name, config); ValueError if malformed."""
@@ -54,9 +53,9 @@ def load_set(name: str, args) -> list[list[Frame]]:
         from mvgd_core.data.sampler import resize_frame
         from mvgd_core.data.splits import hololens_split
 
-        path = next((p for p in HOLOLENS if (p / "images").is_dir()), None)
+        path = _first_existing(args.hololens)
         if path is None:
-            raise SystemExit(f"tune_keyframes: none of {[str(p) for p in HOLOLENS]} holds the HoloLens walk")
+            raise SystemExit(f"tune_keyframes: none of {args.hololens} exists")
         n = len(list_images(path))
         train, _ = hololens_split(n)
         train = [i for i in train if i < n]  # gpu_kit's copy holds the training frames only
@@ -122,6 +121,8 @@ def main(argv=None) -> int:
     ap.add_argument("--variant", action="append", default=[], help="'shipped' or key=value[,key=value] over KeyframeConfig (repeatable)")
     ap.add_argument("--model", default=str(ROOT / "models" / "mvgd_default.pt"))
     ap.add_argument("--sequences", type=int, default=3, help="procedural sequences")
+    ap.add_argument("--hololens", default="data/hololens_office|../shared/data/hololens_office|gpu_kit/hololens_office_train",
+                    help="first existing wins (as tune_refine.py; gpu_kit's copy holds the training frames only)")
     ap.add_argument("--holdout-every", type=int, default=4, help="as mvgd-eval: withhold every k-th frame (0 = none)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
