@@ -107,19 +107,24 @@ def project_hypotheses(tgt_K: torch.Tensor, cond_K: torch.Tensor, cond_T: torch.
     tgt_K (B, 3, 3) and cond_K (B, 3, 3) for the (h, w) grid; cond_T (B, 4, 4) camera-to-target
     (SSN frame); hyp (D,) z-depths. Returns (grid (B, D*h, w, 2) for grid_sample with
     align_corners=True, valid (B, D, h, w) bool: in front of the view and inside its image).
+    Invalid points get a grid far outside the image, so grid_sample's zeros padding already gives
+    exactly 0 there (no mask multiply over the sampled channels).
+
+    A point at depth d on pixel ray r projects to K (R d r + t) = d (K R r) + K t: K R r is
+    computed once per pixel, so each hypothesis costs one multiply-add (no (D*h*w, 3) matmuls).
     """
     B, D = tgt_K.shape[0], hyp.shape[0]
     pix = pixel_grid(h, w, tgt_K.device, tgt_K.dtype).reshape(-1, 3)  # (h*w, 3)
     rays = pix @ torch.linalg.inv(tgt_K).transpose(-1, -2)  # (B, h*w, 3), z = 1
-    pts = rays[:, None] * hyp.view(1, D, 1, 1)  # (B, D, h*w, 3) in the target (= SSN) frame
     T_cw = invert_pose(cond_T)  # (B, 4, 4)
-    p = pts @ T_cw[:, None, :3, :3].transpose(-1, -2) + T_cw[:, None, None, :3, 3]  # (B, D, h*w, 3)
-    z = p[..., 2]
-    uvw = p @ cond_K[:, None].transpose(-1, -2)
-    uv = uvw[..., :2] / uvw[..., 2:].clamp_min(1e-6)  # (B, D, h*w, 2)
+    KRr = rays @ (cond_K @ T_cw[:, :3, :3]).transpose(-1, -2)  # (B, h*w, 3)
+    Kt = (cond_K @ T_cw[:, :3, 3:])[:, None, None, :, 0]  # (B, 1, 1, 3)
+    uvw = torch.addcmul(Kt, KRr[:, None], hyp.view(1, D, 1, 1))  # (B, D, h*w, 3); K's last row is (0, 0, 1): uvw z = view depth
+    z = uvw[..., 2]
+    uv = uvw[..., :2] / z[..., None].clamp_min(1e-6)  # (B, D, h*w, 2)
     valid = (z > 1e-4) & (uv[..., 0] > -0.5) & (uv[..., 0] < w - 0.5) & (uv[..., 1] > -0.5) & (uv[..., 1] < h - 0.5)
     scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=uv.device, dtype=uv.dtype)
-    grid = (uv * scale - 1.0).clamp(-2.0, 2.0)  # outside -> zeros padding; clamp keeps values finite
+    grid = torch.where(valid[..., None], uv * scale - 1.0, uv.new_tensor(-2.0))  # -2: all four taps outside
     return grid.reshape(B, D * h, w, 2), valid.reshape(B, D, h, w)
 
 
@@ -130,7 +135,16 @@ def zncc_features(gray: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     *target's* pixel grid, on images already warped to a hypothesis (classical plane sweep),
     so every view's window covers the same fronto-parallel patch. Flat windows get ~zero vectors.
     """
-    win = F.unfold(F.pad(gray, (1, 1, 1, 1), mode="replicate"), 3).view(gray.shape[0], 9, *gray.shape[-2:])
+    return _unit_windows(gray, eps)[:, :, 0]
+
+
+def _unit_windows(gray: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """(B, D, h, w) grey images -> (B, 9, D, h, w) zero-mean unit-norm 3x3 windows (replicate
+    padding; window taps in F.unfold's order). Nine shifted slices: ~2.5x faster than F.unfold on
+    (B*D, 1, h, w), and already in the layout the cost sums want."""
+    h, w = gray.shape[-2:]
+    p = F.pad(gray, (1, 1, 1, 1), mode="replicate")
+    win = torch.stack([p[:, :, i:i + h, j:j + w] for i in range(3) for j in range(3)], 1)
     win = win - win.mean(1, keepdim=True)
     return win / (_channel_norm(win, 1) + eps)
 
@@ -144,9 +158,7 @@ def _channel_norm(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 def warped_windows(gray: torch.Tensor) -> torch.Tensor:
     """ZNCC windows of grey images warped to every hypothesis: (B, 1, D, h, w) -> (B, 9, D, h, w)."""
-    B, _, D, h, w = gray.shape
-    z = zncc_features(gray.permute(0, 2, 1, 3, 4).reshape(B * D, 1, h, w))  # (B*D, 9, h, w)
-    return z.view(B, D, 9, h, w).transpose(1, 2)
+    return _unit_windows(gray[:, 0])
 
 
 class FeatureEncoder(nn.Module):
@@ -238,22 +250,26 @@ class CostVolume(nn.Module):
         colour = bank.new_zeros(B, 3, D, h, w)
         z_ref = zero.clone()
         sum_z, sq_z = (bank.new_zeros(B, 9, D, h, w), zero.clone()) if self.zncc else (None, None)
-        for v in range(N):  # linear in N
+        for v in range(N):  # linear in N; running sums updated in place
             grid, valid = project_hypotheses(Kt, Ks[:, v], cond_T[:, v].float(), hyp, h, w)
-            s = F.grid_sample(bank[:, v], grid, mode="bilinear", padding_mode="zeros", align_corners=True)  # (B, Cb, D*h, w)
-            s = s.view(B, -1, D, h, w) * valid[:, None].to(bank.dtype)
-            f, c, *z = torch.split(s, sizes, 1)
-            z = [warped_windows(z[0]) * valid[:, None].to(bank.dtype)] if self.zncc else []
+            s = F.grid_sample(bank[:, v], grid, mode="bilinear", padding_mode="zeros", align_corners=True)  # (B, Cb, D*h, w), 0 where invalid
+            f, c, *z = torch.split(s.view(B, -1, D, h, w), sizes, 1)
             m = valid.to(bank.dtype)
-            is_other = (has_ref & (ref_idx != v)).view(B, 1, 1, 1).to(bank.dtype)  # ref cost: other views only
-            n_valid = n_valid + m
-            n_ref = n_ref + m * is_other
-            corr_ref = corr_ref + (f * ref_f[:, :, None]).sum(1) * is_other
-            sum_f, sq_f = sum_f + f, sq_f + (f * f).sum(1)
-            colour = colour + c
+            z = [warped_windows(z[0]).mul_(m[:, None])] if self.zncc else []  # windows spill over the valid edge: mask them
+            n_valid += m
+            sum_f += f
+            sq_f += (f * f).sum(1)
+            colour += c
             if self.zncc:
-                z_ref = z_ref + (z[0] * ref_z[0][:, :, None]).sum(1) * is_other
-                sum_z, sq_z = sum_z + z[0], sq_z + (z[0] * z[0]).sum(1)
+                sum_z += z[0]
+                sq_z += (z[0] * z[0]).sum(1)
+            is_other = has_ref & (ref_idx != v)  # ref cost: other views only
+            if bool(is_other.any()):  # skipped for the live camera's own view (batch of one)
+                other = is_other.view(B, 1, 1, 1).to(bank.dtype)
+                n_ref += m * other
+                corr_ref += (f * ref_f[:, :, None]).sum(1) * other
+                if self.zncc:
+                    z_ref += (z[0] * ref_z[0][:, :, None]).sum(1) * other
         costs = [corr_ref / n_ref.clamp_min(1), _pairwise_agreement(sum_f, sq_f, n_valid)]
         if self.zncc:
             costs += [z_ref / n_ref.clamp_min(1), _pairwise_agreement(sum_z, sq_z, n_valid)]
@@ -303,7 +319,7 @@ def fixed_zncc_cost(cond_rgb, cond_K, cond_T, tgt_K, hyp: torch.Tensor, stride: 
         grid, valid = project_hypotheses(Kt, Ks[:, v], cond_T[:, v].float(), hyp, h, w)
         warped = F.grid_sample(gray[:, v], grid, mode="bilinear", padding_mode="zeros", align_corners=True)  # (B, 1, D*h, w)
         m = valid.to(gray.dtype)
-        s = warped_windows(warped.view(B, 1, D, h, w) * m[:, None]) * m[:, None]  # (B, 9, D, h, w); as in CostVolume
+        s = warped_windows(warped.view(B, 1, D, h, w)) * m[:, None]  # (B, 9, D, h, w); as in CostVolume
         other = (has_ref & (ref_idx != v)).view(B, 1, 1, 1).to(gray.dtype)
         n, n_ref = n + m, n_ref + m * other
         c_ref = c_ref + (s * ref[:, :, None]).sum(1) * other

@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from mvgd_core.cameras import look_at
+from mvgd_core.cameras import invert_pose
 from mvgd_core.cost_volume import (CostVolume, FeatureEncoder, _pairwise_agreement, depth_hypotheses, find_reference_view,
-                                   fixed_zncc_cost, project_hypotheses)
+                                   fixed_zncc_cost, project_hypotheses, warped_windows, zncc_features)
 from mvgd_core.sparsification import sparsification_curve
 
 H, W = 48, 64
@@ -83,6 +84,34 @@ def test_projection_of_the_target_itself_is_the_identity():
     u = (g[..., 0] + 1) * (W - 1) / 2
     assert torch.allclose(u[0, 3], torch.arange(W, dtype=torch.float32).expand(H, W), atol=1e-3)
     assert valid.all()
+
+
+def test_projection_matches_the_pinhole_formula_and_invalid_points_sample_zero():
+    """project_hypotheses folds K R r into one product per pixel: same points as K (R (d r) + t) / z,
+    and points behind or outside the view get a grid that grid_sample turns into exactly 0."""
+    hyp = depth_hypotheses(6, 0.3, 20.0)
+    cam = torch.as_tensor(look_at([0.9, -0.3, -0.4], [0.0, 0.0, 3.0], up=(0.0, -1.0, 0.0)), dtype=torch.float32)  # camera -> target frame
+    grid, valid = project_hypotheses(K[None], K[None], cam[None], hyp, H, W)
+    rays = torch.cat([torch.stack(torch.meshgrid(torch.arange(W, dtype=torch.float32), torch.arange(H, dtype=torch.float32), indexing="xy"), -1),
+                      torch.ones(H, W, 1)], -1) @ torch.linalg.inv(K).T  # (H, W, 3), z = 1
+    T_cw = invert_pose(cam)
+    p = (rays[None] * hyp.view(-1, 1, 1, 1)) @ T_cw[:3, :3].T + T_cw[:3, 3]  # (D, H, W, 3) in the view
+    uv = (p @ K.T)[..., :2] / p[..., 2:]
+    want = uv / torch.tensor([(W - 1) / 2, (H - 1) / 2]) - 1
+    got = grid.view(6, H, W, 2)
+    assert 0.2 < valid.float().mean() < 0.95  # both kinds present
+    assert torch.allclose(got[valid[0]], want[valid[0]], atol=1e-4)
+    s = F.grid_sample(torch.ones(1, 2, H, W), grid, align_corners=True).view(2, 6, H, W)
+    assert (s[:, ~valid[0]] == 0).all() and (s[:, valid[0]] > 0).all()
+
+
+def test_zncc_windows_equal_the_unfold_definition():
+    g = torch.rand(2, 1, 5, 7, 9, generator=torch.Generator().manual_seed(3))  # (B, 1, D, h, w)
+    win = F.unfold(F.pad(g[:, 0].reshape(10, 1, 7, 9), (1, 1, 1, 1), mode="replicate"), 3).view(2, 5, 9, 7, 9).transpose(1, 2)
+    win = win - win.mean(1, keepdim=True)
+    want = win / (win.norm(dim=1, keepdim=True) + 1e-3)
+    assert torch.allclose(warped_windows(g), want, atol=1e-6)
+    assert torch.allclose(zncc_features(g[:, :, 0]), want[:, :, 0], atol=1e-6)
 
 
 def test_pairwise_agreement_matches_brute_force():
