@@ -140,7 +140,7 @@ def run_eval(args) -> dict:
                  window=args.sweep_window, cost_filter=args.sweep_filter)
     from mvgd_ros.node import keyframe_config
 
-    cond_sets = node_conditioning(frames, held, keyframe_config(node_params), node_params.select_views)
+    cond_sets = node_conditioning(frames, held, keyframe_config(node_params), node_params.select_views, node_params.lookahead_frames)
     results, rows, labels, more = score_frames(frames, live, pb.rgb, pb.vdepth, cond_sets, sweep, out,
                                                baselines=not args.no_baselines, max_pictures=args.max_pictures, progress=not args.quiet,
                                                model_hw=model_hw, train_median=train_median)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,6 +239,8 @@ class _PlayHooks:
 
     def __init__(self, args, node: NodeProcess, col: Collector, frames: list[Frame], held: set[int], stamp_to_idx: dict):
         self.args, self.node, self.col, self.frames, self.held, self.stamp_to_idx = args, node, col, frames, held, stamp_to_idx
+        self.lag = node_param_values(args).lookahead_frames  # the node answers an image once this many newer ones came
+        self.sent: deque[float] = deque()  # stamps of sent images whose depth is not awaited yet
         self.misses: list[float] = []
         self.seen_outputs = 0
         self.pub_time: dict[float, float] = {}
@@ -262,12 +265,17 @@ class _PlayHooks:
             self.pub_time[round(m.stamp, 3)] = wall
 
     def gate(self, m) -> None:
+        """Wait for the depth of the image sent `lag` images ago (lookahead_frames; 0: this one's)."""
         if not self.node.alive():
             raise EvalError(f"the node died during playback (code {self.node.proc.returncode}):\n{self.node.tail()}")
-        if self.col.wait(self.col.depth, m.stamp, _timeout(self.args, self.seen_outputs)):
+        self.sent.append(m.stamp)
+        if len(self.sent) <= self.lag:
+            return
+        stamp = self.sent.popleft()
+        if self.col.wait(self.col.depth, stamp, _timeout(self.args, self.seen_outputs)):
             self.seen_outputs += 1
         else:
-            self.misses.append(m.stamp)
+            self.misses.append(stamp)
 
 
 def _outputs_by_index(col: Collector, stamp_to_idx: dict, held: set[int]) -> tuple[dict, dict, dict]:
@@ -299,8 +307,9 @@ def play_through_node(bag: Path, args, out: Path, frames: list[Frame], held: set
         print(f"[mvgd-eval] node up after {startup_s:.1f}s; playing {len(frames)} frames ({len(held)} held out) from {bag}", file=sys.stderr)
         player.play(gate=None if args.rate else hooks.gate, trigger_topics=(args.image_topic,), on_publish=hooks.on_publish, skip=hooks.skip,
                     progress=not args.quiet)
-        # drain: outputs still in flight
-        end = time.monotonic() + (args.drain if args.rate else 2.0)
+        # drain: outputs still in flight (with lookahead_frames, the last images wait lookahead_max_wait_s for newer ones)
+        lag_wait = node_param_values(args).lookahead_max_wait_s if hooks.lag else 0.0
+        end = time.monotonic() + (args.drain if args.rate else 2.0) + lag_wait
         while time.monotonic() < end and node.alive():
             time.sleep(0.1)
         col.attach_K()

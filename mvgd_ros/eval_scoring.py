@@ -136,25 +136,36 @@ def in_camera(f: Frame, K_out, hw) -> Frame:
     )
 
 
-def node_conditioning(frames: list[Frame], held: set[int], kf_cfg, select_views: int = 0) -> dict[int, list[int]]:
+def node_conditioning(frames: list[Frame], held: set[int], kf_cfg, select_views: int = 0, lookahead: int = 0) -> dict[int, list[int]]:
     """{frame index: indices of the conditioning views the node uses for it}, by replaying the
     node's own keyframe policy (mvgd_ros.keyframes, same parameters) over the frames it was sent.
 
-    Live frames (sent): the live frame plus keyframes (`KeyframeSet.conditioning`, live last).
+    Live frames (sent): the live frame plus keyframes (`KeyframeSet.conditioning`, live last),
+    chosen when the node's lookahead queue releases the frame (`lookahead` newer frames later,
+    the node's `lookahead_frames`, mvgd_ros/lookahead.py; the last ones when the stream ends).
     Held-out frames: the keyframes at that moment nearest the target (`KeyframeSet.select`).
     """
     from mvgd_ros.keyframes import KeyframeSet
+    from mvgd_ros.lookahead import Lagged, LookaheadQueue
 
-    ks = KeyframeSet(kf_cfg)
+    ks, queue = KeyframeSet(kf_cfg), LookaheadQueue()
     index = {id(f): i for i, f in enumerate(frames)}
     out = {}
+
+    def release(items: list[Lagged]) -> None:
+        for item in items:
+            out[index[id(item.frame)]] = [index[id(x)] for x in ks.conditioning(item.frame, select_views)]
+
     for i, f in enumerate(frames):
         if i in held:
             if ks.frames:
                 out[i] = [index[id(x)] for x in ks.select(f.T_wc, select_views)]
             continue
-        ks.add(f)
-        out[i] = [index[id(x)] for x in ks.conditioning(f, select_views)]
+        added, reset = ks.add(f)
+        if reset:
+            queue.clear()  # as the node: frames waiting across a reset get no depth
+        release(queue.push(Lagged(f, None, added is not None, 0.0), lookahead))
+    release(queue.drain())  # the stream ended: the node's timer releases them
     return out
 
 

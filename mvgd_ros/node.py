@@ -43,6 +43,7 @@ from mvgd_ros.compat import resolved_topic
 from mvgd_ros.frames import FrameError, build_frame, camera_pose, is_optical, offset_transforms, output_size, scale_intrinsics
 from mvgd_ros.input_sync import Dropped, InputSync, Pending, Rejected, SyncConfig, Waiting, precheck_image
 from mvgd_ros.keyframes import KeyframeConfig, KeyframeSet
+from mvgd_ros.lookahead import Lagged, LookaheadQueue
 from mvgd_ros.model import StartupError, hardware_id, load_predictor, set_torch_threads, warm_up
 from mvgd_ros.outputs import CameraOut
 from mvgd_ros.rectify import InputCamera, Rectifier
@@ -85,6 +86,7 @@ class MVGDNode(Node):
             took = self.worker.call(lambda: warm_up(self.predictor, self.out_hw, self.p.steps))
             self.get_logger().info(f"warm-up inference took {took:.2f} s on {self.hardware_id}")
         self.keyframes = KeyframeSet(keyframe_config(self.p))
+        self.lookahead = LookaheadQueue()  # frames waiting for newer ones (lookahead_frames)
         self.tf = make_tf_buffer(self, self.p.tf_cache_s)
         self.offsets = offset_transforms(self.p.virtual_offsets)
         self._target_requested = False  # a mvgd/target_pose was rendered: keyframe depth is worth keeping (_wants_keyframe_depth)
@@ -106,6 +108,7 @@ class MVGDNode(Node):
         pubs = Publishers(self.depth_pub, self.points_pub, self.rgb_pub, self.rgb_depth_pub)
         self.renderer = Renderer(self.predictor, pubs, self.stats, lambda: self.p, lambda: self.get_clock().now().nanoseconds * 1e-9)
         self.create_timer(0.05, self._process_pending)  # re-check frames waiting for TF
+        self.create_timer(0.05, self._release_expired)  # lookahead frames whose newer frames did not come
         self.create_timer(self.p.diagnostics_period_s, self._publish_diagnostics)
         self.get_logger().info(
             f"ready: model {self.predictor.image_size[0]}x{self.predictor.image_size[1]}, output {self.out_hw[0]}x{self.out_hw[1]}, "
@@ -167,6 +170,7 @@ class MVGDNode(Node):
 
     def reset(self, reason: str) -> None:
         self.keyframes.reset()
+        self._clear_lookahead()
         self.renderer.view_depths.clear()  # after a map correction their poses would place the old depth wrong
         self.stats.reset(reason)
         self.stats.keyframes = 0
@@ -306,9 +310,28 @@ class MVGDNode(Node):
     # ------------------------------------------------------------------ posed frames -> jobs
 
     def _on_frame(self, frame: Frame, header: Header) -> None:
+        """Offer the frame to the keyframe set now (a newer keyframe is a view for the frames waiting in
+        the lookahead queue), then predict the frame now due: this one when lookahead_frames is 0."""
         out_header = self._announce(frame, header)  # optical output frame (latched TF), output size
         added = self._update_keyframes(frame)
-        job = self._live_job(frame, out_header, keyframe=added is not None)
+        for item in self.lookahead.push(Lagged(frame, out_header, added is not None, time.monotonic()), self.p.lookahead_frames):
+            self._submit_live(item)
+
+    def _release_expired(self) -> None:
+        """Timer: frames that waited lookahead_max_wait_s for newer ones (a paused or ended stream)."""
+        item = self.lookahead.expired(time.monotonic(), self.p.lookahead_max_wait_s)
+        if item is not None:
+            self.stats.count("lookahead_expired")
+            self._submit_live(item)
+
+    def _clear_lookahead(self) -> None:
+        """On a reset: frames waiting for newer ones are dropped (their poses may be stale)."""
+        dropped = self.lookahead.clear()
+        if dropped:
+            self.stats.count("lookahead_dropped_on_reset", dropped)
+
+    def _submit_live(self, item: Lagged) -> None:
+        job = self._live_job(item.frame, item.header, keyframe=item.keyframe)
         if job.depth_view is not None or job.rgb_views:
             self.stats.conditioning_views = len(job.cond)
             self.worker.submit("live", job)
@@ -321,6 +344,7 @@ class MVGDNode(Node):
         added, reset = self.keyframes.add(frame)
         if reset:
             self.stats.reset(reset)
+            self._clear_lookahead()
         if self.keyframes.evicted["outlier"] > outliers:
             self.stats.count("keyframe_outliers", self.keyframes.evicted["outlier"] - outliers)
             self._warn("keyframe_outlier", "evicted a keyframe whose pose left the camera's track and came straight back "

@@ -90,6 +90,15 @@ SPECS: tuple[Spec, ...] = (
          read_only=False, range=(1, 32)),
     Spec("select_views", 0, "Use at most k conditioning views (fewer than max_views, chosen by the same penalty); 0: max_views.",
          read_only=False, range=(0, 32)),
+    # 0 (live) by default: a lag is for mapping, not for reactive avoidance (mvgd_ros/lookahead.py, MODEL_CARD "Fixed-lag depth").
+    Spec("lookahead_frames", 0, "Fixed-lag depth: predict a frame's live depth only once this many newer frames have arrived, so that its "
+         "conditioning views may come from both sides of the camera's path (more parallax when moving forward). Depth then "
+         "arrives this many frames late (frames the node uses, after max_input_rate_hz), stamped with its own frame: for "
+         "mapping (e.g. nvblox), not for reactive obstacle avoidance. 0: live.",
+         read_only=False, range=(0, 30)),
+    Spec("lookahead_max_wait_s", 0.5, "A frame waiting for newer ones (lookahead_frames) is predicted anyway after this many seconds (the stream paused or "
+         "ended).",
+         read_only=False, range=(0.0, 10.0)),
     Spec("reset_jump_translation", 0.5, "Reset the keyframes when TF moves the newest keyframe's pose by more than this (m), e.g. a map correction; 0 disables.",
          read_only=False, range=(0.0, 100.0)),
     # --- model

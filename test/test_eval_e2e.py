@@ -76,6 +76,22 @@ def test_eval_end_to_end_writes_report(tiny_bag, tiny_ckpt, tmp_path, capsys):
 
 
 @pytest.mark.ros
+def test_eval_with_fixed_lag_depth_gets_every_frame(tiny_bag, tiny_ckpt, tmp_path, capsys):
+    """lookahead_frames: the gate waits for the depth of the image sent two earlier, the last two
+    come after lookahead_max_wait_s; every sent frame is scored, none missed."""
+    if not (shutil.which("mvgd_node") or os.path.exists(os.path.join(os.path.dirname(os.sys.executable), "mvgd_node"))):
+        pytest.skip("mvgd_node console script not installed (make venv)")
+    out = tmp_path / "report"
+    rc = E.main(_args(tiny_bag, tiny_ckpt, out, "--holdout-every", "0", "--no-baselines", "--max-pictures", "0",
+                      "--param", "lookahead_frames:=2", "--param", "keyframe_pose_distance:=0.0"))
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["aggregate"]["depth_live"]["mvgd"]["n"] == 8 and m["latency"]["n"] == 8
+    assert not any("no output within the gate timeout" in n for n in m.get("notes", [])), m.get("notes")
+
+
+@pytest.mark.ros
 def test_eval_node_that_cannot_start_reports_its_stderr(tiny_bag, tmp_path, capsys):
     bad = tmp_path / "not_a_checkpoint.pt"
     bad.write_bytes(b"garbage")

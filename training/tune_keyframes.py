@@ -2,6 +2,7 @@
 """Choose the node's keyframe policy on sequences the evaluation never uses (prints a table, writes JSON).
 
     python training/tune_keyframes.py --set hololens_train --variant shipped --variant optimal_baseline=0.3
+    python training/tune_keyframes.py --set hololens_train --lookahead 0 1 2 4
 
 Replays a frame sequence the way `mvgd-eval` feeds the node (every `--holdout-every`-th frame
 withheld as a novel view, the rest sent in order), with the node's own keyframe policy
@@ -10,7 +11,8 @@ withheld as a novel view, the rest sent in order), with the node's own keyframe 
 photometric refinement, as the node's defaults). Scores the live-camera depth as the node's
 evaluation does (`mvgd_ros.eval_scoring`: per frame AbsRel and δ<1.25 at the camera's
 resolution, regime from the same conditioning views): medians over the observable frames and
-over all frames. No DDS, so a variant takes seconds to a minute; the held-out bags stay for
+over all frames. `--lookahead`: the node's `lookahead_frames` (fixed-lag depth,
+mvgd_ros/lookahead.py), each variant at each value. No DDS, so a variant takes seconds to a minute; the held-out bags stay for
 the final check through the real node (`python -m mvgd_ros.demo`).
 
 Sets (none is in a demo bag or an evaluation table):
@@ -94,13 +96,13 @@ class Scorer:
         return self.cache[key]
 
 
-def run_variant(scorer: Scorer, seqs: list[list[Frame]], cfg: KeyframeConfig, args) -> dict:
+def run_variant(scorer: Scorer, seqs: list[list[Frame]], cfg: KeyframeConfig, args, lookahead: int = 0) -> dict:
     from mvgd_ros.eval_scoring import holdout_indices, node_conditioning
 
     rows = []
     for s, frames in enumerate(seqs):
         held = holdout_indices(len(frames), args.holdout_every, args.warmup)
-        for i, window in sorted(node_conditioning(frames, held, cfg).items()):
+        for i, window in sorted(node_conditioning(frames, held, cfg, lookahead=lookahead).items()):
             if i in held or len(window) < 2 or frames[i].depth is None:
                 continue  # the node publishes no live depth before it has a second view
             r = scorer.score(s, frames, i, window)
@@ -125,6 +127,7 @@ def main(argv=None) -> int:
                     help="first existing wins (as tune_refine.py; gpu_kit's copy holds the training frames only)")
     ap.add_argument("--holdout-every", type=int, default=4, help="as mvgd-eval: withhold every k-th frame (0 = none)")
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--lookahead", type=int, nargs="+", default=[0], help="the node's lookahead_frames (each variant at each)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="JSON (default runs/tune_keyframes/<set>.json)")
     a = ap.parse_args(argv)
@@ -142,9 +145,10 @@ def main(argv=None) -> int:
     scorer = Scorer(pred, tuple(pred.image_size))
     results = {}
     print(f"{'variant':44s} {'frames':>6s} {'obs':>4s} {'views':>5s}  AbsRel / δ1 observable   all frames   s")
-    for name, cfg in variants.items():
+    for (name, cfg), lag in ((v, k) for v in variants.items() for k in a.lookahead):
         t0 = time.time()
-        r = results[name] = {**run_variant(scorer, seqs, cfg, a), "config": dataclasses.asdict(cfg)}
+        name = name if a.lookahead == [0] else f"{name}, lookahead_frames={lag}"
+        r = results[name] = {**run_variant(scorer, seqs, cfg, a, lag), "config": dataclasses.asdict(cfg), "lookahead_frames": lag}
         print(f"{name:44s} {r['frames']:6d} {r['observable']:4d} {r['mean_views']:5.2f}  {r['abs_rel_obs']:.3f} / {r['delta1_obs']:.3f}"
               f"        {r['abs_rel_all']:.3f} / {r['delta1_all']:.3f}  {time.time() - t0:4.0f}", flush=True)
     out = Path(a.out or ROOT / "runs" / "tune_keyframes" / f"{a.set}.json")

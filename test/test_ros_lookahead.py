@@ -1,0 +1,83 @@
+"""Fixed-lag live depth (mvgd_ros/lookahead.py, node parameter lookahead_frames): the queue, the
+evaluation's replay of it, and the node over loopback DDS holding a frame until newer ones came."""
+import time
+
+import numpy as np
+import pytest
+
+from mvgd_ros.lookahead import Lagged, LookaheadQueue
+
+from ros_harness import sequence, tiny_checkpoint  # noqa: F401,E402  (fixtures; skips without rclpy, as every ROS test)
+
+
+def _item(i, arrived=0.0):
+    return Lagged(frame=i, header=None, keyframe=True, arrived_s=arrived)
+
+
+def test_each_frame_releases_the_one_lookahead_frames_older():
+    q = LookaheadQueue()
+    assert [x.frame for x in q.push(_item(0), 0)] == [0]  # no lag: the frame itself
+    got = [[x.frame for x in q.push(_item(i), 2)] for i in range(1, 6)]
+    assert got == [[], [], [1], [2], [3]] and len(q) == 2
+    assert [x.frame for x in q.push(_item(6), 0)] == [4, 5, 6]  # lag lowered at runtime: all due at once, oldest first
+    assert q.clear() == 0
+
+
+def test_waiting_frames_expire_on_the_wall_clock_and_a_reset_drops_them():
+    q = LookaheadQueue()
+    for i, t in enumerate([0.0, 0.2, 0.4]):
+        q.push(_item(i, t), 3)
+    assert q.expired(0.65, 0.5).frame == 0 and q.expired(0.65, 0.5) is None  # the next waited only 0.45
+    assert q.expired(0.95, 0.5).frame == 1  # one per call, though frame 2 has waited long enough too
+    assert len(q) == 1 and q.clear() == 1 and q.expired(10.0, 0.5) is None
+
+
+def test_replay_takes_views_from_both_sides_within_the_lag():
+    """eval_scoring.node_conditioning with lookahead: every sent frame gets a conditioning set
+    (the last ones when the stream ends), with views at most `lag` frames newer, and some newer."""
+    from mvgd_core.cameras import look_at
+    from mvgd_core.data.types import Frame
+    from mvgd_ros.eval_scoring import node_conditioning
+    from mvgd_ros.keyframes import KeyframeConfig
+
+    K = np.array([[20.0, 0, 8], [0, 20.0, 8], [0, 0, 1]])
+    frames = [Frame(rgb=np.zeros((16, 16, 3), np.uint8), K=K, T_wc=look_at([0.2 * i, 0, 1.0], [0.2 * i + 0.5, 5.0, 1.0]), stamp=100.0 + 0.1 * i)
+              for i in range(12)]
+    held = {5}
+    cfg = KeyframeConfig(pose_distance=0.0, max_views=4)
+    live = node_conditioning(frames, held, cfg)
+    lag = node_conditioning(frames, held, cfg, lookahead=2)
+    sent = [i for i in range(12) if i not in held]
+    assert sorted(i for i in lag if i not in held) == sent  # nobody lost at the end
+    assert all(max(v) == i for i, v in live.items() if i not in held)  # live: nothing newer than the frame
+    newer = [max(v) - i for i, v in lag.items() if i not in held]
+    assert max(newer) > 0 and all(d <= 3 for d in newer)  # 2 sent frames later (the held-out 5 is not sent)
+    assert all(5 not in v for i, v in lag.items() if i not in held)  # held-out frames are never views
+
+
+@pytest.mark.ros
+def test_node_holds_a_frame_until_newer_ones_came_and_releases_the_last_on_its_own(tiny_checkpoint, sequence):
+    from ros_harness import T0, Rig, stamp_of, wait_for
+
+    rig = Rig()
+    try:
+        node = rig.start_node(tiny_checkpoint, lookahead_frames=2, lookahead_max_wait_s=2.0, keyframe_pose_distance=0.0)
+        rig.wait_connected("mvgd/depth/image")
+        frames = sequence[:5]
+        for i, f in enumerate(frames):
+            rig.send_tf(f.T_wc, T0 + i * 0.1)
+            rig.send_tf(f.T_wc, T0 + i * 0.1 + 0.05)
+        got = lambda: [round(stamp_of(m), 6) for m in rig.got("mvgd/depth/image")]  # noqa: E731
+        rig.send_frame(frames[0], T0)
+        rig.send_frame(frames[1], T0 + 0.1)
+        time.sleep(0.5)
+        assert got() == []  # frame 0 waits for two newer frames
+        for i in (2, 3, 4):  # one at a time: newest-wins may otherwise (correctly) skip a frame
+            rig.send_frame(frames[i], T0 + i * 0.1)
+            wait_for(lambda i=i: len(got()) >= i - 1, f"depth of frame {i - 2} once frame {i} came")
+        assert got() == [round(T0 + i * 0.1, 6) for i in range(3)]
+        wait_for(lambda: len(got()) >= 5, "the last two, released after lookahead_max_wait_s")
+        assert got() == [round(T0 + i * 0.1, 6) for i in range(5)]  # each stamped with its own frame, in order
+        wait_for(lambda: node.stats.totals["lookahead_expired"] >= 1, "expiry counted")
+    finally:
+        rig.close()
