@@ -81,3 +81,24 @@ def test_node_holds_a_frame_until_newer_ones_came_and_releases_the_last_on_its_o
         wait_for(lambda: node.stats.totals["lookahead_expired"] >= 1, "expiry counted")
     finally:
         rig.close()
+
+
+@pytest.mark.ros
+def test_a_reset_drops_the_frames_waiting_for_newer_ones(tiny_checkpoint, sequence):
+    from ros_harness import T0, Rig, wait_for
+
+    rig = Rig()
+    try:
+        node = rig.start_node(tiny_checkpoint, lookahead_frames=3, lookahead_max_wait_s=1.5, keyframe_pose_distance=0.0)
+        rig.wait_connected("mvgd/depth/image")
+        for i, f in enumerate(sequence[:2]):
+            rig.send_tf(f.T_wc, T0 + i * 0.1)
+            rig.send_tf(f.T_wc, T0 + i * 0.1 + 0.05)
+            rig.send_frame(f, T0 + i * 0.1)
+        wait_for(lambda: node.stats.totals["images"] >= 2 and len(node.lookahead) == 2, "two frames waiting")
+        node.reset("request")  # e.g. a map correction: their poses may be stale
+        assert len(node.lookahead) == 0 and node.stats.totals["lookahead_dropped_on_reset"] == 2
+        time.sleep(2.0)  # past lookahead_max_wait_s: nothing is released late
+        assert rig.got("mvgd/depth/image") == [] and node.stats.totals["lookahead_expired"] == 0
+    finally:
+        rig.close()
