@@ -12,7 +12,8 @@ input_timeout_s: WARN), a stuck-worker check (one inference running for worker_s
 ERROR after FAILURES_ERROR inference failures in a row (one failure: WARN), WARN for frames
 dropped in the period (malformed /tf rejected by the TF layer included), WARN when the live
 depth of the period was unobservable (mean observable share below UNOBSERVABLE_WARN: no
-parallax, a monocular guess). Like a
+parallax, a monocular guess), WARN when half of a period's frames left the fixed-lag queue by
+lookahead_max_wait_s instead of by newer frames (too short for the camera's rate). Like a
 CompositeDiagnosticTask, the status takes the worst level and that level's messages.
 """
 from __future__ import annotations
@@ -50,7 +51,7 @@ class HealthConfig:
 
 def health_checks(cfg: HealthConfig, *, depth_rate_hz: float, depth_wanted: bool, since_image_s: float | None, uptime_s: float,
                   worker_busy_s: float | None, failure_streak: int, dropped: int, tf_rejected: int = 0,
-                  observable_share: float | None = None) -> list[tuple[str, str]]:
+                  observable_share: float | None = None, images: int = 0, lookahead_expired: int = 0) -> list[tuple[str, str]]:
     """[(level, message)] of every check that is not OK (diagnostic_updater semantics)."""
     out = []
     lo, hi = cfg.expected_rate_hz
@@ -75,6 +76,9 @@ def health_checks(cfg: HealthConfig, *, depth_rate_hz: float, depth_wanted: bool
         out.append(("warn", f"{dropped} frames dropped"))
     if tf_rejected:
         out.append(("warn", f"{tf_rejected} malformed transforms rejected"))
+    if images >= 3 and 2 * lookahead_expired >= images:  # a stream's end expires a frame or two, not half of them
+        out.append(("warn", f"{lookahead_expired} of {images} frames waited lookahead_max_wait_s for newer frames: raise it above "
+                            "lookahead_frames / the camera rate"))
     if observable_share is not None and observable_share < UNOBSERVABLE_WARN:
         out.append(("warn", f"depth not observable (share {observable_share:.2f}): the cameras have no parallax (not moving, or "
                             "turning in place), depth is a monocular guess"))
@@ -195,6 +199,7 @@ class NodeStats:
             out.update({f"drop_{k}": str(v) for k, v in sorted(self.drops.items())})
             out.update({f"reset_{k}": str(v) for k, v in sorted(self.resets.items())})
             facts = {"depth_rate_hz": self._period["depth_published"] / dt, "failure_streak": self.failure_streak,
+                     "images": self._period["images"], "lookahead_expired": self._period["lookahead_expired"],
                      "dropped": self._period["dropped"], "uptime_s": now - self.started,
                      "observable_share": sum(self._observable) / len(self._observable) if self._observable else None}
             out["inference_failure_streak"] = str(self.failure_streak)

@@ -484,6 +484,7 @@ class MVGDNode(Node):
     def _publish_diagnostics(self) -> None:
         kv = self.stats.snapshot({
             "pending": str(len(self.pending)),
+            "lookahead_waiting": str(len(self.lookahead)),
             "worker_stale": str(self.worker.counts["stale"]),
             "tf_backend": self.tf.backend,
             **{k: str(v) for k, v in self.tf.counters().items()},  # fallback: rejected, jumps_back, frames_evicted, ...

@@ -165,6 +165,10 @@ def test_health_checks_follow_diagnostic_updater():
     level, msg = _health(facts={"observable_share": 0.02})
     assert level == "warn" and "not observable" in msg and "parallax" in msg
     assert _health(facts={"observable_share": 0.6})[0] == "ok" and _health(facts={"observable_share": None})[0] == "ok"
+    # fixed-lag depth whose frames mostly expire: lookahead_max_wait_s is too short for the camera's rate
+    level, msg = _health(facts={"images": 10, "lookahead_expired": 6})
+    assert level == "warn" and "lookahead_max_wait_s" in msg
+    assert _health(facts={"images": 10, "lookahead_expired": 2})[0] == "ok" and _health(facts={"images": 2, "lookahead_expired": 2})[0] == "ok"
 
 
 def test_observable_share_is_a_period_mean_and_warns_when_low():
