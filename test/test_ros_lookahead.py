@@ -7,7 +7,7 @@ import pytest
 
 from mvgd_ros.lookahead import Lagged, LookaheadQueue
 
-from ros_harness import sequence, tiny_checkpoint  # noqa: F401,E402  (fixtures; skips without rclpy, as every ROS test)
+from ros_harness import T0, rig, sequence, stamp_of, tiny_checkpoint, wait_for  # noqa: F401,E402  (skips without rclpy, as every ROS test)
 
 
 def _item(i, arrived=0.0):
@@ -55,50 +55,41 @@ def test_replay_takes_views_from_both_sides_within_the_lag():
     assert all(5 not in v for i, v in lag.items() if i not in held)  # held-out frames are never views
 
 
-@pytest.mark.ros
-def test_node_holds_a_frame_until_newer_ones_came_and_releases_the_last_on_its_own(tiny_checkpoint, sequence):
-    from ros_harness import T0, Rig, stamp_of, wait_for
-
-    rig = Rig()
-    try:
-        node = rig.start_node(tiny_checkpoint, lookahead_frames=2, lookahead_max_wait_s=2.0, keyframe_pose_distance=0.0)
-        rig.wait_connected("mvgd/depth/image")
-        frames = sequence[:5]
-        for i, f in enumerate(frames):
-            rig.send_tf(f.T_wc, T0 + i * 0.1)
-            rig.send_tf(f.T_wc, T0 + i * 0.1 + 0.05)
-        got = lambda: [round(stamp_of(m), 6) for m in rig.got("mvgd/depth/image")]  # noqa: E731
-        rig.send_frame(frames[0], T0)
-        rig.send_frame(frames[1], T0 + 0.1)
-        time.sleep(0.5)
-        assert got() == []  # frame 0 waits for two newer frames
-        for i in (2, 3, 4):  # one at a time: newest-wins may otherwise (correctly) skip a frame
-            rig.send_frame(frames[i], T0 + i * 0.1)
-            wait_for(lambda i=i: len(got()) >= i - 1, f"depth of frame {i - 2} once frame {i} came")
-        assert got() == [round(T0 + i * 0.1, 6) for i in range(3)]
-        wait_for(lambda: len(got()) >= 5, "the last two, released after lookahead_max_wait_s")
-        assert got() == [round(T0 + i * 0.1, 6) for i in range(5)]  # each stamped with its own frame, in order
-        wait_for(lambda: node.stats.totals["lookahead_expired"] >= 1, "expiry counted")
-    finally:
-        rig.close()
+def _lagged_node(rig, checkpoint, frames, **params):
+    """The node with fixed-lag depth, every frame a keyframe, TF for `frames` already sent."""
+    node = rig.start_node(checkpoint, keyframe_pose_distance=0.0, **params)
+    rig.wait_connected("mvgd/depth/image")
+    for i, f in enumerate(frames):
+        rig.send_tf(f.T_wc, T0 + i * 0.1)
+        rig.send_tf(f.T_wc, T0 + i * 0.1 + 0.05)
+    return node
 
 
 @pytest.mark.ros
-def test_a_reset_drops_the_frames_waiting_for_newer_ones(tiny_checkpoint, sequence):
-    from ros_harness import T0, Rig, wait_for
+def test_node_holds_a_frame_until_newer_ones_came_and_releases_the_last_on_its_own(rig, tiny_checkpoint, sequence):
+    frames = sequence[:5]
+    node = _lagged_node(rig, tiny_checkpoint, frames, lookahead_frames=2, lookahead_max_wait_s=2.0)
+    got = lambda: [round(stamp_of(m), 6) for m in rig.got("mvgd/depth/image")]  # noqa: E731
+    rig.send_frame(frames[0], T0)
+    rig.send_frame(frames[1], T0 + 0.1)
+    time.sleep(0.5)
+    assert got() == []  # frame 0 waits for two newer frames
+    for i in (2, 3, 4):  # one at a time: newest-wins may otherwise (correctly) skip a frame
+        rig.send_frame(frames[i], T0 + i * 0.1)
+        wait_for(lambda i=i: len(got()) >= i - 1, f"depth of frame {i - 2} once frame {i} came")
+    assert got() == [round(T0 + i * 0.1, 6) for i in range(3)]
+    wait_for(lambda: len(got()) >= 5, "the last two, released after lookahead_max_wait_s")
+    assert got() == [round(T0 + i * 0.1, 6) for i in range(5)]  # each stamped with its own frame, in order
+    wait_for(lambda: node.stats.totals["lookahead_expired"] >= 1, "expiry counted")
 
-    rig = Rig()
-    try:
-        node = rig.start_node(tiny_checkpoint, lookahead_frames=3, lookahead_max_wait_s=1.5, keyframe_pose_distance=0.0)
-        rig.wait_connected("mvgd/depth/image")
-        for i, f in enumerate(sequence[:2]):
-            rig.send_tf(f.T_wc, T0 + i * 0.1)
-            rig.send_tf(f.T_wc, T0 + i * 0.1 + 0.05)
-            rig.send_frame(f, T0 + i * 0.1)
-        wait_for(lambda: node.stats.totals["images"] >= 2 and len(node.lookahead) == 2, "two frames waiting")
-        node.reset("request")  # e.g. a map correction: their poses may be stale
-        assert len(node.lookahead) == 0 and node.stats.totals["lookahead_dropped_on_reset"] == 2
-        time.sleep(2.0)  # past lookahead_max_wait_s: nothing is released late
-        assert rig.got("mvgd/depth/image") == [] and node.stats.totals["lookahead_expired"] == 0
-    finally:
-        rig.close()
+
+@pytest.mark.ros
+def test_a_reset_drops_the_frames_waiting_for_newer_ones(rig, tiny_checkpoint, sequence):
+    node = _lagged_node(rig, tiny_checkpoint, sequence[:2], lookahead_frames=3, lookahead_max_wait_s=1.5)
+    for i, f in enumerate(sequence[:2]):
+        rig.send_frame(f, T0 + i * 0.1)
+    wait_for(lambda: node.stats.totals["images"] >= 2 and len(node.lookahead) == 2, "two frames waiting")
+    node.reset("request")  # e.g. a map correction: their poses may be stale
+    assert len(node.lookahead) == 0 and node.stats.totals["lookahead_dropped_on_reset"] == 2
+    time.sleep(2.0)  # past lookahead_max_wait_s: nothing is released late
+    assert rig.got("mvgd/depth/image") == [] and node.stats.totals["lookahead_expired"] == 0
