@@ -239,7 +239,8 @@ class _PlayHooks:
 
     def __init__(self, args, node: NodeProcess, col: Collector, frames: list[Frame], held: set[int], stamp_to_idx: dict):
         self.args, self.node, self.col, self.frames, self.held, self.stamp_to_idx = args, node, col, frames, held, stamp_to_idx
-        self.lag = node_param_values(args).lookahead_frames  # the node answers an image once this many newer ones came
+        self.node_params = node_param_values(args)
+        self.lag = self.node_params.lookahead_frames  # the node answers an image once this many newer ones came
         self.sent: deque[float] = deque()  # stamps of sent images whose depth is not awaited yet
         self.misses: list[float] = []
         self.seen_outputs = 0
@@ -308,7 +309,7 @@ def play_through_node(bag: Path, args, out: Path, frames: list[Frame], held: set
         player.play(gate=None if args.rate else hooks.gate, trigger_topics=(args.image_topic,), on_publish=hooks.on_publish, skip=hooks.skip,
                     progress=not args.quiet)
         # drain: outputs still in flight (with lookahead_frames, the last images wait lookahead_max_wait_s for newer ones)
-        lag_wait = node_param_values(args).lookahead_max_wait_s if hooks.lag else 0.0
+        lag_wait = hooks.node_params.lookahead_max_wait_s if hooks.lag else 0.0
         end = time.monotonic() + (args.drain if args.rate else 2.0) + lag_wait
         while time.monotonic() < end and node.alive():
             time.sleep(0.1)

@@ -107,8 +107,7 @@ class MVGDNode(Node):
 
         pubs = Publishers(self.depth_pub, self.points_pub, self.rgb_pub, self.rgb_depth_pub)
         self.renderer = Renderer(self.predictor, pubs, self.stats, lambda: self.p, lambda: self.get_clock().now().nanoseconds * 1e-9)
-        self.create_timer(0.05, self._process_pending)  # re-check frames waiting for TF
-        self.create_timer(0.05, self._release_expired)  # lookahead frames whose newer frames did not come
+        self.create_timer(0.05, self._tick)  # frames waiting for TF; lookahead frames whose newer frames did not come
         self.create_timer(self.p.diagnostics_period_s, self._publish_diagnostics)
         self.get_logger().info(
             f"ready: model {self.predictor.image_size[0]}x{self.predictor.image_size[1]}, output {self.out_hw[0]}x{self.out_hw[1]}, "
@@ -317,8 +316,13 @@ class MVGDNode(Node):
         for item in self.lookahead.push(Lagged(frame, out_header, added is not None, time.monotonic()), self.p.lookahead_frames):
             self._submit_live(item)
 
+    def _tick(self) -> None:
+        """Timer (20 Hz): one callback for both queues, not two timers waking the executor."""
+        self._process_pending()
+        self._release_expired()
+
     def _release_expired(self) -> None:
-        """Timer: frames that waited lookahead_max_wait_s for newer ones (a paused or ended stream)."""
+        """Frames that waited lookahead_max_wait_s for newer ones (a paused or ended stream), one per tick."""
         item = self.lookahead.expired(time.monotonic(), self.p.lookahead_max_wait_s)
         if item is not None:
             self.stats.count("lookahead_expired")

@@ -7,8 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mvgd_core.cameras import look_at
-from mvgd_core.cameras import invert_pose
+from mvgd_core.cameras import invert_pose, look_at
 from mvgd_core.cost_volume import (CostVolume, FeatureEncoder, _pairwise_agreement, depth_hypotheses, find_reference_view,
                                    fixed_zncc_cost, project_hypotheses, warped_windows, zncc_features)
 from mvgd_core.sparsification import sparsification_curve
