@@ -155,3 +155,38 @@ def test_one_odometry_glitch_is_forgotten_within_one_keyframe(fake):
     assert glitched[g] > 2 * TRUE_DEPTH  # the glitched frame itself is wrong (its own pose is): unavoidable
     np.testing.assert_allclose(glitched[g + 1:], clean[g + 1:], rtol=0.10)  # from the next keyframe on: as if it never happened
     wait_for(lambda: int(fake.diag.get("total_keyframe_outliers", "0")) >= 1, "the eviction counted in diagnostics")
+
+
+def _set_node_param(io, name, value):
+    """The node's mutable parameter over its set_parameters service (as `ros2 param set` does)."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    client = io.node.create_client(SetParameters, "/mvgd_node/set_parameters")
+    assert client.wait_for_service(timeout_sec=30)
+    future = client.call_async(SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()]))
+    wait_for(future.done, f"set {name}")
+    assert future.result().results[0].successful, future.result().results[0].reason
+    io.node.destroy_client(client)
+
+
+def test_fixed_lag_depth_on_a_30_hz_stream_with_late_tf_keeps_the_rate_and_each_frames_own_pose(fake):
+    """Last in the module: its stamps are the newest (older ones would be skipped as out of order).
+    lookahead_frames 6 (0.2 s at 30 Hz), TF 0.3 s late: frames wait for newer ones, yet the depth
+    rate stays within 80 % of the live stream's and each depth map is its own frame's."""
+    live = play_stream(fake, BASE + 500 * NS, 2.0, tf_lag=0.3)
+    _set_node_param(fake, "lookahead_frames", 6)
+    try:
+        lagged = play_stream(fake, BASE + 600 * NS, 2.0, tf_lag=0.3, tail_s=1.0)  # the last frames leave after lookahead_max_wait_s
+    finally:
+        _set_node_param(fake, "lookahead_frames", 0)
+    got_live = [ns for ns in live if fake.depth_at(ns) is not None]
+    got = [ns for ns in lagged if fake.depth_at(ns) is not None]
+    wait = {k: float(np.median([fake.depth_at(ns)[0] - fake.sent[ns] for ns in v])) for k, v in (("live", got_live), ("lagged", got))}
+    print(f"depth maps: live {len(got_live)}/{len(live)}, lookahead 6: {len(got)}/{len(lagged)}; median image -> depth "
+          f"{wait['live'] * 1e3:.0f} vs {wait['lagged'] * 1e3:.0f} ms")
+    assert len(got_live) > len(live) // 3, "the live stream itself hardly produced depth"
+    assert len(got) >= 0.8 * len(got_live)
+    assert wait["lagged"] >= wait["live"] + 0.1  # they waited for 6 newer frames (0.2 s of a paced 30 Hz stream)
+    for ns in got[:: max(1, len(got) // 5)]:
+        assert np.allclose(image_codec.image_to_depth(fake.depth_at(ns)[1]), TRUE_DEPTH)  # its own pose, not a newer frame's
