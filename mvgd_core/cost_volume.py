@@ -100,12 +100,19 @@ def relative_reference(cond_K: torch.Tensor, cond_T_wc: torch.Tensor, tgt_K: tor
     return rel, has_ref, ref
 
 
-def project_hypotheses(tgt_K: torch.Tensor, cond_K: torch.Tensor, cond_T: torch.Tensor, hyp: torch.Tensor,
-                       h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+def target_rays(tgt_K: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, h*w, 3) pixel rays (z = 1) of target cameras tgt_K (B, 3, 3) on the (h, w) grid."""
+    pix = pixel_grid(h, w, tgt_K.device, tgt_K.dtype).reshape(-1, 3)  # (h*w, 3)
+    return pix @ torch.linalg.inv(tgt_K).transpose(-1, -2)
+
+
+def project_hypotheses(tgt_K: torch.Tensor | None, cond_K: torch.Tensor, cond_T: torch.Tensor, hyp: torch.Tensor,
+                       h: int, w: int, rays: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Where the target's pixel rays at each hypothesis land in one conditioning view.
 
     tgt_K (B, 3, 3) and cond_K (B, 3, 3) for the (h, w) grid; cond_T (B, 4, 4) camera-to-target
-    (SSN frame); hyp (D,) z-depths. Returns (grid (B, D*h, w, 2) for grid_sample with
+    (SSN frame); hyp (D,) z-depths; rays (B, h*w, 3): `target_rays(tgt_K, h, w)` when already
+    known (tgt_K may then be None). Returns (grid (B, D*h, w, 2) for grid_sample with
     align_corners=True, valid (B, D, h, w) bool: in front of the view and inside its image).
     Invalid points get a grid far outside the image, so grid_sample's zeros padding already gives
     exactly 0 there (no mask multiply over the sampled channels).
@@ -113,9 +120,8 @@ def project_hypotheses(tgt_K: torch.Tensor, cond_K: torch.Tensor, cond_T: torch.
     A point at depth d on pixel ray r projects to K (R d r + t) = d (K R r) + K t: K R r is
     computed once per pixel, so each hypothesis costs one multiply-add (no (D*h*w, 3) matmuls).
     """
-    B, D = tgt_K.shape[0], hyp.shape[0]
-    pix = pixel_grid(h, w, tgt_K.device, tgt_K.dtype).reshape(-1, 3)  # (h*w, 3)
-    rays = pix @ torch.linalg.inv(tgt_K).transpose(-1, -2)  # (B, h*w, 3), z = 1
+    B, D = cond_K.shape[0], hyp.shape[0]
+    rays = target_rays(tgt_K, h, w) if rays is None else rays  # (B, h*w, 3)
     T_cw = invert_pose(cond_T)  # (B, 4, 4)
     KRr = rays @ (cond_K @ T_cw[:, :3, :3]).transpose(-1, -2)  # (B, h*w, 3)
     Kt = (cond_K @ T_cw[:, :3, 3:])[:, None, None, :, 0]  # (B, 1, 1, 3)
@@ -223,8 +229,8 @@ class CostVolume(nn.Module):
     def forward(self, feats, cond_rgb, cond_K, cond_T, tgt_K) -> MatchOutput:
         """feats (B, N, C, h, w) matching features (FeatureEncoder, any scale: normalised here);
         cond_rgb (B, N, 3, H, W) in [-1, 1]; cond_K (B, N, 3, 3) and tgt_K (B, 3, 3) for image_size;
-        cond_T (B, N, 4, 4) SSN-normalized (target at the identity). Costs are accumulated one view
-        at a time: time linear in N, memory independent of N."""
+        cond_T (B, N, 4, 4) SSN-normalized (target at the identity). Costs are accumulated a
+        chunk of views at a time (`view_chunk`): time linear in N, memory independent of N."""
         B, N = cond_rgb.shape[:2]
         h, w = self.hw
         D = self.num_depths
@@ -235,55 +241,99 @@ class CostVolume(nn.Module):
         if self.zncc:
             parts.append(small.mean(2, keepdim=True))  # grey (B, N, 1, h, w): ZNCC windows after warping
         sizes = [p.shape[2] for p in parts]
-        bank = torch.cat(parts, 2)  # (B, N, C+3[+9], h, w): everything sampled in one grid_sample per view
-        bidx = torch.arange(B, device=bank.device)
-        ref = bank[bidx, ref_idx] * has_ref.view(B, 1, 1, 1).to(bank.dtype)  # (B, Cb, h, w), zeros when no ref
+        bank = torch.cat(parts, 2)  # (B, N, C+3[+9], h, w): everything sampled in one grid_sample per chunk
+        ref = bank[torch.arange(B, device=bank.device), ref_idx] * has_ref.view(B, 1, 1, 1).to(bank.dtype)  # (B, Cb, h, w), zeros when no ref
         ref_f, _, *ref_z = torch.split(ref, sizes, 1)
-        ref_z = [zncc_features(ref_z[0])] if self.zncc else []  # (B, 9, h, w) windows of the target's own image
+        ref_z = zncc_features(ref_z[0]) if self.zncc else None  # (B, 9, h, w) windows of the target's own image
 
         hyp = depth_hypotheses(D, self.d_lo, self.d_hi, bank.device)
         Ks = resize_intrinsics(cond_K.float(), self.image_size, self.hw)
         Kt = resize_intrinsics(tgt_K.float(), self.image_size, self.hw)
-        zero = bank.new_zeros(B, D, h, w)
-        n_valid, n_ref = zero.clone(), zero.clone()
-        corr_ref, sum_f, sq_f = zero.clone(), bank.new_zeros(B, sizes[0], D, h, w), zero.clone()
-        colour = bank.new_zeros(B, 3, D, h, w)
-        z_ref = zero.clone()
-        sum_z, sq_z = (bank.new_zeros(B, 9, D, h, w), zero.clone()) if self.zncc else (None, None)
-        for v in range(N):  # linear in N; running sums updated in place
-            grid, valid = project_hypotheses(Kt, Ks[:, v], cond_T[:, v].float(), hyp, h, w)
-            s = F.grid_sample(bank[:, v], grid, mode="bilinear", padding_mode="zeros", align_corners=True)  # (B, Cb, D*h, w), 0 where invalid
-            f, c, *z = torch.split(s.view(B, -1, D, h, w), sizes, 1)
-            m = valid.to(bank.dtype)
-            z = [warped_windows(z[0]).mul_(m[:, None])] if self.zncc else []  # windows spill over the valid edge: mask them
-            n_valid += m
-            sum_f += f
-            sq_f += (f * f).sum(1)
-            colour += c
-            if self.zncc:
-                sum_z += z[0]
-                sq_z += (z[0] * z[0]).sum(1)
-            is_other = has_ref & (ref_idx != v)  # ref cost: other views only
-            if bool(is_other.any()):  # skipped for the live camera's own view (batch of one)
-                other = is_other.view(B, 1, 1, 1).to(bank.dtype)
-                n_ref += m * other
-                corr_ref += (f * ref_f[:, :, None]).sum(1) * other
-                if self.zncc:
-                    z_ref += (z[0] * ref_z[0][:, :, None]).sum(1) * other
-        costs = [corr_ref / n_ref.clamp_min(1), _pairwise_agreement(sum_f, sq_f, n_valid)]
-        if self.zncc:
-            costs += [z_ref / n_ref.clamp_min(1), _pairwise_agreement(sum_z, sq_z, n_valid)]
-        frac = n_valid / N
-        x = torch.cat([*costs, frac, ref_f, has_ref.view(B, 1, 1, 1).to(bank.dtype).expand(B, 1, h, w)], 1)
+        acc = _ViewSums.zeros(bank, B, sizes[0], D, h, w, self.zncc)
+        chunk = view_chunk(bank.device)
+        rays = target_rays(Kt, h, w)[:, None]  # (B, 1, h*w, 3)
+        for v0 in range(0, N, chunk):  # linear in N; running sums updated in place
+            v1 = min(N, v0 + chunk)
+            c = v1 - v0
+            grid, valid = project_hypotheses(None, Ks[:, v0:v1].reshape(-1, 3, 3), cond_T[:, v0:v1].float().reshape(-1, 4, 4), hyp, h, w,
+                                             rays=rays.expand(B, c, h * w, 3).reshape(B * c, h * w, 3))
+            s = F.grid_sample(bank[:, v0:v1].flatten(0, 1), grid, mode="bilinear", padding_mode="zeros", align_corners=True)  # (B*c, Cb, D*h, w), 0 where invalid
+            f, col, *z = torch.split(s.view(B, c, -1, D, h, w), sizes, 2)
+            m = valid.view(B, c, D, h, w).to(bank.dtype)
+            z = warped_windows(z[0].flatten(0, 1)).view(B, c, 9, D, h, w).mul_(m[:, :, None]) if self.zncc else None  # windows spill over the valid edge
+            other = has_ref[:, None] & (ref_idx[:, None] != torch.arange(v0, v1, device=bank.device))  # (B, c) ref cost: other views only
+            acc.add(f, col, z, m, other, ref_f, ref_z)
+        x = torch.cat([*acc.costs(), acc.n_valid / N, ref_f, has_ref.view(B, 1, 1, 1).to(bank.dtype).expand(B, 1, h, w)], 1)
         logits, agg = self.aggregate(x)
         prob = logits.softmax(1)  # (B, D, h, w)
         log_depth = (prob * hyp.log().view(1, D, 1, 1)).sum(1, keepdim=True)  # soft-argmin in log depth (DPSNet)
         mode = prob.argmax(1, keepdim=True)
         window = (torch.arange(D, device=prob.device).view(1, D, 1, 1) - mode).abs() <= 1
         confidence = (prob * window).sum(1, keepdim=True)  # mass within one bin of the mode
-        exp_colour = (colour / n_valid.clamp_min(1)[:, None] * prob[:, None]).sum(2)  # (B, 3, h, w)
+        exp_colour = (acc.colour / acc.n_valid.clamp_min(1)[:, None] * prob[:, None]).sum(2)  # (B, 3, h, w)
         return MatchOutput(depth=log_depth.exp(), prob=prob, confidence=confidence, feats=agg, colour=exp_colour,
                            ref_feats=ref_f, has_ref=has_ref, hyp=hyp)
+
+
+def view_chunk(device: torch.device) -> int:
+    """Views warped per grid_sample call. torch's CPU grid_sample parallelises over the batch
+    only, so one view per call ran on one core: 8 calls of one view (36 channels, 32 hypotheses
+    at 24x32) take 14.6 ms on 2 threads, 4 calls of two 8.5 ms. As many views as intra-op threads;
+    more were no faster here (BENCHMARKS.md "Cost volume (stop 23)"). On a GPU, 8 per call. A fixed
+    chunk keeps memory independent of the number of views."""
+    return 8 if device.type == "cuda" else max(1, min(8, torch.get_num_threads()))
+
+
+@dataclass
+class _ViewSums:
+    """Running sums over conditioning views, per target pixel and hypothesis (B, D, h, w) unless
+    noted: valid views; views other than the reference; feature sum (B, C, D, h, w) and sum of
+    squared norms; colour sum (B, 3, D, h, w); correlation with the reference's features; and the
+    same three for the ZNCC windows (9 channels) when `zncc`."""
+
+    n_valid: torch.Tensor
+    n_ref: torch.Tensor
+    sum_f: torch.Tensor
+    sq_f: torch.Tensor
+    colour: torch.Tensor
+    corr_ref: torch.Tensor
+    sum_z: torch.Tensor | None
+    sq_z: torch.Tensor | None
+    z_ref: torch.Tensor | None
+
+    @classmethod
+    def zeros(cls, like: torch.Tensor, B: int, C: int, D: int, h: int, w: int, zncc: bool) -> "_ViewSums":
+        def z(*shape):
+            return like.new_zeros(B, *shape, D, h, w)
+        return cls(z(), z(), z(C), z(), z(3), z(), z(9) if zncc else None, z() if zncc else None, z() if zncc else None)
+
+    def add(self, f, col, zw, m, other, ref_f, ref_z) -> None:
+        """One chunk of c views: f (B, c, C, D, h, w) sampled features, col (B, c, 3, D, h, w), zw
+        (B, c, 9, D, h, w) or None, m (B, c, D, h, w) valid, other (B, c) bool: not the reference.
+        View by view, in place: summing over the chunk at once made larger temporaries and was slower."""
+        for i in range(f.shape[1]):
+            fi, mi = f[:, i], m[:, i]
+            self.n_valid += mi
+            self.sum_f += fi
+            self.sq_f += (fi * fi).sum(1)
+            self.colour += col[:, i]
+            if zw is not None:
+                self.sum_z += zw[:, i]
+                self.sq_z += (zw[:, i] * zw[:, i]).sum(1)
+            if not bool(other[:, i].any()):  # no reference (novel target), or the reference itself (batch of one)
+                continue
+            o = other[:, i].to(m.dtype).view(-1, 1, 1, 1)
+            self.n_ref += mi * o
+            self.corr_ref += (fi * ref_f[:, :, None]).sum(1) * o
+            if zw is not None:
+                self.z_ref += (zw[:, i] * ref_z[:, :, None]).sum(1) * o
+
+    def costs(self) -> list[torch.Tensor]:
+        """[ref, agree] learned costs [+ ref, agree ZNCC], each (B, D, h, w)."""
+        out = [self.corr_ref / self.n_ref.clamp_min(1), _pairwise_agreement(self.sum_f, self.sq_f, self.n_valid)]
+        if self.sum_z is not None:
+            out += [self.z_ref / self.n_ref.clamp_min(1), _pairwise_agreement(self.sum_z, self.sq_z, self.n_valid)]
+        return out
 
 
 def _pairwise_agreement(sum_f: torch.Tensor, sq_f: torch.Tensor, n: torch.Tensor) -> torch.Tensor:

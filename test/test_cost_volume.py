@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mvgd_core import cost_volume
 from mvgd_core.cameras import invert_pose, look_at
 from mvgd_core.cost_volume import (CostVolume, FeatureEncoder, _pairwise_agreement, depth_hypotheses, find_reference_view,
                                    fixed_zncc_cost, project_hypotheses, warped_windows, zncc_features)
@@ -144,15 +145,17 @@ def test_cost_volume_shapes_and_distribution():
 
 
 def test_cost_is_linear_in_views(monkeypatch):
-    """One grid_sample per view, each of the same size: work is exactly linear in N."""
+    """Views are warped a chunk at a time (at most `view_chunk` per grid_sample): work is exactly
+    linear in N and no call grows with N."""
     calls = []
     orig = F.grid_sample
 
     def spy(inp, grid, *a, **kw):
-        calls.append(grid.numel() * inp.shape[1])
+        calls.append((inp.shape[0], grid.numel() * inp.shape[1]))
         return orig(inp, grid, *a, **kw)
 
     monkeypatch.setattr(F, "grid_sample", spy)
+    monkeypatch.setattr(cost_volume, "view_chunk", lambda device: 3)
     cv, enc = _volume()
     totals = []
     for N in (2, 4, 8):
@@ -161,9 +164,32 @@ def test_cost_is_linear_in_views(monkeypatch):
         T = torch.stack([torch.tensor(look_at([0.2 * i, 0.1, 0], [0, 0, 3], up=(0, -1, 0)), dtype=torch.float32) for i in range(N)])[None]
         feats = enc(rgb.flatten(0, 1)).view(1, N, 16, H // 4, W // 4)
         cv(feats, rgb, K.expand(1, N, 3, 3), T, K[None])
-        assert len(calls) == N
-        totals.append(sum(calls))
+        assert len(calls) == -(-N // 3) and max(b for b, _ in calls) <= 3
+        totals.append(sum(n for _, n in calls))
     assert totals[1] - totals[0] == totals[0] and totals[2] - totals[1] == 2 * totals[0]
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_chunked_views_give_the_per_view_result(monkeypatch, live):
+    """Warping several views per grid_sample is a speed-up only: 1 view per call and 3 per call
+    (5 views: a partial last chunk) give the same volume, with the target a conditioning view
+    (ref cost skips it) and a novel target."""
+    cv, enc = _volume()
+    N = 5
+    rgb = torch.rand(1, N, 3, H, W) * 2 - 1
+    T = torch.stack([torch.tensor(look_at([0.2 * i - 0.4, 0.1 * (i % 2), 0], [0, 0, 3], up=(0, -1, 0)), dtype=torch.float32)
+                     for i in range(N)])[None]
+    T = invert_pose(T[:, 2 if live else 0])[:, None] @ T  # target frame: view 2 itself, or view 0's pose ...
+    if not live:
+        T[..., 0, 3] += 0.05  # ... moved 5 cm: not a conditioning view
+    feats = enc(rgb.flatten(0, 1)).view(1, N, 16, H // 4, W // 4)
+    outs = []
+    for chunk in (1, 3):
+        monkeypatch.setattr(cost_volume, "view_chunk", lambda device, c=chunk: c)
+        outs.append(cv(feats, rgb, K.expand(1, N, 3, 3), T, K[None]))
+    assert outs[0].has_ref.tolist() == [live] == outs[1].has_ref.tolist()
+    for a, b in [(outs[0].prob, outs[1].prob), (outs[0].depth, outs[1].depth), (outs[0].colour, outs[1].colour)]:
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
 
 
 def test_sparsification_curve():
