@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from mvgd_core.cameras import matrix_to_quat
 from mvgd_core.data.types import Frame
 from mvgd_ros.eval_bag import EvalError
 from mvgd_ros.eval_scoring import Output
+from mvgd_ros.lookahead import Lagged, LookaheadQueue
 
 
 def _tail(path: Path, n: int = 40) -> str:
@@ -234,14 +234,16 @@ def _wait_until_subscribed(node: NodeProcess, col: Collector, player, args) -> f
 
 class _PlayHooks:
     """The player's callbacks: a held-out image becomes a target pose (`skip`), each sent image
-    waits for its output (`gate`, gated mode), publish times are kept for latency. `misses`:
-    stamps of inputs that got no output within the timeout."""
+    or target waits for its output (`gate`, gated mode) in the order the node's lookahead queue
+    releases them (mvgd_ros/lookahead.py: with lookahead_frames k, the output of the item k images
+    back), publish times are kept for latency. `misses`: stamps of inputs that got no output within
+    the timeout."""
 
     def __init__(self, args, node: NodeProcess, col: Collector, frames: list[Frame], held: set[int], stamp_to_idx: dict):
         self.args, self.node, self.col, self.frames, self.held, self.stamp_to_idx = args, node, col, frames, held, stamp_to_idx
         self.node_params = node_param_values(args)
-        self.lag = self.node_params.lookahead_frames  # the node answers an image once this many newer ones came
-        self.sent: deque[float] = deque()  # stamps of sent images whose depth is not awaited yet
+        self.lag = self.node_params.lookahead_frames  # the node answers an item once this many newer images came
+        self.due = LookaheadQueue()  # stamps of sent images and targets whose output is not awaited yet
         self.misses: list[float] = []
         self.seen_outputs = 0
         self.pub_time: dict[float, float] = {}
@@ -256,9 +258,7 @@ class _PlayHooks:
         if m.topic == args.image_topic:  # withheld image: ask for its view instead
             col.publish_target(self.frames[i].T_wc, self.frames[i].stamp, args.world_frame)
             if args.rate is None:
-                store = col.vdepth if args.virtual_depth_out else col.rgb  # published last for a target
-                if not col.wait(store, m.stamp, _timeout(args, self.seen_outputs)):
-                    self.misses.append(m.stamp)
+                self._await(self.due.push(Lagged(None, None, False, 0.0, target=m.stamp, stamp=m.stamp), self.lag))
         return m.topic == args.image_topic
 
     def on_publish(self, m, wall) -> None:
@@ -266,17 +266,24 @@ class _PlayHooks:
             self.pub_time[round(m.stamp, 3)] = wall
 
     def gate(self, m) -> None:
-        """Wait for the depth of the image sent `lag` images ago (lookahead_frames; 0: this one's)."""
+        """Wait for the outputs now due: this image's depth, or with lookahead_frames k the output of
+        the image (or target) k images back."""
         if not self.node.alive():
             raise EvalError(f"the node died during playback (code {self.node.proc.returncode}):\n{self.node.tail()}")
-        self.sent.append(m.stamp)
-        if len(self.sent) <= self.lag:
-            return
-        stamp = self.sent.popleft()
-        if self.col.wait(self.col.depth, stamp, _timeout(self.args, self.seen_outputs)):
-            self.seen_outputs += 1
-        else:
-            self.misses.append(stamp)
+        self._await(self.due.push(Lagged(m.stamp, None, False, 0.0, stamp=m.stamp), self.lag))
+
+    def _await(self, items: list[Lagged]) -> None:
+        """Wait for each released item's output: an image's depth, a target's RGB (or its depth when
+        that is published last); a timeout is a miss."""
+        for item in items:
+            if item.is_frame:
+                store, stamp = self.col.depth, item.frame
+            else:
+                store, stamp = (self.col.vdepth if self.args.virtual_depth_out else self.col.rgb), item.target
+            if self.col.wait(store, stamp, _timeout(self.args, self.seen_outputs)):
+                self.seen_outputs += item.is_frame
+            else:
+                self.misses.append(stamp)
 
 
 def _outputs_by_index(col: Collector, stamp_to_idx: dict, held: set[int]) -> tuple[dict, dict, dict]:

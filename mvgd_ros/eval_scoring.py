@@ -143,7 +143,8 @@ def node_conditioning(frames: list[Frame], held: set[int], kf_cfg, select_views:
     Live frames (sent): the live frame plus keyframes (`KeyframeSet.conditioning`, live last),
     chosen when the node's lookahead queue releases the frame (`lookahead` newer frames later,
     the node's `lookahead_frames`, mvgd_ros/lookahead.py; the last ones when the stream ends).
-    Held-out frames: the keyframes at that moment nearest the target (`KeyframeSet.select`).
+    Held-out frames (target requests, which wait in the same queue): the keyframes at their
+    release nearest the target (`KeyframeSet.select`); none before the first keyframe.
     """
     from mvgd_ros.keyframes import KeyframeSet
     from mvgd_ros.lookahead import Lagged, LookaheadQueue
@@ -154,17 +155,20 @@ def node_conditioning(frames: list[Frame], held: set[int], kf_cfg, select_views:
 
     def release(items: list[Lagged]) -> None:
         for item in items:
-            out[index[id(item.frame)]] = [index[id(x)] for x in ks.conditioning(item.frame, select_views)]
+            if item.is_frame:
+                out[index[id(item.frame)]] = [index[id(x)] for x in ks.conditioning(item.frame, select_views)]
+            else:
+                out[item.target] = [index[id(x)] for x in ks.select(frames[item.target].T_wc, select_views)]
 
     for i, f in enumerate(frames):
         if i in held:
-            if ks.frames:
-                out[i] = [index[id(x)] for x in ks.select(f.T_wc, select_views)]
+            if ks.frames:  # as the node: a target before any posed frame is dropped
+                release(queue.push(Lagged(None, None, False, 0.0, target=i, stamp=f.stamp), lookahead))
             continue
         added, reset = ks.add(f)
         if reset:
-            queue.clear()  # as the node: frames waiting across a reset get no depth
-        release(queue.push(Lagged(f, None, added is not None, 0.0), lookahead))
+            queue.clear()  # as the node: frames and targets waiting across a reset get no output
+        release(queue.push(Lagged(f, None, added is not None, 0.0, stamp=f.stamp), lookahead))
     release(queue.drain())  # the stream ended: the node's timer releases them
     return out
 

@@ -13,8 +13,15 @@ The node offers every posed frame to its keyframe set on arrival (so a newer key
 candidate view at once) and queues it here; each arriving frame releases the one `lookahead`
 frames older, so the lag is `lookahead` / (the rate of frames the node uses) and exactly one
 frame is released per frame, as without a lag. A frame that waited `max_wait_s` on the wall
-clock is released anyway (the stream paused or ended; the node's timer, one frame per tick). Pure Python, no ROS;
-`mvgd_ros.eval_scoring.node_conditioning` replays it.
+clock is released anyway (the stream paused or ended; the node's timer, one frame per tick).
+
+Target-pose requests (mvgd/target_pose) wait in the same queue (stop 23): one is rendered once
+`lookahead` frames newer than the request have come, so its views also come from both sides of
+the path (a view between keyframes is interpolated, not extrapolated). "Newer" goes by stamp: a
+request is queued after the frames stamped up to its own stamp, whatever the order in which the
+two topics delivered them (DDS keeps no order across topics). Pure Python, no ROS;
+`mvgd_ros.eval_scoring.node_conditioning` replays it and `mvgd-eval`'s gate uses it to know
+which output is due.
 """
 from __future__ import annotations
 
@@ -25,45 +32,68 @@ from typing import Any
 
 @dataclass
 class Lagged:
-    """A posed frame waiting for newer ones: what the node needs to build its job later."""
+    """A posed frame, or a target-pose request, waiting for newer frames: what the node needs to
+    build its job later."""
 
-    frame: Any  # mvgd_core.data.types.Frame
+    frame: Any  # mvgd_core.data.types.Frame; None for a target request
     header: Any  # std_msgs/Header of its outputs (its own stamp and optical frame); None in replays
     keyframe: bool  # it became a keyframe on arrival
     arrived_s: float  # monotonic seconds
+    target: Any = None  # a target request (the node's View; anything in replays); frame is then None
+    stamp: float = 0.0  # seconds; orders a target among the frames
+
+    @property
+    def is_frame(self) -> bool:
+        return self.target is None
 
 
 class LookaheadQueue:
-    """Frames in arrival order, released oldest first."""
+    """Frames in arrival order, target requests among them by stamp; released oldest first."""
 
     def __init__(self):
         self._q: deque[Lagged] = deque()
+        self._frames = 0  # frames (not targets) in the queue
 
     def __len__(self) -> int:
         return len(self._q)
 
     def push(self, item: Lagged, lookahead: int) -> list[Lagged]:
-        """Queue `item`; return the frames now due, oldest first: all but the newest `lookahead`
-        (with 0: `item` itself; after `lookahead` was lowered at runtime: several)."""
-        self._q.append(item)
-        return [self._q.popleft() for _ in range(max(len(self._q) - max(lookahead, 0), 0))]
+        """Queue `item`; return the items now due, oldest first: each once `lookahead` frames newer
+        than it are queued (with 0: `item` itself; after `lookahead` was lowered at runtime: several).
+        Target requests do not count as newer frames; one goes after the queued items stamped up
+        to its stamp (frames keep their arrival order)."""
+        at = len(self._q)
+        while not item.is_frame and at > 0 and self._q[at - 1].stamp > item.stamp:
+            at -= 1
+        self._q.insert(at, item)
+        self._frames += item.is_frame
+        out = []
+        while self._q and self._frames - self._q[0].is_frame >= max(lookahead, 0):
+            out.append(self._pop())
+        return out
+
+    def _pop(self) -> Lagged:
+        item = self._q.popleft()
+        self._frames -= item.is_frame
+        return item
 
     def expired(self, now_s: float, max_wait_s: float) -> Lagged | None:
-        """The oldest frame if it has waited longer than `max_wait_s` (no newer frame came), else
-        None. One per call: the node's timer calls it every 50 ms, so frames released together do
-        not replace each other in the worker's newest-wins slot."""
+        """The oldest item if it has waited longer than `max_wait_s` (no newer frame came), else
+        None. One per call: the node's timer calls it every 50 ms, so items released together do
+        not replace each other in the worker's newest-wins slots."""
         if self._q and now_s - self._q[0].arrived_s > max_wait_s:
-            return self._q.popleft()
+            return self._pop()
         return None
 
     def drain(self) -> list[Lagged]:
-        """Every waiting frame, oldest first (a replay's end)."""
+        """Every waiting item, oldest first (a replay's end)."""
         out = list(self._q)
-        self._q.clear()
+        self.clear()
         return out
 
     def clear(self) -> int:
-        """Drop every waiting frame (a reset: their poses may be stale); returns how many."""
+        """Drop every waiting item (a reset: their poses may be stale); returns how many."""
         n = len(self._q)
         self._q.clear()
+        self._frames = 0
         return n

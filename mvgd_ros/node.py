@@ -313,8 +313,8 @@ class MVGDNode(Node):
         the lookahead queue), then predict the frame now due: this one when lookahead_frames is 0."""
         out_header = self._announce(frame, header)  # optical output frame (latched TF), output size
         added = self._update_keyframes(frame)
-        for item in self.lookahead.push(Lagged(frame, out_header, added is not None, time.monotonic()), self.p.lookahead_frames):
-            self._submit_live(item)
+        item = Lagged(frame, out_header, added is not None, time.monotonic(), stamp=frame.stamp)
+        self._release(self.lookahead.push(item, self.p.lookahead_frames))
 
     def _tick(self) -> None:
         """Timer (20 Hz): one callback for both queues, not two timers waking the executor."""
@@ -322,14 +322,22 @@ class MVGDNode(Node):
         self._release_expired()
 
     def _release_expired(self) -> None:
-        """Frames that waited lookahead_max_wait_s for newer ones (a paused or ended stream), one per tick."""
+        """Frames or targets that waited lookahead_max_wait_s for newer frames (a paused or ended stream), one per tick."""
         item = self.lookahead.expired(time.monotonic(), self.p.lookahead_max_wait_s)
         if item is not None:
             self.stats.count("lookahead_expired")
-            self._submit_live(item)
+            self._release([item])
+
+    def _release(self, items: list[Lagged]) -> None:
+        """Submit the frames and target requests the lookahead queue released, oldest first."""
+        for item in items:
+            if item.is_frame:
+                self._submit_live(item)
+            else:
+                self._submit_target(item.target)
 
     def _clear_lookahead(self) -> None:
-        """On a reset: frames waiting for newer ones are dropped (their poses may be stale)."""
+        """On a reset: frames and target poses waiting for newer frames are dropped (their poses may be stale)."""
         dropped = self.lookahead.clear()
         if dropped:
             self.stats.count("lookahead_dropped_on_reset", dropped)
@@ -454,8 +462,18 @@ class MVGDNode(Node):
         K, hw = self.camera
         out_hw = output_size(self.p.resolution, self.predictor.image_size, hw)
         view = View(T_wc, scale_intrinsics(K, hw, out_hw), header, out_hw)
-        cond = self.keyframes.select(T_wc, self.p.select_views)
         self._target_requested = True  # from now on new keyframes keep their depth for fusion (_live_job)
+        # With lookahead_frames the request waits for that many newer frames, as a frame does:
+        # its views then come from both sides of the path (mvgd_ros/lookahead.py).
+        item = Lagged(None, header, False, time.monotonic(), target=view, stamp=stamp_to_ns(stamp) * 1e-9)
+        self._release(self.lookahead.push(item, self.p.lookahead_frames))
+
+    def _submit_target(self, view: View) -> None:
+        """Render a target view from the keyframes nearest it now."""
+        cond = self.keyframes.select(view.T_wc, self.p.select_views)
+        if not cond:  # every keyframe was evicted while the request waited (e.g. TF revised their poses)
+            self._drop("no_keyframes", "dropping target pose: no keyframes left")
+            return
         self.worker.submit("target", Job(cond=cond, rgb_views=[view], rgb_depth=self.rgb_depth_pub.get_subscription_count() > 0))
 
     def _broadcast_target(self, parent: str, T_parent_cam: np.ndarray, stamp) -> None:

@@ -94,10 +94,11 @@ SPECS: tuple[Spec, ...] = (
     Spec("lookahead_frames", 0, "Fixed-lag depth: predict a frame's live depth only once this many newer frames have arrived, so that its "
          "conditioning views may come from both sides of the camera's path (more parallax when moving forward). Depth then "
          "arrives this many frames late (frames the node uses, after max_input_rate_hz), stamped with its own frame: for "
-         "mapping (e.g. nvblox), not for reactive obstacle avoidance. 0: live.",
+         "mapping (e.g. nvblox), not for reactive obstacle avoidance. A mvgd/target_pose request waits the same way for this "
+         "many frames newer than its stamp. 0: live.",
          read_only=False, range=(0, 30)),
-    Spec("lookahead_max_wait_s", 0.5, "A frame waiting for newer ones (lookahead_frames) is predicted anyway after this many seconds (the stream paused or "
-         "ended).",
+    Spec("lookahead_max_wait_s", 0.5, "A frame or target pose waiting for newer frames (lookahead_frames) is predicted anyway after this many seconds "
+         "(the stream paused or ended).",
          read_only=False, range=(0.0, 10.0)),
     Spec("reset_jump_translation", 0.5, "Reset the keyframes when TF moves the newest keyframe's pose by more than this (m), e.g. a map correction; 0 disables.",
          read_only=False, range=(0.0, 100.0)),

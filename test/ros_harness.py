@@ -60,6 +60,18 @@ def stamp_msg(t: float):
     return h.stamp
 
 
+def pose_stamped(T, t: float, frame_id: str) -> PoseStamped:
+    """A mvgd/target_pose request: camera pose T (4, 4) in `frame_id` at stamp t."""
+    from mvgd_core.cameras import matrix_to_quat
+
+    msg = PoseStamped()
+    msg.header.stamp, msg.header.frame_id = stamp_msg(t), frame_id
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in T[:3, 3])
+    q = matrix_to_quat(T[:3, :3])
+    msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z, msg.pose.orientation.w = (float(v) for v in q)
+    return msg
+
+
 def wait_for(predicate, what: str, deadline: float = DEADLINE_S):
     end = time.monotonic() + deadline
     while not predicate():

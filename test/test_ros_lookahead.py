@@ -1,5 +1,6 @@
 """Fixed-lag live depth (mvgd_ros/lookahead.py, node parameter lookahead_frames): the queue, the
-evaluation's replay of it, and the node over loopback DDS holding a frame until newer ones came."""
+evaluation's replay of it, and the node over loopback DDS holding a frame, or a target-pose
+request, until newer frames came."""
 import time
 
 import numpy as np
@@ -7,11 +8,11 @@ import pytest
 
 from mvgd_ros.lookahead import Lagged, LookaheadQueue
 
-from ros_harness import T0, rig, sequence, stamp_of, tiny_checkpoint, wait_for  # noqa: F401,E402  (skips without rclpy, as every ROS test)
+from ros_harness import T0, pose_stamped, rig, sequence, stamp_of, tiny_checkpoint, wait_for  # noqa: F401,E402  (skips without rclpy, as every ROS test)
 
 
 def _item(i, arrived=0.0):
-    return Lagged(frame=i, header=None, keyframe=True, arrived_s=arrived)
+    return Lagged(frame=i, header=None, keyframe=True, arrived_s=arrived, stamp=float(i))
 
 
 def test_each_frame_releases_the_one_lookahead_frames_older():
@@ -21,6 +22,26 @@ def test_each_frame_releases_the_one_lookahead_frames_older():
     assert got == [[], [], [1], [2], [3]] and len(q) == 2
     assert [x.frame for x in q.push(_item(6), 0)] == [4, 5, 6]  # lag lowered at runtime: all due at once, oldest first
     assert q.clear() == 0
+
+
+def test_a_target_waits_for_lookahead_newer_frames_and_is_not_one():
+    q = LookaheadQueue()
+
+    def target(name, stamp, arrived=0.0):
+        return Lagged(None, None, False, arrived, target=name, stamp=stamp)
+
+    assert [x.target for x in q.push(target("a", -1.0), 0)] == ["a"]  # no lag: at once
+    assert q.push(_item(0), 2) == [] and q.push(_item(1), 2) == []
+    assert q.push(target("b", 1.5), 2) == []  # a target is no newer frame: frame 0 still waits
+    assert [x.frame for x in q.push(_item(2), 2)] == [0]
+    assert [(x.frame, x.target) for x in q.push(_item(3), 2)] == [(1, None), (None, "b")]  # b: frames 2 and 3 came after it
+    assert [x.frame for x in q.push(_item(4), 2)] == [2]
+    assert q.push(target("late", 3.5), 2) == []  # stamped between frames 3 and 4 but delivered after 4 (another topic) ...
+    assert q.push(target("later", 3.7), 2) == []
+    assert [(x.frame, x.target) for x in q.push(_item(5), 2)] == [(3, None), (None, "late"), (None, "later")]  # ... so 4 and 5 are newer
+    q.push(target("c", 9.0, 1.0), 2)
+    assert q.expired(1.6, 0.5).frame == 4 and q.expired(1.6, 0.5).frame == 5 and q.expired(1.6, 0.5).target == "c"
+    assert len(q) == 0 and q.push(_item(6), 1) == []  # the frame count was kept through expiry
 
 
 def test_waiting_frames_expire_on_the_wall_clock_and_a_reset_drops_them():
@@ -53,6 +74,7 @@ def test_replay_takes_views_from_both_sides_within_the_lag():
     newer = [max(v) - i for i, v in lag.items() if i not in held]
     assert max(newer) > 0 and all(d <= 3 for d in newer)  # 2 sent frames later (the held-out 5 is not sent)
     assert all(5 not in v for i, v in lag.items() if i not in held)  # held-out frames are never views
+    assert max(live[5]) < 5 < max(lag[5])  # the target: past views only live, views from both sides with the lag
 
 
 def _lagged_node(rig, checkpoint, frames, **params):
@@ -93,3 +115,26 @@ def test_a_reset_drops_the_frames_waiting_for_newer_ones(rig, tiny_checkpoint, s
     assert len(node.lookahead) == 0 and node.stats.totals["lookahead_dropped_on_reset"] == 2
     time.sleep(2.0)  # past lookahead_max_wait_s: nothing is released late
     assert rig.got("mvgd/depth/image") == [] and node.stats.totals["lookahead_expired"] == 0
+
+
+@pytest.mark.ros
+def test_node_renders_a_target_pose_once_lookahead_newer_frames_came(rig, tiny_checkpoint, sequence):
+    frames = sequence[:4]
+    node = _lagged_node(rig, tiny_checkpoint, frames, lookahead_frames=2, lookahead_max_wait_s=10.0, target_frame_id="goal_optical_frame")
+    rig.wait_connected("mvgd/rgb/image")
+    targets = lambda: [m for m in rig.got("mvgd/rgb/image") if m.header.frame_id == "goal_optical_frame"]  # noqa: E731
+    depths = lambda: [round(stamp_of(m), 6) for m in rig.got("mvgd/depth/image")]  # noqa: E731
+    rig.send_frame(frames[0], T0)
+    rig.send_frame(frames[1], T0 + 0.1)
+    wait_for(lambda: len(node.lookahead) == 2, "two frames waiting")
+    rig.target_pub.publish(pose_stamped(frames[2].T_wc, T0 + 0.15, "odom"))  # a view ahead of both
+    wait_for(lambda: len(node.lookahead) == 3, "the target waits with them")
+    rig.send_frame(frames[2], T0 + 0.2)
+    wait_for(lambda: depths() == [round(T0, 6)], "frame 0's depth once frame 2 came")
+    time.sleep(0.5)
+    assert targets() == []  # one newer frame so far
+    rig.send_frame(frames[3], T0 + 0.3)
+    wait_for(lambda: len(targets()) == 1, "the target once a second newer frame came")
+    assert stamp_of(targets()[0]) == pytest.approx(T0 + 0.15)  # stamped as requested
+    wait_for(lambda: depths() == [round(T0 + i * 0.1, 6) for i in range(2)], "frame 1 released with it")
+    assert node.stats.totals["lookahead_expired"] == 0

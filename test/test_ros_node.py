@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ros_harness import CAMERA_FRAME, T0, depth_bound, rig, sequence, stamp_of, stamp_msg, tiny_checkpoint, wait_for  # noqa: F401
+from ros_harness import CAMERA_FRAME, T0, depth_bound, rig, sequence, pose_stamped, stamp_of, stamp_msg, tiny_checkpoint, wait_for  # noqa: F401
 
 from mvgd_ros import image_codec
 from mvgd_ros.pointcloud import cloud_to_points
@@ -83,26 +83,13 @@ def test_virtual_views_and_target_pose(rig, tiny_checkpoint, sequence):
     assert {m.header.frame_id for m in rig.got("mvgd/rgb/depth/image")} == set(by_frame)
     assert f"{CAMERA_FRAME}_mvgd_virtual_0" in node.static_frames.children()  # latched on /tf_static for TF users
 
-    msg = _pose_stamped(f.T_wc, T0 + 0.02, "odom")  # the live camera's own pose, given in the fixed frame
+    msg = pose_stamped(f.T_wc, T0 + 0.02, "odom")  # the live camera's own pose, given in the fixed frame
     rig.target_pub.publish(msg)
     wait_for(lambda: any(m.header.frame_id == "goal_optical_frame" for m in rig.got("mvgd/rgb/image")), "target view")
     tgt = [m for m in rig.got("mvgd/rgb/image") if m.header.frame_id == "goal_optical_frame"][0]
     assert stamp_of(tgt) == pytest.approx(T0 + 0.02)
     wait_for(lambda: any(m.header.frame_id == "goal_optical_frame" for m in rig.got("mvgd/rgb/camera_info")), "target info")
     wait_for(lambda: node.stats.totals["rgb_published"] == 3, "three rgb views counted")
-
-
-def _pose_stamped(T, t, frame_id):
-    from geometry_msgs.msg import PoseStamped
-
-    from mvgd_core.cameras import matrix_to_quat
-
-    msg = PoseStamped()
-    msg.header.stamp, msg.header.frame_id = stamp_msg(t), frame_id
-    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in T[:3, 3])
-    q = matrix_to_quat(T[:3, :3])
-    msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z, msg.pose.orientation.w = (float(v) for v in q)
-    return msg
 
 
 def test_bad_inputs_are_dropped_counted_and_survived(rig, tiny_checkpoint, sequence):
@@ -133,7 +120,7 @@ def test_bad_inputs_are_dropped_counted_and_survived(rig, tiny_checkpoint, seque
     rig.info_pub.publish(image_codec.make_camera_info(zero_K, (32, 32), _header(T0 + 4.0)))
     wait_for(lambda: drops["bad_camera_info"] == 1, "bad camera_info drop")
 
-    bad = _pose_stamped(np.eye(4), T0 + 4.0, "odom")
+    bad = pose_stamped(np.eye(4), T0 + 4.0, "odom")
     bad.pose.orientation.w = 0.0  # zero quaternion
     rig.target_pub.publish(bad)
     wait_for(lambda: drops["bad_target_pose"] == 1, "bad target pose drop")

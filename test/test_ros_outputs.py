@@ -6,9 +6,9 @@ import types
 import numpy as np
 import pytest
 
-from ros_harness import T0, rig, sequence, stamp_msg, stamp_of, tiny_checkpoint, wait_for  # noqa: F401
+from ros_harness import T0, pose_stamped, rig, sequence, stamp_msg, stamp_of, tiny_checkpoint, wait_for  # noqa: F401
 
-from mvgd_core.cameras import R_BODY_OPTICAL, body_pose_from_optical_pose, make_pose, matrix_to_quat
+from mvgd_core.cameras import R_BODY_OPTICAL, body_pose_from_optical_pose, make_pose
 from mvgd_ros import image_codec
 from mvgd_ros.tf import TF_STATIC_QOS, transform_to_matrix
 
@@ -122,16 +122,6 @@ def test_warm_up_can_be_turned_off(rig, tiny_checkpoint, confident):
     assert confident.calls == 0
 
 
-def _pose_stamped(T, t, frame_id):
-    from geometry_msgs.msg import PoseStamped
-
-    msg = PoseStamped()
-    msg.header.stamp, msg.header.frame_id = stamp_msg(t), frame_id
-    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in T[:3, 3])
-    msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z, msg.pose.orientation.w = (float(v) for v in matrix_to_quat(T[:3, :3]))
-    return msg
-
-
 def test_body_target_pose_and_no_repeated_target_tf(rig, tiny_checkpoint, sequence):
     from mvgd_ros.frames import rpy_matrix
 
@@ -144,7 +134,7 @@ def test_body_target_pose_and_no_repeated_target_tf(rig, tiny_checkpoint, sequen
     goal = make_pose(rpy_matrix(0, 0, np.pi / 2), [0.5, 0.0, 0.0])  # RViz 2D Goal Pose: x forward, turned to +y
     for _ in range(2):  # the same request twice, same stamp
         n = len([m for m in rig.got("mvgd/rgb/image") if m.header.frame_id == "goal_optical_frame"])
-        rig.target_pub.publish(_pose_stamped(goal, T0 + 0.02, "odom"))
+        rig.target_pub.publish(pose_stamped(goal, T0 + 0.02, "odom"))
         wait_for(lambda n=n: len([m for m in rig.got("mvgd/rgb/image") if m.header.frame_id == "goal_optical_frame"]) > n, "target view")
     sent = [t for m in rig.got("/tf") for t in m.transforms if t.child_frame_id == "goal_optical_frame"]
     assert len(sent) == 1  # a second transform at the same stamp would make tf2 print TF_REPEATED_DATA

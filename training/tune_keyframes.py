@@ -12,7 +12,9 @@ photometric refinement, as the node's defaults). Scores the live-camera depth as
 evaluation does (`mvgd_ros.eval_scoring`: per frame AbsRel and δ<1.25 at the camera's
 resolution, regime from the same conditioning views): medians over the observable frames and
 over all frames. `--lookahead`: the node's `lookahead_frames` (fixed-lag depth,
-mvgd_ros/lookahead.py), each variant at each value. No DDS, so a variant takes seconds to a minute; the held-out bags stay for
+mvgd_ros/lookahead.py), each variant at each value. `--novel`: score the withheld frames
+instead (the node's target-pose renders: depth and RGB of view synthesis, PSNR; without the
+node's fusion of keyframe depth). No DDS, so a variant takes seconds to a minute; the held-out bags stay for
 the final check through the real node (`python -m mvgd_ros.demo`).
 
 Sets (none is in a demo bag or an evaluation table):
@@ -82,17 +84,19 @@ class Scorer:
     def __init__(self, predictor, model_hw):
         self.pred, self.model_hw, self.cache = predictor, model_hw, {}
 
-    def score(self, seq_id: int, frames: list[Frame], i: int, window: list[int]) -> dict | None:
-        from mvgd_ros.eval_scoring import depth_scores, frame_observability
+    def score(self, seq_id: int, frames: list[Frame], i: int, window: list[int], task: str = "depth") -> dict | None:
+        """Scores of frame i predicted from frames `window`; task "rgb" (a novel view) adds its PSNR."""
+        from mvgd_ros.eval_scoring import depth_scores, frame_observability, rgb_scores
 
-        key = (seq_id, i, tuple(window))
+        key = (seq_id, i, tuple(window), task)
         if key not in self.cache:
             f = frames[i]
             cond = [frames[j] for j in window]
-            out = self.pred.predict(cond, f.K, f.T_wc, f.rgb.shape[:2], task="depth", steps=1)
-            m = depth_scores(out.depth, f.depth)
+            out = self.pred.predict(cond, f.K, f.T_wc, f.rgb.shape[:2], task=task, steps=1)
+            m = depth_scores(out.depth, f.depth) if out.depth is not None else {}
             obs, _ = frame_observability(f, cond, self.model_hw)
-            self.cache[key] = None if not m else {"abs_rel": m["abs_rel"], "delta1": m["delta1"], "regime": obs.regime if obs else ""}
+            psnr = {"psnr": rgb_scores(out.rgb, f.rgb)["psnr"]} if out.rgb is not None else {}
+            self.cache[key] = None if not m else {"abs_rel": m["abs_rel"], "delta1": m["delta1"], "regime": obs.regime if obs else "", **psnr}
         return self.cache[key]
 
 
@@ -103,9 +107,9 @@ def run_variant(scorer: Scorer, seqs: list[list[Frame]], cfg: KeyframeConfig, ar
     for s, frames in enumerate(seqs):
         held = holdout_indices(len(frames), args.holdout_every, args.warmup)
         for i, window in sorted(node_conditioning(frames, held, cfg, lookahead=lookahead).items()):
-            if i in held or len(window) < 2 or frames[i].depth is None:
+            if (i in held) != args.novel or len(window) < 2 or frames[i].depth is None:
                 continue  # the node publishes no live depth before it has a second view
-            r = scorer.score(s, frames, i, window)
+            r = scorer.score(s, frames, i, window, "rgb" if args.novel else "depth")
             if r is not None:
                 rows.append({**r, "views": len(window)})
     obs = [r for r in rows if r["regime"] == "observable"]
@@ -113,8 +117,11 @@ def run_variant(scorer: Scorer, seqs: list[list[Frame]], cfg: KeyframeConfig, ar
     def med(rs, k):
         return float(np.median([r[k] for r in rs])) if rs else float("nan")
 
-    return {"frames": len(rows), "observable": len(obs), "abs_rel_obs": med(obs, "abs_rel"), "delta1_obs": med(obs, "delta1"),
-            "abs_rel_all": med(rows, "abs_rel"), "delta1_all": med(rows, "delta1"), "mean_views": float(np.mean([r["views"] for r in rows])) if rows else 0.0}
+    out = {"frames": len(rows), "observable": len(obs), "abs_rel_obs": med(obs, "abs_rel"), "delta1_obs": med(obs, "delta1"),
+           "abs_rel_all": med(rows, "abs_rel"), "delta1_all": med(rows, "delta1"), "mean_views": float(np.mean([r["views"] for r in rows])) if rows else 0.0}
+    if args.novel:
+        out["psnr_all"] = med(rows, "psnr")
+    return out
 
 
 def main(argv=None) -> int:
@@ -128,6 +135,7 @@ def main(argv=None) -> int:
     ap.add_argument("--holdout-every", type=int, default=4, help="as mvgd-eval: withhold every k-th frame (0 = none)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--lookahead", type=int, nargs="+", default=[0], help="the node's lookahead_frames (each variant at each)")
+    ap.add_argument("--novel", action="store_true", help="score the withheld frames (target-pose renders) instead of the live camera")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="JSON (default runs/tune_keyframes/<set>.json)")
     a = ap.parse_args(argv)
@@ -150,7 +158,8 @@ def main(argv=None) -> int:
         name = name if a.lookahead == [0] else f"{name}, lookahead_frames={lag}"
         r = results[name] = {**run_variant(scorer, seqs, cfg, a, lag), "config": dataclasses.asdict(cfg), "lookahead_frames": lag}
         print(f"{name:44s} {r['frames']:6d} {r['observable']:4d} {r['mean_views']:5.2f}  {r['abs_rel_obs']:.3f} / {r['delta1_obs']:.3f}"
-              f"        {r['abs_rel_all']:.3f} / {r['delta1_all']:.3f}  {time.time() - t0:4.0f}", flush=True)
+              f"        {r['abs_rel_all']:.3f} / {r['delta1_all']:.3f}  {time.time() - t0:4.0f}"
+              + (f"  PSNR {r['psnr_all']:.2f} dB" if a.novel else ""), flush=True)
     out = Path(a.out or ROOT / "runs" / "tune_keyframes" / f"{a.set}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"set": a.set, "model": a.model, "command": " ".join(sys.argv), "variants": results}, indent=1))
