@@ -26,27 +26,44 @@ class _Recorder:
     def __init__(self):
         self.calls = []
 
-    def score(self, seq_id, frames, i, window):
-        self.calls.append((seq_id, i, list(window)))
-        return {"abs_rel": 0.1 * (i % 3), "delta1": 0.9, "regime": "observable" if i % 2 else "weak"}
+    def score(self, seq_id, frames, i, window, task="depth"):
+        self.calls.append((seq_id, i, list(window), task))
+        return {"abs_rel": 0.1 * (i % 3), "delta1": 0.9, "regime": "observable" if i % 2 else "weak", "psnr": 20.0 + i}
 
 
 def test_replays_the_node_policy_as_mvgd_eval_feeds_it():
     tk = load_script("training/tune_keyframes.py")
     frames = _walk()
     rec = _Recorder()
-    args = types.SimpleNamespace(holdout_every=4, warmup=2)
+    args = types.SimpleNamespace(holdout_every=4, warmup=2, novel=False)
     out = tk.run_variant(rec, [frames], KeyframeConfig(pose_distance=0.05, max_views=4), args)
     from mvgd_ros.eval_scoring import holdout_indices
 
     held = holdout_indices(len(frames), 4, 2)
-    live = [i for _, i, _ in rec.calls]
+    live = [i for _, i, _, _ in rec.calls]
     assert held and not set(live) & held  # held-out frames are novel views, never scored as live
     assert live == [i for i in range(1, len(frames)) if i not in held]  # frame 0 alone has no second view
-    for _, i, window in rec.calls:
-        assert window[-1] == i and len(window) <= 4 and not set(window) & held
+    for _, i, window, task in rec.calls:
+        assert window[-1] == i and len(window) <= 4 and not set(window) & held and task == "depth"
     assert out["frames"] == len(live) and out["observable"] == sum(i % 2 for i in live)
     assert out["abs_rel_obs"] == pytest.approx(np.median([0.1 * (i % 3) for i in live if i % 2]))
+
+
+def test_novel_scores_the_held_out_frames_as_target_renders():
+    """--novel: only the withheld frames, rendered as targets (task rgb, PSNR kept), from sent
+    frames only; with a lag, from frames on both sides."""
+    tk = load_script("training/tune_keyframes.py")
+    frames = _walk()
+    from mvgd_ros.eval_scoring import holdout_indices
+
+    held = holdout_indices(len(frames), 4, 2)
+    for lag in (0, 2):
+        rec = _Recorder()
+        out = tk.run_variant(rec, [frames], KeyframeConfig(pose_distance=0.05, max_views=4), types.SimpleNamespace(holdout_every=4, warmup=2, novel=True), lag)
+        assert sorted(i for _, i, _, _ in rec.calls) == sorted(held) and all(t == "rgb" for *_, t in rec.calls)
+        assert all(not set(w) & held for _, _, w, _ in rec.calls)
+        assert all((max(w) > i) == (lag > 0) for _, i, w, _ in rec.calls)  # live: past views only
+        assert out["psnr_all"] == pytest.approx(np.median([20.0 + i for i in held]))
 
 
 def test_variants_parse_like_the_other_tuning_scripts():
