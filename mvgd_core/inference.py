@@ -187,13 +187,15 @@ class MVGDPredictor:
         cfg = self.diffusion.cfg
         return param_to_depth(x0.mean(dim=1), cfg.d_min, cfg.d_max) * scale[:, None, None]
 
-    def refined(self, depth, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine: bool | None = None):
+    def refined(self, depth, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine: bool | None = None, sources: int | None = None):
         """(depth (B, H, W), replaced (B, H, W) bool or None): depth at the model's resolution
         (inputs as for `sample`) after the photometric refinement when it is on (`refine`: None =
-        self.refine.enabled), and where it replaced the network's depth (None: it did not run)."""
+        self.refine.enabled), and where it replaced the network's depth (None: it did not run).
+        sources: at most this many sources at a live camera (None: self.refine.max_sources)."""
         if not (self.refine.enabled if refine is None else refine):
             return depth, None
-        return refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, dataclasses.replace(self.refine, enabled=True))
+        cfg = dataclasses.replace(self.refine, enabled=True, max_sources=sources or self.refine.max_sources)
+        return refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, cfg)
 
     def fused(self, depth, cond_K, cond_T_wc, tgt_K, tgt_T_wc, view_depth: list | None):
         """(depth (B, H, W), fused (B, H, W) bool or None): `depth` at the model's resolution (other
@@ -288,7 +290,8 @@ class MVGDPredictor:
     # ------------------------------------------------------------------ single target from Frames
 
     def predict(self, cond: list[Frame], tgt_K, tgt_T_wc, tgt_hw, task: str = "depth", steps: int | None = None, seed: int = 0,
-                refine: bool | None = None, synthesize: bool | None = None, view_depth: list | None = None) -> Prediction:
+                refine: bool | None = None, synthesize: bool | None = None, view_depth: list | None = None,
+                refine_sources: int | None = None) -> Prediction:
         """Depth or RGB for target camera (tgt_K (3, 3) for an image of tgt_hw = (h, w); tgt_T_wc
         (4, 4) camera-to-world in the frames' world) from conditioning frames (any sizes).
         refine: the photometric refinement of depth (None: self.refine.enabled); synthesize: RGB
@@ -296,7 +299,8 @@ class MVGDPredictor:
         synthesis also returns the view's depth (and its confidence), identical to task "depth"
         with the same seed: it was predicted anyway. view_depth: one entry per conditioning frame,
         None or (depth (h, w) pose units, 0 / NaN = none; K (3, 3) for that depth map), e.g. the
-        frame's own earlier live prediction: at a novel target it is fused in (`fused`)."""
+        frame's own earlier live prediction: at a novel target it is fused in (`fused`).
+        refine_sources: the refinement's source limit at a live camera (None: RefineConfig's)."""
         if task not in TASKS:
             raise ValueError(f"predict: task must be one of {sorted(TASKS)}, got {task!r}")
         tgt_K, tgt_T = _target_tensors(tgt_K, tgt_T_wc, tgt_hw)
@@ -309,7 +313,7 @@ class MVGDPredictor:
         depth = rgb = confidence = replaced = rescale = observable = fused = None
         if task == "depth":
             net = self.to_depth(x0, scale)
-            d, replaced = self.refined(net, cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], refine)
+            d, replaced = self.refined(net, cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], refine, refine_sources)
             rescale = None if replaced is None else frame_rescale(net[0], d[0], replaced[0])
             d, fused = self.fused(d, cond_K, cond_T, tgt_K_model[None], tgt_T[None], views)
             observable = observable_share(d[0], tgt_K_model, tgt_T, cond_K[0], cond_T[0])

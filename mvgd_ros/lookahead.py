@@ -30,6 +30,13 @@ from dataclasses import dataclass
 from typing import Any
 
 
+# With a lag a live frame has keyframes on both sides of its path, and the photometric refinement
+# takes one source more than RefineConfig's 4 (the renderer passes it): on the HoloLens walk's
+# training frames (k = 2) live AbsRel 0.083 -> 0.074; without a lag a 5th source changed nothing
+# there (MODEL_CARD "Target poses wait too (stop 23)").
+LAGGED_REFINE_SOURCES = 5
+
+
 @dataclass
 class Lagged:
     """A posed frame, or a target-pose request, waiting for newer frames: what the node needs to

@@ -17,6 +17,7 @@ import numpy as np
 from std_msgs.msg import Header
 
 from mvgd_ros import image_codec
+from mvgd_ros.lookahead import LAGGED_REFINE_SOURCES
 from mvgd_ros.lru import LruDict
 from mvgd_ros.outputs import CameraOut, mask_depth
 from mvgd_ros.pointcloud import depth_to_points, points_to_cloud
@@ -122,9 +123,11 @@ class Renderer:
             views = self.view_depths.for_views(job.cond)
             if views is not None:
                 extra["view_depth"] = views  # predictors without fusion never get the keyword
+        if view is job.depth_view and p.lookahead_frames > 0 and getattr(self.predictor, "refine", None) is not None:
+            extra["refine_sources"] = LAGGED_REFINE_SOURCES  # keyframes on both sides; models that refine only
         pred = self.predictor.predict(job.cond, view.K, view.T_wc, view.hw, task=task, steps=p.steps, seed=p.seed,
                                       refine=p.refine_depth, synthesize=p.synthesize_rgb, **extra)
-        if extra:
+        if "view_depth" in extra:
             self.stats.fused(getattr(pred, "fused_share", None))
         check_prediction(pred, task)  # non-finite / out-of-range output: an inference failure, never published
         return pred, time.monotonic() - t0

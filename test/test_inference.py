@@ -168,3 +168,23 @@ def test_matching_model_predicts_with_confidence(tmp_path):
     assert out.confidence.min() >= 0 and out.confidence.max() <= 1 + 1e-6
     assert p.predict(frames, K, frames[1].T_wc, (30, 40), task="rgb").rgb.shape == (30, 40, 3)
     assert MVGDPredictor(_random_model(), device="cpu", steps=1).predict(frames, K, frames[1].T_wc, (30, 40)).confidence is None
+
+
+def test_refine_sources_limits_the_live_refinement_for_one_call(predictor, monkeypatch):
+    """predict(refine_sources=k) hands the refinement max_sources=k for that call only (the node's
+    lookahead uses it); None keeps RefineConfig's."""
+    import mvgd_core.inference as inference
+
+    seen = []
+    real = inference.refine_batch
+
+    def spy(*args):
+        seen.append(args[-1].max_sources)
+        return real(*args)
+
+    monkeypatch.setattr(inference, "refine_batch", spy)
+    frames, K = _frames(n=3)
+    for k in (None, 5, None):
+        predictor.predict(frames, K, frames[0].T_wc, (30, 40), seed=0, refine=True, refine_sources=k)
+    default = predictor.refine.max_sources
+    assert seen == [default, 5, default] and default != 5

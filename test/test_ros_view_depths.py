@@ -22,12 +22,16 @@ class RecordingPredictor:
     predictor that fuses (the renderer passes view_depth only to those)."""
 
     fusion = object()
+    refine = object()  # a predictor with the photometric refinement (the renderer may pass refine_sources)
 
     def __init__(self):
         self.calls = []
+        self.sources = []  # refine_sources per call
 
-    def predict(self, cond, tgt_K, tgt_T_wc, tgt_hw, task="depth", steps=None, seed=0, refine=None, synthesize=None, view_depth=None):
+    def predict(self, cond, tgt_K, tgt_T_wc, tgt_hw, task="depth", steps=None, seed=0, refine=None, synthesize=None, view_depth=None,
+                refine_sources=None):
         self.calls.append(view_depth)
+        self.sources.append(refine_sources)
         h, w = tgt_hw
         return Prediction(depth=np.full((h, w), 2.0, np.float32), rgb=np.zeros((h, w, 3), np.uint8) if task == "rgb" else None,
                           K=np.asarray(tgt_K), scale=1.0)
@@ -42,7 +46,7 @@ def _frame(i: int) -> StampedFrame:
 
 def _renderer(**params):
     p = SimpleNamespace(steps=1, seed=0, refine_depth=True, synthesize_rgb=True, fuse_view_depth=True, min_observable_share=0.0,
-                        depth_encoding="32FC1", min_depth=0.0, max_depth=0.0, min_confidence=0.0)
+                        depth_encoding="32FC1", min_depth=0.0, max_depth=0.0, min_confidence=0.0, lookahead_frames=0)
     vars(p).update(params)
     pubs = Publishers(depth=MagicMock(), points=MagicMock(), rgb=MagicMock(), rgb_depth=MagicMock())
     pred = RecordingPredictor()
@@ -112,3 +116,16 @@ def test_renderer_keeps_a_keyframe_depth_without_publishing_it():
     r.run("live", Job(cond=[f], live=f, depth_view=_view(f), publish_depth=False))
     assert not r.pubs.depth.publish.called and r.view_depths.for_views([f]) is not None
     r.stats.count.assert_called_with("keyframe_depth_kept")
+
+
+def test_with_a_lag_the_live_refinement_takes_one_more_source():
+    """lookahead_frames > 0: the live frame has keyframes on both sides, and its refinement may use
+    LAGGED_REFINE_SOURCES; target views and live frames without a lag keep the model's setting."""
+    from mvgd_ros.lookahead import LAGGED_REFINE_SOURCES
+
+    frames = [_frame(i) for i in range(3)]
+    for lag, want in ((0, None), (2, LAGGED_REFINE_SOURCES)):
+        r, pred = _renderer(lookahead_frames=lag)
+        r.run("live", Job(cond=frames, live=frames[1], depth_view=_view(frames[1])))
+        r.run("target", Job(cond=frames, rgb_views=[_view(_frame(5))]))
+        assert pred.sources == [want, None]

@@ -26,7 +26,7 @@ class _Recorder:
     def __init__(self):
         self.calls = []
 
-    def score(self, seq_id, frames, i, window, task="depth"):
+    def score(self, seq_id, frames, i, window, task="depth", refine_sources=None):
         self.calls.append((seq_id, i, list(window), task))
         return {"abs_rel": 0.1 * (i % 3), "delta1": 0.9, "regime": "observable" if i % 2 else "weak", "psnr": 20.0 + i}
 

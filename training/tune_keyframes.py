@@ -84,15 +84,17 @@ class Scorer:
     def __init__(self, predictor, model_hw):
         self.pred, self.model_hw, self.cache = predictor, model_hw, {}
 
-    def score(self, seq_id: int, frames: list[Frame], i: int, window: list[int], task: str = "depth") -> dict | None:
-        """Scores of frame i predicted from frames `window`; task "rgb" (a novel view) adds its PSNR."""
+    def score(self, seq_id: int, frames: list[Frame], i: int, window: list[int], task: str = "depth",
+              refine_sources: int | None = None) -> dict | None:
+        """Scores of frame i predicted from frames `window`; task "rgb" (a novel view) adds its PSNR.
+        refine_sources: as the node passes it (mvgd_ros.lookahead.LAGGED_REFINE_SOURCES with a lag)."""
         from mvgd_ros.eval_scoring import depth_scores, frame_observability, rgb_scores
 
-        key = (seq_id, i, tuple(window), task)
+        key = (seq_id, i, tuple(window), task, refine_sources)
         if key not in self.cache:
             f = frames[i]
             cond = [frames[j] for j in window]
-            out = self.pred.predict(cond, f.K, f.T_wc, f.rgb.shape[:2], task=task, steps=1)
+            out = self.pred.predict(cond, f.K, f.T_wc, f.rgb.shape[:2], task=task, steps=1, refine_sources=refine_sources)
             m = depth_scores(out.depth, f.depth) if out.depth is not None else {}
             obs, _ = frame_observability(f, cond, self.model_hw)
             psnr = {"psnr": rgb_scores(out.rgb, f.rgb)["psnr"]} if out.rgb is not None else {}
@@ -102,14 +104,16 @@ class Scorer:
 
 def run_variant(scorer: Scorer, seqs: list[list[Frame]], cfg: KeyframeConfig, args, lookahead: int = 0) -> dict:
     from mvgd_ros.eval_scoring import holdout_indices, node_conditioning
+    from mvgd_ros.lookahead import LAGGED_REFINE_SOURCES
 
+    sources = LAGGED_REFINE_SOURCES if lookahead > 0 else None  # as the node's renderer
     rows = []
     for s, frames in enumerate(seqs):
         held = holdout_indices(len(frames), args.holdout_every, args.warmup)
         for i, window in sorted(node_conditioning(frames, held, cfg, lookahead=lookahead).items()):
             if (i in held) != args.novel or len(window) < 2 or frames[i].depth is None:
                 continue  # the node publishes no live depth before it has a second view
-            r = scorer.score(s, frames, i, window, "rgb" if args.novel else "depth")
+            r = scorer.score(s, frames, i, window, "rgb") if args.novel else scorer.score(s, frames, i, window, "depth", sources)
             if r is not None:
                 rows.append({**r, "views": len(window)})
     obs = [r for r in rows if r["regime"] == "observable"]
