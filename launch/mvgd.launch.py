@@ -4,8 +4,9 @@
         camera_info:=/camera/color/camera_info fixed_frame:=map
 
 `image` / `camera_info` remap the node's relative input topics; `params_file` replaces the
-shipped defaults; `checkpoint`, `device` and `fixed_frame` override single parameters when
-given (empty keeps the file's value); `namespace` moves the node and its outputs
+shipped defaults; `checkpoint`, `device`, `fixed_frame` and `lookahead_frames` override single
+parameters when given (empty keeps the file's value; `lookahead_frames:=2` for mapping:
+depth and target views two frames late, from views on both sides of the path); `namespace` moves the node and its outputs
 (mvgd/depth/image -> <namespace>/mvgd/depth/image); `log_level` sets the node's logger level.
 
 Namespaced robots (Nav2's multi-robot convention) keep TF in their namespace: pass
@@ -20,13 +21,13 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-OVERRIDABLE = ("checkpoint", "device", "fixed_frame")
+OVERRIDABLE = {"checkpoint": str, "device": str, "fixed_frame": str, "lookahead_frames": int}  # name: parameter type
 
 
 def _node(context):
     """The node, with only the single-parameter overrides that were actually given."""
     value = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
-    overrides = {name: value(name) for name in OVERRIDABLE if value(name)}
+    overrides = {name: kind(value(name)) for name, kind in OVERRIDABLE.items() if value(name)}
     overrides["use_sim_time"] = value("use_sim_time").lower() == "true"
     remappings = [("image", value("image")), ("camera_info", value("camera_info"))]
     remappings += [(src, dst) for src, dst in (("/tf", value("tf_topic")), ("/tf_static", value("tf_static_topic"))) if dst != src]
@@ -54,6 +55,7 @@ def generate_launch_description():
         DeclareLaunchArgument("checkpoint", default_value="", description="model checkpoint (.pt); empty: the file's value"),
         DeclareLaunchArgument("device", default_value="", description="auto, cuda or cpu; empty: the file's value"),
         DeclareLaunchArgument("fixed_frame", default_value="", description="odom or map; empty: the file's value"),
+        DeclareLaunchArgument("lookahead_frames", default_value="", description="fixed-lag depth for mapping, e.g. 2; empty: the file's value (0: live)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its outputs"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="true when playing a bag with --clock"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error or fatal"),

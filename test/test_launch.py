@@ -71,3 +71,11 @@ def test_namespaced_robot_tf_remaps_log_level_and_overrides(launch_file):
     assert remaps["/tf"] == "tf" and remaps["/tf_static"] == "tf_static" and remaps["image"] == "front/image_raw"
     assert node["namespace"] == "robot1" and node["arguments"][-1] == "debug"
     assert node["parameters"][1] == {"fixed_frame": "map", "use_sim_time": False}
+
+
+def test_lookahead_frames_is_passed_as_an_integer_only_when_given(launch_file):
+    """rclpy refuses a string for an integer parameter: the launch argument is converted."""
+    _, node = _run(launch_file, lookahead_frames="2")
+    assert node["parameters"][1] == {"lookahead_frames": 2, "use_sim_time": False}
+    _, node = _run(launch_file)
+    assert "lookahead_frames" not in node["parameters"][1]
