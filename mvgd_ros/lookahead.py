@@ -17,9 +17,10 @@ clock is released anyway (the stream paused or ended; the node's timer, one fram
 
 Target-pose requests (mvgd/target_pose) wait in the same queue (stop 23): one is rendered once
 `lookahead` frames newer than the request have come, so its views also come from both sides of
-the path (a view between keyframes is interpolated, not extrapolated). "Newer" goes by stamp: a
-request is queued after the frames stamped up to its own stamp, whatever the order in which the
-two topics delivered them (DDS keeps no order across topics). Pure Python, no ROS;
+the path (a view between keyframes is interpolated, not extrapolated). "Newer" goes by stamp:
+every item is queued after the items stamped up to its own stamp, whatever the order in which
+they came (DDS keeps no order across topics, and a frame waiting for late TF reaches the queue
+after a request stamped later). Pure Python, no ROS;
 `mvgd_ros.eval_scoring.node_conditioning` replays it and `mvgd-eval`'s gate uses it to know
 which output is due.
 """
@@ -55,7 +56,7 @@ class Lagged:
 
 
 class LookaheadQueue:
-    """Frames in arrival order, target requests among them by stamp; released oldest first."""
+    """Frames and target requests in stamp order (ties: arrival order); released oldest first."""
 
     def __init__(self):
         self._q: deque[Lagged] = deque()
@@ -67,10 +68,10 @@ class LookaheadQueue:
     def push(self, item: Lagged, lookahead: int) -> list[Lagged]:
         """Queue `item`; return the items now due, oldest first: each once `lookahead` frames newer
         than it are queued (with 0: `item` itself; after `lookahead` was lowered at runtime: several).
-        Target requests do not count as newer frames; one goes after the queued items stamped up
-        to its stamp (frames keep their arrival order)."""
+        Target requests do not count as newer frames. `item` goes after the queued items stamped
+        up to its stamp."""
         at = len(self._q)
-        while not item.is_frame and at > 0 and self._q[at - 1].stamp > item.stamp:
+        while at > 0 and self._q[at - 1].stamp > item.stamp:
             at -= 1
         self._q.insert(at, item)
         self._frames += item.is_frame

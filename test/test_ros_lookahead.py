@@ -39,9 +39,16 @@ def test_a_target_waits_for_lookahead_newer_frames_and_is_not_one():
     assert q.push(target("late", 3.5), 2) == []  # stamped between frames 3 and 4 but delivered after 4 (another topic) ...
     assert q.push(target("later", 3.7), 2) == []
     assert [(x.frame, x.target) for x in q.push(_item(5), 2)] == [(3, None), (None, "late"), (None, "later")]  # ... so 4 and 5 are newer
-    q.push(target("c", 9.0, 1.0), 2)
-    assert q.expired(1.6, 0.5).frame == 4 and q.expired(1.6, 0.5).frame == 5 and q.expired(1.6, 0.5).target == "c"
-    assert len(q) == 0 and q.push(_item(6), 1) == []  # the frame count was kept through expiry
+    assert q.push(target("d", 6.5), 2) == []  # a request stamped after frame 6 ...
+    assert [x.frame for x in q.push(_item(6), 2)] == [4]  # ... reached the queue before it (frame 6 waited for late TF)
+    assert [x.frame for x in q.push(_item(7), 2)] == [5]
+    assert [(x.frame, x.target) for x in q.push(_item(8), 2)] == [(6, None), (None, "d")]  # d: 7 and 8 are newer, not 6
+    q.clear()
+    q.push(target("c", 9.0, 1.0), 3)
+    for i in (10, 11):
+        q.push(_item(i, 1.2), 3)
+    assert q.expired(1.6, 0.5).target == "c" and q.expired(1.8, 0.5).frame == 10 and q.expired(1.8, 0.5).frame == 11
+    assert len(q) == 0 and q.push(_item(12), 1) == []  # the frame count was kept through expiry
 
 
 def test_waiting_frames_expire_on_the_wall_clock_and_a_reset_drops_them():
