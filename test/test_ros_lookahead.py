@@ -145,3 +145,41 @@ def test_node_renders_a_target_pose_once_lookahead_newer_frames_came(rig, tiny_c
     assert stamp_of(targets()[0]) == pytest.approx(T0 + 0.15)  # stamped as requested
     wait_for(lambda: depths() == [round(T0 + i * 0.1, 6) for i in range(2)], "frame 1 released with it")
     assert node.stats.totals["lookahead_expired"] == 0
+
+
+@pytest.mark.ros
+def test_a_target_waits_for_frames_stamped_after_it_even_when_their_tf_came_late(rig, tiny_checkpoint, sequence):
+    """Frame 3 waits for late TF and reaches the queue after a target stamped later (0.35): the
+    target still gets its two newer frames by stamp (4 and 5), not 3 and 4."""
+    frames = sequence[:6]
+    node = rig.start_node(tiny_checkpoint, keyframe_pose_distance=0.0, lookahead_frames=2, lookahead_max_wait_s=10.0, tf_wait_s=10.0,
+                          target_frame_id="goal_optical_frame")
+    rig.wait_connected("mvgd/depth/image", "mvgd/rgb/image")
+    submitted = []
+    submit = node.worker.submit
+    node.worker.submit = lambda lane, job: (submitted.append((lane, [f.stamp for f in job.cond])), submit(lane, job))[1]
+    depths = lambda: [round(stamp_of(m), 6) for m in rig.got("mvgd/depth/image")]  # noqa: E731
+
+    def send(i, tf=True):
+        if tf:
+            rig.send_tf(frames[i].T_wc, T0 + i * 0.1)
+            rig.send_tf(frames[i].T_wc, T0 + i * 0.1 + 0.05)
+        rig.send_frame(frames[i], T0 + i * 0.1)
+
+    for i in range(3):
+        send(i)
+    wait_for(lambda: depths() == [round(T0, 6)], "frame 0's depth once frame 2 came")
+    send(3, tf=False)  # its pose is late
+    wait_for(lambda: len(node.pending) == 1, "frame 3 waiting for TF")
+    rig.target_pub.publish(pose_stamped(frames[3].T_wc, T0 + 0.35, "odom"))
+    wait_for(lambda: len(node.lookahead) == 3, "the target queued before frame 3 resolved")
+    rig.send_tf(frames[3].T_wc, T0 + 0.3)
+    rig.send_tf(frames[3].T_wc, T0 + 0.35)
+    wait_for(lambda: len(depths()) == 2, "frame 1's depth once frame 3 came")
+    send(4)
+    wait_for(lambda: len(depths()) == 3, "frame 2's depth")
+    assert not [c for lane, c in submitted if lane == "target"]  # frame 3 is older than the target: one newer frame so far
+    send(5)
+    wait_for(lambda: any(lane == "target" for lane, _ in submitted), "the target once frame 5 came")
+    cond = next(c for lane, c in submitted if lane == "target")
+    assert sorted(s for s in cond if s > T0 + 0.35) == pytest.approx([T0 + 0.4, T0 + 0.5])
