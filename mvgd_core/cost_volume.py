@@ -100,19 +100,12 @@ def relative_reference(cond_K: torch.Tensor, cond_T_wc: torch.Tensor, tgt_K: tor
     return rel, has_ref, ref
 
 
-def target_rays(tgt_K: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """(B, h*w, 3) pixel rays (z = 1) of target cameras tgt_K (B, 3, 3) on the (h, w) grid."""
-    pix = pixel_grid(h, w, tgt_K.device, tgt_K.dtype).reshape(-1, 3)  # (h*w, 3)
-    return pix @ torch.linalg.inv(tgt_K).transpose(-1, -2)
-
-
-def project_hypotheses(tgt_K: torch.Tensor | None, cond_K: torch.Tensor, cond_T: torch.Tensor, hyp: torch.Tensor,
-                       h: int, w: int, rays: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def project_hypotheses(tgt_K: torch.Tensor, cond_K: torch.Tensor, cond_T: torch.Tensor, hyp: torch.Tensor,
+                       h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Where the target's pixel rays at each hypothesis land in one conditioning view.
 
     tgt_K (B, 3, 3) and cond_K (B, 3, 3) for the (h, w) grid; cond_T (B, 4, 4) camera-to-target
-    (SSN frame); hyp (D,) z-depths; rays (B, h*w, 3): `target_rays(tgt_K, h, w)` when already
-    known (tgt_K may then be None). Returns (grid (B, D*h, w, 2) for grid_sample with
+    (SSN frame); hyp (D,) z-depths. Returns (grid (B, D*h, w, 2) for grid_sample with
     align_corners=True, valid (B, D, h, w) bool: in front of the view and inside its image).
     Invalid points get a grid far outside the image, so grid_sample's zeros padding already gives
     exactly 0 there (no mask multiply over the sampled channels).
@@ -120,8 +113,9 @@ def project_hypotheses(tgt_K: torch.Tensor | None, cond_K: torch.Tensor, cond_T:
     A point at depth d on pixel ray r projects to K (R d r + t) = d (K R r) + K t: K R r is
     computed once per pixel, so each hypothesis costs one multiply-add (no (D*h*w, 3) matmuls).
     """
-    B, D = cond_K.shape[0], hyp.shape[0]
-    rays = target_rays(tgt_K, h, w) if rays is None else rays  # (B, h*w, 3)
+    B, D = tgt_K.shape[0], hyp.shape[0]
+    pix = pixel_grid(h, w, tgt_K.device, tgt_K.dtype).reshape(-1, 3)  # (h*w, 3)
+    rays = pix @ torch.linalg.inv(tgt_K).transpose(-1, -2)  # (B, h*w, 3), z = 1
     T_cw = invert_pose(cond_T)  # (B, 4, 4)
     KRr = rays @ (cond_K @ T_cw[:, :3, :3]).transpose(-1, -2)  # (B, h*w, 3)
     Kt = (cond_K @ T_cw[:, :3, 3:])[:, None, None, :, 0]  # (B, 1, 1, 3)
@@ -251,12 +245,11 @@ class CostVolume(nn.Module):
         Kt = resize_intrinsics(tgt_K.float(), self.image_size, self.hw)
         acc = _ViewSums.zeros(bank, B, sizes[0], D, h, w, self.zncc)
         chunk = view_chunk(bank.device)
-        rays = target_rays(Kt, h, w)[:, None]  # (B, 1, h*w, 3)
         for v0 in range(0, N, chunk):  # linear in N; running sums updated in place
             v1 = min(N, v0 + chunk)
             c = v1 - v0
-            grid, valid = project_hypotheses(None, Ks[:, v0:v1].reshape(-1, 3, 3), cond_T[:, v0:v1].float().reshape(-1, 4, 4), hyp, h, w,
-                                             rays=rays.expand(B, c, h * w, 3).reshape(B * c, h * w, 3))
+            grid, valid = project_hypotheses(Kt.repeat_interleave(c, 0), Ks[:, v0:v1].reshape(-1, 3, 3),
+                                             cond_T[:, v0:v1].float().reshape(-1, 4, 4), hyp, h, w)
             s = F.grid_sample(bank[:, v0:v1].flatten(0, 1), grid, mode="bilinear", padding_mode="zeros", align_corners=True)  # (B*c, Cb, D*h, w), 0 where invalid
             f, col, *z = torch.split(s.view(B, c, -1, D, h, w), sizes, 2)
             m = valid.view(B, c, D, h, w).to(bank.dtype)

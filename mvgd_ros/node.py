@@ -465,6 +465,7 @@ class MVGDNode(Node):
         self._target_requested = True  # from now on new keyframes keep their depth for fusion (_live_job)
         # With lookahead_frames the request waits for that many newer frames, as a frame does:
         # its views then come from both sides of the path (mvgd_ros/lookahead.py).
+        # stamp as Frame.stamp is made (ns * 1e-9, not stamp_to_sec): a request at a frame's own stamp ties with it exactly
         item = Lagged(None, header, False, time.monotonic(), target=view, stamp=stamp_to_ns(stamp) * 1e-9)
         self._release(self.lookahead.push(item, self.p.lookahead_frames))
 

@@ -112,7 +112,7 @@ def run_variant(scorer: Scorer, seqs: list[list[Frame]], cfg: KeyframeConfig, ar
         held = holdout_indices(len(frames), args.holdout_every, args.warmup)
         for i, window in sorted(node_conditioning(frames, held, cfg, lookahead=lookahead).items()):
             if (i in held) != args.novel or len(window) < 2 or frames[i].depth is None:
-                continue  # the node publishes no live depth before it has a second view
+                continue  # the other kind, or no second view yet (the node publishes nothing then)
             r = scorer.score(s, frames, i, window, "rgb") if args.novel else scorer.score(s, frames, i, window, "depth", sources)
             if r is not None:
                 rows.append({**r, "views": len(window)})
