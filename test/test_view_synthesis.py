@@ -81,3 +81,33 @@ def test_predictor_rgb_uses_the_warped_views_unless_told_not_to(monkeypatch):
     with_rgb = pred.predict(*args, task="rgb", seed=3)
     assert np.array_equal(with_rgb.depth, pred.predict(*args, task="depth", seed=3).depth)
     assert pred.predict(*args, task="rgb", synthesize=False).depth is None
+
+
+class _TruePredictor:
+    """Stands in for MVGDPredictor in training/tune_synthesis.py: true depth, grey network RGB."""
+
+    def view_depths(self, batch, steps, seed):
+        return torch.zeros(batch.cond_rgb.shape[:2] + batch.cond_rgb.shape[-2:])
+
+    def predict_batch(self, batch, task, steps, seed, view_depth=None, synthesize=None):
+        if task == "depth":
+            return batch.tgt_depth.clone()
+        return torch.full_like(batch.tgt_rgb, 0.5)
+
+
+def test_tune_synthesis_scores_every_variant_on_every_target():
+    """With the true depth, warping views beats the network's (grey) RGB on the same targets, and a
+    malformed variant is a clear error."""
+    from mvgd_core.data.sampler import ProceduralDataset, ViewSamplingConfig
+    from script_loader import load_script
+
+    ts = load_script("training/tune_synthesis.py")
+    sampling = ViewSamplingConfig(min_views=3, max_views=3, p_target_in_cond=0.0)
+    ds = ProceduralDataset((24, 32), sampling, length=3, seed=5)
+    samples = [ds[(i, 3)] for i in range(3)]
+    variants = {"off": SynthesisConfig(enabled=False), "sources=2": ts.parse_variant("sources=2")}
+    res, picks = ts.run(_TruePredictor(), samples, variants, batch=2)
+    assert [r["targets"] for r in res.values()] == [3, 3] and len(picks) == 3
+    assert res["sources=2"]["psnr_median"] > res["off"]["psnr_median"] + 3
+    with pytest.raises(ValueError, match="sourcez"):
+        ts.parse_variant("sourcez=2")
