@@ -324,8 +324,8 @@ class MVGDNode(Node):
     def _release_expired(self) -> None:
         """Frames or targets that waited lookahead_max_wait_s for newer frames (a paused or ended stream), one per tick."""
         item = self.lookahead.expired(time.monotonic(), self.p.lookahead_max_wait_s)
-        if item is not None:
-            self.stats.count("lookahead_expired")
+        if item is not None:  # frames and target requests counted apart: /diagnostics compares the frames with the images
+            self.stats.count("lookahead_expired" if item.is_frame else "lookahead_expired_targets")
             self._release([item])
 
     def _release(self, items: list[Lagged]) -> None:

@@ -125,6 +125,19 @@ def test_a_reset_drops_the_frames_waiting_for_newer_ones(rig, tiny_checkpoint, s
 
 
 @pytest.mark.ros
+def test_expired_targets_are_counted_apart_from_frames(rig, tiny_checkpoint, sequence):
+    """/diagnostics compares expired frames with the period's images, so a target request that
+    expired must not count as a frame."""
+    frames = sequence[:2]
+    node = _lagged_node(rig, tiny_checkpoint, frames, lookahead_frames=3, lookahead_max_wait_s=0.5, target_frame_id="goal_optical_frame")
+    rig.send_frame(frames[0], T0)
+    wait_for(lambda: len(node.lookahead) == 1, "the frame waits")
+    rig.target_pub.publish(pose_stamped(frames[1].T_wc, T0 + 0.05, "odom"))
+    wait_for(lambda: node.stats.totals["lookahead_expired_targets"] == 1, "the target expired")
+    assert node.stats.totals["lookahead_expired"] == 1 and len(node.lookahead) == 0
+
+
+@pytest.mark.ros
 def test_node_renders_a_target_pose_once_lookahead_newer_frames_came(rig, tiny_checkpoint, sequence):
     frames = sequence[:4]
     node = _lagged_node(rig, tiny_checkpoint, frames, lookahead_frames=2, lookahead_max_wait_s=10.0, target_frame_id="goal_optical_frame")
