@@ -192,7 +192,7 @@ def _obs_batch(frac):
 
 def test_min_observability_control_removes_unobservable_depth_targets():
     from mvgd_core.diffusion import TASK_DEPTH
-    from mvgd_core.train import choose_tasks
+    from mvgd_core.train_data import choose_tasks
 
     frac = torch.rand(4000, generator=torch.Generator().manual_seed(0))
     batch = _obs_batch(frac)

@@ -19,8 +19,10 @@ from mvgd_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoi
 from mvgd_core.config import load_config
 from mvgd_core.data.types import MultiViewBatch
 from mvgd_core.diffusion import TASK_DEPTH, TASK_RGB
-from mvgd_core.train import (OptimConfig, TrainConfig, batch_stream, build_train_dataset, choose_tasks, export_model, lr_at,
-                             main, state_digest, train)
+from mvgd_core.train import main, train
+from mvgd_core.train_config import OptimConfig, TrainConfig, lr_at
+from mvgd_core.train_data import batch_stream, build_train_dataset, choose_tasks
+from mvgd_core.train_state import export_model, state_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "training" / "configs" / "tiny_test.yaml"
@@ -79,7 +81,8 @@ def test_batch_stream_resumes_at_data_position_across_epochs(tmp_path):
 _CRASHER = """
 import sys
 from mvgd_core.config import load_config
-from mvgd_core.train import TrainConfig, train
+from mvgd_core.train import train
+from mvgd_core.train_config import TrainConfig
 cfg = load_config(TrainConfig, sys.argv[1], {"run_dir": sys.argv[2], "steps": 100000, "ckpt_every": 1, "log_every": 1})
 train(cfg, progress=False)
 """
@@ -117,7 +120,8 @@ def test_kill_during_training_never_leaves_a_corrupt_checkpoint(tmp_path):
 _GRACEFUL = """
 import sys
 from mvgd_core.config import load_config
-from mvgd_core.train import TrainConfig, train
+from mvgd_core.train import train
+from mvgd_core.train_config import TrainConfig
 cfg = load_config(TrainConfig, sys.argv[1], {"run_dir": sys.argv[2], "steps": 100000, "num_workers": 1, "log_every": 1,
                                              "ckpt_every": 0, "ckpt_minutes": 0})
 print("stopped at", train(cfg, progress=False)["step"], flush=True)
@@ -251,7 +255,8 @@ def test_choose_tasks_rules():
 _DDP = """
 import json, sys
 from mvgd_core.config import load_config
-from mvgd_core.train import TrainConfig, train
+from mvgd_core.train import train
+from mvgd_core.train_config import TrainConfig
 import torch.distributed as dist
 cfg = load_config(TrainConfig, sys.argv[1], {"run_dir": sys.argv[2], "steps": 3, "num_workers": 0})
 out = train(cfg, progress=False)

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from mvgd_core.checkpoint import load_checkpoint
-from mvgd_core.train import export_model, main
+from mvgd_core.train import main
+from mvgd_core.train_state import export_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "training" / "configs" / "tiny_test.yaml"

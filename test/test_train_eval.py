@@ -12,7 +12,9 @@ import torch
 from mvgd_core.config import load_config
 from mvgd_core.data.sampler import DataConfig
 from mvgd_core.model_eval import evaluate_samples, grid_records, held_out_samples, save_grid
-from mvgd_core.train import TrainConfig, export_model, train
+from mvgd_core.train import train
+from mvgd_core.train_config import TrainConfig
+from mvgd_core.train_state import export_model
 from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]

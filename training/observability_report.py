@@ -4,11 +4,11 @@
     python training/observability_report.py                                    # training/configs/default.yaml
     python training/observability_report.py --config training/configs/matching.yaml --num 512
 
-Draws --num training items exactly as the trainer does (mvgd_core.train.build_train_dataset,
+Draws --num training items exactly as the trainer does (mvgd_core.train_data.build_train_dataset,
 ViewCountBatchSampler, batches of --batch), reads each sample's stored observability
 (MultiViewSample.observability: share of valid target pixels that move >= 1 px at sample
 resolution when depth changes by 25 %, and the median such displacement) and runs the
-trainer's task choice (mvgd_core.train.choose_tasks) twice on the same batches with the same
+trainer's task choice (mvgd_core.train_data.choose_tasks) twice on the same batches with the same
 generator: "before" without the observability control, "after" with it
 (data.sampling.min_observable_frac / monocular_share from the config, or the --min-observable-frac
 / --monocular-share values when the config leaves the control off). Prints Markdown tables
@@ -39,7 +39,7 @@ from mvgd_core.data.sampler import DataConfig, ViewCountBatchSampler  # noqa: E4
 from mvgd_core.data.types import collate_samples  # noqa: E402
 from mvgd_core.diffusion import TASK_DEPTH  # noqa: E402
 from mvgd_core.observability import REGIMES, regime  # noqa: E402
-from mvgd_core.train import build_train_dataset, choose_tasks  # noqa: E402
+from mvgd_core.train_data import build_train_dataset, choose_tasks  # noqa: E402
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 

@@ -5,7 +5,7 @@
     python training/train.py --config training/configs/finetune_tum.yaml --init-from models/mvgd_default.pt
     torchrun --nproc_per_node=2 training/train.py --config training/configs/default.yaml
 
-See mvgd_core/train.py for the config keys and docs/TRAINING.md for recipes.
+See mvgd_core/train_config.py for the config keys and docs/TRAINING.md for recipes.
 """
 import sys
 from pathlib import Path
