@@ -49,8 +49,8 @@ _SGM_P2_EDGE = MVSConfig.p2_edge  # luma step (0-1) at which SGM's large-jump pe
 
 @dataclass(frozen=True)
 class RefineConfig:
-    """enabled: refine at all; hypotheses: depths per pixel (odd: the network's depth is the centre);
-    span: band [d / span, d * span]; window: ZNCC window (odd); min_zncc: accept only matches at
+    """enabled: refine at all; hypotheses: depths per pixel at the live camera (odd: the network's
+    depth is the centre); novel_hypotheses: the same at a novel view; span: band [d / span, d * span]; window: ZNCC window (odd); min_zncc: accept only matches at
     least this good; min_texture: grey-level std (0-1 images) a window needs to be trusted;
     min_parallax_px: a source votes for a pixel only if the band moves it this far there (a source
     without parallax matches every depth equally well and would decide ties by noise);
@@ -68,7 +68,8 @@ class RefineConfig:
     network's depth where few matched pixels are near."""
 
     enabled: bool = True
-    hypotheses: int = 7
+    hypotheses: int = 7  # 11 is better since SGM picks among them, at +9 ms per depth map on 2 CPU cores (MODEL_CARD, stop 24): node parameter refine_hypotheses
+    novel_hypotheses: int = 7  # no SGM at novel views: more depths there measured worse
     span: float = 1.5
     window: int = 7
     min_zncc: float = 0.5
@@ -89,8 +90,10 @@ class RefineConfig:
     propagate_prior: float = 0.1
 
     def __post_init__(self):
-        if self.hypotheses < 3 or self.hypotheses % 2 == 0:
-            raise ValueError(f"RefineConfig.hypotheses must be odd and >= 3, got {self.hypotheses}")
+        for name in ("hypotheses", "novel_hypotheses"):
+            n = getattr(self, name)
+            if n < 3 or n % 2 == 0:
+                raise ValueError(f"RefineConfig.{name} must be odd and >= 3, got {n}")
         if not self.span > 1.0:
             raise ValueError(f"RefineConfig.span must be > 1, got {self.span}")
         if self.window < 1 or self.window % 2 == 0:
@@ -132,11 +135,11 @@ class Refined:
     accepted: torch.Tensor
 
 
-def _band(depth: torch.Tensor, cfg: RefineConfig) -> tuple[torch.Tensor, float]:
-    """(hypotheses (n, H, W), log step between them)."""
-    half = math.log(cfg.span)
-    f = torch.exp(torch.linspace(-half, half, cfg.hypotheses, dtype=depth.dtype, device=depth.device))
-    return depth[None] * f[:, None, None], 2 * half / (cfg.hypotheses - 1)
+def _band(depth: torch.Tensor, span: float, n: int) -> tuple[torch.Tensor, float]:
+    """(n hypotheses (n, H, W) log-spaced over [depth / span, depth * span], log step between them)."""
+    half = math.log(span)
+    f = torch.exp(torch.linspace(-half, half, n, dtype=depth.dtype, device=depth.device))
+    return depth[None] * f[:, None, None], 2 * half / (n - 1)
 
 
 def _warp(gray_src: torch.Tensor, ref_K, ref_T_wc, src_K, src_T_wc, hyp: torch.Tensor, cfg: RefineConfig):
@@ -195,11 +198,11 @@ def select_sources(ref_K, ref_T_wc, src_K, src_T_wc, depth: torch.Tensor, src_hw
     max_sources = cfg.max_sources if max_sources is None else max_sources
     if V <= max_sources:
         return list(range(V))
-    hyp, _ = _band(depth[::8, ::8], cfg)
+    hyp, _ = _band(depth[::8, ::8], cfg.span, 2)  # the band's ends
     K = ref_K.clone()
     K[:2] = K[:2] / 8.0  # subgrid pixel i is full-resolution pixel 8 i
     h, w = hyp.shape[-2:]
-    grid, seen = warp_grid(h, w, K, ref_T_wc, src_K, src_T_wc, hyp[[0, -1]], src_hw)
+    grid, seen = warp_grid(h, w, K, ref_T_wc, src_K, src_T_wc, hyp, src_hw)
     both = seen.all(1)  # (V, h, w): both ends of the band inside the source
     score = both.flatten(1).float().mean(1)
     if shift_px is not None:
@@ -213,7 +216,7 @@ def refine_live(ref_rgb, ref_K, ref_T_wc, src_rgb, src_K, src_T_wc, depth: torch
     """Refine the depth of a camera whose image we have (ref_rgb (3, H, W)) from sources (V, 3, Hs, Ws), V >= 1."""
     use = select_sources(ref_K, ref_T_wc, src_K, src_T_wc, depth, tuple(src_rgb.shape[-2:]), cfg, cfg.source_shift_px)
     src_rgb, src_K, src_T_wc = src_rgb[use], src_K[use], src_T_wc[use]
-    hyp, step = _band(depth, cfg)
+    hyp, step = _band(depth, cfg.span, cfg.hypotheses)
     warped, seen, shift = _warp(luma(src_rgb), ref_K, ref_T_wc, src_K, src_T_wc, hyp, cfg)
     seen = seen & (shift.norm(dim=-1) >= cfg.min_parallax_px)[:, None]
     ref_g = luma(ref_rgb).to(hyp.dtype)
@@ -264,7 +267,7 @@ def refine_novel(src_rgb, src_K, src_T_wc, tgt_K, tgt_T_wc, depth: torch.Tensor,
     """Refine the depth (H, W) of a camera without an image from V >= 2 sources' agreement."""
     use = select_sources(tgt_K, tgt_T_wc, src_K, src_T_wc, depth, tuple(src_rgb.shape[-2:]), cfg, None, cfg.max_novel_sources)  # pairs: overlap first
     src_rgb, src_K, src_T_wc = src_rgb[use], src_K[use], src_T_wc[use]
-    hyp, step = _band(depth, cfg)
+    hyp, step = _band(depth, cfg.span, cfg.novel_hypotheses)
     warped, seen, shift = _warp(luma(src_rgb), tgt_K, tgt_T_wc, src_K, src_T_wc, hyp, cfg)  # (V, n, H, W)
     mean = box_mean(warped, cfg.window)
     std = (box_mean(warped * warped, cfg.window) - mean * mean).clamp_min(0).sqrt()

@@ -44,14 +44,16 @@ def set_torch_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def load_predictor(checkpoint: str, device: str, steps: int):
-    """MVGDPredictor from the resolved checkpoint; StartupError with the reason on failure."""
+def load_predictor(checkpoint: str, device: str, steps: int, refine_hypotheses: int = 7):
+    """MVGDPredictor from the resolved checkpoint (its live-camera refinement trying `refine_hypotheses`
+    depths per pixel); StartupError with the reason on failure."""
     from mvgd_core.checkpoint import CheckpointError
     from mvgd_core.inference import MVGDPredictor
+    from mvgd_core.refine import RefineConfig
 
     path = resolve_checkpoint(checkpoint)
     try:
-        return MVGDPredictor.from_checkpoint(path, device=device, steps=steps)
+        return MVGDPredictor.from_checkpoint(path, device=device, steps=steps, refine=RefineConfig(hypotheses=refine_hypotheses))
     except CheckpointError as exc:
         raise StartupError(f"cannot load checkpoint {path}: {exc}; {TRAIN_HINT}") from exc
     except (RuntimeError, ValueError) as exc:  # e.g. device='cuda' without a GPU

@@ -69,7 +69,7 @@ def test_cost_filter_makes_noisy_matches_better(cost_filter):
             out = refine_live(images[0, 0], cK[0, 0], cT[0, 0], images[0, 1:], cK[0, 1:], cT[0, 1:], gt * 1.2, cfg)
             acc = out.accepted & inner
             got[name, on] = (_abs_rel(out.depth, gt, acc), acc.float().mean().item())
-    assert got["noisy", True][0] < 0.85 * got["noisy", False][0]  # measured: guided 0.020, sgm 0.021, none 0.029
+    assert got["noisy", True][0] < 0.92 * got["noisy", False][0]  # measured at 11 hypotheses: guided 0.020, sgm 0.020, none 0.023 (7: 0.020, 0.021, 0.029)
     assert got["noisy", True][1] >= got["noisy", False][1]  # 0.57 vs 0.55
     assert abs(got["clean", True][0] - got["clean", False][0]) < 0.002
 
@@ -143,7 +143,7 @@ def test_single_view_is_left_alone():
     assert torch.equal(out, gt[None]) and not acc.any()
 
 
-@pytest.mark.parametrize("kw", [{"hypotheses": 8}, {"hypotheses": 1}, {"span": 1.0}, {"window": 4}, {"min_zncc": 1.5},
+@pytest.mark.parametrize("kw", [{"hypotheses": 8}, {"hypotheses": 1}, {"novel_hypotheses": 4}, {"span": 1.0}, {"window": 4}, {"min_zncc": 1.5},
                                 {"min_texture": -0.1}, {"min_parallax_px": -1.0}, {"min_agree": 0}, {"propagate_radius": -1},
                                 {"propagate_dilation": 0}, {"propagate_sigma_colour": 0.0}, {"propagate_prior": 0.0},
                                 {"sgm_p1": -0.1}, {"sgm_p1": 0.6, "sgm_p2": 0.5}, {"cost_filter": "box"},

@@ -77,6 +77,8 @@ def test_declared_values_and_yaml_loaded_overrides(ctx, tmp_path):
         ({"resolution": [32]}, "resolution must be"),
         ({"resolution": [0, 32]}, "resolution must be"),
         ({"virtual_offsets": [1.0, 2.0]}, "6 numbers"),
+        ({"refine_hypotheses": 8}, "must be odd"),
+        ({"refine_hypotheses": 1}, "refine_hypotheses out of range"),
     ],
 )
 def test_bad_startup_values_are_clear_errors(ctx, override, message):
@@ -109,6 +111,15 @@ def test_missing_checkpoint_is_a_clear_startup_error(ctx, tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(StartupError, match="cannot load checkpoint"):
         MVGDNode(context=ctx, parameter_overrides=[Parameter("checkpoint", value=str(bad))])
+
+
+def test_refine_hypotheses_reaches_the_live_camera_refinement_only(tmp_path):
+    from mvgd_ros.model import load_predictor
+
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt")
+    pred = load_predictor(str(ckpt), "cpu", 1, refine_hypotheses=11)
+    assert pred.refine.hypotheses == 11 and pred.refine.novel_hypotheses == 7
+    assert load_predictor(str(ckpt), "cpu", 1).refine.hypotheses == params.BY_NAME["refine_hypotheses"].default == 7
 
 
 def test_default_checkpoint_resolves_from_the_source_tree(tmp_path, monkeypatch):
