@@ -176,6 +176,23 @@ def load_tuning(args, mode: str) -> tuple[MVGDPredictor, list]:
     return pred, tuning_samples(args.set, pred.image_size, args.num, args.views, mode, data, args)
 
 
+def parse_variants(ap: argparse.ArgumentParser, texts: list, defaults, parse) -> dict:
+    """{text: parse(text)} for the --variant texts (or the defaults); a malformed one is the parser's error."""
+    try:
+        return {v: parse(v) for v in (texts or defaults)}
+    except ValueError as exc:
+        ap.error(str(exc))
+
+
+def write_tuning_json(out: Path, cmd: str, variants: dict, results: dict) -> Path:
+    """A tuning run's JSON (every tuning script writes the same shape): its command, each
+    variant's settings (dataclass fields) and the results."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"command": cmd, "variants": {k: dataclasses.asdict(v) for k, v in variants.items()}, "results": results},
+                              indent=2))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_tuning_args(ap, num=48)
@@ -197,9 +214,7 @@ def main(argv=None) -> int:
         print(f"| {k} | {r['targets']} | {r['abs_rel_median']:.3f} | {r['delta1_median']:.3f} | {f(r['replaced_share'])} | {err} "
               f"| {f(r.get('targets_worse_share'))} | {f(r['ms_per_target'], 0)} |")
     out = Path(args.out) if args.out else ROOT / "runs" / "tune_refine" / f"{args.set}_{args.mode}_{args.views}v.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": cmd.strip(), "variants": {k: dataclasses.asdict(v) for k, v in variants.items()}, "results": res}, indent=2))
-    print(f"\nJSON: {out}")
+    print(f"\nJSON: {write_tuning_json(out, cmd.strip(), variants, res)}")
     if args.figure:
         print(f"figure: {save_figure(args.figure, picks)}")
     return 0

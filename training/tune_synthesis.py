@@ -15,8 +15,6 @@ set). Variants: `--variant key=value[,key=value]` over SynthesisConfig fields.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -26,7 +24,7 @@ sys.path.insert(0, str(ROOT / "training"))
 
 import numpy as np  # noqa: E402
 
-from tune_refine import add_tuning_args, load_tuning, observable_targets  # noqa: E402
+from tune_refine import add_tuning_args, load_tuning, observable_targets, parse_variants, write_tuning_json  # noqa: E402
 from mvgd_core.config import settings_from_text  # noqa: E402
 from mvgd_core.data.types import collate_samples  # noqa: E402
 from mvgd_core.inference import MVGDPredictor  # noqa: E402
@@ -87,10 +85,7 @@ def main(argv=None) -> int:
     ap.add_argument("--figure", default="", help="also draw the 4 targets where the first two variants differ most to this image")
     ap.add_argument("--out", default="", help="JSON path (default runs/tune_synthesis/<set>_<views>v.json)")
     args = ap.parse_args(argv)
-    try:
-        variants = {v: parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)}
-    except ValueError as exc:
-        ap.error(str(exc))
+    variants = parse_variants(ap, args.variant, DEFAULT_VARIANTS, parse_variant)
     pred, samples = load_tuning(args, "novel")
     res, picks = run(pred, samples, variants)
     cmd = "python training/tune_synthesis.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -100,10 +95,7 @@ def main(argv=None) -> int:
         o = r["observable"]
         print(f"| {k} | {r['targets']} | {r['psnr_median']:.2f} | {r['ssim_median']:.3f} | {o['targets']} | {o['psnr_median']:.2f} | {o['ssim_median']:.3f} |")
     out = Path(args.out) if args.out else ROOT / "runs" / "tune_synthesis" / f"{args.set}_{args.views}v.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": cmd.strip(), "variants": {k: dataclasses.asdict(v) for k, v in variants.items()}, "results": res},
-                              indent=2))
-    print(f"\nJSON: {out}")
+    print(f"\nJSON: {write_tuning_json(out, cmd.strip(), variants, res)}")
     if args.figure and picks:
         print(f"figure: {save_figure(args.figure, picks)}")
     return 0
