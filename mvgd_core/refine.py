@@ -50,8 +50,9 @@ _SGM_P2_EDGE = MVSConfig.p2_edge  # luma step (0-1) at which SGM's large-jump pe
 @dataclass(frozen=True)
 class RefineConfig:
     """enabled: refine at all; hypotheses: depths per pixel at the live camera (odd: the network's
-    depth is the centre); novel_hypotheses: the same at a novel view; span: band [d / span, d * span]; window: ZNCC window (odd); min_zncc: accept only matches at
-    least this good; min_texture: grey-level std (0-1 images) a window needs to be trusted;
+    depth is the centre); novel_hypotheses: the same at a novel view; span: band [d / span,
+    d * span]; window: ZNCC window (odd); min_zncc: accept only matches at least this good;
+    min_texture: grey-level std (0-1 images) a window needs to be trusted;
     min_parallax_px: a source votes for a pixel only if the band moves it this far there (a source
     without parallax matches every depth equally well and would decide ties by noise);
     max_sources: sources used at the live camera (`select_sources`): the cost grows with sources,
@@ -68,7 +69,7 @@ class RefineConfig:
     network's depth where few matched pixels are near."""
 
     enabled: bool = True
-    hypotheses: int = 7  # 11 is better since SGM picks among them, at +9 ms per depth map on 2 CPU cores (MODEL_CARD, stop 24): node parameter refine_hypotheses
+    hypotheses: int = 7  # 11 measured better (SGM picks among them) but +9 ms on 2 CPU cores: node parameter refine_hypotheses
     novel_hypotheses: int = 7  # no SGM at novel views: more depths there measured worse
     span: float = 1.5
     window: int = 7
