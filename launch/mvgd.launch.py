@@ -4,9 +4,10 @@
         camera_info:=/camera/color/camera_info fixed_frame:=map
 
 `image` / `camera_info` remap the node's relative input topics; `params_file` replaces the
-shipped defaults; `checkpoint`, `device`, `fixed_frame` and `lookahead_frames` override single
-parameters when given (empty keeps the file's value; `lookahead_frames:=2` for mapping:
-depth and target views two frames late, from views on both sides of the path); `namespace` moves the node and its outputs
+shipped defaults; `checkpoint`, `device`, `fixed_frame`, `lookahead_frames` and `refine_hypotheses`
+override single parameters when given (empty keeps the file's value; `lookahead_frames:=2` for
+mapping: depth and target views two frames late, from views on both sides of the path;
+`refine_hypotheses:=11` on a GPU: a finer refinement); `namespace` moves the node and its outputs
 (mvgd/depth/image -> <namespace>/mvgd/depth/image); `log_level` sets the node's logger level.
 
 Namespaced robots (Nav2's multi-robot convention) keep TF in their namespace: pass
@@ -21,7 +22,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-OVERRIDABLE = {"checkpoint": str, "device": str, "fixed_frame": str, "lookahead_frames": int}  # name: parameter type
+OVERRIDABLE = {"checkpoint": str, "device": str, "fixed_frame": str, "lookahead_frames": int, "refine_hypotheses": int}  # name: parameter type
 
 
 def _node(context):
@@ -56,6 +57,7 @@ def generate_launch_description():
         DeclareLaunchArgument("device", default_value="", description="auto, cuda or cpu; empty: the file's value"),
         DeclareLaunchArgument("fixed_frame", default_value="", description="odom or map; empty: the file's value"),
         DeclareLaunchArgument("lookahead_frames", default_value="", description="fixed-lag depth for mapping, e.g. 2; empty: the file's value (0: live)"),
+        DeclareLaunchArgument("refine_hypotheses", default_value="", description="depths the refinement tries per pixel, 11 on a GPU; empty: the file's value (7)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its outputs"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="true when playing a bag with --clock"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error or fatal"),

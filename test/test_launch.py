@@ -73,9 +73,9 @@ def test_namespaced_robot_tf_remaps_log_level_and_overrides(launch_file):
     assert node["parameters"][1] == {"fixed_frame": "map", "use_sim_time": False}
 
 
-def test_lookahead_frames_is_passed_as_an_integer_only_when_given(launch_file):
-    """rclpy refuses a string for an integer parameter: the launch argument is converted."""
-    _, node = _run(launch_file, lookahead_frames="2")
-    assert node["parameters"][1] == {"lookahead_frames": 2, "use_sim_time": False}
+def test_integer_arguments_are_passed_as_integers_only_when_given(launch_file):
+    """rclpy refuses a string for an integer parameter: the launch arguments are converted."""
+    _, node = _run(launch_file, lookahead_frames="2", refine_hypotheses="11")
+    assert node["parameters"][1] == {"lookahead_frames": 2, "refine_hypotheses": 11, "use_sim_time": False}
     _, node = _run(launch_file)
-    assert "lookahead_frames" not in node["parameters"][1]
+    assert "lookahead_frames" not in node["parameters"][1] and "refine_hypotheses" not in node["parameters"][1]
