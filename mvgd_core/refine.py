@@ -69,7 +69,7 @@ class RefineConfig:
     network's depth where few matched pixels are near."""
 
     enabled: bool = True
-    hypotheses: int = 7  # 11 measured better (SGM picks among them) but +9 ms on 2 CPU cores: node parameter refine_hypotheses
+    hypotheses: int = 7  # 11 measured better (SGM picks among them) but +9-13 ms on 2 CPU cores: node parameter refine_hypotheses
     novel_hypotheses: int = 7  # no SGM at novel views: more depths there measured worse
     span: float = 1.5
     window: int = 7

@@ -117,7 +117,7 @@ SPECS: tuple[Spec, ...] = (
          "lies between them); replaces it only where the match is textured, good and unambiguous, and spreads those corrections to "
          "neighbouring pixels of the same colour (mvgd_core/propagation.py). Off: the network alone.", read_only=False),
     Spec("refine_hypotheses", 7, "Depths the refinement tries per pixel at the live camera (odd). 11 measured better live on every demo bag (AbsRel "
-         "-0.002 to -0.008, models/MODEL_CARD.md \"More depths in the refinement's band\") but costs ~9 ms more per depth map on 2 CPU cores, "
+         "-0.002 to -0.008, models/MODEL_CARD.md \"More depths in the refinement's band\") but costs 9-13 ms more per depth map on 2 CPU cores, "
          "which puts 10 Hz at 8 views out of reach there; on a GPU take 11. Virtual views keep 7.", range=(3, 31), check=_odd_hypotheses),
     Spec("synthesize_rgb", True, "RGB at virtual views from the conditioning images warped by the view's predicted depth (mvgd_core/view_synthesis.py; "
          "one more inference per view, which also serves the view's depth), the network's RGB where no image sees. Off: the network's RGB alone (blurrier).", read_only=False),
