@@ -7,7 +7,7 @@
 shipped defaults; `checkpoint`, `device`, `fixed_frame`, `lookahead_frames` and `refine_hypotheses`
 override single parameters when given (empty keeps the file's value; `lookahead_frames:=2` for
 mapping: depth and target views two frames late, from views on both sides of the path;
-`refine_hypotheses:=11` on a GPU: a finer refinement); `namespace` moves the node and its outputs
+`refine_hypotheses:=11` forces the finer refinement on a CPU too); `namespace` moves the node and its outputs
 (mvgd/depth/image -> <namespace>/mvgd/depth/image); `log_level` sets the node's logger level.
 
 Namespaced robots (Nav2's multi-robot convention) keep TF in their namespace: pass
@@ -57,7 +57,7 @@ def generate_launch_description():
         DeclareLaunchArgument("device", default_value="", description="auto, cuda or cpu; empty: the file's value"),
         DeclareLaunchArgument("fixed_frame", default_value="", description="odom or map; empty: the file's value"),
         DeclareLaunchArgument("lookahead_frames", default_value="", description="fixed-lag depth for mapping, e.g. 2; empty: the file's value (0: live)"),
-        DeclareLaunchArgument("refine_hypotheses", default_value="", description="depths the refinement tries per pixel, 11 on a GPU; empty: the file's value (7)"),
+        DeclareLaunchArgument("refine_hypotheses", default_value="", description="depths the refinement tries per pixel (odd); empty: the file's value (0: auto, 11 on CUDA, 7 on the CPU)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its outputs"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="true when playing a bag with --clock"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error or fatal"),

@@ -45,7 +45,9 @@ def _resolution(v) -> str | None:
 
 
 def _odd_hypotheses(v) -> str | None:
-    return None if v % 2 else f"refine_hypotheses must be odd (the network's depth is the band's centre), got {v}"
+    if v == 0 or (v >= 3 and v % 2):
+        return None
+    return f"refine_hypotheses must be 0 (auto) or odd and >= 3 (the network's depth is the band's centre), got {v}"
 
 
 def _offsets(v) -> str | None:
@@ -116,9 +118,10 @@ SPECS: tuple[Spec, ...] = (
          "(mvgd_core/refine.py), each pixel's depth picked after semi-global matching (neighbours prefer the same correction unless an image edge "
          "lies between them); replaces it only where the match is textured, good and unambiguous, and spreads those corrections to "
          "neighbouring pixels of the same colour (mvgd_core/propagation.py). Off: the network alone.", read_only=False),
-    Spec("refine_hypotheses", 7, "Depths the refinement tries per pixel at the live camera (odd). 11 measured better live on every demo bag (AbsRel "
-         "-0.002 to -0.008, models/MODEL_CARD.md \"More depths in the refinement's band\") but costs 9-13 ms more per depth map on 2 CPU cores, "
-         "which puts 10 Hz at 8 views out of reach there; on a GPU take 11. Virtual views keep 7.", range=(3, 31), check=_odd_hypotheses),
+    Spec("refine_hypotheses", 0, "Depths the refinement tries per pixel at the live camera (odd), 0: auto (11 on CUDA, 7 on the CPU). 11 "
+         "measured better live on every demo bag (AbsRel -0.002 to -0.008, models/MODEL_CARD.md \"More depths in the refinement's band\") but "
+         "costs 9-13 ms more per depth map on 2 CPU cores, which puts 10 Hz at 8 views out of reach there. Virtual views keep 7.",
+         range=(0, 31), check=_odd_hypotheses),
     Spec("synthesize_rgb", True, "RGB at virtual views from the conditioning images warped by the view's predicted depth (mvgd_core/view_synthesis.py; "
          "one more inference per view, which also serves the view's depth), the network's RGB where no image sees. Off: the network's RGB alone (blurrier).", read_only=False),
     Spec("fuse_view_depth", True, "At virtual views, fuse the depth the keyframes got when each was the live camera (reprojected, "

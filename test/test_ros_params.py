@@ -77,8 +77,9 @@ def test_declared_values_and_yaml_loaded_overrides(ctx, tmp_path):
         ({"resolution": [32]}, "resolution must be"),
         ({"resolution": [0, 32]}, "resolution must be"),
         ({"virtual_offsets": [1.0, 2.0]}, "6 numbers"),
-        ({"refine_hypotheses": 8}, "must be odd"),
-        ({"refine_hypotheses": 1}, "refine_hypotheses out of range"),
+        ({"refine_hypotheses": 8}, r"0 \(auto\) or odd"),
+        ({"refine_hypotheses": 1}, r"0 \(auto\) or odd"),
+        ({"refine_hypotheses": 33}, "refine_hypotheses out of range"),
     ],
 )
 def test_bad_startup_values_are_clear_errors(ctx, override, message):
@@ -113,13 +114,28 @@ def test_missing_checkpoint_is_a_clear_startup_error(ctx, tmp_path):
         MVGDNode(context=ctx, parameter_overrides=[Parameter("checkpoint", value=str(bad))])
 
 
-def test_refine_hypotheses_reaches_the_live_camera_refinement_only(tmp_path):
+def test_refine_hypotheses_reaches_the_live_camera_refinement_only(tmp_path, monkeypatch):
+    """Given: that many depths at the live camera, virtual views keep theirs. 0 (the default):
+    11 on CUDA, 7 on the CPU."""
+    import torch
+
+    from mvgd_core.inference import MVGDPredictor
     from mvgd_ros.model import load_predictor
 
     ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt")
     pred = load_predictor(str(ckpt), "cpu", 1, refine_hypotheses=11)
     assert pred.refine.hypotheses == 11 and pred.refine.novel_hypotheses == 7
-    assert load_predictor(str(ckpt), "cpu", 1).refine.hypotheses == params.BY_NAME["refine_hypotheses"].default == 7
+    assert params.BY_NAME["refine_hypotheses"].default == 0 and load_predictor(str(ckpt), "cpu", 1).refine.hypotheses == 7
+    real = MVGDPredictor.from_checkpoint
+
+    def on_cuda(*a, **k):  # the predictor as a CUDA machine builds it (no GPU here: only its device differs)
+        p = real(*a, **k)
+        p.device = torch.device("cuda", 0)
+        return p
+
+    monkeypatch.setattr(MVGDPredictor, "from_checkpoint", on_cuda)
+    assert load_predictor(str(ckpt), "cpu", 1).refine.hypotheses == 11
+    assert load_predictor(str(ckpt), "cpu", 1, refine_hypotheses=7).refine.hypotheses == 7
 
 
 def test_default_checkpoint_resolves_from_the_source_tree(tmp_path, monkeypatch):
