@@ -38,6 +38,11 @@ from typing import Any
 LAGGED_REFINE_SOURCES = 5
 
 
+def refine_sources(lookahead: int) -> int | None:
+    """The live frame's refinement source limit at this lookahead_frames (None: the model's own)."""
+    return LAGGED_REFINE_SOURCES if lookahead > 0 else None
+
+
 @dataclass
 class Lagged:
     """A posed frame, or a target-pose request, waiting for newer frames: what the node needs to

@@ -44,14 +44,15 @@ def set_torch_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-# refine_hypotheses 0 (auto): 11 depths where the band's warps are cheap (CUDA), 7 on the CPU, where 11 cost
-# 9-13 ms per depth map and 10 Hz at 8 views would not hold (MODEL_CARD "More depths in the refinement's band").
-AUTO_HYPOTHESES = {"cuda": 11, "cpu": 7}
+# refine_hypotheses 0 (auto) on CUDA, where the band's warps are cheap; the CPU keeps RefineConfig's 7: there 11
+# cost 9-13 ms per depth map and 10 Hz at 8 views would not hold (MODEL_CARD "More depths in the refinement's band").
+CUDA_HYPOTHESES = 11
 
 
 def load_predictor(checkpoint: str, device: str, steps: int, refine_hypotheses: int = 0):
     """MVGDPredictor from the resolved checkpoint, its live-camera refinement trying `refine_hypotheses`
-    depths per pixel (0: AUTO_HYPOTHESES for the device it runs on); StartupError with the reason on failure."""
+    depths per pixel (0: CUDA_HYPOTHESES on CUDA, RefineConfig's default elsewhere); StartupError with
+    the reason on failure."""
     import dataclasses
 
     from mvgd_core.checkpoint import CheckpointError
@@ -60,13 +61,13 @@ def load_predictor(checkpoint: str, device: str, steps: int, refine_hypotheses: 
     path = resolve_checkpoint(checkpoint)
     try:
         pred = MVGDPredictor.from_checkpoint(path, device=device, steps=steps)
-        n = refine_hypotheses or AUTO_HYPOTHESES.get(pred.device.type, 7)
-        pred.refine = dataclasses.replace(pred.refine, hypotheses=n)
-        return pred
     except CheckpointError as exc:
         raise StartupError(f"cannot load checkpoint {path}: {exc}; {TRAIN_HINT}") from exc
     except (RuntimeError, ValueError) as exc:  # e.g. device='cuda' without a GPU
         raise StartupError(f"cannot load model from {path} on device {device!r}: {exc}") from exc
+    if refine_hypotheses or pred.device.type == "cuda":
+        pred.refine = dataclasses.replace(pred.refine, hypotheses=refine_hypotheses or CUDA_HYPOTHESES)
+    return pred
 
 
 def warm_up(predictor, out_hw: tuple[int, int], steps: int) -> float:

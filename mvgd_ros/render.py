@@ -17,7 +17,7 @@ import numpy as np
 from std_msgs.msg import Header
 
 from mvgd_ros import image_codec
-from mvgd_ros.lookahead import LAGGED_REFINE_SOURCES
+from mvgd_ros.lookahead import refine_sources
 from mvgd_ros.lru import LruDict
 from mvgd_ros.outputs import CameraOut, mask_depth
 from mvgd_ros.pointcloud import depth_to_points, points_to_cloud
@@ -123,8 +123,9 @@ class Renderer:
             views = self.view_depths.for_views(job.cond)
             if views is not None:
                 extra["view_depth"] = views  # predictors without fusion never get the keyword
-        if view is job.depth_view and p.lookahead_frames > 0 and getattr(self.predictor, "refine", None) is not None:
-            extra["refine_sources"] = LAGGED_REFINE_SOURCES  # keyframes on both sides; models that refine only
+        sources = refine_sources(p.lookahead_frames) if view is job.depth_view else None
+        if sources is not None and getattr(self.predictor, "refine", None) is not None:
+            extra["refine_sources"] = sources  # keyframes on both sides; models that refine only
         pred = self.predictor.predict(job.cond, view.K, view.T_wc, view.hw, task=task, steps=p.steps, seed=p.seed,
                                       refine=p.refine_depth, synthesize=p.synthesize_rgb, **extra)
         if "view_depth" in extra:

@@ -87,7 +87,7 @@ class Scorer:
     def score(self, seq_id: int, frames: list[Frame], i: int, window: list[int], task: str = "depth",
               refine_sources: int | None = None) -> dict | None:
         """Scores of frame i predicted from frames `window`; task "rgb" (a novel view) adds its PSNR.
-        refine_sources: as the node passes it (mvgd_ros.lookahead.LAGGED_REFINE_SOURCES with a lag)."""
+        refine_sources: as the node passes it (mvgd_ros.lookahead.refine_sources)."""
         from mvgd_ros.eval_scoring import depth_scores, frame_observability, rgb_scores
 
         key = (seq_id, i, tuple(window), task, refine_sources)
@@ -104,9 +104,9 @@ class Scorer:
 
 def run_variant(scorer: Scorer, seqs: list[list[Frame]], cfg: KeyframeConfig, args, lookahead: int = 0) -> dict:
     from mvgd_ros.eval_scoring import holdout_indices, node_conditioning
-    from mvgd_ros.lookahead import LAGGED_REFINE_SOURCES
+    from mvgd_ros.lookahead import refine_sources
 
-    sources = LAGGED_REFINE_SOURCES if lookahead > 0 else None  # as the node's renderer
+    sources = refine_sources(lookahead)  # as the node's renderer
     rows = []
     for s, frames in enumerate(seqs):
         held = holdout_indices(len(frames), args.holdout_every, args.warmup)
