@@ -94,17 +94,18 @@ def rgb_scores(pred: np.ndarray, gt: np.ndarray) -> dict:
 
 
 def _to_t_rgb(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(2, 0, 1).float() / 255.0  # bag frames are read-only
 
 
-def baseline_predictions(cond: list[Frame], tgt_K, tgt_T_wc, hw, target_index, sweep: dict) -> dict:
-    """Both baselines at one target; cond frames are already in the output camera (size hw)."""
+def baseline_predictions(cond: list[Frame], tgt_K, tgt_T_wc, hw, target_index, sweep: dict, methods=None) -> dict:
+    """The baselines at one target (methods: `run_baselines`' subset, None = all that apply); cond
+    frames are already in the output camera (size hw)."""
     rgb = torch.stack([_to_t_rgb(f.rgb) for f in cond])
     K = torch.stack([torch.as_tensor(f.K, dtype=torch.float32) for f in cond])
     T = torch.stack([torch.as_tensor(f.T_wc, dtype=torch.float32) for f in cond])
     depth = None if any(f.depth is None for f in cond) else torch.stack([torch.from_numpy(f.depth) for f in cond])
     out = BL.run_baselines(rgb, K, T, torch.as_tensor(tgt_K, dtype=torch.float32), torch.as_tensor(tgt_T_wc, dtype=torch.float32), hw,
-                           cond_depth=depth, target_index=target_index, **sweep)
+                           cond_depth=depth, target_index=target_index, methods=methods, **sweep)
     res = {}
     for name, r in out.items():
         res[name] = {

@@ -1,5 +1,5 @@
 """training/tune_keyframes.py: it replays the node's keyframe policy as mvgd-eval feeds the node
-(held-out frames never conditioned on, the live frame last, no depth before a second view), and
+(held-out frames never conditioned on, the live frame last, the first frame from itself alone), and
 parses its variants like the other tuning scripts."""
 import types
 
@@ -42,7 +42,7 @@ def test_replays_the_node_policy_as_mvgd_eval_feeds_it():
     held = holdout_indices(len(frames), 4, 2)
     live = [i for _, i, _, _ in rec.calls]
     assert held and not set(live) & held  # held-out frames are novel views, never scored as live
-    assert live == [i for i in range(1, len(frames)) if i not in held]  # frame 0 alone has no second view
+    assert live == [i for i in range(len(frames)) if i not in held]  # frame 0 too, from itself alone, as the node publishes it
     for _, i, window, task in rec.calls:
         assert window[-1] == i and len(window) <= 4 and not set(window) & held and task == "depth"
     assert out["frames"] == len(live) and out["observable"] == sum(i % 2 for i in live)

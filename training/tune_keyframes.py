@@ -43,6 +43,8 @@ from evaluate_model import _first_existing  # noqa: E402
 from mvgd_core.config import settings_from_text  # noqa: E402
 from mvgd_core.data.types import Frame  # noqa: E402
 from mvgd_ros.keyframes import KeyframeConfig  # noqa: E402
+from sequence_replay import Scorer, replay  # noqa: E402
+
 
 def parse_variant(text: str) -> tuple[str, KeyframeConfig]:
     """'shipped' or 'key=value,...' over KeyframeConfig fields -> (name, config); ValueError if malformed."""
@@ -78,41 +80,13 @@ def load_set(name: str, args) -> list[list[Frame]]:
     raise SystemExit(f"tune_keyframes: unknown set {name!r}")
 
 
-class Scorer:
-    """Live-camera depth scores per (sequence, frame, conditioning set); a set seen before is not predicted again."""
-
-    def __init__(self, predictor, model_hw):
-        self.pred, self.model_hw, self.cache = predictor, model_hw, {}
-
-    def score(self, seq_id: int, frames: list[Frame], i: int, window: list[int], task: str = "depth",
-              refine_sources: int | None = None) -> dict | None:
-        """Scores of frame i predicted from frames `window`; task "rgb" (a novel view) adds its PSNR.
-        refine_sources: as the node passes it (mvgd_ros.lookahead.refine_sources)."""
-        from mvgd_ros.eval_scoring import depth_scores, frame_observability, rgb_scores
-
-        key = (seq_id, i, tuple(window), task, refine_sources)
-        if key not in self.cache:
-            f = frames[i]
-            cond = [frames[j] for j in window]
-            out = self.pred.predict(cond, f.K, f.T_wc, f.rgb.shape[:2], task=task, steps=1, refine_sources=refine_sources)
-            m = depth_scores(out.depth, f.depth) if out.depth is not None else {}
-            obs, _ = frame_observability(f, cond, self.model_hw)
-            psnr = {"psnr": rgb_scores(out.rgb, f.rgb)["psnr"]} if out.rgb is not None else {}
-            self.cache[key] = None if not m else {"abs_rel": m["abs_rel"], "delta1": m["delta1"], "regime": obs.regime if obs else "", **psnr}
-        return self.cache[key]
-
-
 def run_variant(scorer: Scorer, seqs: list[list[Frame]], cfg: KeyframeConfig, args, lookahead: int = 0) -> dict:
-    from mvgd_ros.eval_scoring import holdout_indices, node_conditioning
     from mvgd_ros.lookahead import refine_sources
 
     sources = refine_sources(lookahead)  # as the node's renderer
     rows = []
     for s, frames in enumerate(seqs):
-        held = holdout_indices(len(frames), args.holdout_every, args.warmup)
-        for i, window in sorted(node_conditioning(frames, held, cfg, lookahead=lookahead).items()):
-            if (i in held) != args.novel or len(window) < 2 or frames[i].depth is None:
-                continue  # the other kind, or no second view yet (the node publishes nothing then)
+        for i, window in replay(frames, cfg, lookahead, args.holdout_every, args.warmup, args.novel):
             r = scorer.score(s, frames, i, window, "rgb") if args.novel else scorer.score(s, frames, i, window, "depth", sources)
             if r is not None:
                 rows.append({**r, "views": len(window)})

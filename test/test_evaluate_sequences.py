@@ -1,0 +1,140 @@
+"""training/evaluate_sequences.py: it scores the live frames the node would answer (its keyframe
+policy and lag), pairs MVGD with `mvs` on the same views, leaves out what `mvs` could not
+estimate, and runs end to end on a held-out sequence with the shipped model."""
+import json
+
+import numpy as np
+import pytest
+
+from mvgd_core.data.types import Frame
+from script_loader import load_script
+from test_tune_keyframes import _walk
+
+
+class _Scorer:
+    """Records calls; MVGD AbsRel 0.1 on odd frames (observable), `mvs` 0.3, none at frame 3."""
+
+    def __init__(self):
+        self.calls, self.live_depth, self.fused = [], {}, []
+
+    def score(self, seq_id, frames, i, window, task="depth", refine_sources=None, view_depth=None, tag=None):
+        self.calls.append(("mvgd", seq_id, i, list(window), refine_sources))
+        if task == "depth":
+            self.live_depth[seq_id, i, tuple(window), task, refine_sources] = (f"depth of {i}", None)
+        else:
+            self.fused.append((i, list(window), view_depth, tag))
+        return {"abs_rel": 0.1, "delta1": 0.9, "regime": "observable" if i % 2 else "weak"}
+
+    def mvs(self, seq_id, frames, i, window):
+        self.calls.append(("mvs", seq_id, i, list(window), None))
+        nan = i == 3
+        return {"abs_rel": np.nan if nan else 0.3, "delta1": np.nan if nan else 0.6, "coverage": 0.0 if nan else 0.5}
+
+
+class _Bar:
+    n = 0
+
+    def update(self, k=1):
+        self.n += k
+
+
+def test_scores_each_answer_with_mvs_on_the_same_views():
+    es = load_script("training/evaluate_sequences.py")
+    seqs = [_walk(), _walk(12)]
+    for lag in (0, 2):
+        jobs = es.answers(seqs, lag)
+        from sequence_replay import replay
+        from mvgd_ros.keyframes import KeyframeConfig
+
+        assert jobs == [(s, i, w) for s, f in enumerate(seqs) for i, w in replay(f, KeyframeConfig(), lag)]
+        sc, bar = _Scorer(), _Bar()
+        rows = es.score_set(sc, seqs, jobs, lag, True, bar)
+        assert bar.n == len(jobs) == len(rows)
+        mvgd = [c for c in sc.calls if c[0] == "mvgd"]
+        mvs = [c for c in sc.calls if c[0] == "mvs"]
+        assert [c[1:4] for c in mvgd] == [c[1:4] for c in mvs] == [(s, i, w) for s, i, w in jobs]  # same frames, same views
+        assert {c[4] for c in mvgd} == {5 if lag else None}  # the lag's refinement sources, as the node's renderer
+        assert all(w[-1] == i for _, i, w in jobs)  # the live frame last, as the node
+        assert any(max(w) > i for _, i, w in jobs) == (lag > 0)  # lagged: newer views too
+    assert "mvs_abs_rel" not in es.score_set(_Scorer(), seqs, jobs[:1], 0, False, _Bar())[0]
+
+
+def test_summary_medians_pairs_and_leaves_out_what_mvs_missed():
+    es = load_script("training/evaluate_sequences.py")
+    rows = es.score_set(_Scorer(), [_walk()], es.answers([_walk()], 0), 0, True, _Bar())
+    s = es.summary(rows)
+    obs = [r for r in rows if r["regime"] == "observable"]
+    assert s["frames"] == len(rows) and s["observable"] == len(obs)
+    assert s["abs_rel_obs"] == pytest.approx(0.1) and s["mvs_abs_rel_obs"] == pytest.approx(0.3)  # frame 3's NaN left out
+    assert s["vs_mvs_abs_rel"]["n"] == len(obs) - 1 and s["vs_mvs_abs_rel"]["verdict"] == "B better"  # B = MVGD, lower AbsRel
+    assert s["vs_mvs_delta1"]["verdict"] == "B better"
+    for r in rows:
+        r["mvs_abs_rel"], r["mvs_delta1"] = 0.05, 0.99
+    s = es.summary(rows)
+    assert s["vs_mvs_abs_rel"]["verdict"] == "A better" and s["vs_mvs_delta1"]["verdict"] == "A better"
+    assert "| 0.100 / 0.900 [0.900, 0.900] | 0.050 / 0.990 |" in es.table({"walk": {0: {"live": s}}})
+
+
+def test_virtual_views_fuse_the_live_depth_of_older_views_only():
+    """Target poses are rendered (task rgb) with the live depth each view got at the same lag, as
+    the node's ViewDepths holds it when the target leaves the queue: views newer than the target
+    have none yet."""
+    es = load_script("training/evaluate_sequences.py")
+    seqs = [_walk()]
+    for lag in (0, 2):
+        sc = _Scorer()
+        live_jobs = es.answers(seqs, lag)
+        es.score_set(sc, seqs, live_jobs, lag, False, _Bar())
+        targets = es.answers(seqs, lag, novel=True)
+        rows = es.score_set(sc, seqs, targets, lag, False, _Bar(), {(s, i): w for s, i, w in live_jobs})
+        assert len(rows) == len(targets) == len(sc.fused) > 0
+        newer = 0
+        for i, window, views, tag in sc.fused:
+            assert tag == ("fused", lag) and i not in window and len(views) == len(window)
+            for j, v in zip(window, views):
+                had = j < i and any(k == j for _, k, _ in live_jobs)  # frame 0 alone got no live depth
+                assert v == ((f"depth of {j}", None) if had else None)
+                newer += j > i
+        assert (newer > 0) == (lag > 0)
+
+
+def test_held_out_seeds_are_no_one_elses():
+    es = load_script("training/evaluate_sequences.py")
+    seeds = set(es.SEQUENCE_SEEDS.values())
+    assert len(seeds) == len(es.SEQUENCE_SEEDS)
+    taken = {7, 2_000_000, 2_000_001} | set(range(6_000_001, 6_000_400))  # demo bag, evaluation tables, tuning sets
+    assert not {s + k for s in seeds for k in range(100)} & taken
+
+
+def test_a_bag_without_depth_is_refused(tmp_path):
+    from mvgd_core.data.rosbag_io import write_bag
+
+    es = load_script("training/evaluate_sequences.py")
+    frames = [Frame(rgb=np.zeros((8, 8, 3), np.uint8), K=np.diag([8.0, 8.0, 1.0]), T_wc=np.eye(4), stamp=0.1 * i) for i in range(3)]
+    write_bag(frames, tmp_path / "nodepth", stamp_offset=10.0)
+    with pytest.raises(SystemExit, match="evaluate_sequences: .*depth"):
+        es.bag_sets([str(tmp_path / "nodepth")])
+    with pytest.raises(SystemExit, match="evaluate_sequences: "):
+        es.bag_sets([str(tmp_path / "missing")])
+
+
+def test_end_to_end_on_a_held_out_sequence(tmp_path, monkeypatch, capsys):
+    es = load_script("training/evaluate_sequences.py")
+    monkeypatch.setitem(es.PROCEDURAL, "num_frames", 10)
+    out = tmp_path / "seq.json"
+    assert es.main(["--trajectories", "forward", "wide", "--sequences", "1", "--lookahead", "0", "--no-mvs", "--novel", "--quiet", "--threads", "1",
+                    "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    seq = es.procedural_sets(["forward"], 1)["procedural forward"]
+    for cam, novel in (("live", False), ("virtual", True)):
+        s = res["results"]["procedural forward"]["0"][cam]
+        assert s["frames"] == len(s["rows"]) == len(es.answers(seq, 0, novel)) > 0
+        assert all(0 <= r["abs_rel"] < 10 and 0 <= r["delta1"] <= 1 for r in s["rows"])
+        assert all(("psnr" in r) == novel for r in s["rows"])
+    first = [res["results"][f"procedural {k}"]["0"]["live"]["rows"][0] for k in ("forward", "wide")]
+    assert first[0]["frame"] == first[1]["frame"] == 0 and first[0]["abs_rel"] != first[1]["abs_rel"]  # two scenes, not one cached answer
+    assert res["seeds"] == {k: es.SEQUENCE_SEEDS[k] for k in ("forward", "wide")} and "--novel" in res["command"]
+    printed = capsys.readouterr().out
+    assert "| procedural forward | 0 | live |" in printed and "| procedural forward | 0 | virtual |" in printed
+    with pytest.raises(SystemExit):
+        es.main(["--trajectories", "--out", str(out)])  # nothing to evaluate
