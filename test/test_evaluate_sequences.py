@@ -138,3 +138,15 @@ def test_end_to_end_on_a_held_out_sequence(tmp_path, monkeypatch, capsys):
     assert "| procedural forward | 0 | live |" in printed and "| procedural forward | 0 | virtual |" in printed
     with pytest.raises(SystemExit):
         es.main(["--trajectories", "--out", str(out)])  # nothing to evaluate
+
+
+def test_mvs_needs_two_views_and_scores_the_live_camera_from_them():
+    from mvgd_core.data.render import render_sequence
+    from sequence_replay import Scorer
+
+    frames = render_sequence(5, 4, 48, 64, trajectory="forward")
+    sc = Scorer(None, (48, 64))
+    alone = sc.mvs(0, frames, 0, [0])
+    assert np.isnan(alone["abs_rel"]) and alone["coverage"] == 0.0  # the first frame's single-view answer: no stereo
+    both = sc.mvs(0, frames, 3, [1, 2, 3])
+    assert 0 <= both["abs_rel"] < 1 and 0 < both["coverage"] <= 1

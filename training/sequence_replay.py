@@ -59,14 +59,17 @@ class Scorer:
     def mvs(self, seq_id: int, frames: list[Frame], i: int, window: list[int]) -> dict:
         """The classical multi-view stereo baseline (`mvgd_core.mvs`, holes filled, as mvgd-eval's
         `mvs` row) at frame i from the views `window` (i among them: the live camera; else a
-        virtual view): {abs_rel, delta1, coverage}."""
+        virtual view): {abs_rel, delta1, coverage}; NaN scores from a single view (no stereo)."""
         from mvgd_ros.eval_scoring import baseline_predictions, depth_scores
 
         key = (seq_id, i, tuple(window), "mvs")
         if key not in self.cache:
             f = frames[i]
             r = baseline_predictions([frames[j] for j in window], f.K, f.T_wc, f.rgb.shape[:2], window.index(i) if i in window else None, {},
-                                     methods=("mvs",))["mvs"]
-            m = depth_scores(r["depth"], f.depth)
-            self.cache[key] = {"abs_rel": m["abs_rel"], "delta1": m["delta1"], "coverage": float(r["coverage"])}
+                                     methods=("mvs",)).get("mvs")
+            if r is None:  # stereo needs two views (the first frame's answer comes from itself alone)
+                self.cache[key] = {"abs_rel": float("nan"), "delta1": float("nan"), "coverage": 0.0}
+            else:
+                m = depth_scores(r["depth"], f.depth)
+                self.cache[key] = {"abs_rel": m["abs_rel"], "delta1": m["delta1"], "coverage": float(r["coverage"])}
         return self.cache[key]

@@ -20,8 +20,9 @@ the final check through the real node (`python -m mvgd_ros.demo`).
 Sets (none is in a demo bag or an evaluation table):
 - hololens_train: the HoloLens walk's TRAINING part (frames 0-278, mvgd_core.data.splits), every
   2nd frame at 270x180, as `make_bag` builds the held-out demo bag from the last quarter;
-- procedural: rendered forward sequences like `procedural_demo` (48 frames at 128x96) at seeds
-  6,000,101+ (the demo bag uses seed 7, the evaluation tables 2,000,000+);
+- procedural: rendered sequences like `procedural_demo` (48 frames at 128x96; `--trajectory`:
+  forward, as the bag, or another camera motion) at seeds 6,000,101+ (the demo bag uses seed 7,
+  the evaluation tables 2,000,000+, evaluate_sequences.py 2,100,000+);
 - tum: TUM fr1/rpy (the shipped small copy; in the model's training data, and the demo bag's frames).
 """
 from __future__ import annotations
@@ -72,7 +73,7 @@ def load_set(name: str, args) -> list[list[Frame]]:
         from mvgd_core.data.render import ProceduralConfig, render_sequence
 
         return [render_sequence(6_000_101 + k, BAG["num_frames"], BAG["height"], BAG["width"], ProceduralConfig(p_indoor=1.0),
-                                trajectory=BAG["trajectory"]) for k in range(args.sequences)]
+                                trajectory=args.trajectory) for k in range(args.sequences)]
     if name == "tum":
         from mvgd_core.data.tum import read_tum
 
@@ -108,6 +109,7 @@ def main(argv=None) -> int:
     ap.add_argument("--variant", action="append", default=[], help="'shipped' or key=value[,key=value] over KeyframeConfig (repeatable)")
     ap.add_argument("--model", default=str(ROOT / "models" / "mvgd_default.pt"))
     ap.add_argument("--sequences", type=int, default=3, help="procedural sequences")
+    ap.add_argument("--trajectory", default="forward", choices=["forward", "wide", "handheld", "turn"], help="procedural camera motion")
     ap.add_argument("--hololens", default="data/hololens_office|../shared/data/hololens_office|gpu_kit/hololens_office_train",
                     help="first existing wins (as tune_refine.py; gpu_kit's copy holds the training frames only)")
     ap.add_argument("--holdout-every", type=int, default=4, help="as mvgd-eval: withhold every k-th frame (0 = none)")
