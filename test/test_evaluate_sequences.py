@@ -138,6 +138,11 @@ def test_end_to_end_on_a_held_out_sequence(tmp_path, monkeypatch, capsys):
     assert "| procedural forward | 0 | live |" in printed and "| procedural forward | 0 | virtual |" in printed
     with pytest.raises(SystemExit):
         es.main(["--trajectories", "--out", str(out)])  # nothing to evaluate
+    fig = tmp_path / "live.png"
+    assert es.main(["--from-json", str(out), "--figure", str(fig)]) == 0  # redrawn from the JSON, nothing evaluated
+    from PIL import Image
+
+    assert Image.open(fig).size[0] > 200 and "| procedural wide | 0 | live |" in capsys.readouterr().out
 
 
 def test_mvs_needs_two_views_and_scores_the_live_camera_from_them():

@@ -3,6 +3,7 @@
 
     python training/evaluate_sequences.py --trajectories forward wide handheld --sequences 6 --lookahead 0 2
     python training/evaluate_sequences.py --trajectories --bags data/bags/hololens_office --lookahead 0 2
+    python training/evaluate_sequences.py --from-json runs/eval/sequences.json --figure sequences_live.png
 
 `evaluate_model.py`'s tables give each target 3 views sampled around it; a robot's node picks its
 views itself, from a stream, and can wait for newer frames (`lookahead_frames`). This replays whole
@@ -21,13 +22,16 @@ Per live frame with depth: MVGD's AbsRel and δ<1.25 at the camera's resolution,
 frame). Per set and lag: medians over the observable frames with 95 % bootstrap intervals, and
 the paired interval of median(MVGD) - median(mvs) (`compare_models.paired_cell`). `--novel` adds
 the withheld frames' poses, rendered as the node renders a target request (RGB by view synthesis
-and its depth, the views' own live depth fused in) with `mvs` at the same virtual views. A frame where
+and its depth, the views' own live depth fused in) with `mvs` at the same virtual views.
+`--figure`: a chart of the live-camera medians and intervals per set and lag (`--from-json`
+redraws it, and the table, from an earlier run). A frame where
 `mvs` estimates nothing is left out of its median and of the pairs, as mvgd-eval's summaries do.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -142,6 +146,35 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def save_chart(path, results: dict, target: float = 0.10) -> Path:
+    """Live-camera AbsRel per set and lag: MVGD's observable median with its 95 % interval (bar),
+    `mvs`' median (grey dot), the issue's live-camera target (dashed)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from mvgd_core import charts
+
+    cells = [(f"{name} / {lag}", c["live"]) for name, by_lag in results.items() for lag, c in by_lag.items() if "live" in c]
+    img = Image.new("RGB", (120 + 84 * len(cells), 460), "white")
+    draw, font = ImageDraw.Draw(img), ImageFont.load_default()
+    top = max([c["abs_rel_obs_ci95"][1] for _, c in cells] + [c["mvs_abs_rel_obs"] for _, c in cells] + [target])
+    top = min(top * 1.1, 1.0) if math.isfinite(top) else 1.0
+    X, Y = charts.axes(draw, (0, 0, img.width, 400), "live-camera AbsRel, observable frames (set / lookahead_frames)", font,
+                       "blue: MVGD median and 95 % interval; grey: mvs on the same views; dashed: target", (-0.5, len(cells) - 0.5),
+                       (0.0, top), [])
+    for x in range(int(X(-0.5)), int(X(len(cells) - 0.5)), 8):
+        draw.line([x, Y(target), x + 4, Y(target)], fill=(214, 39, 40))
+    for k, (label, c) in enumerate(cells):
+        lo, hi = c["abs_rel_obs_ci95"]
+        if math.isfinite(lo):
+            draw.line([X(k), Y(lo), X(k), Y(hi)], fill=(31, 119, 180), width=3)
+        charts.polyline(draw, X, Y, [k], [c["abs_rel_obs"]], (31, 119, 180))
+        charts.polyline(draw, X, Y, [k + 0.2], [c["mvs_abs_rel_obs"]], (127, 127, 127))
+        for j, part in enumerate(label.replace("procedural ", "").split(" / ")):
+            draw.text((X(k) - 36, 404 + 12 * j), part if j else part[:14], fill=(0, 0, 0), font=font)
+    img.save(path)
+    return Path(path)
+
+
 def evaluate(pred, sets: dict[str, list[list[Frame]]], lookahead: list[int], novel: bool, mvs: bool, quiet: bool) -> dict:
     """results[set][lag][camera] = `summary` with its "rows"; camera "live", and "virtual" with novel."""
     from tqdm import tqdm
@@ -176,10 +209,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--out", default=str(ROOT / "runs" / "eval" / "sequences.json"))
+    ap.add_argument("--figure", default="", help="also draw the live-camera chart (PNG) here")
+    ap.add_argument("--from-json", default="", help="no evaluation: table and --figure from an earlier run's JSON")
     a = ap.parse_args(argv)
     if a.sequences < 1 or any(k < 0 for k in a.lookahead):
         ap.error("--sequences must be >= 1 and --lookahead values >= 0")
-    if not a.trajectories and not a.bags:
+    if not a.trajectories and not a.bags and not a.from_json:
         ap.error("nothing to evaluate: give --trajectories and / or --bags")
     a.command = " ".join(["python training/evaluate_sequences.py", *(sys.argv[1:] if argv is None else argv)])
     return a
@@ -187,6 +222,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
+    if a.from_json:
+        results = json.loads(Path(a.from_json).read_text())["results"]
+        print(table(results))
+        if a.figure:
+            print(f"wrote {save_chart(a.figure, results)}")
+        return 0
     import torch
 
     from mvgd_core.inference import MVGDPredictor
@@ -204,6 +245,8 @@ def main(argv=None) -> int:
                                "sequences": a.sequences, "results": {n: {str(lag): v for lag, v in r.items()} for n, r in results.items()},
                                "table": md}, indent=1))
     print(f"\nwrote {out}")
+    if a.figure:
+        print(f"wrote {save_chart(a.figure, results)}")
     return 0
 
 
