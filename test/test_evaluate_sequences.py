@@ -155,3 +155,19 @@ def test_mvs_needs_two_views_and_scores_the_live_camera_from_them():
     assert np.isnan(alone["abs_rel"]) and alone["coverage"] == 0.0  # the first frame's single-view answer: no stereo
     both = sc.mvs(0, frames, 3, [1, 2, 3])
     assert 0 <= both["abs_rel"] < 1 and 0 < both["coverage"] <= 1
+
+
+def test_scores_in_the_camera_the_node_publishes():
+    """The node publishes at the model's height and the image's aspect (96x144 for a 3:2 camera);
+    mvgd-eval scores there, so the replay does too: the same image, resampled, with K scaled."""
+    from sequence_replay import Scorer
+
+    sc = Scorer(None, (96, 128))
+    K = np.array([[240.0, 0, 134.5], [0, 240.0, 89.5], [0, 0, 1]])
+    big = Frame(rgb=np.full((180, 270, 3), 7, np.uint8), K=K, T_wc=np.eye(4), depth=np.full((180, 270), 2.0, np.float32))
+    g, K_out, hw = sc.output_camera(big)
+    assert hw == (96, 144) and g.rgb.shape == (96, 144, 3) and g.depth.shape == hw
+    assert K_out[0, 0] == pytest.approx(240.0 * 144 / 270) and np.allclose(g.depth, 2.0)
+    same = Frame(rgb=np.arange(96 * 128 * 3, dtype=np.uint8).reshape(96, 128, 3), K=K, T_wc=np.eye(4))
+    g, K_out, hw = sc.output_camera(same)
+    assert hw == (96, 128) and np.array_equal(g.rgb, same.rgb) and np.array_equal(K_out, K)  # already the published camera

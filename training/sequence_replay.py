@@ -5,10 +5,14 @@ shipped bags). The frames are sent in order with every `holdout_every`-th one wi
 target pose, as `mvgd-eval` does; the node's own keyframe policy and lag
 (`mvgd_ros.eval_scoring.node_conditioning`) decide each answer's conditioning views, and the
 node's prediction (`MVGDPredictor.predict`: 1 DDIM step, the photometric refinement with the
-lag's refinement sources) gives its depth. Scores are `mvgd_ros.eval_scoring`'s: per frame AbsRel
-and δ<1.25 at the camera's resolution, the regime from the same conditioning views.
+lag's refinement sources) gives its depth, in the camera the node publishes (the model's height
+at the image's aspect). Scores are `mvgd_ros.eval_scoring`'s, where `mvgd-eval` computes them:
+ground truth resampled into that camera, per frame AbsRel and δ<1.25, the regime from the same
+conditioning views.
 """
 from __future__ import annotations
+
+import numpy as np
 
 from mvgd_core.data.types import Frame
 
@@ -44,17 +48,27 @@ class Scorer:
 
         key = (seq_id, i, tuple(window), task, refine_sources, tag)
         if key not in self.cache:
-            f = frames[i]
-            cond = [frames[j] for j in window]
-            out = self.pred.predict(cond, f.K, f.T_wc, f.rgb.shape[:2], task=task, steps=1, refine_sources=refine_sources,
+            f, K, hw = self.output_camera(frames[i])
+            out = self.pred.predict([frames[j] for j in window], K, f.T_wc, hw, task=task, steps=1, refine_sources=refine_sources,
                                     view_depth=view_depth)
             if self.keep_depth and task == "depth" and out.depth is not None:
                 self.live_depth[key[:5]] = (out.depth, out.K)
             m = depth_scores(out.depth, f.depth) if out.depth is not None else {}
-            obs, _ = frame_observability(f, cond, self.model_hw)
+            obs, _ = frame_observability(f, [self.output_camera(frames[j], K)[0] for j in window], self.model_hw)
             psnr = {"psnr": rgb_scores(out.rgb, f.rgb)["psnr"]} if out.rgb is not None else {}
             self.cache[key] = None if not m else {"abs_rel": m["abs_rel"], "delta1": m["delta1"], "regime": obs.regime if obs else "", **psnr}
         return self.cache[key]
+
+    def output_camera(self, f: Frame, K_out=None) -> tuple[Frame, np.ndarray, tuple[int, int]]:
+        """(f resampled into the camera the node publishes, its K, its (h, w)): the model's height at
+        the image's aspect (`mvgd_ros.frames.output_size`, the node's default `resolution`), where
+        `mvgd-eval` scores it (`in_camera`); K_out: another frame's output camera instead."""
+        from mvgd_ros.eval_scoring import in_camera
+        from mvgd_ros.frames import output_size, scale_intrinsics
+
+        hw = output_size((0, 0), self.model_hw, f.rgb.shape[:2])
+        K = scale_intrinsics(f.K, f.rgb.shape[:2], hw) if K_out is None else K_out
+        return in_camera(f, K, hw), K, hw
 
     def mvs(self, seq_id: int, frames: list[Frame], i: int, window: list[int]) -> dict:
         """The classical multi-view stereo baseline (`mvgd_core.mvs`, holes filled, as mvgd-eval's
@@ -64,9 +78,9 @@ class Scorer:
 
         key = (seq_id, i, tuple(window), "mvs")
         if key not in self.cache:
-            f = frames[i]
-            r = baseline_predictions([frames[j] for j in window], f.K, f.T_wc, f.rgb.shape[:2], window.index(i) if i in window else None, {},
-                                     methods=("mvs",)).get("mvs")
+            f, K, hw = self.output_camera(frames[i])  # as mvgd-eval: the views resampled into the published camera
+            cond = [self.output_camera(frames[j], K)[0] for j in window]
+            r = baseline_predictions(cond, K, f.T_wc, hw, window.index(i) if i in window else None, {}, methods=("mvs",)).get("mvs")
             if r is None:  # stereo needs two views (the first frame's answer comes from itself alone)
                 self.cache[key] = {"abs_rel": float("nan"), "delta1": float("nan"), "coverage": 0.0}
             else:
