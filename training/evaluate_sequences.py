@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Live-camera depth on held-out sequences as a robot gets it: the node's keyframe policy and lag, against `mvs` on the same views (prints a table, writes JSON).
+"""Depth on held-out sequences as a robot gets it: the node's keyframe policy and lag, against `mvs` on the same views (prints a table, writes JSON).
 
     python training/evaluate_sequences.py --trajectories forward wide handheld --sequences 6 --lookahead 0 2
     python training/evaluate_sequences.py --trajectories --bags data/bags/hololens_office --lookahead 0 2
@@ -16,16 +16,18 @@ held-out sequences can be scored:
 - bags: any rosbag2 with depth (`--bags`), e.g. the shipped demo bags: the same frames `make demo`
   sends through the real node, so its figures check this replay.
 
-Per live frame with depth: MVGD's AbsRel and δ<1.25 at the camera's resolution, the regime
-(`mvgd_core.observability`, from the same views), and the classical multi-view stereo baseline
-(`mvs`, holes filled, as mvgd-eval's row) on the same views (`--no-mvs`: off; it costs ~0.6 s a
-frame). Per set and lag: medians over the observable frames with 95 % bootstrap intervals, and
-the paired interval of median(MVGD) - median(mvs) (`compare_models.paired_cell`). `--novel` adds
-the withheld frames' poses, rendered as the node renders a target request (RGB by view synthesis
-and its depth, the views' own live depth fused in) with `mvs` at the same virtual views.
-`--figure`: a chart of the live-camera medians and intervals per set and lag (`--from-json`
-redraws it, and the table, from an earlier run). A frame where
-`mvs` estimates nothing is left out of its median and of the pairs, as mvgd-eval's summaries do.
+Per live frame with depth: MVGD's AbsRel and δ<1.25 in the camera the node publishes (where
+mvgd-eval scores), the regime (`mvgd_core.observability`, from the same views), and the classical
+multi-view stereo baseline (`mvs`, holes filled, as mvgd-eval's row) on the same views (`--no-mvs`:
+off; it costs ~0.6 s a frame). Per set and lag: medians over the observable frames with 95 %
+bootstrap intervals, and the paired interval of median(MVGD) - median(mvs)
+(`compare_models.paired_cell`); a frame where `mvs` estimates nothing is left out of its median
+and of the pairs, as mvgd-eval's summaries do. `--novel` adds the withheld frames' poses,
+rendered as the node renders a target request (RGB by view synthesis and its depth, the views'
+own live depth fused in), with `mvs` at the same virtual views. `--figure`: a chart of the
+live-camera medians and intervals per set and lag (`--from-json` redraws it, and the table, from
+an earlier run). On the demo bags this reproduces the node's reports exactly (MODEL_CARD "Held-out
+sequences as a robot's node sees them").
 """
 from __future__ import annotations
 
