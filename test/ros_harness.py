@@ -162,6 +162,7 @@ class Rig:
 
     def close(self):
         self.executor.shutdown()
+        self._thread.join(timeout=5.0)  # spin() must have returned before the context goes: else its wait set fails (RCLError)
         if self.node is not None:
             self.node.destroy_node()
         self.io.destroy_node()
