@@ -20,10 +20,20 @@ class _Scorer:
     def score(self, seq_id, frames, i, window, task="depth", refine_sources=None, view_depth=None, tag=None):
         self.calls.append(("mvgd", seq_id, i, list(window), refine_sources))
         if task == "depth":
-            self.live_depth[seq_id, i, tuple(window), task, refine_sources] = (f"depth of {i}", None)
+            self.live_depth[self._live_key(seq_id, i, window, refine_sources)] = (f"depth of {i}", None)
         else:
             self.fused.append((i, list(window), view_depth, tag))
         return {"abs_rel": 0.1, "delta1": 0.9, "regime": "observable" if i % 2 else "weak"}
+
+    def _live_key(self, *key):
+        from sequence_replay import Scorer
+
+        return Scorer._live_key(*key)
+
+    def kept_depth(self, seq_id, i, window, refine_sources):
+        from sequence_replay import Scorer
+
+        return Scorer.kept_depth(self, seq_id, i, window, refine_sources)  # the real lookup over this fake's live_depth
 
     def mvs(self, seq_id, frames, i, window):
         self.calls.append(("mvs", seq_id, i, list(window), None))
@@ -120,7 +130,9 @@ def test_a_bag_without_depth_is_refused(tmp_path):
 
 def test_end_to_end_on_a_held_out_sequence(tmp_path, monkeypatch, capsys):
     es = load_script("training/evaluate_sequences.py")
-    monkeypatch.setitem(es.PROCEDURAL, "num_frames", 10)
+    from mvgd_core.data.make_bag import PROCEDURAL
+
+    monkeypatch.setitem(PROCEDURAL, "num_frames", 10)
     out = tmp_path / "seq.json"
     assert es.main(["--trajectories", "forward", "wide", "--sequences", "1", "--lookahead", "0", "--no-mvs", "--novel", "--quiet", "--threads", "1",
                     "--out", str(out)]) == 0

@@ -53,14 +53,14 @@ from mvgd_core.metrics import median_ci95  # noqa: E402
 # evaluation tables use 2_000_000 / 2_000_001 (their datasets' own seeds), tuning 6_000_001+, the
 # demo bag 7.
 SEQUENCE_SEEDS = {"forward": 2_100_000, "wide": 2_101_000, "handheld": 2_102_000, "turn": 2_103_000}
-PROCEDURAL = dict(num_frames=48, height=96, width=128)  # as the procedural_demo bag (mvgd_core.data.make_bag.PROCEDURAL)
 
 
 def procedural_sets(trajectories: list[str], sequences: int) -> dict[str, list[list[Frame]]]:
-    """{"procedural <kind>": its held-out sequences}."""
+    """{"procedural <kind>": its held-out sequences}, rendered like the procedural_demo bag."""
+    from mvgd_core.data.make_bag import PROCEDURAL as BAG
     from mvgd_core.data.render import ProceduralConfig, render_sequence
 
-    return {f"procedural {kind}": [render_sequence(SEQUENCE_SEEDS[kind] + k, PROCEDURAL["num_frames"], PROCEDURAL["height"], PROCEDURAL["width"],
+    return {f"procedural {kind}": [render_sequence(SEQUENCE_SEEDS[kind] + k, BAG["num_frames"], BAG["height"], BAG["width"],
                                                    ProceduralConfig(p_indoor=1.0), trajectory=kind) for k in range(sequences)]
             for kind in trajectories}
 
@@ -104,7 +104,7 @@ def score_set(scorer: Scorer, seqs: list[list[Frame]], jobs: list, lookahead: in
         if live is None:
             r = scorer.score(s, seqs[s], i, window, "depth", sources)
         else:
-            views = [scorer.live_depth.get((s, j, tuple(live[s, j]), "depth", sources)) if j < i and (s, j) in live else None for j in window]
+            views = [scorer.kept_depth(s, j, live[s, j], sources) if j < i and (s, j) in live else None for j in window]
             r = scorer.score(s, seqs[s], i, window, "rgb", view_depth=views if any(v is not None for v in views) else None,
                              tag=("fused", lookahead))
         if r is not None:

@@ -36,7 +36,7 @@ class Scorer:
 
     def __init__(self, predictor, model_hw, keep_depth: bool = False):
         self.pred, self.model_hw, self.cache, self.keep_depth = predictor, model_hw, {}, keep_depth
-        self.live_depth: dict = {}  # (seq_id, i, window, refine_sources) -> (depth (h, w), K (3, 3))
+        self.live_depth: dict = {}  # `_live_key` -> (depth (h, w), K (3, 3)); read with `kept_depth`
 
     def score(self, seq_id: int, frames: list[Frame], i: int, window: list[int], task: str = "depth",
               refine_sources: int | None = None, view_depth: list | None = None, tag=None) -> dict | None:
@@ -52,12 +52,20 @@ class Scorer:
             out = self.pred.predict([frames[j] for j in window], K, f.T_wc, hw, task=task, steps=1, refine_sources=refine_sources,
                                     view_depth=view_depth)
             if self.keep_depth and task == "depth" and out.depth is not None:
-                self.live_depth[key[:5]] = (out.depth, out.K)
+                self.live_depth[self._live_key(seq_id, i, window, refine_sources)] = (out.depth, out.K)
             m = depth_scores(out.depth, f.depth) if out.depth is not None else {}
             obs, _ = frame_observability(f, [self.output_camera(frames[j], K)[0] for j in window], self.model_hw)
             psnr = {"psnr": rgb_scores(out.rgb, f.rgb)["psnr"]} if out.rgb is not None else {}
             self.cache[key] = None if not m else {"abs_rel": m["abs_rel"], "delta1": m["delta1"], "regime": obs.regime if obs else "", **psnr}
         return self.cache[key]
+
+    @staticmethod
+    def _live_key(seq_id: int, i: int, window: list[int], refine_sources: int | None) -> tuple:
+        return seq_id, i, tuple(window), refine_sources
+
+    def kept_depth(self, seq_id: int, i: int, window: list[int], refine_sources: int | None):
+        """(depth, K) frame i got as the live camera from `window` (keep_depth), or None."""
+        return self.live_depth.get(self._live_key(seq_id, i, window, refine_sources))
 
     def output_camera(self, f: Frame, K_out=None) -> tuple[Frame, np.ndarray, tuple[int, int]]:
         """(f resampled into the camera the node publishes, its K, its (h, w)): the model's height at

@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 
 from evaluate_model import _first_existing  # noqa: E402
 from mvgd_core.config import settings_from_text  # noqa: E402
+from mvgd_core.data.trajectories import TRAJECTORY_KINDS  # noqa: E402
 from mvgd_core.data.types import Frame  # noqa: E402
 from mvgd_ros.keyframes import KeyframeConfig  # noqa: E402
 from sequence_replay import Scorer, replay  # noqa: E402
@@ -109,7 +110,7 @@ def main(argv=None) -> int:
     ap.add_argument("--variant", action="append", default=[], help="'shipped' or key=value[,key=value] over KeyframeConfig (repeatable)")
     ap.add_argument("--model", default=str(ROOT / "models" / "mvgd_default.pt"))
     ap.add_argument("--sequences", type=int, default=3, help="procedural sequences")
-    ap.add_argument("--trajectory", default="forward", choices=["forward", "wide", "handheld", "turn"], help="procedural camera motion")
+    ap.add_argument("--trajectory", default="forward", choices=sorted(TRAJECTORY_KINDS), help="procedural camera motion")
     ap.add_argument("--hololens", default="data/hololens_office|../shared/data/hololens_office|gpu_kit/hololens_office_train",
                     help="first existing wins (as tune_refine.py; gpu_kit's copy holds the training frames only)")
     ap.add_argument("--holdout-every", type=int, default=4, help="as mvgd-eval: withhold every k-th frame (0 = none)")
