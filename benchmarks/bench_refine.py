@@ -4,8 +4,9 @@
                                       [--variant key=value[,key=value] ...] [--out JSON]
 
 MVGDPredictor.predict with the shipped model at its own image size, on a rendered forward
-sequence: depth at the live camera (the last view) with `refine` off / on, and RGB at a novel
-view with `synthesize` off / on, and on with the views' own depth fused in (`view_depth`, as the
+sequence: depth at the live camera (the last view) with `refine` off / on (on: also through the
+checkpoint's learned stage, `refine_net`, when it has one), and RGB at a novel view with `synthesize` off /
+on, and on with the views' own depth fused in (`view_depth`, as the
 node does since stop 14); each `--variant` (RefineConfig fields, e.g.
 `max_sources=3,window=5`) adds a column: depth refined with those settings. The settings alternate within each repeat (paired, so slow
 phases of a shared machine hit both alike); each cell is the median over repeats of the median
@@ -35,6 +36,7 @@ from mvgd_core.config import settings_from_text  # noqa: E402
 from mvgd_core.refine import RefineConfig  # noqa: E402
 
 CASES = {"depth, refine off": ("depth", {"refine": False}), "depth, refine on": ("depth", {"refine": True}),
+         "depth, refine on + learned stage": ("depth", {"refine": True, "refine_net": True}),
          "novel RGB, synthesis off": ("rgb", {"synthesize": False}), "novel RGB, synthesis on": ("rgb", {"synthesize": True}),
          "novel RGB, synthesis + view depth fusion": ("rgb", {"synthesize": True, "view_depth": "views"})}
 

@@ -3,7 +3,8 @@
 Checkpoint dict:
     {"format": FORMAT, "config": {"model": {...}, "diffusion": {...}, "train": {...}?},
      "model": state_dict, "ema": state_dict?, "step": int, "optimizer"?, "scheduler"?, "rng"?,
-     "confidence_calibration"?: ConfidenceCalibration.to_dict() (training/calibrate_confidence.py)}
+     "confidence_calibration"?: ConfidenceCalibration.to_dict() (training/calibrate_confidence.py),
+     "refine_net"?: the learned second stage, refine_net_to_dict (training/train_refine_net.py)}
 Configs are stored as plain dicts (config.to_dict) so a checkpoint rebuilds its model exactly.
 Checkpoints without "confidence_calibration" (all before it existed) load as before: raw confidence.
 Shipped models may store their weights as float16 (`half_weights`): half the file, and the
@@ -27,6 +28,7 @@ from mvgd_core.calibration import ConfidenceCalibration
 from mvgd_core.config import ConfigError, from_dict, to_dict
 from mvgd_core.diffusion import DiffusionConfig
 from mvgd_core.model import MVGD, ModelConfig
+from mvgd_core.refine_net import CHECKPOINT_KEY as REFINE_NET_KEY, RefineNet, refine_net_from_dict
 
 FORMAT = "mvgd-checkpoint-v1"
 CALIBRATION_KEY = "confidence_calibration"
@@ -155,3 +157,14 @@ def calibration_from_checkpoint(ckpt: dict) -> ConfidenceCalibration | None:
         return ConfidenceCalibration.from_dict(d)
     except ValueError as exc:
         raise CheckpointError(f"checkpoint {CALIBRATION_KEY!r}: {exc}") from exc
+
+
+def refine_net_from_checkpoint(ckpt: dict) -> RefineNet | None:
+    """The stored learned second stage (REFINE_NET_KEY), None when absent; CheckpointError when malformed."""
+    d = ckpt.get(REFINE_NET_KEY)
+    if d is None:
+        return None
+    try:
+        return refine_net_from_dict(d)
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {exc}") from exc

@@ -21,13 +21,15 @@ import torch.nn.functional as F
 
 from mvgd_core.cameras import resize_intrinsics, validate_intrinsics, validate_pose
 from mvgd_core.calibration import ConfidenceCalibration, match_confidence
-from mvgd_core.checkpoint import calibration_from_checkpoint, configs_from_checkpoint, load_checkpoint, model_from_checkpoint
+from mvgd_core.checkpoint import (calibration_from_checkpoint, configs_from_checkpoint, load_checkpoint, model_from_checkpoint,
+                                  refine_net_from_checkpoint)
 from mvgd_core.cost_volume import relative_reference
 from mvgd_core.data.types import Frame, MultiViewBatch
 from mvgd_core.diffusion import TASKS, DiffusionConfig, GaussianDiffusion, prepare_inputs
 from mvgd_core.model import MVGD
 from mvgd_core.observability import observability
 from mvgd_core.refine import RefineConfig, frame_rescale, refine_batch
+from mvgd_core.refine_net import RefineNet, apply_refine_net
 from mvgd_core.view_depth_fusion import FusionConfig, fuse_view_depths
 from mvgd_core.view_synthesis import SynthesisConfig, synthesize_batch
 from mvgd_core.sampler import DDIMSampler
@@ -107,13 +109,16 @@ class MVGDPredictor:
 
     def __init__(self, model: MVGD, diffusion_cfg: DiffusionConfig = DiffusionConfig(), device="auto", steps: int = 10,
                  calibration: ConfidenceCalibration | None = None, refine: RefineConfig = RefineConfig(),
-                 synthesis: SynthesisConfig = SynthesisConfig(), fusion: FusionConfig = FusionConfig()):
+                 synthesis: SynthesisConfig = SynthesisConfig(), fusion: FusionConfig = FusionConfig(),
+                 refine_net: RefineNet | None = None):
         self.calibration = calibration
         self.refine = refine
         self.synthesis = synthesis
         self.fusion = fusion
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.refine_net = None if refine_net is None else refine_net.to(self.device).eval()
+        self.use_refine_net = False  # opt-in (stop 26): slightly worse live on the real walk, MODEL_CARD "Learned second stage"
         self.diffusion = GaussianDiffusion(diffusion_cfg)
         self.sampler = DDIMSampler(self.diffusion, eta=0.0)
         self.steps = steps
@@ -124,7 +129,8 @@ class MVGDPredictor:
         ckpt = load_checkpoint(path, map_location="cpu")
         _, dcfg = configs_from_checkpoint(ckpt)
         return cls(model_from_checkpoint(ckpt, use_ema=use_ema), dcfg, device=device, steps=steps,
-                   calibration=calibration_from_checkpoint(ckpt), refine=refine, synthesis=synthesis, fusion=fusion)
+                   calibration=calibration_from_checkpoint(ckpt), refine=refine, synthesis=synthesis, fusion=fusion,
+                   refine_net=refine_net_from_checkpoint(ckpt))
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -187,15 +193,32 @@ class MVGDPredictor:
         cfg = self.diffusion.cfg
         return param_to_depth(x0.mean(dim=1), cfg.d_min, cfg.d_max) * scale[:, None, None]
 
-    def refined(self, depth, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine: bool | None = None, sources: int | None = None):
+    def refined(self, depth, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine: bool | None = None, sources: int | None = None,
+                match=None, learned: bool | None = None):
         """(depth (B, H, W), replaced (B, H, W) bool or None): depth at the model's resolution
         (inputs as for `sample`) after the photometric refinement when it is on (`refine`: None =
         self.refine.enabled), and where it replaced the network's depth (None: it did not run).
-        sources: at most this many sources at a live camera (None: self.refine.max_sources)."""
+        sources: at most this many sources at a live camera (None: self.refine.max_sources).
+        match: `sample`'s match output, required with a learned stage (`learned`: None =
+        self.use_refine_net): live cameras' depth goes through that stage too (it reads the
+        network's confidence)."""
         if not (self.refine.enabled if refine is None else refine):
             return depth, None
         cfg = dataclasses.replace(self.refine, enabled=True, max_sources=sources or self.refine.max_sources)
-        return refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, cfg)
+        if not ((self.use_refine_net if learned is None else learned) and self.refine_net is not None):
+            return refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, cfg)
+        if match is None:  # never skip the stage silently: the depth would not be what the node publishes
+            raise ValueError("MVGDPredictor.refined: the learned stage needs `match` (sample(..., return_match=True)); "
+                             "set use_refine_net = False for the refinement alone")
+        out, replaced, band = refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, cfg, bands=True)
+        live = [b for b, x in enumerate(band) if x is not None]
+        if live:
+            _, _, ref = relative_reference(cond_K, cond_T_wc, tgt_K, tgt_T_wc)
+            rgb = torch.stack([cond_rgb[b, int(ref[b])] for b in live]).float()
+            conf = match_confidence(match, tuple(depth.shape[-2:]))[0][live]  # raw: a refit calibration leaves the stage's input alone
+            out[live] = apply_refine_net(self.refine_net, rgb, depth[live].float(), out[live].float(), replaced[live], conf,
+                                         [band[b] for b in live]).to(out.dtype)
+        return out, replaced
 
     def fused(self, depth, cond_K, cond_T_wc, tgt_K, tgt_T_wc, view_depth: list | None):
         """(depth (B, H, W), fused (B, H, W) bool or None): `depth` at the model's resolution (other
@@ -227,8 +250,8 @@ class MVGDPredictor:
         view_depth: as for `fused`; the warp uses the fused depth, and `fused`'s mask comes last."""
         if not (self.synthesis.enabled if synthesize is None else synthesize):
             return rgb, None, None, None
-        x0, scale = self.sample(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, "depth", steps, seed)
-        depth, replaced = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine)
+        x0, scale, match = self.sample(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, "depth", steps, seed, return_match=True)
+        depth, replaced = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine, match=match)
         depth, fused = self.fused(depth, cond_K, cond_T_wc, tgt_K, tgt_T_wc, view_depth)
         cfg = dataclasses.replace(self.synthesis, enabled=True)
         return synthesize_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, rgb, cfg), depth, replaced, fused
@@ -269,7 +292,8 @@ class MVGDPredictor:
         x0, scale, match = self.sample(cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, task, steps, seed, return_match=True)
         replaced = None
         if task == "depth":
-            out, replaced = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, refine)
+            out, replaced = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, refine,
+                                         match=match)
             out, _ = self.fused(out, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, views)
             out = out[:, None]  # (B, 1, h, w)
             mode = "nearest"
@@ -291,7 +315,7 @@ class MVGDPredictor:
 
     def predict(self, cond: list[Frame], tgt_K, tgt_T_wc, tgt_hw, task: str = "depth", steps: int | None = None, seed: int = 0,
                 refine: bool | None = None, synthesize: bool | None = None, view_depth: list | None = None,
-                refine_sources: int | None = None) -> Prediction:
+                refine_sources: int | None = None, refine_net: bool | None = None) -> Prediction:
         """Depth or RGB for target camera (tgt_K (3, 3) for an image of tgt_hw = (h, w); tgt_T_wc
         (4, 4) camera-to-world in the frames' world) from conditioning frames (any sizes).
         refine: the photometric refinement of depth (None: self.refine.enabled); synthesize: RGB
@@ -300,7 +324,8 @@ class MVGDPredictor:
         with the same seed: it was predicted anyway. view_depth: one entry per conditioning frame,
         None or (depth (h, w) pose units, 0 / NaN = none; K (3, 3) for that depth map), e.g. the
         frame's own earlier live prediction: at a novel target it is fused in (`fused`).
-        refine_sources: the refinement's source limit at a live camera (None: RefineConfig's)."""
+        refine_sources: the refinement's source limit at a live camera (None: RefineConfig's).
+        refine_net: the learned stage after the refinement at a live camera (None: use_refine_net)."""
         if task not in TASKS:
             raise ValueError(f"predict: task must be one of {sorted(TASKS)}, got {task!r}")
         tgt_K, tgt_T = _target_tensors(tgt_K, tgt_T_wc, tgt_hw)
@@ -313,7 +338,8 @@ class MVGDPredictor:
         depth = rgb = confidence = replaced = rescale = observable = fused = None
         if task == "depth":
             net = self.to_depth(x0, scale)
-            d, replaced = self.refined(net, cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], refine, refine_sources)
+            d, replaced = self.refined(net, cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], refine, refine_sources, match,
+                                       refine_net)
             rescale = None if replaced is None else frame_rescale(net[0], d[0], replaced[0])
             d, fused = self.fused(d, cond_K, cond_T, tgt_K_model[None], tgt_T[None], views)
             observable = observable_share(d[0], tgt_K_model, tgt_T, cond_K[0], cond_T[0])

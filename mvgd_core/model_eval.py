@@ -158,9 +158,12 @@ def _predict(predictor, samples, with_rgb: bool, steps: int, seed: int, batch_si
         batch = collate_samples(samples[i : i + batch_size])
         views = views_from_tensor(predictor.view_depths(batch, steps, seed + i), batch.cond_K) if fusing else None
         if refining or synthesizing or fusing:  # one network pass for both rows
-            net = predictor.predict_batch(batch, "depth", steps=steps, seed=seed + i, refine=False)
+            # samples are at the model's resolution: predict_batch(refine=False) without its resizing, keeping the match
+            x0, scale, match = predictor.sample(batch.cond_rgb, batch.cond_K, batch.cond_T_wc, batch.tgt_K, batch.tgt_T_wc, "depth",
+                                                steps, seed + i, return_match=True)
+            net = predictor.to_depth(x0, scale)
             net_d.append(net)
-            d = predictor.refined(net, batch.cond_rgb, batch.cond_K, batch.cond_T_wc, batch.tgt_K, batch.tgt_T_wc)[0]
+            d = predictor.refined(net, batch.cond_rgb, batch.cond_K, batch.cond_T_wc, batch.tgt_K, batch.tgt_T_wc, match=match)[0]
             depths.append(predictor.fused(d, batch.cond_K, batch.cond_T_wc, batch.tgt_K, batch.tgt_T_wc, views)[0])
         else:
             depths.append(predictor.predict_batch(batch, "depth", steps=steps, seed=seed + i))

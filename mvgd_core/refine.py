@@ -41,6 +41,7 @@ import torch
 from mvgd_core.cost_volume import relative_reference
 from mvgd_core.mvs import MVSConfig, box_mean, guided_filter, luma, sgm_aggregate, warp_grid, warp_sources, zncc_cost
 from mvgd_core.propagation import propagate_correction
+from mvgd_core.refine_net import BandCost
 
 _NOT_SEEN = 3.0  # above any 1 - ZNCC (<= 2): sorts last, never accepted
 COST_FILTERS = ("none", "guided", "sgm")
@@ -130,10 +131,12 @@ class RefineConfig:
 @dataclass
 class Refined:
     """depth (H, W) after refinement; accepted (H, W) bool: where the photometric match replaced it
-    (elsewhere the depth is the network's, moved by the spread corrections when propagation is on)."""
+    (elsewhere the depth is the network's, moved by the spread corrections when propagation is on);
+    band: the live camera's band cost, what the learned stage reads (`mvgd_core.refine_net`)."""
 
     depth: torch.Tensor
     accepted: torch.Tensor
+    band: BandCost | None = None
 
 
 def _band(depth: torch.Tensor, span: float, n: int) -> tuple[torch.Tensor, float]:
@@ -229,7 +232,9 @@ def refine_live(ref_rgb, ref_K, ref_T_wc, src_rgb, src_K, src_T_wc, depth: torch
     agg = _smoothed(cost, ref_g, cfg)
     if cfg.min_agree > 1:
         texture = texture & _sources_agree(c, cost if agg is None else agg, cfg)
-    return _propagated(_accept(cost, depth, step, cfg, texture, agg), depth, ref_rgb, cfg)
+    res = _propagated(_accept(cost, depth, step, cfg, texture, agg), depth, ref_rgb, cfg)
+    res.band = BandCost(cost, cost if agg is None else agg, texture)
+    return res
 
 
 def _smoothed(cost: torch.Tensor, gray: torch.Tensor, cfg: RefineConfig) -> torch.Tensor | None:
@@ -314,15 +319,19 @@ def frame_rescale(net: torch.Tensor, refined: torch.Tensor, accepted: torch.Tens
     return float(torch.log(refined[ok] / net[ok]).median())
 
 
-def refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth: torch.Tensor, cfg: RefineConfig = RefineConfig()):
+def refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth: torch.Tensor, cfg: RefineConfig = RefineConfig(),
+                 bands: bool = False):
     """Refine a batch of predicted depths. cond_rgb (B, N, 3, H, W) [0, 1] at depth's resolution,
     cond_K (B, N, 3, 3), cond_T_wc (B, N, 4, 4), tgt_K (B, 3, 3), tgt_T_wc (B, 4, 4), depth (B, H, W).
 
     A target that is one of its conditioning views (same pose and intrinsics) is refined against
     the other views (`refine_live`); otherwise from the views' agreement (`refine_novel`, needs
-    >= 2 views). -> (depth (B, H, W), accepted (B, H, W) bool)."""
+    >= 2 views). -> (depth (B, H, W), accepted (B, H, W) bool), and with `bands` a list of B
+    BandCost or None (only a live camera's refinement has one)."""
+    band: list[BandCost | None] = [None] * depth.shape[0]
     if not cfg.enabled:
-        return depth, torch.zeros_like(depth, dtype=torch.bool)
+        acc = torch.zeros_like(depth, dtype=torch.bool)
+        return (depth, acc, band) if bands else (depth, acc)
     rel, has_ref, ref = relative_reference(cond_K, cond_T_wc, tgt_K, tgt_T_wc)  # float64, then float32 for the sweep
     out, acc = depth.clone(), torch.zeros_like(depth, dtype=torch.bool)
     N = cond_rgb.shape[1]
@@ -340,5 +349,5 @@ def refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth: torch.Tens
             res = refine_novel(rgb, K, T, tgt_K[b].float(), eye, d, cfg)
         else:
             continue
-        out[b], acc[b] = res.depth.to(depth.dtype), res.accepted
-    return out, acc
+        out[b], acc[b], band[b] = res.depth.to(depth.dtype), res.accepted, res.band
+    return (out, acc, band) if bands else (out, acc)

@@ -126,6 +126,8 @@ class Renderer:
         sources = refine_sources(p.lookahead_frames) if view is job.depth_view else None
         if sources is not None and getattr(self.predictor, "refine", None) is not None:
             extra["refine_sources"] = sources  # keyframes on both sides; models that refine only
+        if getattr(self.predictor, "refine_net", None) is not None:
+            extra["refine_net"] = p.refine_net  # checkpoints with a learned stage only
         pred = self.predictor.predict(job.cond, view.K, view.T_wc, view.hw, task=task, steps=p.steps, seed=p.seed,
                                       refine=p.refine_depth, synthesize=p.synthesize_rgb, **extra)
         if "view_depth" in extra:

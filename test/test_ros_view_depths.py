@@ -129,3 +129,29 @@ def test_with_a_lag_the_live_refinement_takes_one_more_source():
         r.run("live", Job(cond=frames, live=frames[1], depth_view=_view(frames[1])))
         r.run("target", Job(cond=frames, rgb_views=[_view(_frame(5))]))
         assert pred.sources == [want, None]
+
+
+class StagedPredictor(RecordingPredictor):
+    """A predictor whose checkpoint has the learned second stage: records refine_net per call."""
+
+    refine_net = object()
+
+    def __init__(self):
+        super().__init__()
+        self.stage = []
+
+    def predict(self, *args, refine_net=None, **kw):
+        self.stage.append(refine_net)
+        return super().predict(*args, **kw)
+
+
+def test_refine_net_parameter_reaches_predictors_with_a_stage_only():
+    r, pred = _renderer(refine_net=False)
+    f = _frame(0)
+    r.run("live", Job(cond=[f], live=f, depth_view=_view(f)))  # RecordingPredictor has no stage: no keyword (it would raise)
+    staged = StagedPredictor()
+    r.predictor = staged
+    for on in (True, False):
+        r._params().refine_net = on  # the node's parameter, changed at runtime
+        r.run("live", Job(cond=[f], live=f, depth_view=_view(f)))
+    assert staged.stage == [True, False]

@@ -279,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-refine", action="store_true",
                     help="MVGD depth without the photometric refinement (mvgd_core/refine.py); by default it is refined and the "
                          "network alone is scored beside it as 'mvgd_net'")
+    ap.add_argument("--refine-net", action="store_true",
+                    help="refined depth through the checkpoint's learned second stage (mvgd_core/refine_net.py; opt-in like the node's "
+                         "refine_net parameter)")
     ap.add_argument("--refine-settings", default="", metavar="KEY=VALUE[,...]",
                     help="RefineConfig fields for the refined MVGD rows, e.g. propagate_radius=0 (the stop-14 refinement, "
                          "without spreading its corrections; MODEL_CARD)")
@@ -314,6 +317,7 @@ def main(argv=None) -> int:
     pred = MVGDPredictor.from_checkpoint(args.model, device=args.device, steps=args.steps,
                                        refine=dataclasses.replace(refine, enabled=not args.no_refine),
                                        synthesis=SynthesisConfig(enabled=not args.no_synthesis), fusion=FusionConfig(enabled=not args.no_fusion))
+    pred.use_refine_net = args.refine_net
     hw = pred.image_size
     train_cfg = ckpt["config"].get("train") or {}
     data = from_dict(DataConfig, {**(train_cfg.get("data") or {}), "image_hw": list(hw)}, where="checkpoint.config.train.data")

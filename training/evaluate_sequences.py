@@ -208,6 +208,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--no-mvs", dest="mvs", action="store_false", help="skip the classical baseline (~0.6 s a frame)")
     ap.add_argument("--novel", action="store_true", help="also the withheld frames' poses (virtual views: depth, RGB PSNR)")
     ap.add_argument("--model", default=str(ROOT / "models" / "mvgd_default.pt"))
+    ap.add_argument("--refine-net", action="store_true", help="through the checkpoint's learned second stage (the node's refine_net:=true)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--out", default=str(ROOT / "runs" / "eval" / "sequences.json"))
@@ -237,6 +238,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     sets = {**procedural_sets(a.trajectories, a.sequences), **bag_sets(a.bags)}
     pred = MVGDPredictor.from_checkpoint(a.model, device="cpu", steps=1)
+    pred.use_refine_net = a.refine_net
     t0 = time.time()
     results = evaluate(pred, sets, a.lookahead, a.novel, a.mvs, a.quiet)
     md = table(results)

@@ -1,0 +1,170 @@
+"""The learned second stage (mvgd_core/refine_net.py): identity at start, checkpoint round trip,
+band resampling, where the predictor applies it, and the training script end to end."""
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mvgd_core.checkpoint import load_checkpoint, make_state, save_checkpoint
+from mvgd_core.data.sampler import DataConfig
+from mvgd_core.data.types import Frame, collate_samples
+from mvgd_core.diffusion import DiffusionConfig
+from mvgd_core.inference import MVGDPredictor
+from mvgd_core.model import MVGD, PRESETS
+from mvgd_core.model_eval import held_out_samples
+from mvgd_core.refine import refine_batch
+from mvgd_core.refine_net import (CHECKPOINT_KEY, BandCost, RefineNet, RefineNetConfig, _resampled, apply_refine_net,
+                                  refine_net_from_dict, refine_net_to_dict)
+from script_loader import load_script
+
+HW = (16, 32)
+
+
+def _inputs(B=2, n=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ref = 1 + torch.rand(B, *HW, generator=g) * 3
+    band = [BandCost(torch.rand(n, *HW, generator=g) * 2, torch.rand(n, *HW, generator=g), torch.rand(HW, generator=g) > 0.5)
+            for _ in range(B)]
+    return torch.rand(B, 3, *HW, generator=g), ref * 1.1, ref, torch.rand(B, *HW, generator=g) > 0.5, torch.rand(B, *HW, generator=g), band
+
+
+def test_untrained_stage_is_the_identity_and_keeps_invalid_depth():
+    rgb, net, ref, acc, conf, band = _inputs()
+    ref[0, 0, 0] = 0.0
+    out = apply_refine_net(RefineNet(), rgb, net, ref, acc, conf, band)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert out[0, 0, 0] == 0
+
+
+def test_stage_output_is_a_log_correction_of_the_refined_depth():
+    m = RefineNet()
+    with torch.no_grad():
+        m.out.bias.fill_(math.log(2.0))
+    rgb, net, ref, acc, conf, band = _inputs()
+    torch.testing.assert_close(apply_refine_net(m, rgb, net, ref, acc, conf, band), 2 * ref, rtol=1e-4, atol=1e-4)
+
+
+def test_band_of_another_size_is_resampled_along_the_band():
+    lin = torch.linspace(0, 1, 11)[None, :, None, None].expand(2, 11, 3, 4)
+    out = _resampled(lin, 7)
+    torch.testing.assert_close(out, torch.linspace(0, 1, 7)[None, :, None, None].expand(2, 7, 3, 4))
+    assert _resampled(out, 7) is out
+    rgb, net, ref, acc, conf, _ = _inputs()
+    _, _, _, _, _, band11 = _inputs(n=11)
+    assert apply_refine_net(RefineNet(), rgb, net, ref, acc, conf, band11).shape == ref.shape  # 11 depths (refine_hypotheses on CUDA)
+
+
+def test_checkpoint_entry_round_trip_and_malformed_entry():
+    m = RefineNet()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    d = refine_net_to_dict(m, {"steps": 3})
+    assert all(v.dtype == torch.float16 for v in d["state"].values() if v.is_floating_point()) and d["meta"] == {"steps": 3}
+    back = refine_net_from_dict(d)
+    rgb, net, ref, acc, conf, band = _inputs()
+    torch.testing.assert_close(apply_refine_net(back, rgb, net, ref, acc, conf, band), apply_refine_net(m, rgb, net, ref, acc, conf, band),
+                               rtol=2e-2, atol=2e-2)
+    with pytest.raises(ValueError, match=CHECKPOINT_KEY):
+        refine_net_from_dict({**d, "state": {}})
+    with pytest.raises(ValueError, match="channels"):
+        RefineNetConfig(channels=(16,))
+
+
+def _tiny_matching_model():
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(PRESETS["tiny"], image_size=HW, scale_input=True, decoder=True, matching=True,
+                              match_channels=8, match_depths=8, match_width=16, match_out=8, decoder_width=8)
+    return MVGD(cfg)
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    """(checkpoint without a stage, with a stage that doubles the live depth)."""
+    d = tmp_path_factory.mktemp("refine_net")
+    state = make_state(_tiny_matching_model(), DiffusionConfig(match_weight=1.0), step=1)
+    stage = RefineNet()
+    with torch.no_grad():
+        stage.out.bias.fill_(math.log(2.0))
+    plain, with_stage = d / "plain.pt", d / "staged.pt"
+    save_checkpoint(plain, state)
+    save_checkpoint(with_stage, {**state, CHECKPOINT_KEY: refine_net_to_dict(stage)})
+    return plain, with_stage
+
+
+def _samples(mode, num=2):
+    return held_out_samples(DataConfig(image_hw=HW), num, 6_000_000, 3, mode)
+
+
+def test_refine_batch_returns_bands_for_live_targets_only():
+    b = collate_samples(_samples("cond") + _samples("novel"))
+    depth = torch.full((4, *HW), 3.0)
+    out, acc = refine_batch(b.cond_rgb, b.cond_K, b.cond_T_wc, b.tgt_K, b.tgt_T_wc, depth)
+    out2, acc2, band = refine_batch(b.cond_rgb, b.cond_K, b.cond_T_wc, b.tgt_K, b.tgt_T_wc, depth, bands=True)
+    torch.testing.assert_close(out, out2)
+    assert [x is None for x in band] == [False, False, True, True]
+    assert band[0].cost.shape == band[0].agg.shape == (7, *HW) and band[0].checked.dtype == torch.bool
+
+
+def test_predictor_applies_the_stage_at_live_cameras_only(staged):
+    plain, with_stage = staged
+    p0 = MVGDPredictor.from_checkpoint(plain, device="cpu", steps=1)
+    p1 = MVGDPredictor.from_checkpoint(with_stage, device="cpu", steps=1)
+    assert p0.refine_net is None and p1.refine_net is not None and not p1.use_refine_net  # opt-in
+    live0 = collate_samples(_samples("cond"))
+    torch.testing.assert_close(p1.predict_batch(live0, "depth", steps=1), p0.predict_batch(live0, "depth", steps=1))
+    p1.use_refine_net = True
+    live, novel = collate_samples(_samples("cond")), collate_samples(_samples("novel"))
+    torch.testing.assert_close(p1.predict_batch(live, "depth", steps=1), 2 * p0.predict_batch(live, "depth", steps=1), rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(p1.predict_batch(novel, "depth", steps=1), p0.predict_batch(novel, "depth", steps=1))
+    # no refinement: no band, no stage
+    torch.testing.assert_close(p1.predict_batch(live, "depth", steps=1, refine=False), p0.predict_batch(live, "depth", steps=1, refine=False))
+    # the node's single-target path, and the ablation switch
+    s = live.cond_rgb[0]
+    frames = [Frame(rgb=(s[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8), K=live.cond_K[0, i].numpy(),
+                    T_wc=live.cond_T_wc[0, i].numpy(), frame_id=str(i)) for i in range(s.shape[0])]
+    args = (frames, live.tgt_K[0].numpy(), live.tgt_T_wc[0].numpy(), HW)
+    d0, d1 = p0.predict(*args).depth, p1.predict(*args).depth
+    ok = d0 > 0
+    np.testing.assert_allclose(d1[ok], 2 * d0[ok], rtol=1e-3)
+    p1.use_refine_net = False
+    np.testing.assert_allclose(p1.predict(*args).depth, d0, rtol=1e-6)
+
+
+def test_train_refine_net_end_to_end(staged, tmp_path, capsys):
+    script = load_script("training/train_refine_net.py")
+    plain, _ = staged
+    data, out = tmp_path / "proc.pt", tmp_path / "model.pt"
+    assert script.main(["gather", "--model", str(plain), "--source", "procedural", "--num", "4", "--views", "2", "3",
+                        "--seed", "8000000", "--batch", "2", "--out", str(data)]) == 0
+    rec = torch.load(data)
+    assert rec["cost"].shape == (4, 7, *HW) and len(rec["regime"]) == 4 and rec["meta"]["source"] == "procedural"
+    assert script.main(["train", "--model", str(plain), "--data", str(data), "--steps", "3", "--batch", "2",
+                        "--write", str(out), "--report", str(data)]) == 0
+    entry = load_checkpoint(out)[CHECKPOINT_KEY]
+    assert entry["meta"]["steps"] == 3 and entry["meta"]["targets"] == 4
+    assert CHECKPOINT_KEY not in load_checkpoint(plain)  # the input is untouched
+    assert script.main(["eval", "--model", str(out), "--data", str(data)]) == 0
+    assert "-> stage" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no 'refine_net'"):
+        script.main(["eval", "--model", str(plain), "--data", str(data)])
+
+
+def test_stage_is_never_skipped_silently_and_the_evaluation_scores_it(staged):
+    from mvgd_core.model_eval import _predict
+
+    _, with_stage = staged
+    p1 = MVGDPredictor.from_checkpoint(with_stage, device="cpu", steps=1)
+    p1.use_refine_net = True
+    live = collate_samples(_samples("cond"))
+    depth = torch.full((2, *HW), 3.0)
+    with pytest.raises(ValueError, match="match"):
+        p1.refined(depth, live.cond_rgb, live.cond_K, live.cond_T_wc, live.tgt_K, live.tgt_T_wc)
+    # evaluate_model's rows are what predict_batch (the node's depth) gives, the stage included
+    got, _, net, _ = _predict(p1, _samples("cond"), False, 1, 0, 2)
+    torch.testing.assert_close(got, p1.predict_batch(live, "depth", steps=1, seed=0))
+    p1.use_refine_net = False
+    torch.testing.assert_close(net[0], p1.predict_batch(live, "depth", steps=1, seed=0, refine=False))
+    assert not torch.allclose(got, p1.predict_batch(live, "depth", steps=1, seed=0))

@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Train the learned second stage (mvgd_core/refine_net.py) on a frozen model's live-camera outputs.
+
+The first stage (network + photometric refinement) is frozen, so its outputs are gathered once
+and the small U-Net trains on them in CPU-minutes:
+
+    # 1. gather (one process per source; they can run side by side, one thread each)
+    python training/train_refine_net.py gather --model models/mvgd_default.pt --source procedural \\
+        --num 4000 --seed 8000000 --out runs/refine_net/procedural.pt
+    python training/train_refine_net.py gather --model models/mvgd_default.pt --source hololens_train \\
+        --num 1500 --seed 8100000 --out runs/refine_net/hololens.pt
+    # 2. train, and store the stage in a copy of the checkpoint (OUT may be IN)
+    python training/train_refine_net.py train --model models/mvgd_default.pt \\
+        --data runs/refine_net/procedural.pt runs/refine_net/hololens.pt --steps 3000 --write runs/refine_net/model.pt
+    # 3. before / after on any gathered set (e.g. --source procedural --seed 6000000: tuning seeds)
+    python training/train_refine_net.py eval --model runs/refine_net/model.pt --data runs/refine_net/val.pt
+
+Training data: procedural scenes at seeds 8,000,000+ and the HoloLens walk's training frames
+(first three quarters), live targets with 2-6 views. Never the evaluation's seeds (1,000,000-
+2,000,001 procedural), the HoloLens held-out quarter or the tabletop set.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "training"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from evaluate_model import REAL_SAMPLING, _first_existing  # noqa: E402
+from mvgd_core.calibration import match_confidence  # noqa: E402
+from mvgd_core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from mvgd_core.config import from_dict  # noqa: E402
+from mvgd_core.data.sampler import DataConfig  # noqa: E402
+from mvgd_core.data.types import collate_samples  # noqa: E402
+from mvgd_core.inference import MVGDPredictor  # noqa: E402
+from mvgd_core.model_eval import held_out_samples, sequence_samples  # noqa: E402
+from mvgd_core.observability import observability_with_mask  # noqa: E402
+from mvgd_core.refine import refine_batch  # noqa: E402
+from mvgd_core.refine_net import CHECKPOINT_KEY, BandCost, RefineNet, RefineNetConfig, net_inputs, refine_net_to_dict  # noqa: E402
+
+TENSORS = ("rgb", "net", "ref", "acc", "conf", "gt", "cost", "agg", "checked")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# --------------------------------------------------------------------------- gather
+
+def source_samples(args, data: DataConfig, hw, views: int, seed: int) -> list:
+    """Live-camera samples with `views` views from --source."""
+    num = args.num // len(args.views)
+    if args.source == "procedural":
+        return held_out_samples(data, num, seed, views, "cond")
+    path = _first_existing(args.hololens)
+    if path is None:
+        raise SystemExit(f"train_refine_net: none of {args.hololens} exists")
+    from mvgd_core.data.deepvideomvs import list_images, read_deepvideomvs
+    from mvgd_core.data.splits import hololens_split
+
+    train, _ = hololens_split(len(list_images(path)))
+    return sequence_samples([read_deepvideomvs(path, indices=train)], hw, num, seed, views, "cond", REAL_SAMPLING)
+
+
+def first_stage(pred: MVGDPredictor, samples: list, seed: int) -> dict:
+    """The frozen first stage's outputs for one batch of live samples (what `MVGDPredictor.refined`
+    hands the learned stage), with GT and regime."""
+    b = collate_samples(samples)
+    x0, scale, match = pred.sample(b.cond_rgb, b.cond_K, b.cond_T_wc, b.tgt_K, b.tgt_T_wc, "depth", 1, seed, return_match=True)
+    net = pred.to_depth(x0, scale)
+    ref, acc, band = refine_batch(b.cond_rgb, b.cond_K, b.cond_T_wc, b.tgt_K, b.tgt_T_wc, net, pred.refine, bands=True)
+    if any(x is None for x in band):
+        raise RuntimeError("train_refine_net: a live sample got no band (fewer than 2 views?)")
+    hw = tuple(net.shape[-2:])
+    out = {"rgb": b.tgt_rgb.half(), "net": net.float(), "ref": ref.float(), "acc": acc, "gt": b.tgt_depth.reshape(net.shape).float(),
+           "conf": match_confidence(match, hw)[0].half(), "cost": torch.stack([x.cost.clamp(max=2.0) for x in band]).half(),
+           "agg": torch.stack([x.agg for x in band]).half(), "checked": torch.stack([x.checked for x in band])}
+    out["regime"] = [observability_with_mask(s.tgt_depth, s.tgt_K, s.tgt_T_wc, s.cond_K, s.cond_T_wc, hw, hw)[0].regime for s in samples]
+    return out
+
+
+def gather(args) -> None:
+    torch.set_num_threads(args.threads)
+    ckpt = load_checkpoint(args.model)
+    pred = MVGDPredictor.from_checkpoint(args.model, device="cpu", steps=1)
+    pred.use_refine_net = False
+    hw = pred.image_size
+    data = from_dict(DataConfig, {**((ckpt["config"].get("train") or {}).get("data") or {}), "image_hw": list(hw)})
+    parts = []
+    with tqdm(total=args.num // len(args.views) * len(args.views), desc=f"gather {args.source}", unit="target") as bar:
+        for i, v in enumerate(args.views):
+            samples = source_samples(args, data, hw, v, args.seed + i * 10007)
+            for j in range(0, len(samples), args.batch):
+                parts.append(first_stage(pred, samples[j:j + args.batch], j))
+                bar.update(len(samples[j:j + args.batch]))
+    rec = {k: torch.cat([p[k] for p in parts]) for k in TENSORS}
+    rec["regime"] = sum((p["regime"] for p in parts), [])
+    rec["meta"] = {"model": str(args.model), "source": args.source, "seed": args.seed, "views": list(args.views)}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(rec, args.out)
+    log(f"wrote {args.out}: {len(rec['regime'])} targets, {sum(r == 'observable' for r in rec['regime'])} observable")
+
+
+# --------------------------------------------------------------------------- train
+
+def load_sets(paths: list[str]) -> dict:
+    sets = [torch.load(p) for p in paths]
+    out = {k: torch.cat([s[k] for s in sets]) for k in TENSORS}
+    out["regime"] = sum((s["regime"] for s in sets), [])
+    return out
+
+
+def batch_inputs(d: dict, idx, cfg: RefineNetConfig):
+    """(x, log refined depth, GT) for targets idx of a gathered set (as `MVGDPredictor.refined` builds them)."""
+    band = [BandCost(d["cost"][i].float(), d["agg"][i].float(), d["checked"][i]) for i in idx]
+    x, log_ref = net_inputs(d["rgb"][idx].float(), d["net"][idx], d["ref"][idx], d["acc"][idx], d["conf"][idx].float(), band, cfg)
+    return x, log_ref, d["gt"][idx]
+
+
+def log_l1(pred_log: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Mean |log depth error| over valid GT pixels."""
+    ok = (gt > 0) & torch.isfinite(gt)
+    return ((pred_log - torch.log(gt.clamp_min(1e-3))).abs() * ok).sum() / ok.sum().clamp_min(1)
+
+
+def train_stage(d: dict, args) -> RefineNet:
+    torch.manual_seed(args.seed)
+    model = RefineNet(RefineNetConfig())
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    n = len(d["regime"])
+    bar = tqdm(range(args.steps), desc="train refine_net", unit="step")
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        x, log_ref, gt = batch_inputs(d, torch.randint(0, n, (args.batch,)).tolist(), model.cfg)
+        if torch.rand(()) < 0.5:  # mirror: the band's cost is per pixel, so flipping is exact
+            x, log_ref, gt = x.flip(-1), log_ref.flip(-1), gt.flip(-1)
+        loss = log_l1(log_ref + model(x), gt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    return model.eval()
+
+
+@torch.no_grad()
+def per_target(d: dict, model: RefineNet | None, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Per target AbsRel and delta1 of the refined depth (model None) or the stage's."""
+    cfg = RefineNetConfig() if model is None else model.cfg
+    absrel, d1 = [], []
+    for i in range(0, len(d["regime"]), batch):
+        idx = list(range(i, min(i + batch, len(d["regime"]))))
+        x, log_ref, gt = batch_inputs(d, idx, cfg)
+        pred = torch.exp(log_ref if model is None else log_ref + model(x))
+        for p, g in zip(pred, gt):
+            ok = (g > 0) & torch.isfinite(g)
+            p, g = p[ok], g[ok]
+            absrel.append(float(((p - g).abs() / g).mean()))
+            d1.append(float((torch.maximum(p / g, g / p) < 1.25).float().mean()))
+    return np.array(absrel), np.array(d1)
+
+
+def report(d: dict, model: RefineNet, name: str) -> None:
+    obs = np.array([r == "observable" for r in d["regime"]])
+    a0, b0 = per_target(d, None)
+    a1, b1 = per_target(d, model)
+    for label, m in (("observable", obs), ("all", np.ones_like(obs))):
+        if m.any():
+            log(f"{name} {label} (n={int(m.sum())}): median AbsRel / delta1 refined {np.median(a0[m]):.3f} / {np.median(b0[m]):.3f}"
+                f" -> stage {np.median(a1[m]):.3f} / {np.median(b1[m]):.3f}")
+
+
+def train(args) -> None:
+    torch.set_num_threads(args.threads)
+    d = load_sets(args.data)
+    log(f"{len(d['regime'])} targets from {', '.join(args.data)}")
+    t0 = time.time()
+    model = train_stage(d, args)
+    minutes = (time.time() - t0) / 60
+    cmd = "python training/train_refine_net.py train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    meta = {"steps": args.steps, "batch": args.batch, "lr": args.lr, "targets": len(d["regime"]), "data": list(args.data),
+            "cpu_minutes": round(minutes * args.threads, 1), "threads": args.threads, "command": cmd}
+    ckpt = load_checkpoint(args.model)
+    save_checkpoint(args.write, {**ckpt, CHECKPOINT_KEY: refine_net_to_dict(model, meta)})
+    check = MVGDPredictor.from_checkpoint(args.write, device="cpu", steps=1)
+    if check.refine_net is None:
+        raise SystemExit(f"train_refine_net: {args.write} reloads without the stage")
+    log(f"wrote {args.write} ({args.steps} steps in {minutes:.1f} min on {args.threads} thread(s))")
+    for path in args.report:
+        report(load_sets([path]), check.refine_net, Path(path).name)
+
+
+def evaluate(args) -> None:
+    torch.set_num_threads(args.threads)
+    stage = MVGDPredictor.from_checkpoint(args.model, device="cpu", steps=1).refine_net
+    if stage is None:
+        raise SystemExit(f"train_refine_net: {args.model} has no {CHECKPOINT_KEY!r} entry")
+    for path in args.data:
+        report(load_sets([path]), stage, Path(path).name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("gather", help="the frozen first stage's live-camera outputs -> a .pt set")
+    g.add_argument("--model", required=True)
+    g.add_argument("--source", choices=("procedural", "hololens_train"), required=True)
+    g.add_argument("--num", type=int, default=1000, help="targets, split evenly over --views")
+    g.add_argument("--seed", type=int, required=True, help="procedural: 8,000,000+ for training, 6,000,000+ for tuning")
+    g.add_argument("--views", type=int, nargs="+", default=[2, 3, 4, 5, 6])
+    g.add_argument("--hololens", default="data/hololens_office|../shared/data/hololens_office", help="first existing wins")
+    g.add_argument("--batch", type=int, default=8)
+    g.add_argument("--out", required=True)
+    t = sub.add_parser("train", help="train the stage on gathered sets and store it in a checkpoint copy")
+    t.add_argument("--model", required=True)
+    t.add_argument("--data", nargs="+", required=True)
+    t.add_argument("--steps", type=int, default=3000)
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--write", required=True, help="checkpoint to write (may be --model)")
+    t.add_argument("--report", nargs="*", default=[], help="gathered sets to report before / after on")
+    e = sub.add_parser("eval", help="before / after the stage on gathered sets")
+    e.add_argument("--model", required=True)
+    e.add_argument("--data", nargs="+", required=True)
+    for p in (g, t, e):
+        p.add_argument("--threads", type=int, default=1)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.cmd == "gather" and args.num < len(args.views):
+        raise SystemExit("train_refine_net: --num must be >= the number of --views")
+    {"gather": gather, "train": train, "eval": evaluate}[args.cmd](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
