@@ -146,8 +146,10 @@ def test_train_refine_net_end_to_end(staged, tmp_path, capsys):
     entry = load_checkpoint(out)[CHECKPOINT_KEY]
     assert entry["meta"]["steps"] == 3 and entry["meta"]["targets"] == 4
     assert CHECKPOINT_KEY not in load_checkpoint(plain)  # the input is untouched
-    assert script.main(["eval", "--model", str(out), "--data", str(data)]) == 0
+    fig = tmp_path / "stage.png"
+    assert script.main(["eval", "--model", str(out), "--data", str(data), "--figure", str(fig), "--rows", "2"]) == 0
     assert "-> stage" in capsys.readouterr().out
+    assert fig.stat().st_size > 1000
     with pytest.raises(SystemExit, match="no 'refine_net'"):
         script.main(["eval", "--model", str(plain), "--data", str(data)])
 

@@ -13,7 +13,7 @@ and the small U-Net trains on them in CPU-minutes:
     python training/train_refine_net.py train --model models/mvgd_default.pt \\
         --data runs/refine_net/procedural.pt runs/refine_net/hololens.pt --steps 3000 --write runs/refine_net/model.pt
     # 3. before / after on any gathered set (e.g. --source procedural --seed 6000000: tuning seeds)
-    python training/train_refine_net.py eval --model runs/refine_net/model.pt --data runs/refine_net/val.pt
+    python training/train_refine_net.py eval --model runs/refine_net/model.pt --data runs/refine_net/val.pt --figure stage.png
 
 Training data: procedural scenes at seeds 8,000,000+ and the HoloLens walk's training frames
 (first three quarters), live targets with 2-6 views. Never the evaluation's seeds (1,000,000-
@@ -200,6 +200,25 @@ def train(args) -> None:
         report(load_sets([path]), check.refine_net, Path(path).name)
 
 
+@torch.no_grad()
+def save_figure(path, d: dict, model: RefineNet, rows: int) -> Path:
+    """The first `rows` observable targets (in gathered order, not picked by outcome; any targets
+    when none is observable): image, GT, refined and stage depth on one scale, their AbsRel error maps."""
+    from mvgd_core import viz
+
+    idx = [i for i, r in enumerate(d["regime"]) if r == "observable"][:rows] or list(range(min(rows, len(d["regime"]))))
+    x, log_ref, gt = batch_inputs(d, idx, model.cfg)
+    ref, stage = torch.exp(log_ref), torch.exp(log_ref + model(x))
+    a0, _ = per_target({k: (v[idx] if torch.is_tensor(v) else [v[i] for i in idx]) for k, v in d.items()}, None)
+    a1, _ = per_target({k: (v[idx] if torch.is_tensor(v) else [v[i] for i in idx]) for k, v in d.items()}, model)
+    cells, labels = [], []
+    for k in range(len(idx)):
+        row, lab = viz.method_depth_row(gt[k], {f"refined {a0[k]:.3f}": ref[k], f"stage {a1[k]:.3f}": stage[k]})
+        cells.append([d["rgb"][idx[k]].float()] + row)
+        labels.append(["image"] + lab)
+    return viz.save_png(path, viz.make_grid(cells, labels, cell_hw=viz.legible_cell(tuple(gt.shape[-2:]))))
+
+
 def evaluate(args) -> None:
     torch.set_num_threads(args.threads)
     stage = MVGDPredictor.from_checkpoint(args.model, device="cpu", steps=1).refine_net
@@ -207,6 +226,8 @@ def evaluate(args) -> None:
         raise SystemExit(f"train_refine_net: {args.model} has no {CHECKPOINT_KEY!r} entry")
     for path in args.data:
         report(load_sets([path]), stage, Path(path).name)
+    if args.figure:
+        log(f"wrote {save_figure(args.figure, load_sets(args.data[:1]), stage, args.rows)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="before / after the stage on gathered sets")
     e.add_argument("--model", required=True)
     e.add_argument("--data", nargs="+", required=True)
+    e.add_argument("--figure", default="", help="PNG of the first --rows observable targets of the first --data set ('' = none)")
+    e.add_argument("--rows", type=int, default=4)
     for p in (g, t, e):
         p.add_argument("--threads", type=int, default=1)
     return ap
