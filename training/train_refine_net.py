@@ -43,6 +43,7 @@ from mvgd_core.config import from_dict  # noqa: E402
 from mvgd_core.data.sampler import DataConfig  # noqa: E402
 from mvgd_core.data.types import collate_samples  # noqa: E402
 from mvgd_core.inference import MVGDPredictor  # noqa: E402
+from mvgd_core.metrics import depth_metrics  # noqa: E402
 from mvgd_core.model_eval import held_out_samples, sequence_samples  # noqa: E402
 from mvgd_core.observability import observability_with_mask  # noqa: E402
 from mvgd_core.refine import refine_batch  # noqa: E402
@@ -163,10 +164,9 @@ def per_target(d: dict, model: RefineNet | None, batch: int = 32) -> tuple[np.nd
         x, log_ref, gt = batch_inputs(d, idx, cfg)
         pred = torch.exp(log_ref if model is None else log_ref + model(x))
         for p, g in zip(pred, gt):
-            ok = (g > 0) & torch.isfinite(g)
-            p, g = p[ok], g[ok]
-            absrel.append(float(((p - g).abs() / g).mean()))
-            d1.append(float((torch.maximum(p / g, g / p) < 1.25).float().mean()))
+            m = depth_metrics(p, g)
+            absrel.append(m["abs_rel"])
+            d1.append(m["delta1"])
     return np.array(absrel), np.array(d1)
 
 
@@ -209,8 +209,9 @@ def save_figure(path, d: dict, model: RefineNet, rows: int) -> Path:
     idx = [i for i, r in enumerate(d["regime"]) if r == "observable"][:rows] or list(range(min(rows, len(d["regime"]))))
     x, log_ref, gt = batch_inputs(d, idx, model.cfg)
     ref, stage = torch.exp(log_ref), torch.exp(log_ref + model(x))
-    a0, _ = per_target({k: (v[idx] if torch.is_tensor(v) else [v[i] for i in idx]) for k, v in d.items()}, None)
-    a1, _ = per_target({k: (v[idx] if torch.is_tensor(v) else [v[i] for i in idx]) for k, v in d.items()}, model)
+    picked = {k: v[idx] for k, v in d.items() if torch.is_tensor(v)} | {"regime": [d["regime"][i] for i in idx]}
+    a0, _ = per_target(picked, None)
+    a1, _ = per_target(picked, model)
     cells, labels = [], []
     for k in range(len(idx)):
         row, lab = viz.method_depth_row(gt[k], {f"refined {a0[k]:.3f}": ref[k], f"stage {a1[k]:.3f}": stage[k]})
