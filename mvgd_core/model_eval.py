@@ -74,7 +74,8 @@ def held_out_samples(data: DataConfig, num: int, seed: int, num_views: int, mode
     if mode not in ("cond", "novel"):
         raise ValueError(f"mode must be 'cond' or 'novel', got {mode!r}")
     sampling = dataclasses.replace(data.sampling, min_views=num_views, max_views=num_views,
-                                   p_target_in_cond=1.0 if mode == "cond" else 0.0)
+                                   p_target_in_cond=1.0 if mode == "cond" else 0.0,
+                                   p_past_only=0.0)  # views around each target, whatever the model trained on: same targets for every model
     ds = ProceduralDataset(data.image_hw, sampling, data.procedural, length=num, seed=seed,
                            frames_per_scene=max(data.frames_per_scene, num_views + 3))
     return [ds[(i, num_views)] for i in range(num)]

@@ -124,8 +124,8 @@ SPECS: tuple[Spec, ...] = (
          range=(0, 31), check=_odd_hypotheses),
     Spec("refine_net", False, "The learned second stage after the refinement at the live camera (mvgd_core/refine_net.py): a small U-Net "
          "that reads the refinement's band cost and corrects the refined depth, when the checkpoint has one (the shipped model does). "
-         "Opt-in: better on the held-out tables and procedural sequences, level on the real walk with lookahead_frames 2, slightly worse "
-         "there live (models/MODEL_CARD.md \"Learned second stage\"). Off, or without refine_depth: the refinement's depth.", read_only=False),
+         "Opt-in: better on the held-out tables and procedural sequences, and on the real held-out sequences with lookahead_frames 2 "
+         "(set both for mapping), slightly worse on the real walk live (models/MODEL_CARD.md \"Learned second stage\"). Off, or without refine_depth: the refinement's depth.", read_only=False),
     Spec("synthesize_rgb", True, "RGB at virtual views from the conditioning images warped by the view's predicted depth (mvgd_core/view_synthesis.py; "
          "one more inference per view, which also serves the view's depth), the network's RGB where no image sees. Off: the network's RGB alone (blurrier).", read_only=False),
     Spec("fuse_view_depth", True, "At virtual views, fuse the depth the keyframes got when each was the live camera (reprojected, "

@@ -84,6 +84,21 @@ def test_select_views_respects_baseline_and_reports_short_sequences(seq):
         select_views(seq, 8, np.random.default_rng(0), ViewSamplingConfig(p_target_in_cond=0.0))
 
 
+@pytest.mark.parametrize("p_in", [1.0, 0.0])
+def test_select_views_past_only_as_a_robot_sees_it(seq, p_in):
+    # p_past_only 1: every conditioning view precedes the target (the live camera's keyframes trail it)
+    cfg = ViewSamplingConfig(p_target_in_cond=p_in, min_overlap=0.0, p_past_only=1.0)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        cond, t = select_views(seq, 3, rng, cfg)
+        assert len(set(cond)) == 3 and all(i < t for i in cond if i != t) and (t in cond) is (p_in == 1.0)
+    # 0 (the default) draws from both sides and keeps the old random stream
+    both = [select_views(seq, 3, np.random.default_rng(k), ViewSamplingConfig(p_target_in_cond=0.0, min_overlap=0.0)) for k in range(30)]
+    assert any(i > t for cond, t in both for i in cond)
+    with pytest.raises(ValueError, match="p_past_only"):
+        ViewSamplingConfig(p_past_only=1.5)
+
+
 def test_make_sample_shapes_and_size_mismatch(seq):
     s = make_sample(seq, [0, 1], 2)
     assert s.cond_rgb.shape == (2, 3, 36, 48) and s.cond_rgb.dtype == torch.float32 and s.cond_rgb.max() <= 1.0

@@ -128,6 +128,22 @@ def test_a_bag_without_depth_is_refused(tmp_path):
         es.bag_sets([str(tmp_path / "missing")])
 
 
+def test_real_sets_read_the_held_out_quarter_only(monkeypatch):
+    es = load_script("training/evaluate_sequences.py")
+    monkeypatch.setitem(es.REAL, "tabletop", "no/such/folder|nor/this")
+    with pytest.raises(SystemExit, match="none of no/such/folder"):
+        es.real_sets(["tabletop"])
+    path = next((es.ROOT / p for p in es.REAL["hololens"].split("|") if (es.ROOT / p).is_dir()), None)
+    if path is None:
+        pytest.skip("the HoloLens walk is not here (a fresh clone has only its bag)")
+    from mvgd_core.data.deepvideomvs import read_deepvideomvs
+
+    (name, [frames]), = es.real_sets(["hololens"]).items()
+    assert name.startswith("hololens held-out") and len(frames) == 94  # frames 279-372, never trained on
+    first = read_deepvideomvs(path, indices=[279])[0]
+    assert np.allclose(frames[0].T_wc, first.T_wc) and frames[0].depth is not None
+
+
 def test_end_to_end_on_a_held_out_sequence(tmp_path, monkeypatch, capsys):
     es = load_script("training/evaluate_sequences.py")
     from mvgd_core.data.make_bag import PROCEDURAL

@@ -40,6 +40,12 @@ def test_held_out_sets_are_what_they_claim():
     assert all(torch.equal(a.tgt_rgb, b.tgt_rgb) for a, b in zip(cond, again))
     with pytest.raises(ValueError):
         held_out_samples(data, 1, 0, 2, "other")
+    # a model trained on past-only view tuples is scored on the same targets as every other model
+    import dataclasses
+
+    past = dataclasses.replace(data, sampling=dataclasses.replace(data.sampling, p_past_only=1.0))
+    assert all(torch.equal(a.tgt_T_wc, b.tgt_T_wc) and torch.equal(a.cond_T_wc, b.cond_T_wc)
+               for a, b in zip(cond, held_out_samples(past, 3, 2_000_000, 3, "cond")))
 
 
 def test_evaluate_samples_scores_model_baselines_references_and_regimes(tiny_model, tmp_path):

@@ -3,6 +3,7 @@
 
     python training/evaluate_sequences.py --trajectories forward wide handheld --sequences 6 --lookahead 0 2
     python training/evaluate_sequences.py --trajectories --bags data/bags/hololens_office --lookahead 0 2
+    python training/evaluate_sequences.py --trajectories --real hololens tabletop --lookahead 0 2 --no-mvs
     python training/evaluate_sequences.py --from-json runs/eval/sequences.json --figure sequences_live.png
 
 `evaluate_model.py`'s tables give each target 3 views sampled around it; a robot's node picks its
@@ -14,7 +15,9 @@ held-out sequences can be scored:
   scenes) at held-out seeds (SEQUENCE_SEEDS: no training run, table, tuning set or demo bag uses
   them), one set per camera trajectory kind (`--trajectories`);
 - bags: any rosbag2 with depth (`--bags`), e.g. the shipped demo bags: the same frames `make demo`
-  sends through the real node, so its figures check this replay.
+  sends through the real node, so its figures check this replay;
+- real held-out sequences from their folders (`--real`, `REAL`): the HoloLens walk's whole
+  held-out quarter (94 frames, twice its bag's) and the tabletop set, for tighter intervals.
 
 Per live frame with depth: MVGD's AbsRel and δ<1.25 in the camera the node publishes (where
 mvgd-eval scores), the regime (`mvgd_core.observability`, from the same views), and the classical
@@ -63,6 +66,32 @@ def procedural_sets(trajectories: list[str], sequences: int) -> dict[str, list[l
     return {f"procedural {kind}": [render_sequence(SEQUENCE_SEEDS[kind] + k, BAG["num_frames"], BAG["height"], BAG["width"],
                                                    ProceduralConfig(p_indoor=1.0), trajectory=kind) for k in range(sequences)]
             for kind in trajectories}
+
+
+# Held-out real sequences read from their folders (first existing path wins), more frames than the
+# demo bags: the HoloLens walk's whole held-out quarter (94 frames; its bag has 48) and the
+# tabletop set (evaluation only). Never trained on (mvgd_core.data.splits).
+REAL = {"hololens": "data/hololens_office|../shared/data/hololens_office", "tabletop": "data/tabletop_box|../shared/data/tabletop_box"}
+
+
+def real_sets(names: list[str]) -> dict[str, list[list[Frame]]]:
+    """{"<name> (held out)": [its frames]} for REAL's names; SystemExit when no folder exists."""
+    from mvgd_core.data.deepvideomvs import list_images, read_deepvideomvs
+    from mvgd_core.data.seven_scenes import read_seven_scenes
+    from mvgd_core.data.splits import hololens_split
+
+    out = {}
+    for name in names:
+        path = next((ROOT / p for p in REAL[name].split("|") if (ROOT / p).is_dir()), None)  # relative to the repository
+        if path is None:
+            raise SystemExit(f"evaluate_sequences: none of {REAL[name]} exists")
+        if name == "hololens":
+            held = hololens_split(len(list_images(path)))[1]
+            out[f"hololens held-out quarter ({len(held)} frames)"] = [read_deepvideomvs(path, indices=held)]
+        else:
+            frames = read_seven_scenes(path)
+            out[f"tabletop ({len(frames)} frames)"] = [frames]
+    return out
 
 
 def bag_sets(bags: list[str]) -> dict[str, list[list[Frame]]]:
@@ -204,6 +233,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="procedural trajectory kinds, one set each (none: no procedural set)")
     ap.add_argument("--sequences", type=int, default=6, help="held-out sequences per trajectory kind")
     ap.add_argument("--bags", nargs="*", default=[], help="rosbag2 folders with depth, e.g. data/bags/hololens_office")
+    ap.add_argument("--real", nargs="*", default=[], choices=sorted(REAL),
+                    help="held-out real sequences from their folders: hololens (the walk's last quarter), tabletop")
     ap.add_argument("--lookahead", type=int, nargs="+", default=[0, 2], help="the node's lookahead_frames (each set at each)")
     ap.add_argument("--no-mvs", dest="mvs", action="store_false", help="skip the classical baseline (~0.6 s a frame)")
     ap.add_argument("--novel", action="store_true", help="also the withheld frames' poses (virtual views: depth, RGB PSNR)")
@@ -217,8 +248,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     a = ap.parse_args(argv)
     if a.sequences < 1 or any(k < 0 for k in a.lookahead):
         ap.error("--sequences must be >= 1 and --lookahead values >= 0")
-    if not a.trajectories and not a.bags and not a.from_json:
-        ap.error("nothing to evaluate: give --trajectories and / or --bags")
+    if not a.trajectories and not a.bags and not a.real and not a.from_json:
+        ap.error("nothing to evaluate: give --trajectories, --bags and / or --real")
     a.command = " ".join(["python training/evaluate_sequences.py", *(sys.argv[1:] if argv is None else argv)])
     return a
 
@@ -236,7 +267,7 @@ def main(argv=None) -> int:
     from mvgd_core.inference import MVGDPredictor
 
     torch.set_num_threads(a.threads)
-    sets = {**procedural_sets(a.trajectories, a.sequences), **bag_sets(a.bags)}
+    sets = {**procedural_sets(a.trajectories, a.sequences), **real_sets(a.real), **bag_sets(a.bags)}
     pred = MVGDPredictor.from_checkpoint(a.model, device="cpu", steps=1)
     pred.use_refine_net = a.refine_net
     t0 = time.time()

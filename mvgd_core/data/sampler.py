@@ -52,6 +52,9 @@ class ViewSamplingConfig:
     min_overlap: per conditioning view, fraction of target pixels it sees (see `overlap_fraction`).
     max_frame_gap: only frames within this index distance of the target (0 = whole sequence).
     overlap_hw: resolution (H, W) at which overlap is computed (cheap proxy).
+    p_past_only: probability that every conditioning view comes from before the target in the
+        sequence, as on a robot, whose keyframes trail its live camera (SimpleRecon and
+        DeepVideoMVS train on such tuples of past frames); 0 = views from both sides.
     When too few frames satisfy the limits, the best-overlapping remaining frames fill up.
 
     Depth-target observability control (applied by the trainer's task choice, see
@@ -77,13 +80,14 @@ class ViewSamplingConfig:
     overlap_hw: tuple[int, int] = (24, 32)
     min_observable_frac: float = 0.0
     monocular_share: float = 0.0
+    p_past_only: float = 0.0
 
     def __post_init__(self):
         if not 1 <= self.min_views <= self.max_views:
             raise ValueError(f"ViewSamplingConfig: need 1 <= min_views <= max_views, got {self.min_views}, {self.max_views}")
         if not 0.0 <= self.p_target_in_cond <= 1.0:
             raise ValueError(f"ViewSamplingConfig.p_target_in_cond must be in [0, 1], got {self.p_target_in_cond}")
-        for name in ("min_observable_frac", "monocular_share"):
+        for name in ("min_observable_frac", "monocular_share", "p_past_only"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"ViewSamplingConfig.{name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -233,10 +237,12 @@ def select_views(frames: list[Frame], num_views: int, rng: np.random.Generator, 
     need = num_views if tgt_in_cond else num_views + 1
     if n < need:
         raise ValueError(f"select_views: sequence has {n} frames, need {need} for {num_views} conditioning views")
-    t = int(rng.integers(n))
-    others = np.array([i for i in range(n) if i != t and (cfg.max_frame_gap <= 0 or abs(i - t) <= cfg.max_frame_gap)])
+    past = cfg.p_past_only > 0 and rng.random() < cfg.p_past_only  # drawn only when on: default streams unchanged
+    t = int(rng.integers(need - 1, n)) if past else int(rng.integers(n))  # past only: enough frames before it
+    before = (lambda i: i < t) if past else (lambda i: i != t)
+    others = np.array([i for i in range(n) if before(i) and (cfg.max_frame_gap <= 0 or abs(i - t) <= cfg.max_frame_gap)])
     if len(others) < need - 1:
-        others = np.array([i for i in range(n) if i != t])
+        others = np.array([i for i in range(n) if before(i)])
     T = np.stack([frames[i].T_wc for i in others])
     dist = np.linalg.norm(T[:, :3, 3] - frames[t].T_wc[:3, 3], axis=1)
     rot = _rotation_deg(T[:, :3, :3], frames[t].T_wc[:3, :3])
