@@ -38,6 +38,7 @@ import argparse
 import json
 import math
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -185,12 +186,12 @@ def save_chart(path, results: dict, target: float = 0.10) -> Path:
     from mvgd_core import charts
 
     cells = [(f"{name} / {lag}", c["live"]) for name, by_lag in results.items() for lag, c in by_lag.items() if "live" in c]
-    img = Image.new("RGB", (120 + 84 * len(cells), 460), "white")
+    img = Image.new("RGB", (120 + 84 * len(cells), 464), "white")
     draw, font = ImageDraw.Draw(img), ImageFont.load_default()
     top = max([c["abs_rel_obs_ci95"][1] for _, c in cells] + [c["mvs_abs_rel_obs"] for _, c in cells] + [target])
     top = min(top * 1.1, 1.0) if math.isfinite(top) else 1.0
     X, Y = charts.axes(draw, (0, 0, img.width, 400), "live-camera AbsRel, observable frames (set / lookahead_frames)", font,
-                       "blue: MVGD median and 95 % interval; grey: mvs on the same views; dashed: target", (-0.5, len(cells) - 0.5),
+                       f"blue: MVGD median, 95 % interval; grey: mvs, same views; dashed: live target {target:.2f}", (-0.5, len(cells) - 0.5),
                        (0.0, top), [])
     for x in range(int(X(-0.5)), int(X(len(cells) - 0.5)), 8):
         draw.line([x, Y(target), x + 4, Y(target)], fill=(214, 39, 40))
@@ -200,8 +201,9 @@ def save_chart(path, results: dict, target: float = 0.10) -> Path:
             draw.line([X(k), Y(lo), X(k), Y(hi)], fill=(31, 119, 180), width=3)
         charts.polyline(draw, X, Y, [k], [c["abs_rel_obs"]], (31, 119, 180))
         charts.polyline(draw, X, Y, [k + 0.2], [c["mvs_abs_rel_obs"]], (127, 127, 127))
-        for j, part in enumerate(label.replace("procedural ", "").split(" / ")):
-            draw.text((X(k) - 36, 404 + 12 * j), part if j else part[:14], fill=(0, 0, 0), font=font)
+        name, lag = label.replace("procedural ", "").rsplit(" / ", 1)
+        for j, part in enumerate(textwrap.wrap(name, 14)[:3] + [f"lag {lag}"]):
+            draw.text((X(k) - 36, 404 + 12 * j), part, fill=(0, 0, 0), font=font)
     img.save(path)
     return Path(path)
 
