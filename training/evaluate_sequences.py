@@ -70,13 +70,13 @@ def procedural_sets(trajectories: list[str], sequences: int) -> dict[str, list[l
 
 
 # Held-out real sequences read from their folders (first existing path wins), more frames than the
-# demo bags: the HoloLens walk's whole held-out quarter (94 frames; its bag has 48) and the
+# demo bags: the HoloLens walk's whole held-out quarter (94 frames; its bag has every 2nd) and the
 # tabletop set (evaluation only). Never trained on (mvgd_core.data.splits).
 REAL = {"hololens": "data/hololens_office|../shared/data/hololens_office", "tabletop": "data/tabletop_box|../shared/data/tabletop_box"}
 
 
 def real_sets(names: list[str]) -> dict[str, list[list[Frame]]]:
-    """{"<name> (held out)": [its frames]} for REAL's names; SystemExit when no folder exists."""
+    """{set name (with its frame count): [its frames]} for REAL's names; SystemExit when no folder exists."""
     from mvgd_core.data.deepvideomvs import list_images, read_deepvideomvs
     from mvgd_core.data.seven_scenes import read_seven_scenes
     from mvgd_core.data.splits import hololens_split
