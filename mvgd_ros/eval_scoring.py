@@ -137,7 +137,8 @@ def in_camera(f: Frame, K_out, hw) -> Frame:
     )
 
 
-def node_conditioning(frames: list[Frame], held: set[int], kf_cfg, select_views: int = 0, lookahead: int = 0) -> dict[int, list[int]]:
+def node_conditioning(frames: list[Frame], held: set[int], kf_cfg, select_views: int = 0, lookahead: int = 0,
+                      live_depth=None) -> dict[int, list[int]]:
     """{frame index: indices of the conditioning views the node uses for it}, by replaying the
     node's own keyframe policy (mvgd_ros.keyframes, same parameters) over the frames it was sent.
 
@@ -146,6 +147,8 @@ def node_conditioning(frames: list[Frame], held: set[int], kf_cfg, select_views:
     the node's `lookahead_frames`, mvgd_ros/lookahead.py; the last ones when the stream ends).
     Held-out frames (target requests, which wait in the same queue): the keyframes at their
     release nearest the target (`KeyframeSet.select`); none before the first keyframe.
+    live_depth(i, views) -> depth map or None: frame i's live depth from those views, fed back to
+    the keyframe set as the node's worker does (needed only with `kf_cfg.reference_depth` > 0).
     """
     from mvgd_ros.keyframes import KeyframeSet
     from mvgd_ros.lookahead import Lagged, LookaheadQueue
@@ -157,7 +160,11 @@ def node_conditioning(frames: list[Frame], held: set[int], kf_cfg, select_views:
     def release(items: list[Lagged]) -> None:
         for item in items:
             if item.is_frame:
-                out[index[id(item.frame)]] = [index[id(x)] for x in ks.conditioning(item.frame, select_views)]
+                i = index[id(item.frame)]
+                out[i] = [index[id(x)] for x in ks.conditioning(item.frame, select_views)]
+                depth = live_depth(i, out[i]) if live_depth is not None else None
+                if depth is not None:
+                    ks.observe_depth(depth)
             else:
                 out[item.target] = [index[id(x)] for x in ks.select(frames[item.target].T_wc, select_views)]
 

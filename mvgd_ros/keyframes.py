@@ -14,6 +14,12 @@ reuses for its online keyframes; read for the idea, written anew here:
   r^2 + (t - b)^2, the translation term x5 when t < b, b = `optimal_baseline` (0.15 m): views
   with parallax near b win, short baselines and rotation-only views lose.
 
+Scene scale (ours, opt-in): both thresholds are metres for rooms. With `reference_depth` > 0 they
+shrink with the scene, x min(1, scene depth / reference_depth), the scene depth being the median
+of the node's latest live depth map (`observe_depth`): a wrist camera 0.4 m from a table gets
+views ~0.02 m apart instead of 0.15 m (models/MODEL_CARD.md "Real held-out sequences, every frame").
+They never grow: on the walk larger baselines measured worse.
+
 Outliers (a localisation glitch: one pose metres off) must never survive, and eviction by
 age cannot protect one. A keyframe is an outlier when some earlier keyframe a and later
 keyframe b at most `_OUTLIER_SPAN` keyframes apart around it agree with each other but both
@@ -49,8 +55,11 @@ class KeyframeConfig:
     max_views: int = 6  # conditioning views per prediction, live frame included (the node's default, params.py)
     reset_jump_translation: float = 0.5  # m; <= 0 disables the TF-jump reset / re-check
     outlier_translation: float = 1.0  # m; <= 0 disables outlier eviction
+    reference_depth: float = 0.0  # m; > 0: thresholds x min(1, scene depth / this) (module docstring); 0: fixed metres
 
     def __post_init__(self):
+        if self.reference_depth < 0:
+            raise ValueError(f"reference_depth must be >= 0, got {self.reference_depth}")
         if self.pose_distance < 0 or self.optimal_baseline <= 0:
             raise ValueError(f"pose_distance must be >= 0 and optimal_baseline > 0, got {self.pose_distance}, {self.optimal_baseline}")
         if self.max_views < 1:
@@ -80,6 +89,7 @@ class KeyframeSet:
     cfg: KeyframeConfig = field(default_factory=KeyframeConfig)
     frames: list[Frame] = field(default_factory=list)  # oldest first
     evicted: Counter = field(default_factory=Counter)  # 'outlier', 'tf_revised'
+    scene_depth: float | None = None  # m, median of the latest live depth (`observe_depth`); kept across resets
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -91,11 +101,26 @@ class KeyframeSet:
     def reset(self) -> None:
         self.frames.clear()
 
+    def observe_depth(self, depth: np.ndarray) -> None:
+        """Note the scene depth from a live depth map (m, 0 / non-finite = invalid). The node calls
+        it from its worker thread: one float assignment, read whole by the executor thread."""
+        d = np.asarray(depth, dtype=np.float64)
+        valid = d[np.isfinite(d) & (d > 0)]
+        if valid.size:
+            self.scene_depth = float(np.median(valid))
+
+    def scale(self) -> float:
+        """Factor on pose_distance and optimal_baseline: min(1, scene depth / reference_depth),
+        at least 0.05; 1 when off or before any depth."""
+        if self.cfg.reference_depth <= 0 or self.scene_depth is None:
+            return 1.0
+        return float(np.clip(self.scene_depth / self.cfg.reference_depth, 0.05, 1.0))
+
     def reason_to_add(self, frame: Frame) -> str | None:
         """Why `frame` would become a keyframe ('first', 'novel', 'age'), or None."""
         if not self.frames:
             return "first"
-        if pose_distance(self.newest.T_wc, frame.T_wc)[0] >= self.cfg.pose_distance:
+        if pose_distance(self.newest.T_wc, frame.T_wc)[0] >= self.cfg.pose_distance * self.scale():
             return "novel"
         if self.cfg.max_age_s > 0 and frame.stamp - self.newest.stamp >= self.cfg.max_age_s:
             return "age"
@@ -165,7 +190,8 @@ class KeyframeSet:
         """The k candidates of lowest view penalty w.r.t. the target, in time order."""
         if k >= len(candidates):
             return list(candidates)
-        pen = [view_penalty(T_wc_target, kf.T_wc, self.cfg.optimal_baseline) for kf in candidates]
+        b = self.cfg.optimal_baseline * self.scale()
+        pen = [view_penalty(T_wc_target, kf.T_wc, b) for kf in candidates]
         keep = sorted(np.argsort(pen, kind="stable")[:k])
         return [candidates[i] for i in keep]
 

@@ -63,7 +63,7 @@ def keyframe_config(p) -> KeyframeConfig:
     return KeyframeConfig(
         pose_distance=p.keyframe_pose_distance, optimal_baseline=p.keyframe_optimal_baseline, buffer_size=p.keyframe_buffer_size,
         max_age_s=p.keyframe_max_age_s, max_views=p.max_views, reset_jump_translation=p.reset_jump_translation,
-        outlier_translation=p.keyframe_outlier_translation,
+        outlier_translation=p.keyframe_outlier_translation, reference_depth=p.keyframe_reference_depth,
     )
 
 
@@ -106,7 +106,8 @@ class MVGDNode(Node):
             self._output_frame(self.p.camera_frame)
 
         pubs = Publishers(self.depth_pub, self.points_pub, self.rgb_pub, self.rgb_depth_pub)
-        self.renderer = Renderer(self.predictor, pubs, self.stats, lambda: self.p, lambda: self.get_clock().now().nanoseconds * 1e-9)
+        self.renderer = Renderer(self.predictor, pubs, self.stats, lambda: self.p, lambda: self.get_clock().now().nanoseconds * 1e-9,
+                                 on_live_depth=self.keyframes.observe_depth)  # the scene scale for keyframe_reference_depth
         self.create_timer(0.05, self._tick)  # frames waiting for TF; lookahead frames whose newer frames did not come
         self.create_timer(self.p.diagnostics_period_s, self._publish_diagnostics)
         self.get_logger().info(

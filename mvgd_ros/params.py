@@ -85,6 +85,9 @@ SPECS: tuple[Spec, ...] = (
          read_only=False, range=(0.0, 100.0)),
     Spec("keyframe_optimal_baseline", 0.15, "Source views are the keyframes of lowest penalty r^2 + (t - b)^2 (x5 below b) w.r.t. the target, "
          "b this baseline in metres (DeepVideoMVS / SimpleRecon).", read_only=False, range=(0.001, 100.0)),
+    Spec("keyframe_reference_depth", 0.0, "Scale keyframe_pose_distance and keyframe_optimal_baseline with the scene: x min(1, d / this), "
+         "d the median of the latest live depth map (m). E.g. 2.5: rooms keep the metre thresholds, a table 0.4 m away gets 1/6 of them. "
+         "0: fixed metres (the default).", read_only=False, range=(0.0, 100.0)),
     Spec("keyframe_buffer_size", 30, "Keyframes kept (a sliding window, oldest out) to choose source views from.", read_only=False, range=(1, 1000)),
     Spec("keyframe_outlier_translation", 1.0, "Evict a keyframe that lies this far (m, or 4x the usual keyframe spacing if more) from both "
          "an earlier and a later keyframe that agree with each other (a localisation glitch). 0 disables.",

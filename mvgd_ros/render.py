@@ -68,10 +68,14 @@ class ViewDepths:
 
 class Renderer:
     """`run(lane, job)` is the worker's job function. `params()` gives the node's current
-    parameters (they change at runtime), `now_s()` the node clock (for latency)."""
+    parameters (they change at runtime), `now_s()` the node clock (for latency), `on_live_depth`
+    each live camera's depth map (model resolution, m) as soon as it is predicted (the keyframe
+    set's scene depth)."""
 
-    def __init__(self, predictor, pubs: Publishers, stats, params: Callable[[], Any], now_s: Callable[[], float]):
+    def __init__(self, predictor, pubs: Publishers, stats, params: Callable[[], Any], now_s: Callable[[], float],
+                 on_live_depth: Callable[[np.ndarray], None] | None = None):
         self.predictor, self.pubs, self.stats, self._params, self._now_s = predictor, pubs, stats, params, now_s
+        self.on_live_depth = on_live_depth
         self.view_depths = ViewDepths()
 
     def run(self, _lane: str, job: Job) -> None:
@@ -95,6 +99,8 @@ class Renderer:
         pred, dt = self._predict(job, v, "depth", p)
         if job.live is not None:
             self.view_depths.put(job.live, pred.depth, pred.K)  # unmasked: masking is for publishing
+            if self.on_live_depth is not None:
+                self.on_live_depth(pred.depth)
         if not job.publish_depth:  # a keyframe's depth for virtual views only (nobody subscribes to it)
             self.stats.count("keyframe_depth_kept")
             return

@@ -41,6 +41,12 @@ class _Scorer:
         return {"abs_rel": np.nan if nan else 0.3, "delta1": np.nan if nan else 0.6, "coverage": 0.0 if nan else 0.5}
 
 
+def _pose_x(x: float) -> np.ndarray:
+    T = np.eye(4)
+    T[0, 3] = x
+    return T
+
+
 class _Bar:
     n = 0
 
@@ -171,6 +177,36 @@ def test_end_to_end_on_a_held_out_sequence(tmp_path, monkeypatch, capsys):
     from PIL import Image
 
     assert Image.open(fig).size[0] > 200 and "| procedural wide | 0 | live |" in capsys.readouterr().out
+
+
+def test_scene_scaled_keyframes_replay_with_the_predicted_depth(tmp_path, monkeypatch):
+    es = load_script("training/evaluate_sequences.py")
+    from mvgd_core.data.make_bag import PROCEDURAL
+
+    monkeypatch.setitem(PROCEDURAL, "num_frames", 10)
+    runs = {}
+    for ref in ("0", "50"):  # 50 m: every indoor scene is "close", thresholds shrink with its depth
+        out = tmp_path / f"ref{ref}.json"
+        assert es.main(["--trajectories", "forward", "--sequences", "1", "--lookahead", "0", "--no-mvs", "--novel", "--quiet",
+                        "--threads", "1", "--keyframe-reference-depth", ref, "--out", str(out)]) == 0
+        runs[ref] = json.loads(out.read_text())["results"]["procedural forward"]["0"]
+    for cam in ("live", "virtual"):
+        assert len(runs["0"][cam]["rows"]) == len(runs["50"][cam]["rows"]) > 0  # the same answers ...
+    # the views follow the depth fed back (a walk 0.05 m a frame; the scene 0.5 m away vs. a room)
+    from mvgd_ros.keyframes import KeyframeConfig
+
+    walk = [Frame(rgb=np.zeros((8, 8, 3), np.uint8), K=np.diag([8.0, 8.0, 1.0]), T_wc=_pose_x(0.05 * i), stamp=0.1 * i,
+                  depth=np.ones((8, 8), np.float32)) for i in range(24)]
+    cfg, fed = KeyframeConfig(reference_depth=2.5), []
+
+    def depth_of(s, frames):
+        return lambda i, views: fed.append(i) or np.full((4, 4), 0.5)
+
+    near, room = es.answers([walk], 0, False, cfg, depth_of), es.answers([walk], 0, False, cfg)
+    assert fed == [i for _, i, _ in near] and [i for _, i, _ in near] == [i for _, i, _ in room]
+    assert sum(max(i - j for j in w) for _, i, w in near) < sum(max(i - j for j in w) for _, i, w in room)  # nearer views
+    with pytest.raises(SystemExit):
+        es.parse_args(["--trajectories", "forward", "--keyframe-reference-depth", "-1"])
 
 
 def test_mvs_needs_two_views_and_scores_the_live_camera_from_them():

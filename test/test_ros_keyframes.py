@@ -165,3 +165,45 @@ def test_config_validation():
         KeyframeConfig(buffer_size=0)
     with pytest.raises(ValueError, match="optimal_baseline"):
         KeyframeConfig(optimal_baseline=0.0)
+    with pytest.raises(ValueError, match="reference_depth"):
+        KeyframeConfig(reference_depth=-1.0)
+
+
+def test_thresholds_shrink_with_the_scene_depth_only_when_asked():
+    near = np.full((8, 8), 0.5)
+    near[0, 0] = 0.0  # invalid pixels do not count
+    off = KeyframeSet(CFG)
+    off.observe_depth(near)
+    assert off.scale() == 1.0  # reference_depth 0: fixed metres, whatever the depth
+    ks = KeyframeSet(KeyframeConfig(pose_distance=0.1, optimal_baseline=0.15, max_views=3, reference_depth=2.5))
+    assert ks.scale() == 1.0  # no depth yet
+    ks.add(frame(0.0))
+    assert ks.reason_to_add(frame(0.05)) is None  # 5 cm: below 0.1 m
+    ks.observe_depth(near)  # a table 0.5 m away: thresholds x 0.2
+    assert ks.scene_depth == pytest.approx(0.5) and ks.scale() == pytest.approx(0.2)
+    assert ks.reason_to_add(frame(0.05)) == "novel"  # 5 cm >= 0.02 m
+    for x in (0.02, 0.04, 0.15):
+        ks.add(frame(x))
+    assert [kf.T_wc[0, 3] for kf in ks.select(frame(0.0).T_wc, 1)] == [0.04]  # b = 0.03 m, not 0.15
+    ks.observe_depth(np.full((4, 4), 10.0))  # far: never above the metre thresholds
+    assert ks.scale() == 1.0
+    ks.observe_depth(np.full((4, 4), np.nan))  # no valid depth: the last scene depth stays
+    assert ks.scene_depth == pytest.approx(10.0)
+
+
+def test_the_replay_feeds_the_live_depth_back_as_the_node_does():
+    from mvgd_ros.eval_scoring import node_conditioning
+
+    track = [frame(0.03 * i, stamp=0.1 * i) for i in range(12)]  # 3 cm a frame
+    cfg = KeyframeConfig(pose_distance=0.1, optimal_baseline=0.15, max_views=3, reference_depth=2.5)
+    seen = []
+
+    def live_depth(i, views):
+        seen.append((i, list(views)))
+        return np.full((4, 4), 0.5)
+
+    fixed = node_conditioning(track, set(), cfg)  # no depth: metre thresholds, keyframes 12 cm apart
+    scaled = node_conditioning(track, set(), cfg, live_depth=live_depth)
+    assert [i for i, _ in seen] == sorted(scaled) and all(scaled[i] == v for i, v in seen)
+    gap = lambda views: max(11 - j for j in views)  # noqa: E731  (frames back from the live frame 11)
+    assert gap(fixed[11]) == 7 and gap(scaled[11]) < 7  # keyframes every 2 cm, views near b = 3 cm

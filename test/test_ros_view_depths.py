@@ -74,6 +74,16 @@ def test_live_depth_is_kept_and_given_to_later_virtual_views():
     assert pred.calls[-1] is None
 
 
+def test_each_live_depth_reaches_the_keyframe_set():
+    r, _ = _renderer()
+    got = []
+    r.on_live_depth = got.append
+    f = _frame(0)
+    r.run("live", Job(cond=[f], live=f, depth_view=_view(f)))
+    r.run("target", Job(cond=[f], rgb_views=[_view(_frame(5))]))  # a virtual view is not the scene the camera sees
+    assert len(got) == 1 and got[0].shape == (48, 64)
+
+
 def test_fusion_off_or_a_predictor_without_it_gets_no_view_depth():
     r, pred = _renderer(fuse_view_depth=False)
     f = _frame(0)

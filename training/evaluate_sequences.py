@@ -111,12 +111,16 @@ def bag_sets(bags: list[str]) -> dict[str, list[list[Frame]]]:
     return out
 
 
-def answers(seqs: list[list[Frame]], lookahead: int, novel: bool = False) -> list[tuple[int, int, list[int]]]:
+def answers(seqs: list[list[Frame]], lookahead: int, novel: bool = False, kf_cfg=None, depth_of=None) -> list[tuple[int, int, list[int]]]:
     """[(sequence, frame, its conditioning views)] for every depth map the node publishes with ground
-    truth to score: at the live camera, or (novel) at the withheld frames' poses (target requests)."""
+    truth to score: at the live camera, or (novel) at the withheld frames' poses (target requests).
+    kf_cfg: the node's keyframe parameters (default KeyframeConfig()); depth_of(s, frames): the live
+    depth fed back to the keyframe set (`replay`'s live_depth), for `reference_depth`."""
     from mvgd_ros.keyframes import KeyframeConfig
 
-    return [(s, i, w) for s, frames in enumerate(seqs) for i, w in replay(frames, KeyframeConfig(), lookahead, novel=novel)]
+    kf_cfg = kf_cfg or KeyframeConfig()
+    return [(s, i, w) for s, frames in enumerate(seqs)
+            for i, w in replay(frames, kf_cfg, lookahead, novel=novel, live_depth=depth_of(s, frames) if depth_of else None)]
 
 
 def score_set(scorer: Scorer, seqs: list[list[Frame]], jobs: list, lookahead: int, mvs: bool, bar, live: dict | None = None) -> list[dict]:
@@ -208,21 +212,30 @@ def save_chart(path, results: dict, target: float = 0.10) -> Path:
     return Path(path)
 
 
-def evaluate(pred, sets: dict[str, list[list[Frame]]], lookahead: list[int], novel: bool, mvs: bool, quiet: bool) -> dict:
-    """results[set][lag][camera] = `summary` with its "rows"; camera "live", and "virtual" with novel."""
+def evaluate(pred, sets: dict[str, list[list[Frame]]], lookahead: list[int], novel: bool, mvs: bool, quiet: bool, kf_cfg=None) -> dict:
+    """results[set][lag][camera] = `summary` with its "rows"; camera "live", and "virtual" with novel.
+    kf_cfg: the node's keyframe parameters (default KeyframeConfig()); with reference_depth > 0 the
+    views depend on the depth predicted so far, so each lag's answers are replayed with the scorer."""
     from tqdm import tqdm
 
+    from mvgd_ros.lookahead import refine_sources
+
+    adaptive = kf_cfg is not None and kf_cfg.reference_depth > 0
     cameras = ("live", "virtual") if novel else ("live",)
-    jobs = {(name, lag, cam): answers(seqs, lag, cam == "virtual") for name, seqs in sets.items() for lag in lookahead for cam in cameras}
-    bar = tqdm(total=sum(map(len, jobs.values())), unit="frame", disable=quiet)
+    # answers per frame do not depend on the views chosen: the pose-only replay counts them
+    bar = tqdm(total=sum(len(answers(seqs, lag, cam == "virtual")) for seqs in sets.values() for lag in lookahead for cam in cameras),
+               unit="frame", disable=quiet)
     results = {name: {lag: {} for lag in lookahead} for name in sets}
     for name, seqs in sets.items():
-        scorer = Scorer(pred, tuple(pred.image_size), keep_depth=novel)  # its cache is keyed by sequence index: one per set
+        scorer = Scorer(pred, tuple(pred.image_size), keep_depth=novel or adaptive)  # its cache is keyed by sequence index: one per set
         for lag in lookahead:
+            depth_of = (lambda s, frames, lag=lag: scorer.live_depth_fn(s, frames, refine_sources(lag))) if adaptive else None
+            jobs = {}
             for cam in cameras:  # live first: the targets fuse the live depth
                 bar.set_description(f"{name}, lookahead {lag}, {cam}")
-                live = None if cam == "live" else {(s, i): w for s, i, w in jobs[name, lag, "live"]}
-                rows = score_set(scorer, seqs, jobs[name, lag, cam], lag, mvs, bar, live)
+                jobs[cam] = answers(seqs, lag, cam == "virtual", kf_cfg, depth_of)
+                live = None if cam == "live" else {(s, i): w for s, i, w in jobs["live"]}
+                rows = score_set(scorer, seqs, jobs[cam], lag, mvs, bar, live)
                 results[name][lag][cam] = {**summary(rows), "rows": rows}
             scorer.live_depth.clear()  # this lag's live depth is no longer needed
     bar.close()
@@ -238,6 +251,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--real", nargs="*", default=[], choices=sorted(REAL),
                     help="held-out real sequences from their folders: hololens (the walk's last quarter), tabletop")
     ap.add_argument("--lookahead", type=int, nargs="+", default=[0, 2], help="the node's lookahead_frames (each set at each)")
+    ap.add_argument("--keyframe-reference-depth", type=float, default=0.0,
+                    help="the node's keyframe_reference_depth (m; 0: fixed metre thresholds, the default)")
     ap.add_argument("--no-mvs", dest="mvs", action="store_false", help="skip the classical baseline (~0.6 s a frame)")
     ap.add_argument("--novel", action="store_true", help="also the withheld frames' poses (virtual views: depth, RGB PSNR)")
     ap.add_argument("--model", default=str(ROOT / "models" / "mvgd_default.pt"))
@@ -248,8 +263,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--figure", default="", help="also draw the live-camera chart (PNG) here")
     ap.add_argument("--from-json", default="", help="no evaluation: table and --figure from an earlier run's JSON")
     a = ap.parse_args(argv)
-    if a.sequences < 1 or any(k < 0 for k in a.lookahead):
-        ap.error("--sequences must be >= 1 and --lookahead values >= 0")
+    if a.sequences < 1 or any(k < 0 for k in a.lookahead) or a.keyframe_reference_depth < 0:
+        ap.error("--sequences must be >= 1, --lookahead values and --keyframe-reference-depth >= 0")
     if not a.trajectories and not a.bags and not a.real and not a.from_json:
         ap.error("nothing to evaluate: give --trajectories, --bags and / or --real")
     a.command = " ".join(["python training/evaluate_sequences.py", *(sys.argv[1:] if argv is None else argv)])
@@ -273,7 +288,9 @@ def main(argv=None) -> int:
     pred = MVGDPredictor.from_checkpoint(a.model, device="cpu", steps=1)
     pred.use_refine_net = a.refine_net
     t0 = time.time()
-    results = evaluate(pred, sets, a.lookahead, a.novel, a.mvs, a.quiet)
+    from mvgd_ros.keyframes import KeyframeConfig
+
+    results = evaluate(pred, sets, a.lookahead, a.novel, a.mvs, a.quiet, KeyframeConfig(reference_depth=a.keyframe_reference_depth))
     md = table(results)
     print(f"`{a.command}` ({time.time() - t0:.0f} s), medians over observable frames:\n\n{md}")
     out = Path(a.out)

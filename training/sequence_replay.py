@@ -18,15 +18,15 @@ from mvgd_core.data.types import Frame
 
 
 def replay(frames: list[Frame], kf_cfg, lookahead: int = 0, holdout_every: int = 4, warmup: int = 2,
-           novel: bool = False) -> list[tuple[int, list[int]]]:
+           novel: bool = False, live_depth=None) -> list[tuple[int, list[int]]]:
     """[(frame index, indices of its conditioning views)] for every answer the node publishes with
     ground truth to score: the live frames (novel False) or the withheld target poses (True). The
     first frame's answer comes from itself alone (a monocular guess, in the *none* regime), as
-    the node publishes it."""
+    the node publishes it. live_depth: `node_conditioning`'s (for `reference_depth`)."""
     from mvgd_ros.eval_scoring import holdout_indices, node_conditioning
 
     held = holdout_indices(len(frames), holdout_every, warmup)
-    return [(i, w) for i, w in sorted(node_conditioning(frames, held, kf_cfg, lookahead=lookahead).items())
+    return [(i, w) for i, w in sorted(node_conditioning(frames, held, kf_cfg, lookahead=lookahead, live_depth=live_depth).items())
             if (i in held) == novel and w and frames[i].depth is not None]
 
 
@@ -62,6 +62,15 @@ class Scorer:
     @staticmethod
     def _live_key(seq_id: int, i: int, window: list[int], refine_sources: int | None) -> tuple:
         return seq_id, i, tuple(window), refine_sources
+
+    def live_depth_fn(self, seq_id: int, frames: list[Frame], refine_sources: int | None):
+        """(i, window) -> frame i's live depth from `window` (predicted now, cached for its score
+        later; needs keep_depth): what the node's worker feeds back to its keyframe set."""
+        def depth(i: int, window: list[int]):
+            self.score(seq_id, frames, i, window, "depth", refine_sources)
+            kept = self.kept_depth(seq_id, i, window, refine_sources)
+            return None if kept is None else kept[0]
+        return depth
 
     def kept_depth(self, seq_id: int, i: int, window: list[int], refine_sources: int | None):
         """(depth, K) frame i got as the live camera from `window` (keep_depth), or None."""
