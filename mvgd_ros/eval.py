@@ -140,7 +140,9 @@ def run_eval(args) -> dict:
                  window=args.sweep_window, cost_filter=args.sweep_filter)
     from mvgd_ros.node import keyframe_config
 
-    cond_sets = node_conditioning(frames, held, keyframe_config(node_params), node_params.select_views, node_params.lookahead_frames)
+    kf_cfg = keyframe_config(node_params)  # with keyframe_reference_depth the views followed the depth the node published
+    fed = (lambda i, views: pb.live[i].data if i in pb.live else None) if kf_cfg.reference_depth > 0 else None
+    cond_sets = node_conditioning(frames, held, kf_cfg, node_params.select_views, node_params.lookahead_frames, live_depth=fed)
     results, rows, labels, more = score_frames(frames, live, pb.rgb, pb.vdepth, cond_sets, sweep, out,
                                                baselines=not args.no_baselines, max_pictures=args.max_pictures, progress=not args.quiet,
                                                model_hw=model_hw, train_median=train_median)
