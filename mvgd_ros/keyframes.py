@@ -103,7 +103,10 @@ class KeyframeSet:
 
     def observe_depth(self, depth: np.ndarray) -> None:
         """Note the scene depth from a live depth map (m, 0 / non-finite = invalid). The node calls
-        it from its worker thread: one float assignment, read whole by the executor thread."""
+        it from its worker thread: one float assignment, read whole by the executor thread. Off
+        (reference_depth 0): nothing to compute; a later switch-on takes the next live depth."""
+        if self.cfg.reference_depth <= 0:
+            return
         d = np.asarray(depth, dtype=np.float64)
         valid = d[np.isfinite(d) & (d > 0)]
         if valid.size:

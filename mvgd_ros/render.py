@@ -69,8 +69,8 @@ class ViewDepths:
 class Renderer:
     """`run(lane, job)` is the worker's job function. `params()` gives the node's current
     parameters (they change at runtime), `now_s()` the node clock (for latency), `on_live_depth`
-    each live camera's depth map (model resolution, m) as soon as it is predicted (the keyframe
-    set's scene depth)."""
+    each live camera's depth map (the published camera's size, pose units) as soon as it is
+    predicted (the keyframe set's scene depth)."""
 
     def __init__(self, predictor, pubs: Publishers, stats, params: Callable[[], Any], now_s: Callable[[], float],
                  on_live_depth: Callable[[np.ndarray], None] | None = None):

@@ -77,13 +77,14 @@ REAL = {"hololens": "data/hololens_office|../shared/data/hololens_office", "tabl
 
 def real_sets(names: list[str]) -> dict[str, list[list[Frame]]]:
     """{set name (with its frame count): [its frames]} for REAL's names; SystemExit when no folder exists."""
+    from evaluate_model import _first_existing
     from mvgd_core.data.deepvideomvs import list_images, read_deepvideomvs
     from mvgd_core.data.seven_scenes import read_seven_scenes
     from mvgd_core.data.splits import hololens_split
 
     out = {}
     for name in names:
-        path = next((ROOT / p for p in REAL[name].split("|") if (ROOT / p).is_dir()), None)  # relative to the repository
+        path = _first_existing(REAL[name])
         if path is None:
             raise SystemExit(f"evaluate_sequences: none of {REAL[name]} exists")
         if name == "hololens":
@@ -222,20 +223,20 @@ def evaluate(pred, sets: dict[str, list[list[Frame]]], lookahead: list[int], nov
 
     adaptive = kf_cfg is not None and kf_cfg.reference_depth > 0
     cameras = ("live", "virtual") if novel else ("live",)
-    # answers per frame do not depend on the views chosen: the pose-only replay counts them
-    bar = tqdm(total=sum(len(answers(seqs, lag, cam == "virtual")) for seqs in sets.values() for lag in lookahead for cam in cameras),
-               unit="frame", disable=quiet)
+    # Pose-only replay: the views (fixed-metre keyframes) and, always, how many answers there are.
+    jobs = {(name, lag, cam): answers(seqs, lag, cam == "virtual", kf_cfg) for name, seqs in sets.items() for lag in lookahead for cam in cameras}
+    bar = tqdm(total=sum(map(len, jobs.values())), unit="frame", disable=quiet)
     results = {name: {lag: {} for lag in lookahead} for name in sets}
     for name, seqs in sets.items():
         scorer = Scorer(pred, tuple(pred.image_size), keep_depth=novel or adaptive)  # its cache is keyed by sequence index: one per set
         for lag in lookahead:
-            depth_of = (lambda s, frames, lag=lag: scorer.live_depth_fn(s, frames, refine_sources(lag))) if adaptive else None
-            jobs = {}
+            depth_of = lambda s, frames, lag=lag: scorer.live_depth_fn(s, frames, refine_sources(lag))  # noqa: E731
             for cam in cameras:  # live first: the targets fuse the live depth
                 bar.set_description(f"{name}, lookahead {lag}, {cam}")
-                jobs[cam] = answers(seqs, lag, cam == "virtual", kf_cfg, depth_of)
-                live = None if cam == "live" else {(s, i): w for s, i, w in jobs["live"]}
-                rows = score_set(scorer, seqs, jobs[cam], lag, mvs, bar, live)
+                if adaptive:  # the views follow the depth predicted so far: replayed again with it
+                    jobs[name, lag, cam] = answers(seqs, lag, cam == "virtual", kf_cfg, depth_of)
+                live = None if cam == "live" else {(s, i): w for s, i, w in jobs[name, lag, "live"]}
+                rows = score_set(scorer, seqs, jobs[name, lag, cam], lag, mvs, bar, live)
                 results[name][lag][cam] = {**summary(rows), "rows": rows}
             scorer.live_depth.clear()  # this lag's live depth is no longer needed
     bar.close()
