@@ -84,6 +84,7 @@ class Collector:
         from sensor_msgs.msg import CameraInfo, Image
 
         from mvgd_ros import image_codec as IC
+        from mvgd_ros.player import SpinThread
 
         self.IC = IC
         self.ctx = rclpy.Context()
@@ -107,8 +108,7 @@ class Collector:
         self.PoseStamped = PoseStamped
         self.ex = SingleThreadedExecutor(context=self.ctx)
         self.ex.add_node(self.node)
-        self.thread = threading.Thread(target=self.ex.spin, daemon=True)
-        self.thread.start()
+        self.spinner = SpinThread(self.ex)  # joined in close() before anything is destroyed
 
     @staticmethod
     def _stamp(h) -> float:
@@ -154,11 +154,14 @@ class Collector:
                     o.K = self.infos[kind].get(key)
 
     def close(self):
+        """Stop spinning (joined), then tear down. Shutting down the executor while `spin()` still
+        ran on its thread left that thread busy at full CPU once and mvgd-eval waiting on it."""
         import rclpy
 
+        self.spinner.stop()
         self.ex.shutdown()
         self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
+        rclpy.try_shutdown(context=self.ctx)
 
 
 def _node_command(args) -> list[str]:

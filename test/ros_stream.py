@@ -17,6 +17,7 @@ from std_msgs.msg import Header
 from fake_model_node import encode_position
 from mvgd_core.cameras import make_pose
 from mvgd_ros import image_codec
+from mvgd_ros.player import SpinThread
 from mvgd_ros.tf import TF_STATIC_QOS, broadcast_message
 
 CAM = "cam_optical_frame"
@@ -56,8 +57,7 @@ class Io:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spinner = SpinThread(self.executor)  # joined in close() before anything is destroyed
 
     def _on_depth(self, msg):
         with self.lock:
@@ -82,6 +82,7 @@ class Io:
         self.image_pub.publish(image_codec.rgb_to_image(rgb, header))
 
     def close(self):
+        self.spinner.stop()
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.ctx)

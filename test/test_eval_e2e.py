@@ -116,3 +116,23 @@ def test_eval_bag_without_depth_or_images(tmp_path, capsys):
     assert args.image_topic == "/camera/color/image_raw" and args.depth_topic == ""  # evaluate what is possible
     rc = E.main([str(bag), "--image-topic", "/nope", "--out", str(tmp_path / "r")])
     assert rc == 2 and "--image-topic /nope is not in the bag" in capsys.readouterr().err
+
+
+def test_collector_close_joins_its_spin_thread():
+    """mvgd-eval's in-process collector: close() returns only after its spin thread has left
+    (once, a spin thread still running after the executor shut down kept a core busy and the
+    evaluation waiting), and a second collector in the same process starts cleanly."""
+    import threading
+    from types import SimpleNamespace
+
+    from mvgd_ros.eval_node import Collector
+
+    args = SimpleNamespace(depth_out="/mvgd_test/depth", rgb_out="", virtual_depth_out="", target_pose_topic="/mvgd_test/target")
+    before = set(threading.enumerate())
+    for _ in range(2):
+        col = Collector(args)
+        assert col.spinner._thread.is_alive()
+        col.close()
+        assert not col.spinner._thread.is_alive()
+        assert not col.ctx.ok()
+    assert [t.name for t in set(threading.enumerate()) - before if t.is_alive()] == []
