@@ -30,6 +30,7 @@ from mvgd_core.model import MVGD
 from mvgd_core.observability import observability
 from mvgd_core.refine import RefineConfig, frame_rescale, refine_batch
 from mvgd_core.refine_net import RefineNet, apply_refine_net
+from mvgd_core.view_cache import CachedView, ViewCache
 from mvgd_core.view_depth_fusion import FusionConfig, fuse_view_depths
 from mvgd_core.view_synthesis import SynthesisConfig, synthesize_batch
 from mvgd_core.sampler import DDIMSampler
@@ -105,7 +106,10 @@ class MVGDPredictor:
     sees; `synthesize=False` or SynthesisConfig(enabled=False): the network's RGB alone.
     fusion: at a novel target, the depth the conditioning views already have (their own live
     predictions, passed as `view_depth`) reprojected and median-fused with the network's
-    (mvgd_core.view_depth_fusion); nothing changes without `view_depth`."""
+    (mvgd_core.view_depth_fusion); nothing changes without `view_depth`.
+    view_cache: `predict` keeps each conditioning frame's model-size image and matching features
+    (mvgd_core.view_cache) for the next predictions from the same Frame objects; the model's
+    weights and device must not change afterwards (call view_cache.clear() if they do)."""
 
     def __init__(self, model: MVGD, diffusion_cfg: DiffusionConfig = DiffusionConfig(), device="auto", steps: int = 10,
                  calibration: ConfidenceCalibration | None = None, refine: RefineConfig = RefineConfig(),
@@ -122,6 +126,7 @@ class MVGDPredictor:
         self.diffusion = GaussianDiffusion(diffusion_cfg)
         self.sampler = DDIMSampler(self.diffusion, eta=0.0)
         self.steps = steps
+        self.view_cache = ViewCache()
 
     @classmethod
     def from_checkpoint(cls, path, device="auto", steps: int = 10, use_ema: bool = True, refine: RefineConfig = RefineConfig(),
@@ -145,9 +150,10 @@ class MVGDPredictor:
 
     @torch.no_grad()
     def sample(self, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, task, steps: int | None = None, seed: int = 0,
-               return_match: bool = False):
+               return_match: bool = False, cond_feats: torch.Tensor | None = None):
         """Sample targets at the model's image_size. Inputs as in MultiViewBatch (rgb in [0, 1],
         images already at image_size, K for that size). task: "rgb" | "depth" | (B,) ids.
+        cond_feats: the views' `MVGD.view_features`, when already known (None: computed here).
 
         Returns (x0 (B, 3, H, W) model space on CPU, scale (B,) SSN scale on CPU), plus, with
         return_match, the cost volume's MatchOutput or None (model without matching): the input
@@ -166,7 +172,8 @@ class MVGDPredictor:
         H, W = self.image_size
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             scene = self.model.encode_scene(inp.cond_rgb, inp.cond_K, inp.cond_T)  # (B, N*P, D), once for all steps
-            context = self.model.encode_context(inp.cond_rgb, inp.cond_K, inp.cond_T, inp.tgt_K)  # None for raymap-only models
+            context = self.model.encode_context(inp.cond_rgb, inp.cond_K, inp.cond_T, inp.tgt_K,  # None for raymap-only models
+                                                None if cond_feats is None else cond_feats.to(dev))
             kw = {"scale_feats": inp.scale_feats} if self.model.cfg.scale_input else {}
             if context is not None:
                 kw["context"] = context
@@ -241,16 +248,18 @@ class MVGDPredictor:
         return out, mask
 
     def synthesized(self, rgb, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, steps, seed, refine: bool | None = None,
-                    synthesize: bool | None = None, view_depth: list | None = None):
+                    synthesize: bool | None = None, view_depth: list | None = None, cond_feats: torch.Tensor | None = None):
         """(rgb, depth, replaced, fused): the network's rgb (B, 3, H, W) in [0, 1] at the model's
         resolution (other inputs as for `sample`), with the conditioning views warped in by the
         target's predicted (refined) depth when view synthesis is on (`synthesize`: None =
         self.synthesis.enabled); that depth (B, H, W) and `refined`'s mask, exactly what task
         "depth" with the same seed gives (None, None when off): the view's depth at no extra cost.
-        view_depth: as for `fused`; the warp uses the fused depth, and `fused`'s mask comes last."""
+        view_depth: as for `fused`; the warp uses the fused depth, and `fused`'s mask comes last.
+        cond_feats: as for `sample`."""
         if not (self.synthesis.enabled if synthesize is None else synthesize):
             return rgb, None, None, None
-        x0, scale, match = self.sample(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, "depth", steps, seed, return_match=True)
+        x0, scale, match = self.sample(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, "depth", steps, seed, return_match=True,
+                                       cond_feats=cond_feats)
         depth, replaced = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine, match=match)
         depth, fused = self.fused(depth, cond_K, cond_T_wc, tgt_K, tgt_T_wc, view_depth)
         cfg = dataclasses.replace(self.synthesis, enabled=True)
@@ -330,10 +339,11 @@ class MVGDPredictor:
             raise ValueError(f"predict: task must be one of {sorted(TASKS)}, got {task!r}")
         tgt_K, tgt_T = _target_tensors(tgt_K, tgt_T_wc, tgt_hw)
         hw = self.image_size
-        cond_rgb, cond_K, cond_T = _cond_tensors(cond, hw)  # (1, N, ...) at the model's size
+        cond_rgb, cond_K, cond_T, feats = self._cond_tensors(cond)  # (1, N, ...) at the model's size
         tgt_K_model = resize_intrinsics(tgt_K, tuple(tgt_hw), hw)
         views = None if view_depth is None else [_view_depths(view_depth, len(cond))]
-        x0, scale, match = self.sample(cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], task, steps, seed, return_match=True)
+        x0, scale, match = self.sample(cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], task, steps, seed, return_match=True,
+                                       cond_feats=feats)
         h, w = int(tgt_hw[0]), int(tgt_hw[1])
         depth = rgb = confidence = replaced = rescale = observable = fused = None
         if task == "depth":
@@ -346,7 +356,7 @@ class MVGDPredictor:
             depth = _resized(d[0].numpy().astype(np.float32), (h, w), cv2.INTER_NEAREST)
         else:
             im, d, replaced, fused = self.synthesized(((x0 + 1) / 2).clamp(0, 1), cond_rgb, cond_K, cond_T, tgt_K_model[None],
-                                                      tgt_T[None], steps, seed, refine, synthesize, views)
+                                                      tgt_T[None], steps, seed, refine, synthesize, views, feats)
             im = (im[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
             if d is not None:  # view synthesis predicted the view's depth: return it too (same as task "depth")
                 depth = _resized(d[0].numpy().astype(np.float32), (h, w), cv2.INTER_NEAREST)
@@ -357,6 +367,26 @@ class MVGDPredictor:
                           confidence_calibrated=confidence is not None and self.confidence_calibrated,
                           refined_share=None if replaced is None else float(replaced.float().mean()), refine_rescale=rescale,
                           observable_share=observable, fused_share=None if fused is None else float(fused.float().mean()))
+
+
+    def _cond_tensors(self, cond: list[Frame]):
+        """`_cond_tensors` for predict, plus the views' matching features ((1, N, C, h, w) on the
+        device, None for models without), each view's share taken from `view_cache` when it has it."""
+        _check_cond(cond)
+        views = self.view_cache.views(cond, self._cached_views)
+        rgb, K = torch.stack([v.rgb for v in views])[None], torch.stack([v.K for v in views])[None]
+        T = torch.stack([torch.as_tensor(f.T_wc) for f in cond])[None]
+        feats = None if views[0].feats is None else torch.stack([v.feats for v in views])[None]
+        return rgb, K, T, feats
+
+    @torch.no_grad()
+    def _cached_views(self, frames: list[Frame]) -> list[CachedView]:
+        """ViewCache's `make`: frames at the model's size and, with one encoder pass, their features."""
+        rgb, K, _ = _cond_tensors(frames, self.image_size)  # (1, k, ...)
+        feats = None
+        if self.model.cfg.decoder:  # the same input as `sample` gives the model: [0, 1] -> [-1, 1] on the device
+            feats = self.model.view_features(rgb.to(self.device, torch.float32) * 2 - 1)[0]
+        return [CachedView(rgb[0, i], K[0, i], None if feats is None else feats[i]) for i in range(len(frames))]
 
 
 def _target_tensors(tgt_K, tgt_T_wc, tgt_hw) -> tuple[torch.Tensor, torch.Tensor]:
@@ -375,19 +405,25 @@ def _target_tensors(tgt_K, tgt_T_wc, tgt_hw) -> tuple[torch.Tensor, torch.Tensor
 def _cond_tensors(cond: list[Frame], hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Conditioning frames (any sizes) -> (rgb (1, N, 3, h, w) in [0, 1], K (1, N, 3, 3) for hw,
     T_wc (1, N, 4, 4)) at the model's size hw (INTER_AREA); ValueError for an empty list or a bad frame."""
-    if not cond:
-        raise ValueError("predict: need at least one conditioning frame, got an empty list")
+    _check_cond(cond)
     rgbs, Ks, Ts = [], [], []
-    for i, f in enumerate(cond):
-        if not isinstance(f, Frame):
-            raise ValueError(f"predict: cond[{i}] is {type(f).__name__}, expected Frame")
-        if not np.isfinite(f.T_wc).all() or not np.isfinite(f.K).all():
-            raise ValueError(f"predict: cond[{i}] has a non-finite pose or intrinsics")
+    for f in cond:
         rgb = _resized(f.rgb, hw, cv2.INTER_AREA)
         rgbs.append(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0)  # (3, h, w)
         Ks.append(resize_intrinsics(torch.as_tensor(f.K), f.rgb.shape[:2], hw))
         Ts.append(torch.as_tensor(f.T_wc))
     return torch.stack(rgbs)[None], torch.stack(Ks)[None], torch.stack(Ts)[None]
+
+
+def _check_cond(cond: list[Frame]) -> None:
+    """ValueError for an empty list, a non-Frame or a non-finite pose or intrinsics."""
+    if not cond:
+        raise ValueError("predict: need at least one conditioning frame, got an empty list")
+    for i, f in enumerate(cond):
+        if not isinstance(f, Frame):
+            raise ValueError(f"predict: cond[{i}] is {type(f).__name__}, expected Frame")
+        if not np.isfinite(f.T_wc).all() or not np.isfinite(f.K).all():
+            raise ValueError(f"predict: cond[{i}] has a non-finite pose or intrinsics")
 
 
 def _resized(a: np.ndarray, hw: tuple[int, int], interpolation: int) -> np.ndarray:

@@ -286,20 +286,34 @@ class MVGD(nn.Module):
         tokens = feats.view(B, N, -1, cfg.dim) + self.ray_embed(rays) + self.type_embed[0]  # (B, N, P, D)
         return tokens.flatten(1, 2)  # (B, N*P, D)
 
-    def encode_context(self, cond_rgb, cond_K, cond_T, tgt_K) -> "Context | None":
+    def view_features(self, cond_rgb) -> torch.Tensor:
+        """Matching features of each view on its own: (B, N, 3, H, W) in [-1, 1] -> (B, N, C, H/s, W/s)
+        float32 (cfg.decoder only). A view's features depend on its image alone, so a caller that sees
+        the same views again (the node's keyframes) may keep them and pass them to encode_context."""
+        B, N, _, H, W = cond_rgb.shape
+        s = self.cfg.match_stride
+        with torch.autocast(cond_rgb.device.type, enabled=False):
+            # views in chunks: the full-resolution first layer of 1024 views at once is ~0.4 GB and made
+            # prediction time superlinear in N (memory traffic); same values as one call
+            flat = cond_rgb.flatten(0, 1).float()
+            return torch.cat([self.features(x) for x in flat.split(FEATURE_CHUNK)]).view(B, N, -1, H // s, W // s)
+
+    def encode_context(self, cond_rgb, cond_K, cond_T, tgt_K, feats: torch.Tensor | None = None) -> "Context | None":
         """t-independent per-pixel context of the target (samplers cache it like scene tokens):
         own-view features when the target is a conditioning view, and the matching output.
-        None when cfg.decoder is off. Shapes as in forward."""
+        None when cfg.decoder is off. Shapes as in forward; feats: `view_features(cond_rgb)` when
+        the caller already has them (None: computed here)."""
         cfg = self.cfg
         if not cfg.decoder:
             return None
         B, N, _, H, W = cond_rgb.shape
         s = cfg.match_stride
+        if feats is None:
+            feats = self.view_features(cond_rgb)  # (B, N, C, h, w)
+        elif tuple(feats.shape) != (B, N, cfg.match_channels, H // s, W // s):
+            raise ValueError(f"encode_context: feats must be {(B, N, cfg.match_channels, H // s, W // s)}, got {tuple(feats.shape)}")
         with torch.autocast(cond_rgb.device.type, enabled=False):  # geometry and costs in float32
-            # views in chunks: the full-resolution first layer of 1024 views at once is ~0.4 GB and made
-            # prediction time superlinear in N (memory traffic); same values as one call
-            flat = cond_rgb.flatten(0, 1).float()
-            feats = torch.cat([self.features(x) for x in flat.split(FEATURE_CHUNK)]).view(B, N, -1, H // s, W // s)  # (B, N, C, h, w)
+            feats = feats.float()
             has_ref, ref_idx = find_reference_view(cond_T.float(), cond_K.float(), tgt_K.float())
             match = self.cost_volume(feats, cond_rgb.float(), cond_K, cond_T, tgt_K) if cfg.matching else None
         ref = feats[torch.arange(B, device=feats.device), ref_idx] * has_ref.view(B, 1, 1, 1).to(feats.dtype)  # (B, C, h, w)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mvgd_core import cost_volume
-from mvgd_core.cameras import invert_pose, look_at
+from mvgd_core.cameras import invert_pose, look_at, resize_intrinsics
 from mvgd_core.cost_volume import (CostVolume, FeatureEncoder, _pairwise_agreement, depth_hypotheses, find_reference_view,
                                    fixed_zncc_cost, project_hypotheses, warped_windows, zncc_features)
 from mvgd_core.sparsification import sparsification_curve
@@ -239,3 +239,35 @@ def test_learned_volume_receives_the_fixed_zncc_cost(target_is_cond):
     fixed = fixed_zncc_cost(rgb, cK, cT, tK, depth_hypotheses(D, cv.d_lo, cv.d_hi), stride=4)
     k = 2 if target_is_cond else 3  # channel blocks: ref, agree (learned), ref, agree (ZNCC)
     assert torch.allclose(seen["x"][:, k * D:(k + 1) * D], fixed, atol=1e-5)
+
+
+def test_learned_ref_cost_is_the_mean_over_the_other_views():
+    """The learned "ref" channels: per hypothesis, the mean over the other valid views of the
+    cosine between the target's own features and each view's warped features (summed once at the
+    end, by linearity), in a batch of a live target (view 2 of 4) and a novel one (no ref: zero)."""
+    cv, enc = _volume()
+    N, D, h, w = 4, cv.num_depths, H // 4, W // 4
+    torch.manual_seed(1)
+    rgb = torch.rand(2, N, 3, H, W) * 2 - 1
+    T = torch.stack([torch.tensor(look_at([0.2 * i - 0.3, 0.1 * (i % 2), 0], [0, 0, 3], up=(0, -1, 0)), dtype=torch.float32)
+                     for i in range(N)])
+    T = torch.stack([invert_pose(T[2])[None] @ T, invert_pose(T[0])[None] @ T])  # (2, N, 4, 4); item 1's target ...
+    T[1, :, 0, 3] += 0.07  # ... 7 cm off view 0: novel
+    feats = enc(rgb.flatten(0, 1)).view(2, N, 16, h, w)
+    seen = {}
+    orig = cv.aggregate.forward
+    cv.aggregate.forward = lambda x: (seen.setdefault("x", x), orig(x))[1]
+    out = cv(feats, rgb, K.expand(2, N, 3, 3), T, K.expand(2, 3, 3))
+    assert out.has_ref.tolist() == [True, False]
+    unit = feats / feats.norm(dim=2, keepdim=True).clamp_min(1e-12)
+    hyp = depth_hypotheses(D, cv.d_lo, cv.d_hi)
+    Ks = resize_intrinsics(K, (H, W), (h, w))
+    corr, n = torch.zeros(D, h, w), torch.zeros(D, h, w)
+    for v in (0, 1, 3):  # every view but the target itself
+        grid, valid = project_hypotheses(Ks[None], Ks[None], T[0, v][None], hyp, h, w)
+        s = F.grid_sample(unit[0, v][None], grid, mode="bilinear", padding_mode="zeros", align_corners=True).view(16, D, h, w)
+        corr += (s * unit[0, 2][:, None]).sum(0)
+        n += valid[0].float()
+    ref = seen["x"][:, :D]  # channel block 0: learned ref cost
+    assert torch.allclose(ref[0], corr / n.clamp_min(1), atol=1e-5)
+    assert ref[1].abs().max() == 0
