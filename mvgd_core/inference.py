@@ -371,7 +371,11 @@ class MVGDPredictor:
 
     def _cond_tensors(self, cond: list[Frame]):
         """`_cond_tensors` for predict, plus the views' matching features ((1, N, C, h, w) on the
-        device, None for models without), each view's share taken from `view_cache` when it has it."""
+        device, None for models without), each view's share taken from `view_cache` when it has it.
+        More views than the cache holds (a fixed set of hundreds): no cache, the features are left
+        to `sample` as before (copies per view would double the memory of 1024 views)."""
+        if len(cond) > self.view_cache.capacity:
+            return (*_cond_tensors(cond, self.image_size), None)
         _check_cond(cond)
         views = self.view_cache.views(cond, self._cached_views)
         rgb, K = torch.stack([v.rgb for v in views])[None], torch.stack([v.K for v in views])[None]

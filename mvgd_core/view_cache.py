@@ -70,9 +70,12 @@ class ViewCache:
         return e.view
 
     def put(self, frame: Frame, view: CachedView) -> None:
+        """Keep a copy of `view` for `frame`: its tensors are often slices of one batch, and a kept
+        slice would keep the whole batch's memory alive."""
         if self.capacity == 0:
             return
-        self._entries[id(frame)] = _Entry(weakref.ref(frame), id(frame.rgb), np.array(frame.K, copy=True), view)
+        kept = CachedView(view.rgb.clone(), view.K.clone(), None if view.feats is None else view.feats.clone())
+        self._entries[id(frame)] = _Entry(weakref.ref(frame), id(frame.rgb), np.array(frame.K, copy=True), kept)
         self._entries.move_to_end(id(frame))
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)

@@ -28,8 +28,10 @@ def _view(v=0.0):
 def test_cache_answers_only_for_the_same_unchanged_frame():
     cache = ViewCache(4)
     f = _frame(0)
-    cache.put(f, _view(1.0))
-    assert cache.get(f).rgb[0, 0, 0] == 1.0
+    batch = torch.ones(2, 3, 2, 2)
+    cache.put(f, CachedView(batch[1], torch.eye(3, dtype=torch.float64), None))  # a slice of a batch ...
+    kept = cache.get(f).rgb
+    assert kept[0, 0, 0] == 1.0 and kept.untyped_storage().size() < batch.untyped_storage().size()  # ... kept as a copy of its own
     assert cache.get(_frame(0)) is None  # equal content, another object: the cache keys identity only
     f.rgb = f.rgb.copy()  # a new image array in the same frame
     assert cache.get(f) is None
@@ -85,13 +87,13 @@ def matching_predictor():
 
 def test_predict_from_a_sliding_window_is_unchanged_by_the_cache(matching_predictor, monkeypatch):
     """A node's stream: each prediction sees the last 4 frames, the newest the live camera. With the
-    cache, depth, confidence and RGB equal those computed from scratch, and the feature encoder
-    runs once per new frame instead of once per view and prediction."""
+    cache, depth, confidence and RGB equal those computed without it (capacity 0: every view of
+    every `sample` call encoded, as before the cache), and the feature encoder sees each frame once."""
     p = matching_predictor
     frames = [_frame(i) for i in range(7)]
     encoded = []
-    orig = p.model.view_features
-    monkeypatch.setattr(p.model, "view_features", lambda x: (encoded.append(x.shape[1]), orig(x))[1])
+    orig = p.model.features.forward
+    monkeypatch.setattr(p.model.features, "forward", lambda x: (encoded.append(x.shape[0]), orig(x))[1])
     results = {}
     for cap in (0, 64):
         p.view_cache = ViewCache(cap)
@@ -100,17 +102,26 @@ def test_predict_from_a_sliding_window_is_unchanged_by_the_cache(matching_predic
         for i in range(3, 7):
             cond = frames[i - 3:i + 1]
             outs.append(p.predict(cond, cond[-1].K, cond[-1].T_wc, (30, 40), task="depth", seed=i))
-            outs.append(p.predict(cond, cond[-1].K, frames[i - 1].T_wc, (30, 40), task="rgb", seed=i))
-        results[cap] = (outs, list(encoded))
-    (ref, enc_off), (got, enc_on) = results[0], results[64]
+            outs.append(p.predict(cond, cond[-1].K, frames[i - 1].T_wc, (30, 40), task="rgb", seed=i))  # samples depth too
+        results[cap] = (outs, sum(encoded))
+    (ref, images_off), (got, images_on) = results[0], results[64]
     for a, b in zip(ref, got):
         for key in ("depth", "rgb", "confidence"):
             x, y = getattr(a, key), getattr(b, key)
             assert (x is None) == (y is None)
             if x is not None:
                 np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
-    assert sum(enc_off) == 8 * 4  # 4 views, 8 predictions (rgb with view synthesis predicts its depth too: same call)
-    assert sum(enc_on) == 7  # each frame once
+    assert images_off == 4 * (4 + 2 * 4)  # 4 views; depth samples once, RGB with view synthesis twice
+    assert images_on == 7  # each frame once
+
+
+def test_more_views_than_the_cache_holds_bypass_it(matching_predictor):
+    p = matching_predictor
+    p.view_cache = ViewCache(2)
+    frames = [_frame(i) for i in range(3)]
+    out = p.predict(frames, frames[-1].K, frames[-1].T_wc, (30, 40), task="depth")
+    assert np.isfinite(out.depth).all() and len(p.view_cache) == 0 and p.view_cache.misses == 0
+    p.view_cache = ViewCache()
 
 
 def test_encode_context_takes_the_views_features_or_refuses_wrong_ones(matching_predictor):
