@@ -39,6 +39,7 @@ METHOD_LABELS = {  # table order: the model, classical baselines, know-nothing r
     "mvgd": "MVGD (node)",
     "mvs": "multi-view stereo (RGB + poses, like MVGD)",
     "mvs_confident": "multi-view stereo, confident pixels only (see coverage)",
+    "mvgd_confident": "MVGD, its most confident pixels only, as many as mvs keeps (the row above's coverage)",
     "plane_sweep": "naive plane sweep (RGB + poses)",
     "const_gt_median": "constant at the true median (knows the scale only)",
     "const_train_median": "constant at the training median (knows nothing)",
@@ -171,7 +172,7 @@ DEPTH_METRICS = ["abs_rel", "abs_rel_px_median", "rmse", "delta1", "sq_rel", "lo
 NOVEL_METRICS = ["psnr", "ssim", "abs_rel", "rmse", "delta1", "coverage"]
 
 
-SHORT = {"mvgd": "mvgd", "mvs": "mvs", "mvs_confident": "mvs (confident px)", "plane_sweep": "plane_sweep", "const_gt_median": "const_gt_median",
+SHORT = {"mvgd": "mvgd", "mvgd_confident": "mvgd (confident px)", "mvs": "mvs", "mvs_confident": "mvs (confident px)", "plane_sweep": "plane_sweep", "const_gt_median": "const_gt_median",
          "const_train_median": "const_train_median", "reprojection": "reprojection (oracle)"}
 
 

@@ -23,7 +23,8 @@ What happens:
    views, so every number has a reference.
    Reference rows on the same frames: const_gt_median (each frame's true median: knows the
    scale only), const_train_median (the model's training-data median: knows nothing), the
-   multi-view stereo baseline "mvs" (and "mvs_confident", its kept pixels only).
+   multi-view stereo baseline "mvs" (and "mvs_confident", its kept pixels only; "mvgd_confident":
+   MVGD's most confident pixels by the confidence the node publishes, as many as mvs kept).
 5. report/: metrics.json, README.md and index.html (tables), frames/*.png (inputs, GT, every
    method's depth on one colour scale with a legend, error maps, observability), overview.png.
    --out: a folder mvgd-eval creates gets a marker file (.mvgd-eval-report); a non-empty
@@ -179,7 +180,7 @@ def _reference_info(args, sweep: dict, model_hw, train_median: float | None, med
     """The summary's account of what every number is compared with: baselines and reference rows."""
     return {
         "baselines_info": None if args.no_baselines else {"conditioning": "the node's own views (its keyframe policy replayed with its parameters)",
-                                                           "plane_sweep": sweep, "mvs": "mvgd_core.mvs defaults (holes filled; mvs_confident: kept pixels only)",
+                                                           "plane_sweep": sweep, "mvs": "mvgd_core.mvs defaults (holes filled; mvs_confident: kept pixels only; mvgd_confident: MVGD's most confident pixels, as many)",
                                                            "reprojection": "nearest other view by |dt| + 1 m/rad * angle, GT depth"},
         "references_info": {"const_train_median": f"{train_median:.3f} m: {median_src}" if train_median else median_src,
                             "const_gt_median": "each frame's median valid GT depth (knows the scale only)",
@@ -217,9 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--node-cmd", default="mvgd_node")
     g.add_argument("--model-param", default="checkpoint", help="node parameter that takes the checkpoint")
     g.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE", help="extra node parameter (repeatable)")
-    g.add_argument("--depth-out", default="/mvgd/depth")
-    g.add_argument("--rgb-out", default="/mvgd/rgb", help="virtual-view RGB topic ('' to skip novel views)")
-    g.add_argument("--virtual-depth-out", default="/mvgd/rgb/depth", help="virtual-view depth topic ('' to skip); K from <rgb-out>/camera_info")
+    g.add_argument("--depth-out", default="/mvgd/depth", help="live depth output: <base>/image and <base>/camera_info")
+    g.add_argument("--rgb-out", default="/mvgd/rgb", help="virtual-view RGB output base ('' to skip novel views)")
+    g.add_argument("--virtual-depth-out", default="/mvgd/rgb/depth",
+                   help="virtual-view depth output base ('' to skip): <base>/image; K from <rgb-out>/camera_info")
     g.add_argument("--target-pose-topic", default="/mvgd/target_pose")
     g.add_argument("--startup-timeout", type=float, default=120.0, help="s to wait for the node to subscribe")
     g.add_argument("--settle", type=float, default=1.0, help="s to wait after DDS matching before playing")

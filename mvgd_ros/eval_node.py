@@ -94,16 +94,20 @@ class Collector:
         self.depth: dict[float, Output] = {}
         self.rgb: dict[float, Output] = {}
         self.vdepth: dict[float, Output] = {}
+        self.conf: dict[float, Output] = {}
         self.infos: dict[str, dict[float, np.ndarray]] = {"depth": {}, "rgb": {}}
         self.errors: list[str] = []
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self.node.create_subscription(Image, args.depth_out, lambda m: self._img(m, self.depth, "depth"), qos)
+        # outputs are image_transport camera layouts: <base>/image + <base>/camera_info (the bare base is the deprecated name)
+        self.node.create_subscription(Image, args.depth_out + "/image", lambda m: self._img(m, self.depth, "depth"), qos)
         self.node.create_subscription(CameraInfo, args.depth_out + "/camera_info", lambda m: self._info(m, "depth"), qos)
+        if not getattr(args, "no_baselines", False):  # for "mvgd (confident px)", beside mvs; the node publishes it only when asked
+            self.node.create_subscription(Image, args.depth_out + "/confidence", lambda m: self._img(m, self.conf, "confidence"), qos)
         if args.rgb_out:
-            self.node.create_subscription(Image, args.rgb_out, lambda m: self._img(m, self.rgb, "rgb"), qos)
+            self.node.create_subscription(Image, args.rgb_out + "/image", lambda m: self._img(m, self.rgb, "rgb"), qos)
             self.node.create_subscription(CameraInfo, args.rgb_out + "/camera_info", lambda m: self._info(m, "rgb"), qos)
         if args.virtual_depth_out:
-            self.node.create_subscription(Image, args.virtual_depth_out, lambda m: self._img(m, self.vdepth, "vdepth"), qos)
+            self.node.create_subscription(Image, args.virtual_depth_out + "/image", lambda m: self._img(m, self.vdepth, "vdepth"), qos)
         self.pose_pub = self.node.create_publisher(PoseStamped, args.target_pose_topic, 10)
         self.PoseStamped = PoseStamped
         self.ex = SingleThreadedExecutor(context=self.ctx)
@@ -224,7 +228,7 @@ def _wait_until_subscribed(node: NodeProcess, col: Collector, player, args) -> f
         if not node.alive():
             raise EvalError(f"the node exited with code {node.proc.returncode} before subscribing to {args.image_topic}:\n{node.tail()}")
         # every input topic matched (a camera_info or /tf lost to discovery would drop frames)
-        if not player.wait_for_subscribers(list(player.publishers), timeout=0.0) and col.node.count_publishers(args.depth_out) > 0:
+        if not player.wait_for_subscribers(list(player.publishers), timeout=0.0) and col.node.count_publishers(args.depth_out + "/image") > 0:
             break
         if time.monotonic() - t0 > args.startup_timeout:
             raise EvalError(f"the node did not subscribe to {args.image_topic} within {args.startup_timeout:.0f}s:\n{node.tail()}")
@@ -292,6 +296,9 @@ class _PlayHooks:
 def _outputs_by_index(col: Collector, stamp_to_idx: dict, held: set[int]) -> tuple[dict, dict, dict]:
     """(live depth, novel RGB, novel depth) as {frame index: Output}."""
     depth_out = {stamp_to_idx[k]: o for k, o in col.depth.items() if k in stamp_to_idx}
+    for k, o in col.depth.items():  # the confidence published beside each depth map, same stamp
+        c = col.conf.get(k)
+        o.confidence = c.data if c is not None and c.data.shape == o.data.shape else None
     rgb_out = {stamp_to_idx[k]: o for k, o in col.rgb.items() if k in stamp_to_idx and stamp_to_idx[k] in held}
     vdepth_out = {stamp_to_idx[k]: o for k, o in col.vdepth.items() if k in stamp_to_idx and stamp_to_idx[k] in held}
     live = {i: o for i, o in depth_out.items() if i not in held}

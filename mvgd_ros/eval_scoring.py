@@ -119,12 +119,14 @@ def baseline_predictions(cond: list[Frame], tgt_K, tgt_T_wc, hw, target_index, s
 
 @dataclass
 class Output:
-    """One node output: stamp (s), decoded image, its camera (K, hw), receive wall time."""
+    """One node output: stamp (s), decoded image, its camera (K, hw), receive wall time, and for a
+    live depth the confidence the node published beside it (None: not collected)."""
 
     stamp: float
     data: np.ndarray
     K: np.ndarray | None
     recv: float
+    confidence: np.ndarray | None = None
 
 
 def in_camera(f: Frame, K_out, hw) -> Frame:
@@ -197,9 +199,26 @@ def frame_observability(gt: Frame, cond: list[Frame], model_hw):
     return obs, mask.numpy()
 
 
-def frame_metrics(kind: str, gt: Frame, pred_depth, pred_rgb, base: dict, train_median: float | None) -> tuple[dict, dict]:
+def most_confident(pred: np.ndarray, conf: np.ndarray, gt: np.ndarray, share: float) -> np.ndarray:
+    """`pred` with only its most confident pixels kept (the others 0 = no depth): as many as `share`
+    of the valid ground-truth pixels, among those where both have depth (none at share 0)."""
+    g, p, c = (np.asarray(a, np.float32).ravel() for a in (gt, pred, conf))
+    has_gt = np.isfinite(g) & (g > 0)
+    cand = np.flatnonzero(has_gt & np.isfinite(p) & (p > 0) & np.isfinite(c))
+    k = min(int(round(share * has_gt.sum())), cand.size)
+    out = np.zeros_like(p)
+    if k > 0:
+        keep = cand if k == cand.size else cand[np.argpartition(-c[cand], k - 1)[:k]]
+        out[keep] = p[keep]
+    return out.reshape(np.shape(pred))
+
+
+def frame_metrics(kind: str, gt: Frame, pred_depth, pred_rgb, base: dict, train_median: float | None,
+                  pred_conf: np.ndarray | None = None) -> tuple[dict, dict]:
     """({method: {metric: value}}, {reference name: depth}) for one target: the node's output,
-    the baselines and the constant reference rows (mvgd_core.metrics.constant_references)."""
+    the baselines and the constant reference rows (mvgd_core.metrics.constant_references).
+    pred_conf: the node's confidence for pred_depth; with `mvs` it adds "mvgd_confident": MVGD on
+    its most confident pixels, as many as mvs kept on this frame (equal coverage)."""
     from mvgd_core.metrics import constant_references
 
     m: dict = {}
@@ -214,6 +233,8 @@ def frame_metrics(kind: str, gt: Frame, pred_depth, pred_rgb, base: dict, train_
                 m[name]["coverage"] = sparse.get("coverage", b["coverage"])
                 if name == "mvs":  # only the pixels it kept (confidence + consistency)
                     m["mvs_confident"] = sparse
+        if pred_depth is not None and pred_conf is not None and "mvs_confident" in m:  # the same frames, the same pixel count
+            m["mvgd_confident"] = depth_scores(most_confident(pred_depth, pred_conf, gt.depth, m["mvs_confident"]["coverage"]), gt.depth)
         refs = {k: v.numpy() for k, v in constant_references(gt.depth, train_median).items()}
         for name, d in refs.items():
             m[name] = depth_scores(d, gt.depth)
@@ -284,7 +305,7 @@ def score_frames(frames: list[Frame], live_out: dict, novel_rgb: dict, novel_dep
         pred_depth = o.data if kind == "depth_live" else (novel_depth[i].data if i in novel_depth else None)
         pred_rgb = novel_rgb[i].data if kind == "novel" and i in novel_rgb else None
         obs, obs_mask = frame_observability(gt, cond, model_hw)
-        m, refs = frame_metrics(kind, gt, pred_depth, pred_rgb, base, train_median)
+        m, refs = frame_metrics(kind, gt, pred_depth, pred_rgb, base, train_median, o.confidence if kind == "depth_live" else None)
         r = FrameResult(stamp=f.stamp, kind=kind, metrics=m, regime=obs.regime if obs else "",
                         observable_frac=obs.frac if obs else None)
         if out_dir is not None and n_pics < max_pictures:

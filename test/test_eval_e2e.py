@@ -73,6 +73,7 @@ def test_eval_end_to_end_writes_report(tiny_bag, tiny_ckpt, tmp_path, capsys):
     text = (out / "README.md").read_text()
     assert "Depth at the live camera" in text and "Latency" in text and "Observable regime (the headline)" in text
     assert (out / E.REPORT_MARKER).is_file() and "`mvgd-eval " in text  # the command next to the tables
+    assert "deprecated" not in (out / "node.log").read_text()  # subscribed to <base>/image, not the pre-0.2 names
 
 
 @pytest.mark.ros
@@ -89,6 +90,40 @@ def test_eval_with_fixed_lag_depth_gets_every_frame(tiny_bag, tiny_ckpt, tmp_pat
     m = json.loads((out / "metrics.json").read_text())
     assert m["aggregate"]["depth_live"]["mvgd"]["n"] == 8 and m["latency"]["n"] == 8
     assert not any("no output within the gate timeout" in n for n in m.get("notes", [])), m.get("notes")
+
+
+@pytest.fixture(scope="module")
+def tiny_matching_ckpt(tmp_path_factory):
+    import dataclasses
+
+    import torch
+
+    from mvgd_core.checkpoint import make_state, save_checkpoint
+    from mvgd_core.diffusion import DiffusionConfig
+    from mvgd_core.model import MVGD, PRESETS
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(PRESETS["tiny"], image_size=(16, 32), scale_input=True, decoder=True, matching=True,
+                              match_channels=8, match_depths=8, match_width=16, match_out=8, decoder_width=8)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_matching.pt"
+    save_checkpoint(path, make_state(MVGD(cfg), DiffusionConfig(), step=0))
+    return path
+
+
+@pytest.mark.ros
+def test_eval_scores_mvgd_at_the_coverage_mvs_keeps(tiny_bag, tiny_matching_ckpt, tmp_path, capsys):
+    """A model with a confidence: mvgd-eval collects the confidence the node publishes beside each
+    depth map and adds the "mvgd (confident px)" row, as many pixels as mvs kept on each frame."""
+    if not (shutil.which("mvgd_node") or os.path.exists(os.path.join(os.path.dirname(os.sys.executable), "mvgd_node"))):
+        pytest.skip("mvgd_node console script not installed (make venv)")
+    out = tmp_path / "report"
+    rc = E.main(_args(tiny_bag, tiny_matching_ckpt, out, "--holdout-every", "0", "--max-pictures", "0", "--rgb-out", ""))
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    live = json.loads((out / "metrics.json").read_text())["aggregate"]["depth_live"]
+    assert live["mvgd_confident"]["n"] >= 1 and live["mvgd_confident"]["n"] == live["mvs_confident"]["n"]
+    assert live["mvgd_confident"]["coverage"] == pytest.approx(live["mvs_confident"]["coverage"], abs=0.02)
+    assert "mvgd (confident px)" in printed.out
 
 
 @pytest.mark.ros

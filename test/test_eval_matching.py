@@ -142,3 +142,37 @@ def test_camera_info_with_zero_K_is_a_clear_error(tmp_path, capsys, monkeypatch)
     assert rc == 2 and "Traceback" not in err
     assert "K is all zero" in err and "focal lengths must be positive" in err and "/camera/color/camera_info" in err
     assert not (out / "metrics.json").exists()
+
+
+def test_most_confident_keeps_the_share_of_gt_pixels_with_the_highest_confidence():
+    from mvgd_ros.eval_scoring import most_confident
+
+    gt = np.array([[1.0, 2.0, 3.0, 0.0], [4.0, 5.0, np.nan, 6.0]], np.float32)  # 6 valid GT pixels
+    pred = np.full_like(gt, 2.0)
+    pred[1, 3] = 0.0  # no prediction there
+    conf = np.array([[0.9, 0.1, 0.8, 1.0], [0.5, 0.7, 1.0, 1.0]], np.float32)
+    kept = most_confident(pred, conf, gt, 0.5)  # 3 of 6: the three most confident pixels with GT and depth
+    assert kept.shape == gt.shape and sorted(zip(*np.nonzero(kept))) == [(0, 0), (0, 2), (1, 1)]
+    assert most_confident(pred, conf, gt, 1.0).astype(bool).sum() == 5  # never more than have both
+    assert not most_confident(pred, conf, gt, 0.0).any()  # mvs kept nothing: nothing to compare
+
+
+def test_frame_metrics_score_mvgd_at_the_coverage_mvs_kept():
+    """"mvgd_confident": MVGD on its most confident pixels, as many as mvs kept on the frame; its
+    confident pixels are its accurate ones here, so it beats MVGD on all pixels."""
+    from mvgd_core.data.types import Frame
+    from mvgd_ros.eval_scoring import frame_metrics
+
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(1, 4, (20, 30)).astype(np.float32)
+    pred = gt.copy()
+    bad = rng.random(gt.shape) < 0.5
+    pred[bad] *= 1.5
+    conf = np.where(bad, 0.2, 0.9).astype(np.float32)
+    sparse = np.where(rng.random(gt.shape) < 0.3, gt, 0.0).astype(np.float32)  # mvs kept 30 %
+    f = Frame(rgb=np.zeros((20, 30, 3), np.uint8), K=np.array([[20.0, 0, 15], [0, 20, 10], [0, 0, 1]]), T_wc=np.eye(4), depth=gt)
+    base = {"mvs": {"depth": gt, "depth_sparse": sparse, "coverage": 1.0, "rgb": None}}
+    m, _ = frame_metrics("depth_live", f, pred, None, base, None, conf)
+    assert m["mvgd_confident"]["coverage"] == pytest.approx(m["mvs_confident"]["coverage"], abs=1e-3)
+    assert m["mvgd_confident"]["abs_rel"] < 1e-6 < m["mvgd"]["abs_rel"]
+    assert "mvgd_confident" not in frame_metrics("depth_live", f, pred, None, base, None, None)[0]  # no confidence collected
