@@ -529,8 +529,12 @@ class MVGDNode(Node):
     def destroy_node(self):
         if hasattr(self, "worker"):  # absent when the constructor failed
             self.worker.stop()
-            self.get_logger().info(f"totals: {dict(self.stats.totals)}, drops {dict(self.stats.drops)}, "
-                                   f"resets {dict(self.stats.resets)}, stale requests {self.worker.counts['stale']}")
+            totals = (f"totals: {dict(self.stats.totals)}, drops {dict(self.stats.drops)}, "
+                      f"resets {dict(self.stats.resets)}, stale requests {self.worker.counts['stale']}")
+            if self.context.ok():
+                self.get_logger().info(totals)
+            else:  # Ctrl-C: rclpy's handler already shut the context down, and a log call would fail on /rosout
+                print(f"[INFO] [{self.get_name()}]: {totals}", file=sys.stderr, flush=True)
         return super().destroy_node()
 
 

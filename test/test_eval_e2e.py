@@ -73,7 +73,9 @@ def test_eval_end_to_end_writes_report(tiny_bag, tiny_ckpt, tmp_path, capsys):
     text = (out / "README.md").read_text()
     assert "Depth at the live camera" in text and "Latency" in text and "Observable regime (the headline)" in text
     assert (out / E.REPORT_MARKER).is_file() and "`mvgd-eval " in text  # the command next to the tables
-    assert "deprecated" not in (out / "node.log").read_text()  # subscribed to <base>/image, not the pre-0.2 names
+    log = (out / "node.log").read_text()
+    assert "deprecated" not in log  # subscribed to <base>/image, not the pre-0.2 names
+    assert "totals:" in log and "Failed to publish" not in log  # a clean Ctrl-C: no log call on a shut-down context
 
 
 @pytest.mark.ros
