@@ -36,6 +36,7 @@ LEVELS = ("ok", "warn", "error")
 FAILURES_ERROR = 3  # inference failures in a row that make the status ERROR
 RESCALE_WINDOW = 30  # recent live depth maps whose |refine_rescale| depth_refine_rescale is the median of
 RESCALE_MIN = 10  # ... of which at least this many must have a value
+CLOCK_SKEW_WARN_S = 30.0  # median image stamp -> publish beyond this (or 1 s in the future): stamps are not in the node's clock
 UNOBSERVABLE_WARN = WEAK_MIN  # mean observable share of a period's live depth below this: WARN (the evaluation's "none" regime)
 
 
@@ -51,7 +52,8 @@ class HealthConfig:
 
 def health_checks(cfg: HealthConfig, *, depth_rate_hz: float, depth_wanted: bool, since_image_s: float | None, uptime_s: float,
                   worker_busy_s: float | None, failure_streak: int, dropped: int, tf_rejected: int = 0,
-                  observable_share: float | None = None, images: int = 0, lookahead_expired: int = 0) -> list[tuple[str, str]]:
+                  observable_share: float | None = None, images: int = 0, lookahead_expired: int = 0,
+                  latency_s: float | None = None) -> list[tuple[str, str]]:
     """[(level, message)] of every check that is not OK (diagnostic_updater semantics)."""
     out = []
     lo, hi = cfg.expected_rate_hz
@@ -79,6 +81,9 @@ def health_checks(cfg: HealthConfig, *, depth_rate_hz: float, depth_wanted: bool
     if images >= 3 and 2 * lookahead_expired >= images:  # a stream's end expires a frame or two, not half of them
         out.append(("warn", f"{lookahead_expired} of {images} frames waited lookahead_max_wait_s for newer frames: raise it above "
                             "lookahead_frames / the camera rate"))
+    if latency_s is not None and (latency_s > CLOCK_SKEW_WARN_S or latency_s < -1.0):  # a replayed bag on wall time, most often
+        out.append(("warn", f"image stamps are {abs(latency_s):.0f} s {'behind' if latency_s > 0 else 'ahead of'} this node's clock: "
+                            "a bag played without --clock and use_sim_time:=true, or unsynchronised clocks (latency figures are meaningless)"))
     if observable_share is not None and observable_share < UNOBSERVABLE_WARN:
         out.append(("warn", f"depth not observable (share {observable_share:.2f}): the cameras have no parallax (not moving, or "
                             "turning in place), depth is a monocular guess"))
@@ -201,7 +206,8 @@ class NodeStats:
             facts = {"depth_rate_hz": self._period["depth_published"] / dt, "failure_streak": self.failure_streak,
                      "images": self._period["images"], "lookahead_expired": self._period["lookahead_expired"],
                      "dropped": self._period["dropped"], "uptime_s": now - self.started,
-                     "observable_share": sum(self._observable) / len(self._observable) if self._observable else None}
+                     "observable_share": sum(self._observable) / len(self._observable) if self._observable else None,
+                     "latency_s": sorted(self._latency)[len(self._latency) // 2] if self._latency else None}
             out["inference_failure_streak"] = str(self.failure_streak)
             self._period.clear()
             self._latency.clear()

@@ -169,6 +169,11 @@ def test_health_checks_follow_diagnostic_updater():
     level, msg = _health(facts={"images": 10, "lookahead_expired": 6})
     assert level == "warn" and "lookahead_max_wait_s" in msg
     assert _health(facts={"images": 10, "lookahead_expired": 2})[0] == "ok" and _health(facts={"images": 2, "lookahead_expired": 2})[0] == "ok"
+    # stamps from another clock: a bag replayed on wall time (years behind), a camera clock ahead
+    level, msg = _health(facts={"latency_s": 5.6e7})
+    assert level == "warn" and "behind this node's clock" in msg and "use_sim_time" in msg
+    assert "ahead of" in _health(facts={"latency_s": -3.0})[1]
+    assert _health(facts={"latency_s": 0.12})[0] == "ok" and _health(facts={"latency_s": 2.5})[0] == "ok"
 
 
 def test_observable_share_is_a_period_mean_and_warns_when_low():
@@ -230,3 +235,15 @@ def test_mask_depth_turns_invalid_far_near_and_unsure_pixels_into_nan():
     np.testing.assert_array_equal(np.isnan(mask_depth(d, None, 0.0, 0.0, 0.5)), [[False, False, False], [True, True, False]])
     with pytest.raises(ValueError, match="confidence"):
         mask_depth(d, c[:, :2], 0.0, 0.0, 0.5)
+
+
+def test_stamps_from_another_clock_warn_with_the_likely_cause():
+    """A bag replayed without /clock: every latency is years; the period's median says so once."""
+    s = diagnostics.NodeStats()
+    cfg = diagnostics.HealthConfig(input_timeout_s=0.0, worker_stuck_s=0.0)
+    for lat in (5.6e7, 5.6e7 + 0.1, 0.2):
+        s.published("depth_published", lat, 0.1)
+    kv = s.snapshot(health=(cfg, {}))
+    assert kv["_level"] == "warn" and "use_sim_time" in kv["_message"]
+    s.published("depth_published", 0.15, 0.1)
+    assert s.snapshot(health=(cfg, {}))["_level"] == "ok"  # a new period, stamps in the node's clock
