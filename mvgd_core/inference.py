@@ -339,7 +339,7 @@ class MVGDPredictor:
             raise ValueError(f"predict: task must be one of {sorted(TASKS)}, got {task!r}")
         tgt_K, tgt_T = _target_tensors(tgt_K, tgt_T_wc, tgt_hw)
         hw = self.image_size
-        cond_rgb, cond_K, cond_T, feats = self._cond_tensors(cond)  # (1, N, ...) at the model's size
+        cond_rgb, cond_K, cond_T, feats = self._cond_inputs(cond)  # (1, N, ...) at the model's size
         tgt_K_model = resize_intrinsics(tgt_K, tuple(tgt_hw), hw)
         views = None if view_depth is None else [_view_depths(view_depth, len(cond))]
         x0, scale, match = self.sample(cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], task, steps, seed, return_match=True,
@@ -368,8 +368,7 @@ class MVGDPredictor:
                           refined_share=None if replaced is None else float(replaced.float().mean()), refine_rescale=rescale,
                           observable_share=observable, fused_share=None if fused is None else float(fused.float().mean()))
 
-
-    def _cond_tensors(self, cond: list[Frame]):
+    def _cond_inputs(self, cond: list[Frame]):
         """`_cond_tensors` for predict, plus the views' matching features ((1, N, C, h, w) on the
         device, None for models without), each view's share taken from `view_cache` when it has it.
         More views than the cache holds (a fixed set of hundreds): no cache, the features are left
