@@ -1,5 +1,4 @@
 """Confidence calibration: PAV, the monotone map, ECE, checkpoint storage, the predictor applying it, the CLI."""
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from mvgd_core.checkpoint import CALIBRATION_KEY, CheckpointError, calibration_f
 from mvgd_core.data.types import collate_samples
 from mvgd_core.diffusion import DiffusionConfig
 from mvgd_core.inference import MVGDPredictor
-from mvgd_core.model import MVGD, PRESETS
+from tiny_models import tiny_matching_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,22 +106,11 @@ def test_malformed_table_is_a_clear_value_error(bad, match):
         calibration_from_checkpoint({CALIBRATION_KEY: {**good, **bad}})
 
 
-def _tiny_matching_model():
-    torch.manual_seed(0)
-    cfg = dataclasses.replace(PRESETS["tiny"], image_size=(16, 32), scale_input=True, decoder=True, matching=True,
-                              match_channels=8, match_depths=8, match_width=16, match_out=8, decoder_width=8)
-    m = MVGD(cfg)
-    with torch.no_grad():  # non-trivial weights
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return m
-
-
 @pytest.fixture(scope="module")
 def ckpt_paths(tmp_path_factory):
     """(old checkpoint without a table, the same model with one, its calibration)."""
     d = tmp_path_factory.mktemp("calib")
-    state = make_state(_tiny_matching_model(), DiffusionConfig(match_weight=1.0), step=3)
+    state = make_state(tiny_matching_model(), DiffusionConfig(match_weight=1.0), step=3)
     old, new = d / "old.pt", d / "new.pt"
     save_checkpoint(old, state)
     cal = ConfidenceCalibration((0.0, 1.0), (0.2, 0.9), (0.0, 1.0), (0.05, 0.05), n_fit=10, source="test")

@@ -96,19 +96,12 @@ def test_eval_with_fixed_lag_depth_gets_every_frame(tiny_bag, tiny_ckpt, tmp_pat
 
 @pytest.fixture(scope="module")
 def tiny_matching_ckpt(tmp_path_factory):
-    import dataclasses
-
-    import torch
-
     from mvgd_core.checkpoint import make_state, save_checkpoint
     from mvgd_core.diffusion import DiffusionConfig
-    from mvgd_core.model import MVGD, PRESETS
+    from tiny_models import tiny_matching_model
 
-    torch.manual_seed(0)
-    cfg = dataclasses.replace(PRESETS["tiny"], image_size=(16, 32), scale_input=True, decoder=True, matching=True,
-                              match_channels=8, match_depths=8, match_width=16, match_out=8, decoder_width=8)
     path = tmp_path_factory.mktemp("ckpt") / "tiny_matching.pt"
-    save_checkpoint(path, make_state(MVGD(cfg), DiffusionConfig(), step=0))
+    save_checkpoint(path, make_state(tiny_matching_model(jitter=0.0), DiffusionConfig(), step=0))
     return path
 
 

@@ -148,15 +148,9 @@ def test_from_checkpoint_and_predict_batch(tmp_path):
 def test_matching_model_predicts_with_confidence(tmp_path):
     """A matching checkpoint round-trips; Prediction and predict_batch carry a confidence in [0, 1]
     at the requested size; a raymap-only model gives None."""
-    import dataclasses
+    from tiny_models import TINY_MATCHING as cfg, tiny_matching_model
 
-    torch.manual_seed(0)
-    cfg = dataclasses.replace(PRESETS["tiny"], image_size=(16, 32), scale_input=True, decoder=True, matching=True,
-                              match_channels=8, match_depths=8, match_width=16, match_out=8, decoder_width=8)
-    m = MVGD(cfg)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    m = tiny_matching_model()
     path = tmp_path / "match.pt"
     save_checkpoint(path, make_state(m, DiffusionConfig(match_weight=1.0), step=1))
     p = MVGDPredictor.from_checkpoint(path, device="cpu", steps=2)

@@ -1,6 +1,5 @@
 """mvgd_core.view_cache and MVGDPredictor.predict's use of it: per-frame work (model-size image,
 matching features) is reused only for the very same frame, and never changes a prediction."""
-import dataclasses
 
 import numpy as np
 import pytest
@@ -10,8 +9,8 @@ from mvgd_core.cameras import look_at
 from mvgd_core.data.types import Frame
 from mvgd_core.diffusion import DiffusionConfig
 from mvgd_core.inference import MVGDPredictor
-from mvgd_core.model import MVGD, PRESETS
 from mvgd_core.view_cache import CachedView, ViewCache
+from tiny_models import tiny_matching_model
 
 
 def _frame(i, hw=(30, 40), seed=0):
@@ -75,14 +74,7 @@ def test_views_makes_only_the_missing_frames_in_one_call():
 
 @pytest.fixture(scope="module")
 def matching_predictor():
-    torch.manual_seed(0)
-    cfg = dataclasses.replace(PRESETS["tiny"], image_size=(16, 32), scale_input=True, decoder=True, matching=True,
-                              match_channels=8, match_depths=8, match_width=16, match_out=8, decoder_width=8)
-    m = MVGD(cfg)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return MVGDPredictor(m, DiffusionConfig(), device="cpu", steps=1)
+    return MVGDPredictor(tiny_matching_model(), DiffusionConfig(), device="cpu", steps=1)
 
 
 def test_predict_from_a_sliding_window_is_unchanged_by_the_cache(matching_predictor, monkeypatch):
