@@ -134,6 +134,8 @@ class Renderer:
             extra["refine_sources"] = sources  # keyframes on both sides; models that refine only
         if getattr(self.predictor, "refine_net", None) is not None:
             extra["refine_net"] = p.refine_net  # checkpoints with a learned stage only
+        if getattr(self.predictor, "confidence_calibrated", None) is not None:  # MVGDPredictor: skip a confidence nobody uses
+            extra["with_confidence"] = p.min_confidence > 0 or (view is job.depth_view and self.pubs.depth.wants("confidence"))
         pred = self.predictor.predict(job.cond, view.K, view.T_wc, view.hw, task=task, steps=p.steps, seed=p.seed,
                                       refine=p.refine_depth, synthesize=p.synthesize_rgb, **extra)
         if "view_depth" in extra:

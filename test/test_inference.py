@@ -160,6 +160,8 @@ def test_matching_model_predicts_with_confidence(tmp_path):
     assert out.depth.shape == (30, 40) and np.isfinite(out.depth).all() and (out.depth > 0).all()
     assert out.confidence is not None and out.confidence.shape == (30, 40) and out.confidence.dtype == np.float32
     assert out.confidence.min() >= 0 and out.confidence.max() <= 1 + 1e-6
+    quiet = p.predict(frames, K, frames[1].T_wc, (30, 40), task="depth", with_confidence=False)  # nobody wants it: not computed
+    assert quiet.confidence is None and np.array_equal(quiet.depth, out.depth)
     assert p.predict(frames, K, frames[1].T_wc, (30, 40), task="rgb").rgb.shape == (30, 40, 3)
     assert MVGDPredictor(_random_model(), device="cpu", steps=1).predict(frames, K, frames[1].T_wc, (30, 40)).confidence is None
 

@@ -190,6 +190,45 @@ def test_diagnostics_report_the_share_of_depth_the_refinement_replaced(rig, stil
     assert node.stats.snapshot()["depth_refined_share"] == "0.250"
 
 
+class Confident(Scripted):
+    """A model with a confidence (MVGDPredictor's `confidence_calibrated` says so): records whether it was asked for one."""
+
+    confidence_calibrated = True
+
+    def __init__(self):
+        super().__init__()
+        self.asked = []
+
+    def predict(self, *args, with_confidence=True, **kw):
+        self.asked.append(with_confidence)
+        p = super().predict(*args, **kw)
+        p.confidence = np.full(p.depth.shape, 0.5, np.float32) if with_confidence else None
+        return p
+
+
+def _one_live_depth(rig, node):
+    wait_for(lambda: node.depth_pub.get_subscription_count() > 0, "the rig's depth collector")
+    _tf(node, BASE)
+    _tf(node, BASE + NS // 10)
+    node._on_camera_info(image_codec.make_camera_info(K, (16, 16), _header(BASE)))
+    node._on_image(_image(BASE))
+    wait_for(lambda: node.stats.totals["depth_published"] + node.stats.totals.get("inference_failed", 0) >= 1, "one depth map")
+
+
+def test_confidence_is_computed_only_when_something_uses_it(rig, still):
+    """Nobody on mvgd/depth/confidence and no min_confidence: the model is told to skip it (2-3 ms
+    of a live depth); min_confidence needs it to mask the depth, so then it is asked for."""
+    quiet = Confident()
+    _one_live_depth(rig, still(quiet))
+    assert quiet.asked == [False]
+    masking = Confident()
+    _one_live_depth(rig, still(masking, min_confidence=0.7))
+    assert masking.asked == [True]
+    wait_for(lambda: len(rig.got("mvgd/depth/image")) == 2, "both depth maps")
+    first, second = (image_codec.image_to_depth(m) for m in rig.got("mvgd/depth/image"))
+    assert np.allclose(first, 2.0) and not second.any()  # confidence 0.5 < 0.7: every pixel masked (NaN on the wire)
+
+
 def test_10k_unseen_body_frame_ids_give_one_warning_and_store_nothing(still):
     """Issue 12: each unseen non-optical frame_id used to log a warning and grow a set."""
     from mvgd_ros.tf import TfLookupError
