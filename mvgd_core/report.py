@@ -193,7 +193,18 @@ def _depth_headline(d: dict) -> list[str]:
         lines.append(f"  {SHORT.get(m, m):22s} {obs[0]:17s} {obs[1]:13s} | {_med(w, 'abs_rel'):11s} {_med(w, 'delta1'):5s} | "
                      f"{_med(z, 'abs_rel'):11s} {_med(z, 'delta1'):5s} | {_med(a, 'abs_rel'):11s} {_med(a, 'delta1')}")
     ci = _observable_intervals(d.get("observable", {}))
-    return lines + ([f"  95 % interval of the observable medians (bootstrap over frames): {ci}"] if ci else [])
+    lines += [f"  95 % interval of the observable medians (bootstrap over frames): {ci}"] if ci else []
+    return lines + _sparsification_line(d.get("observable", {}).get("mvgd", {}))
+
+
+def _sparsification_line(st: dict) -> list[str]:
+    """MVGD's per-frame sparsification, observable medians: AbsRel of its most confident 25 / 50 /
+    75 / 100 % of pixels ([] when the node published no confidence)."""
+    pts = [(k, st.get(f"abs_rel_conf{k}", {})) for k in (25, 50, 75)]
+    if not st.get("n") or not all(p.get("n") for _, p in pts):
+        return []
+    cells = ", ".join(f"{k} % {_fmt('abs_rel', p['median'])}" for k, p in pts)
+    return [f"  mvgd sparsification (observable medians): AbsRel of the most confident {cells}, all {_fmt('abs_rel', st['abs_rel']['median'])}"]
 
 
 def _observable_intervals(slot: dict, methods=("mvgd", "mvs")) -> str:

@@ -199,13 +199,17 @@ def frame_observability(gt: Frame, cond: list[Frame], model_hw):
     return obs, mask.numpy()
 
 
-def most_confident(pred: np.ndarray, conf: np.ndarray, gt: np.ndarray, share: float) -> np.ndarray:
-    """`pred` with only its most confident pixels kept (the others 0 = no depth): as many as `share`
-    of the valid ground-truth pixels, among those where both have depth (none at share 0)."""
+SPARSIFICATION = (0.25, 0.5, 0.75)  # shares of the most confident pixels in the per-frame sparsification
+
+
+def most_confident(pred: np.ndarray, conf: np.ndarray, gt: np.ndarray, share: float, of_scored: bool = False) -> np.ndarray:
+    """`pred` with only its most confident pixels kept (the others 0 = no depth), among those where
+    ground truth and prediction both have depth: as many as `share` of the valid ground-truth
+    pixels, or of those scored pixels with `of_scored` (none at share 0)."""
     g, p, c = (np.asarray(a, np.float32).ravel() for a in (gt, pred, conf))
     has_gt = np.isfinite(g) & (g > 0)
     cand = np.flatnonzero(has_gt & np.isfinite(p) & (p > 0) & np.isfinite(c))
-    k = min(int(round(share * has_gt.sum())), cand.size)
+    k = min(int(round(share * (cand.size if of_scored else has_gt.sum()))), cand.size)
     out = np.zeros_like(p)
     if k > 0:
         keep = cand if k == cand.size else cand[np.argpartition(-c[cand], k - 1)[:k]]
@@ -213,12 +217,24 @@ def most_confident(pred: np.ndarray, conf: np.ndarray, gt: np.ndarray, share: fl
     return out.reshape(np.shape(pred))
 
 
+def sparsification_scores(pred: np.ndarray, conf: np.ndarray, gt: np.ndarray) -> dict:
+    """{"abs_rel_conf25": AbsRel of the most confident 25 % of the scored pixels, ...50, ...75}: one
+    frame's sparsification curve (the 100 % point is the frame's own "abs_rel")."""
+    out = {}
+    for f in SPARSIFICATION:
+        s = depth_scores(most_confident(pred, conf, gt, f, of_scored=True), gt)
+        if s:
+            out[f"abs_rel_conf{round(100 * f)}"] = s["abs_rel"]
+    return out
+
+
 def frame_metrics(kind: str, gt: Frame, pred_depth, pred_rgb, base: dict, train_median: float | None,
                   pred_conf: np.ndarray | None = None) -> tuple[dict, dict]:
     """({method: {metric: value}}, {reference name: depth}) for one target: the node's output,
     the baselines and the constant reference rows (mvgd_core.metrics.constant_references).
-    pred_conf: the node's confidence for pred_depth; with `mvs` it adds "mvgd_confident": MVGD on
-    its most confident pixels, as many as mvs kept on this frame (equal coverage)."""
+    pred_conf: the node's confidence for pred_depth: MVGD's sparsification points
+    (`sparsification_scores`) and, with `mvs`, "mvgd_confident": MVGD on its most confident
+    pixels, as many as mvs kept on this frame (equal coverage)."""
     from mvgd_core.metrics import constant_references
 
     m: dict = {}
@@ -226,6 +242,8 @@ def frame_metrics(kind: str, gt: Frame, pred_depth, pred_rgb, base: dict, train_
     if gt.depth is not None:
         if pred_depth is not None:
             m["mvgd"] = depth_scores(pred_depth, gt.depth)
+            if pred_conf is not None and m["mvgd"]:
+                m["mvgd"].update(sparsification_scores(pred_depth, pred_conf, gt.depth))
         for name, b in base.items():
             m[name] = depth_scores(b["depth"], gt.depth) | {"coverage": b["coverage"]}
             if b.get("depth_sparse") is not None:  # coverage: share of valid GT pixels estimated before hole filling

@@ -119,6 +119,7 @@ def test_eval_scores_mvgd_at_the_coverage_mvs_keeps(tiny_bag, tiny_matching_ckpt
     assert live["mvgd_confident"]["n"] >= 1 and live["mvgd_confident"]["n"] == live["mvs_confident"]["n"]
     assert live["mvgd_confident"]["coverage"] == pytest.approx(live["mvs_confident"]["coverage"], abs=0.02)
     assert "mvgd (confident px)" in printed.out
+    assert 0 <= live["mvgd"]["abs_rel_conf25"] and live["mvgd"]["n"] == 8  # each frame's sparsification points
 
 
 @pytest.mark.ros

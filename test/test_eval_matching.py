@@ -175,4 +175,19 @@ def test_frame_metrics_score_mvgd_at_the_coverage_mvs_kept():
     m, _ = frame_metrics("depth_live", f, pred, None, base, None, conf)
     assert m["mvgd_confident"]["coverage"] == pytest.approx(m["mvs_confident"]["coverage"], abs=1e-3)
     assert m["mvgd_confident"]["abs_rel"] < 1e-6 < m["mvgd"]["abs_rel"]
-    assert "mvgd_confident" not in frame_metrics("depth_live", f, pred, None, base, None, None)[0]  # no confidence collected
+    # the frame's sparsification: its most confident quarter and half are its exact pixels, three quarters are not
+    assert m["mvgd"]["abs_rel_conf25"] < 1e-6 and m["mvgd"]["abs_rel_conf50"] < 0.02 < m["mvgd"]["abs_rel_conf75"] < m["mvgd"]["abs_rel"]
+    plain = frame_metrics("depth_live", f, pred, None, base, None, None)[0]  # no confidence collected
+    assert "mvgd_confident" not in plain and "abs_rel_conf25" not in plain["mvgd"]
+
+
+def test_headline_prints_the_sparsification_only_when_there_is_one():
+    def frame(conf):
+        extra = {"abs_rel_conf25": 0.05, "abs_rel_conf50": 0.08, "abs_rel_conf75": 0.11} if conf else {}
+        return FrameResult(1.0, "depth_live", {"mvgd": {"abs_rel": 0.2, "delta1": 0.7, **extra}}, regime="observable", observable_frac=0.9)
+
+    from mvgd_core.report import regime_aggregate
+
+    line = [x for x in headline({"regimes": regime_aggregate([frame(True)])}) if "sparsification" in x]
+    assert line == ["  mvgd sparsification (observable medians): AbsRel of the most confident 25 % 0.050, 50 % 0.080, 75 % 0.110, all 0.200"]
+    assert not [x for x in headline({"regimes": regime_aggregate([frame(False)])}) if "sparsification" in x]
