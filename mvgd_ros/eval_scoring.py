@@ -251,8 +251,9 @@ def frame_metrics(kind: str, gt: Frame, pred_depth, pred_rgb, base: dict, train_
                 m[name]["coverage"] = sparse.get("coverage", b["coverage"])
                 if name == "mvs":  # only the pixels it kept (confidence + consistency)
                     m["mvs_confident"] = sparse
-        if pred_depth is not None and pred_conf is not None and "mvs_confident" in m:  # the same frames, the same pixel count
-            m["mvgd_confident"] = depth_scores(most_confident(pred_depth, pred_conf, gt.depth, m["mvs_confident"]["coverage"]), gt.depth)
+        kept = m.get("mvs_confident", {}).get("coverage")  # the same frames, the same pixel count
+        if pred_depth is not None and pred_conf is not None and kept is not None:
+            m["mvgd_confident"] = depth_scores(most_confident(pred_depth, pred_conf, gt.depth, kept), gt.depth)
         refs = {k: v.numpy() for k, v in constant_references(gt.depth, train_median).items()}
         for name, d in refs.items():
             m[name] = depth_scores(d, gt.depth)

@@ -181,6 +181,17 @@ def test_frame_metrics_score_mvgd_at_the_coverage_mvs_kept():
     assert "mvgd_confident" not in plain and "abs_rel_conf25" not in plain["mvgd"]
 
 
+def test_frame_metrics_without_valid_ground_truth_score_nothing_and_do_not_fail():
+    from mvgd_core.data.types import Frame
+    from mvgd_ros.eval_scoring import frame_metrics
+
+    gt = np.zeros((4, 6), np.float32)
+    f = Frame(rgb=np.zeros((4, 6, 3), np.uint8), K=np.array([[5.0, 0, 3], [0, 5, 2], [0, 0, 1]]), T_wc=np.eye(4), depth=gt)
+    base = {"mvs": {"depth": gt + 1, "depth_sparse": gt + 1, "coverage": 1.0, "rgb": None}}
+    m, _ = frame_metrics("depth_live", f, gt + 2, None, base, None, np.ones_like(gt))
+    assert "mvgd" not in m and "mvgd_confident" not in m
+
+
 def test_headline_prints_the_sparsification_only_when_there_is_one():
     def frame(conf):
         extra = {"abs_rel_conf25": 0.05, "abs_rel_conf50": 0.08, "abs_rel_conf75": 0.11} if conf else {}
