@@ -4,8 +4,9 @@ matching features.
 Why: a robot's node predicts from a sliding set of keyframes, so consecutive predictions share
 most of their views (8 views, usually one new). Resizing a view (cv2 INTER_AREA) and running the
 feature encoder on it depend on that view's image alone; at 8 views they were ~3 + ~4 ms of a
-~100 ms live depth on 2 CPU cores, spent again for every prediction. SimpleRecon and
-DeepVideoMVS likewise keep keyframe features instead of recomputing them.
+~100 ms live depth on 2 CPU cores, spent again for every prediction. (DeepVideoMVS' online
+script, dvmvs/pairnet/run-testing-online.py, recomputes its measurement frames' features at
+every keyframe too; on a GPU that is cheap, on 2 CPU cores it is not.)
 
 Keys are frame objects (identity, held weakly): the node's keyframe buffer hands the same Frame
 objects to every prediction, and a frame is never modified after it is made. An entry answers
