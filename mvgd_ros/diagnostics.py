@@ -36,7 +36,6 @@ LEVELS = ("ok", "warn", "error")
 FAILURES_ERROR = 3  # inference failures in a row that make the status ERROR
 RESCALE_WINDOW = 30  # recent live depth maps whose |refine_rescale| depth_refine_rescale is the median of
 RESCALE_MIN = 10  # ... of which at least this many must have a value
-CLOCK_SKEW_WARN_S = 30.0  # median image stamp -> publish beyond this (or 1 s in the future): stamps are not in the node's clock
 UNOBSERVABLE_WARN = WEAK_MIN  # mean observable share of a period's live depth below this: WARN (the evaluation's "none" regime)
 
 
@@ -48,6 +47,7 @@ class HealthConfig:
     rate_tolerance: float = 0.1
     input_timeout_s: float = 3.0
     worker_stuck_s: float = 30.0
+    clock_skew_warn_s: float = 30.0  # median image stamp -> publish beyond this (or 1 s ahead): stamps not in the node's clock
 
 
 def health_checks(cfg: HealthConfig, *, depth_rate_hz: float, depth_wanted: bool, since_image_s: float | None, uptime_s: float,
@@ -81,7 +81,7 @@ def health_checks(cfg: HealthConfig, *, depth_rate_hz: float, depth_wanted: bool
     if images >= 3 and 2 * lookahead_expired >= images:  # a stream's end expires a frame or two, not half of them
         out.append(("warn", f"{lookahead_expired} of {images} frames waited lookahead_max_wait_s for newer frames: raise it above "
                             "lookahead_frames / the camera rate"))
-    if latency_s is not None and (latency_s > CLOCK_SKEW_WARN_S or latency_s < -1.0):  # a replayed bag on wall time, most often
+    if cfg.clock_skew_warn_s > 0 and latency_s is not None and (latency_s > cfg.clock_skew_warn_s or latency_s < -1.0):  # a bag on wall time
         out.append(("warn", f"image stamps are {abs(latency_s):.0f} s {'behind' if latency_s > 0 else 'ahead of'} this node's clock: "
                             "a bag played without --clock and use_sim_time:=true, or unsynchronised clocks (latency figures are meaningless)"))
     if observable_share is not None and observable_share < UNOBSERVABLE_WARN:

@@ -168,6 +168,11 @@ class Collector:
         rclpy.try_shutdown(context=self.ctx)
 
 
+# Bags play on wall time here on purpose (the collector measures latency itself): the node's
+# clock-skew check would only say so in every evaluation.
+EVAL_NODE_PARAMS = ("clock_skew_warn_s:=0.0",)
+
+
 def _node_command(args) -> list[str]:
     exe = shutil.which(args.node_cmd) or str(Path(sys.executable).with_name(args.node_cmd))
     if not Path(exe).exists() and not shutil.which(exe):
@@ -175,7 +180,7 @@ def _node_command(args) -> list[str]:
     cmd = [exe, "--ros-args", "-p", f"fixed_frame:={args.world_frame}"]
     if args.model:
         cmd += ["-p", f"{args.model_param}:={Path(args.model).resolve()}"]
-    for p in args.param:
+    for p in (*EVAL_NODE_PARAMS, *args.param):  # the user's --param come last and win
         cmd += ["-p", p]
     remaps = {"image": args.image_topic, "camera_info": args.camera_info_topic}
     for k, v in remaps.items():
@@ -189,7 +194,7 @@ def node_param_values(args):
     from mvgd_ros import params as NP
 
     values = {s.name: s.default for s in NP.SPECS}
-    for item in args.param:
+    for item in (*EVAL_NODE_PARAMS, *args.param):
         name, sep, raw = item.partition(":=")
         if not sep or name not in values:
             raise EvalError(f"--param {item!r}: expected NAME:=VALUE with NAME one of the node's parameters")

@@ -504,7 +504,7 @@ class MVGDNode(Node):
         p = self.p
         rejected = self.tf.counters().get("tf_rejected", 0)  # malformed /tf the fallback TF buffer refused
         new_rejected, self._tf_rejected_seen = rejected - self._tf_rejected_seen, rejected
-        cfg = diagnostics.HealthConfig(tuple(p.expected_rate_hz), p.rate_tolerance, p.input_timeout_s, p.worker_stuck_s)
+        cfg = diagnostics.HealthConfig(tuple(p.expected_rate_hz), p.rate_tolerance, p.input_timeout_s, p.worker_stuck_s, p.clock_skew_warn_s)
         return cfg, {"depth_wanted": self.depth_pub.get_subscription_count() > 0, "since_image_s": self.stats.since("images"),
                      "worker_busy_s": self.worker.busy_for(), "tf_rejected": new_rejected}
 

@@ -175,6 +175,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("rate_tolerance", 0.1, "Relative tolerance around expected_rate_hz before diagnostics WARN.", range=(0.0, 1.0)),
     Spec("input_timeout_s", 3.0, "Diagnostics WARN when no image arrived for this long (s); 0 disables.", range=(0.0, 3600.0)),
     Spec("worker_stuck_s", 30.0, "Diagnostics WARN when one inference has been running this long (s); 0 disables.", range=(0.0, 3600.0)),
+    Spec("clock_skew_warn_s", 30.0, "Diagnostics WARN when the period's median image stamp is this far behind the node's clock (s), or "
+         "over 1 s ahead: a bag played without --clock and use_sim_time, or unsynchronised clocks; 0 disables (mvgd-eval, which "
+         "plays bags on wall time on purpose).", range=(0.0, 86400.0)),
 )
 
 BY_NAME = {s.name: s for s in SPECS}

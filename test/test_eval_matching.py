@@ -202,3 +202,15 @@ def test_headline_prints_the_sparsification_only_when_there_is_one():
     line = [x for x in headline({"regimes": regime_aggregate([frame(True)])}) if "sparsification" in x]
     assert line == ["  mvgd sparsification (observable medians): AbsRel of the most confident 25 % 0.050, 50 % 0.080, 75 % 0.110, all 0.200"]
     assert not [x for x in headline({"regimes": regime_aggregate([frame(False)])}) if "sparsification" in x]
+
+
+def test_eval_runs_the_node_without_its_clock_skew_check_unless_asked():
+    """mvgd-eval plays bags on wall time on purpose: the node is told so (clock_skew_warn_s 0), and
+    the report's parameter values say what the node got; a user's --param still wins."""
+    from types import SimpleNamespace
+
+    from mvgd_ros.eval_node import EVAL_NODE_PARAMS, node_param_values
+
+    assert "clock_skew_warn_s:=0.0" in EVAL_NODE_PARAMS
+    assert node_param_values(SimpleNamespace(param=[])).clock_skew_warn_s == 0.0
+    assert node_param_values(SimpleNamespace(param=["clock_skew_warn_s:=5.0"])).clock_skew_warn_s == 5.0

@@ -174,6 +174,8 @@ def test_health_checks_follow_diagnostic_updater():
     assert level == "warn" and "behind this node's clock" in msg and "use_sim_time" in msg
     assert "ahead of" in _health(facts={"latency_s": -3.0})[1]
     assert _health(facts={"latency_s": 0.12})[0] == "ok" and _health(facts={"latency_s": 2.5})[0] == "ok"
+    assert _health(clock_skew_warn_s=0.0, facts={"latency_s": 5.6e7})[0] == "ok"  # disabled (mvgd-eval: bags on wall time)
+    assert _health(clock_skew_warn_s=3.0, facts={"latency_s": 5.0})[0] == "warn"
 
 
 def test_observable_share_is_a_period_mean_and_warns_when_low():
