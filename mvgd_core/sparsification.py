@@ -13,6 +13,12 @@ import torch
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
 
+def confidence_order(confidence: np.ndarray) -> np.ndarray:
+    """Indices of a 1-D `confidence` from most to least confident; ties keep their order (stable),
+    so a calibrated table's many equal values rank the same way every time."""
+    return np.argsort(-np.asarray(confidence), kind="stable")
+
+
 def sparsification_curve(pred, gt, confidence, fractions=FRACTIONS) -> dict[str, list[float]]:
     """AbsRel of the most confident `fractions` of valid pixels (GT finite and > 0, pred finite).
 
@@ -27,7 +33,7 @@ def sparsification_curve(pred, gt, confidence, fractions=FRACTIONS) -> dict[str,
             raise ValueError(f"sparsification_curve: fractions must be in (0, 1], got {f}")
     v = np.isfinite(g) & (g > 0) & np.isfinite(p) & np.isfinite(c)
     err = np.abs(p[v] - g[v]) / g[v]
-    by_conf = err[np.argsort(-c[v], kind="stable")]
+    by_conf = err[confidence_order(c[v])]
     by_err = np.sort(err)
     out = {"fractions": [float(f) for f in fractions], "abs_rel": [], "oracle": []}
     for f in fractions:

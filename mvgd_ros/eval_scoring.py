@@ -202,30 +202,29 @@ def frame_observability(gt: Frame, cond: list[Frame], model_hw):
 SPARSIFICATION = (0.25, 0.5, 0.75)  # shares of the most confident pixels in the per-frame sparsification
 
 
-def most_confident(pred: np.ndarray, conf: np.ndarray, gt: np.ndarray, share: float, of_scored: bool = False) -> np.ndarray:
+def most_confident(pred: np.ndarray, conf: np.ndarray, gt: np.ndarray, share: float) -> np.ndarray:
     """`pred` with only its most confident pixels kept (the others 0 = no depth), among those where
     ground truth and prediction both have depth: as many as `share` of the valid ground-truth
-    pixels, or of those scored pixels with `of_scored` (none at share 0)."""
+    pixels (none at share 0), ranked as `sparsification_curve` ranks them."""
+    from mvgd_core.sparsification import confidence_order
+
     g, p, c = (np.asarray(a, np.float32).ravel() for a in (gt, pred, conf))
     has_gt = np.isfinite(g) & (g > 0)
     cand = np.flatnonzero(has_gt & np.isfinite(p) & (p > 0) & np.isfinite(c))
-    k = min(int(round(share * (cand.size if of_scored else has_gt.sum()))), cand.size)
+    keep = cand[confidence_order(c[cand])[:min(int(round(share * has_gt.sum())), cand.size)]]
     out = np.zeros_like(p)
-    if k > 0:
-        keep = cand if k == cand.size else cand[np.argpartition(-c[cand], k - 1)[:k]]
-        out[keep] = p[keep]
+    out[keep] = p[keep]
     return out.reshape(np.shape(pred))
 
 
 def sparsification_scores(pred: np.ndarray, conf: np.ndarray, gt: np.ndarray) -> dict:
     """{"abs_rel_conf25": AbsRel of the most confident 25 % of the scored pixels, ...50, ...75}: one
-    frame's sparsification curve (the 100 % point is the frame's own "abs_rel")."""
-    out = {}
-    for f in SPARSIFICATION:
-        s = depth_scores(most_confident(pred, conf, gt, f, of_scored=True), gt)
-        if s:
-            out[f"abs_rel_conf{round(100 * f)}"] = s["abs_rel"]
-    return out
+    frame's sparsification curve (mvgd_core.sparsification; the 100 % point is its own "abs_rel")."""
+    from mvgd_core.sparsification import sparsification_curve
+
+    p = np.where(np.asarray(pred) > 0, pred, np.nan)  # the node's invalid pixels decode as 0: no depth, not an error
+    curve = sparsification_curve(p, gt, conf, SPARSIFICATION)
+    return {f"abs_rel_conf{round(100 * f)}": a for f, a in zip(curve["fractions"], curve["abs_rel"]) if np.isfinite(a)}
 
 
 def frame_metrics(kind: str, gt: Frame, pred_depth, pred_rgb, base: dict, train_median: float | None,
