@@ -97,6 +97,49 @@ def observability_map(tgt_depth, tgt_K, tgt_T_wc, cond_K, cond_T_wc, model_hw=DE
     return valid & (disp >= MIN_DISPARITY_PX), disp.float(), valid
 
 
+OCCLUSION_TOL = 0.05  # relative: a view's own depth within 5 % of the point's means it sees that point
+
+
+def matchable_map(tgt_depth, tgt_K, tgt_T_wc, cond_depth, cond_K, cond_T_wc, model_hw=DEFAULT_MODEL_HW) -> torch.Tensor:
+    """(H, W) bool: valid target pixels whose surface point some conditioning view sees, unhidden,
+    with parallax: its depth could come from matching. An oracle test with every view's true depth
+    (the model never sees it); `observability_map` counts hidden points too.
+
+    For each view: the point at the pixel's true depth lands inside the image, in front of the
+    camera, the view's own depth there (nearest pixel) is within OCCLUSION_TOL of the point's
+    depth in that view (nothing nearer hides it), and it moves >= MIN_DISPARITY_PX at model_hw
+    when its depth changes by DEPTH_CHANGE. tgt_depth (H, W) metres, 0 = invalid; cond_depth
+    (N, H, W) at the target's resolution (0 = unknown: not seen); K (3, 3) / (N, 3, 3) for it;
+    poses camera-to-world."""
+    d = torch.as_tensor(tgt_depth).double()
+    H, W = d.shape
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
+    rays = torch.stack([u, v, torch.ones_like(u)], -1) @ torch.linalg.inv(torch.as_tensor(tgt_K).double()).T
+    Kc = torch.as_tensor(cond_K).double().reshape(-1, 3, 3)
+    T_ct = invert_pose(torch.as_tensor(cond_T_wc).double().reshape(-1, 4, 4)) @ torch.as_tensor(tgt_T_wc).double()
+    cd = torch.as_tensor(cond_depth).reshape(-1, H, W).float()
+    px_scale = model_hw[1] / W if model_hw is not None else 1.0  # displacement in model pixels
+    out = torch.zeros(H, W, dtype=torch.bool)
+    for i in range(Kc.shape[0]):
+        R, t = T_ct[i, :3, :3], T_ct[i, :3, 3]
+
+        def project(p):  # (H, W, 3) target camera -> (uv (H, W, 2), z (H, W)) in view i
+            q = p @ R.T + t
+            uvw = q @ Kc[i].T
+            return uvw[..., :2] / uvw[..., 2:].clamp_min(1e-9), q[..., 2]
+
+        uv, z = project(rays * d[..., None])
+        uv1, z1 = project(rays * (d * (1 + DEPTH_CHANGE))[..., None])
+        inside = (uv[..., 0] >= -0.5) & (uv[..., 0] <= W - 0.5) & (uv[..., 1] >= -0.5) & (uv[..., 1] <= H - 0.5) & (z > 1e-6) & (z1 > 1e-6)
+        col = uv[..., 0].round().clamp(0, W - 1).long()
+        row = uv[..., 1].round().clamp(0, H - 1).long()
+        seen = cd[i][row, col].double()
+        unhidden = (seen > 0) & ((seen - z).abs() <= OCCLUSION_TOL * seen)
+        parallax = (uv1 - uv).norm(dim=-1) * px_scale >= MIN_DISPARITY_PX
+        out |= inside & unhidden & parallax
+    return out & (d > 0)
+
+
 def summarize(observable, disparity_px, valid) -> Observability:
     """Observable fraction, median disparity and regime of one `observability_map` result."""
     n = int(valid.sum())
@@ -125,5 +168,5 @@ def sample_observability(sample, model_hw=DEFAULT_MODEL_HW) -> Observability:
 
 
 __all__ = ["DEPTH_CHANGE", "MIN_DISPARITY_PX", "OBSERVABLE_MIN", "WEAK_MIN", "REGIMES", "Observability",
-           "regime", "observability_map", "summarize", "observability", "observability_with_mask",
+           "regime", "observability_map", "matchable_map", "summarize", "observability", "observability_with_mask",
            "sample_observability"]

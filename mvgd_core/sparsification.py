@@ -13,10 +13,27 @@ import torch
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
 
-def confidence_order(confidence: np.ndarray) -> np.ndarray:
-    """Indices of a 1-D `confidence` from most to least confident; ties keep their order (stable),
-    so a calibrated table's many equal values rank the same way every time."""
-    return np.argsort(-np.asarray(confidence), kind="stable")
+def most_confident_indices(confidence: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the `k` most confident entries of a 1-D `confidence` (finite values).
+
+    A calibrated table maps many pixels to one value, so the cut often falls inside a group of
+    equal confidences. Their order says nothing about depth, and image order (a stable sort)
+    would keep the top rows of the image first; so the tied group at the cut is sampled evenly
+    across its members: every pixel above the cut, plus `k - #above` of the tied ones spread
+    over the image. Deterministic, and close to the expectation over random tie orders.
+    """
+    c = np.asarray(confidence).ravel()
+    k = int(k)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if k >= c.size:
+        return np.arange(c.size)
+    cut = np.partition(c, c.size - k)[c.size - k]  # the k-th largest value
+    above = np.flatnonzero(c > cut)
+    tied = np.flatnonzero(c == cut)
+    need = k - above.size
+    pick = tied[((np.arange(need) + 0.5) * tied.size / need).astype(np.int64)]
+    return np.concatenate([above, pick])
 
 
 def sparsification_curve(pred, gt, confidence, fractions=FRACTIONS) -> dict[str, list[float]]:
@@ -33,11 +50,11 @@ def sparsification_curve(pred, gt, confidence, fractions=FRACTIONS) -> dict[str,
             raise ValueError(f"sparsification_curve: fractions must be in (0, 1], got {f}")
     v = np.isfinite(g) & (g > 0) & np.isfinite(p) & np.isfinite(c)
     err = np.abs(p[v] - g[v]) / g[v]
-    by_conf = err[confidence_order(c[v])]
+    conf = c[v]
     by_err = np.sort(err)
     out = {"fractions": [float(f) for f in fractions], "abs_rel": [], "oracle": []}
     for f in fractions:
         k = int(round(f * err.size))
-        out["abs_rel"].append(float(by_conf[:k].mean()) if k else float("nan"))
+        out["abs_rel"].append(float(err[most_confident_indices(conf, k)].mean()) if k else float("nan"))
         out["oracle"].append(float(by_err[:k].mean()) if k else float("nan"))
     return out

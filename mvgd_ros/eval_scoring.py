@@ -205,13 +205,14 @@ SPARSIFICATION = (0.25, 0.5, 0.75)  # shares of the most confident pixels in the
 def most_confident(pred: np.ndarray, conf: np.ndarray, gt: np.ndarray, share: float) -> np.ndarray:
     """`pred` with only its most confident pixels kept (the others 0 = no depth), among those where
     ground truth and prediction both have depth: as many as `share` of the valid ground-truth
-    pixels (none at share 0), ranked as `sparsification_curve` ranks them."""
-    from mvgd_core.sparsification import confidence_order
+    pixels (none at share 0), ranked as `sparsification_curve` ranks them
+    (`most_confident_indices`: equal confidences at the cut sampled evenly)."""
+    from mvgd_core.sparsification import most_confident_indices
 
     g, p, c = (np.asarray(a, np.float32).ravel() for a in (gt, pred, conf))
     has_gt = np.isfinite(g) & (g > 0)
     cand = np.flatnonzero(has_gt & np.isfinite(p) & (p > 0) & np.isfinite(c))
-    keep = cand[confidence_order(c[cand])[:min(int(round(share * has_gt.sum())), cand.size)]]
+    keep = cand[most_confident_indices(c[cand], min(int(round(share * has_gt.sum())), cand.size))]
     out = np.zeros_like(p)
     out[keep] = p[keep]
     return out.reshape(np.shape(pred))

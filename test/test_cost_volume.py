@@ -11,7 +11,7 @@ from mvgd_core import cost_volume
 from mvgd_core.cameras import invert_pose, look_at, resize_intrinsics
 from mvgd_core.cost_volume import (CostVolume, FeatureEncoder, _pairwise_agreement, depth_hypotheses, find_reference_view,
                                    fixed_zncc_cost, project_hypotheses, warped_windows, zncc_features)
-from mvgd_core.sparsification import sparsification_curve
+from mvgd_core.sparsification import most_confident_indices, sparsification_curve
 
 H, W = 48, 64
 K = torch.tensor([[60.0, 0, (W - 1) / 2], [0, 60.0, (H - 1) / 2], [0, 0, 1]])
@@ -205,6 +205,21 @@ def test_sparsification_curve():
     assert rand["abs_rel"][-1] == pytest.approx(good["abs_rel"][-1])  # all pixels: same AbsRel
     gt[:10] = 0  # invalid pixels are ignored
     assert np.isfinite(sparsification_curve(pred, gt, -err)["abs_rel"]).all()
+
+
+def test_sparsification_samples_equal_confidences_evenly():
+    """A calibrated table gives many pixels one value. With the error rising down the image and
+    the confidence all one plateau, the curve must stay flat (nothing ranks the errors); image
+    order would keep the top rows first and fake a falling curve."""
+    gt = np.ones((40, 50))
+    pred = gt * (1 + np.linspace(0, 1, 40)[:, None].repeat(50, 1))
+    flat = sparsification_curve(pred, gt, np.full_like(gt, 0.7))["abs_rel"]
+    assert flat == pytest.approx([flat[-1]] * 4, rel=0.02)
+    conf = np.where(np.arange(40)[:, None] >= 30, 0.9, 0.7).repeat(50, 1)  # bottom rows above the plateau
+    idx = most_confident_indices(conf.ravel(), 1000)
+    assert len(set(idx.tolist())) == 1000 and (conf.ravel()[idx] == 0.9).sum() == 500  # all above the cut, then ties
+    assert np.abs(np.diff(np.sort(idx[conf.ravel()[idx] == 0.7]))).max() <= 3  # ties spread over the plateau
+    assert most_confident_indices(conf.ravel(), 0).size == 0 and most_confident_indices(conf.ravel(), 5000).size == 2000
 
 
 def test_live_camera_cost_matches_the_target_image_itself():

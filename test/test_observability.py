@@ -66,3 +66,23 @@ def test_regime_thresholds():
     assert [regime(x) for x in (1.0, 0.5, 0.49, 0.1, 0.09, 0.0, float("nan"))] == [
         "observable", "observable", "weak", "weak", "none", "none", "none"]
     assert MIN_DISPARITY_PX == 1.0
+
+
+def test_matchable_needs_a_view_that_sees_the_point_unhidden_with_parallax():
+    from mvgd_core.observability import matchable_map
+
+    d = torch.full((H, W), 2.0, dtype=torch.float64)
+    side = _pose(t=(0.3, 0, 0))  # 9 px of stereo disparity at 2 m: every pixel it sees moves
+    wall = torch.full((1, H, W), 2.0)  # what the view sees: the same plane, at its own depth
+    m = matchable_map(d, K, _pose(), wall, K[None], side[None], model_hw=None)
+    assert m[:, 10:].all()  # a view 0.3 m to the right sees the point 9 px further left ...
+    assert not m[:, :8].any()  # ... so the left edge falls out of it
+    # The same view with something 1 m away in front of the plane everywhere: nothing is seen.
+    assert not matchable_map(d, K, _pose(), torch.full((1, H, W), 1.0), K[None], side[None], model_hw=None).any()
+    # No depth known for the view (0) counts as unseen; a view at the target's pose has no parallax.
+    assert not matchable_map(d, K, _pose(), torch.zeros(1, H, W), K[None], side[None], model_hw=None).any()
+    assert not matchable_map(d, K, _pose(), wall, K[None], _pose()[None], model_hw=None).any()
+    # The target's own invalid pixels are never matchable; two views: either one suffices.
+    d[:5] = 0
+    both = matchable_map(d, K, _pose(), wall.expand(2, H, W), K.expand(2, 3, 3), torch.stack([side, _pose(t=(-0.3, 0, 0))]), model_hw=None)
+    assert not both[:5].any() and both[5:].all()
