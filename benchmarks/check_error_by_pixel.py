@@ -132,6 +132,8 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, samples in sets.items():
         res[name] = evaluate_set(pred, samples)
+        if not res[name]:
+            print(f"| {name} | no target in the observable regime (raise the target count) |")
         for row, r in res[name].items():
             print(f"| {name} | {row} | {r['targets']} | {r['matchable_share']:.2f} ({r['matchable_textured_share']:.2f}) | {r['abs_rel']:.3f} | "
                   f"{r['abs_rel_matchable_textured']:.3f} | {r['abs_rel_matchable_flat']:.3f} | {r['abs_rel_prior_only']:.3f} | "
@@ -140,7 +142,7 @@ def main(argv=None) -> int:
     print("\nMatchable textured pixels: where the refinement replaced the network's depth, medians over targets")
     print("| set | replaced share | AbsRel replaced (published) | AbsRel kept: network | published |")
     print("|---|---|---|---|---|")
-    for name, r in res.items():
+    for name, r in ((k, v) for k, v in res.items() if v):
         m, n = r["mvgd"], r["network"]
         print(f"| {name} | {m['replaced_share_of_matchable_textured']:.2f} | {m['abs_rel_matchable_textured_replaced']:.3f} | "
               f"{n['abs_rel_matchable_textured_kept']:.3f} | {m['abs_rel_matchable_textured_kept']:.3f} |")
