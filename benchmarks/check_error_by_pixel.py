@@ -1,6 +1,7 @@
 """Where the depth error lives: pixels another view can match against, and the rest (issue 11).
 
     python benchmarks/check_error_by_pixel.py [--model models/mvgd_default.pt] [--num 96] [--hololens-num 64] [--views 3]
+                                              [--targets cond|novel] [--out JSON]
 
 The held-out tables (training/evaluate_model.py) score a target over all its valid pixels. A pixel's
 depth can come from geometry only where some *other* conditioning view sees the same surface point
@@ -21,7 +22,10 @@ For the same targets as evaluate_model (procedural seed 2,000,000, the HoloLens 
 seed 4,000,000; live-camera targets; observable regime, the headline), it prints the median over
 targets of: the matchable share of pixels, AbsRel on each class, and the target's AbsRel were either
 class exact (which class the remaining error is in). Rows: MVGD (what the node publishes) and the
-network alone. JSON: benchmarks/results/check_error_by_pixel.json. CPU, ~30 s with 2 threads.
+network alone. `--targets novel`: the tables' novel-view targets (seeds 2,000,001 / 4,000,001), their
+depth with the views' own live depth fused in as the node does; there a pixel counts as matchable
+when some view sees it unhidden at all (no parallax test: that view's own depth can give it).
+JSON: benchmarks/results/check_error_by_pixel.json. CPU, ~30 s with 2 threads (novel: ~1 min).
 """
 from __future__ import annotations
 
@@ -46,7 +50,8 @@ from mvgd_core.inference import MVGDPredictor  # noqa: E402
 from mvgd_core.data.types import collate_samples  # noqa: E402
 from mvgd_core.model_eval import held_out_samples  # noqa: E402
 from mvgd_core.mvs import box_mean, luma  # noqa: E402
-from mvgd_core.observability import matchable_map, sample_observability  # noqa: E402
+from mvgd_core.inference import views_from_tensor  # noqa: E402
+from mvgd_core.observability import MIN_DISPARITY_PX, matchable_map, sample_observability  # noqa: E402
 from mvgd_core.refine import RefineConfig  # noqa: E402
 
 def textured_mask(rgb: torch.Tensor, cfg: RefineConfig = RefineConfig()) -> torch.Tensor:
@@ -73,29 +78,34 @@ def split_scores(depth: torch.Tensor, gt: torch.Tensor, match: torch.Tensor, tex
             "abs_rel_if_matchable_textured_exact": rest(mt), "abs_rel_if_matchable_exact": rest(m), "abs_rel_if_prior_only_exact": rest(o)}
 
 
-def predict(pred: MVGDPredictor, samples: list, batch_size: int = 8):
-    """(network depth (S, H, W), published depth (S, H, W), replaced (S, H, W) bool): live-camera
-    targets at the model's resolution, 1 DDIM step, the photometric refinement as the node runs it."""
+def predict(pred: MVGDPredictor, samples: list, novel: bool, batch_size: int = 8):
+    """(network depth (S, H, W), published depth (S, H, W), replaced (S, H, W) bool) at the model's
+    resolution, 1 DDIM step, as evaluate_model predicts them (`model_eval._predict`): the
+    photometric refinement, and at novel targets the views' own live depth fused in."""
     nets, outs, reps = [], [], []
     for i in range(0, len(samples), batch_size):
         b = collate_samples(samples[i : i + batch_size])
         with torch.no_grad():
+            views = views_from_tensor(pred.view_depths(b, 1, i), b.cond_K) if novel else None
             x0, scale, match = pred.sample(b.cond_rgb, b.cond_K, b.cond_T_wc, b.tgt_K, b.tgt_T_wc, "depth", 1, i, return_match=True)
             net = pred.to_depth(x0, scale)
             out, rep = pred.refined(net, b.cond_rgb, b.cond_K, b.cond_T_wc, b.tgt_K, b.tgt_T_wc, match=match)
+            if novel:
+                out = pred.fused(out, b.cond_K, b.cond_T_wc, b.tgt_K, b.tgt_T_wc, views)[0]
         nets.append(net)
         outs.append(out)
         reps.append(torch.zeros_like(out, dtype=torch.bool) if rep is None else rep)
     return torch.cat(nets), torch.cat(outs), torch.cat(reps)
 
 
-def evaluate_set(pred: MVGDPredictor, samples: list) -> dict:
-    net, depth, replaced = predict(pred, samples)
+def evaluate_set(pred: MVGDPredictor, samples: list, novel: bool) -> dict:
+    net, depth, replaced = predict(pred, samples, novel)
     rows = {"mvgd": [], "network": []}
     for j, s in enumerate(samples):
         if sample_observability(s).regime != "observable":
             continue
-        match = matchable_map(s.tgt_depth, s.tgt_K, s.tgt_T_wc, s.cond_depth, s.cond_K, s.cond_T_wc, tuple(s.tgt_depth.shape))
+        match = matchable_map(s.tgt_depth, s.tgt_K, s.tgt_T_wc, s.cond_depth, s.cond_K, s.cond_T_wc, tuple(s.tgt_depth.shape),
+                              min_parallax_px=0.0 if novel else MIN_DISPARITY_PX)
         textured = textured_mask(s.tgt_rgb)
         rows["mvgd"].append(split_scores(depth[j], s.tgt_depth, match, textured, replaced[j]))
         rows["network"].append(split_scores(net[j], s.tgt_depth, match, textured, replaced[j]))
@@ -109,6 +119,8 @@ def main(argv=None) -> int:
     ap.add_argument("--hololens-num", type=int, default=64)
     ap.add_argument("--hololens", default="data/hololens_office|../shared/data/hololens_office")
     ap.add_argument("--views", type=int, default=3)
+    ap.add_argument("--targets", choices=("cond", "novel"), default="cond",
+                    help="live-camera targets (the default) or novel views (seeds 2,000,001 / 4,000,001, as evaluate_model)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "check_error_by_pixel.json"))
     a = ap.parse_args(argv)
@@ -117,21 +129,23 @@ def main(argv=None) -> int:
     hw = pred.image_size
     train_data = (load_checkpoint(a.model)["config"].get("train") or {}).get("data") or {}
     data = from_dict(DataConfig, {**train_data, "image_hw": list(hw)}, where="checkpoint.config.train.data")
-    sets = {"procedural": held_out_samples(data, a.num, 2_000_000, a.views, "cond")}
+    novel = a.targets == "novel"
+    sets = {"procedural": held_out_samples(data, a.num, 2_000_000 + novel, a.views, a.targets)}
     path = _first_existing(a.hololens)
     if path is not None:
         from mvgd_core.data.deepvideomvs import list_images, read_deepvideomvs
         from mvgd_core.data.splits import hololens_split
 
         _, held = hololens_split(len(list_images(path)))
-        sets["hololens"] = real_sets(read_deepvideomvs(path, indices=held), hw, a.hololens_num, 4_000_000, a.views)["cond"]
+        sets["hololens"] = real_sets(read_deepvideomvs(path, indices=held), hw, a.hololens_num, 4_000_000, a.views)[a.targets]
     res = {}
-    print(f"{a.views} views, live-camera targets, observable regime; medians over targets")
+    print(f"{a.views} views, {'novel-view' if novel else 'live-camera'} targets, observable regime; medians over targets"
+          + ("; 'matchable' = seen by a view, unhidden, without the parallax test" if novel else ""))
     print("| set | row | targets | matchable share (textured) | AbsRel all | matchable textured | matchable flat | prior only | "
           "all, were these exact: matchable textured | matchable | prior only |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, samples in sets.items():
-        res[name] = evaluate_set(pred, samples)
+        res[name] = evaluate_set(pred, samples, novel)
         if not res[name]:
             print(f"| {name} | no target in the observable regime (raise the target count) |")
         for row, r in res[name].items():
@@ -148,7 +162,7 @@ def main(argv=None) -> int:
               f"{n['abs_rel_matchable_textured_kept']:.3f} | {m['abs_rel_matchable_textured_kept']:.3f} |")
     cmd = "python benchmarks/check_error_by_pixel.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps({"command": cmd, "model": a.model, "views": a.views, "sets": res}, indent=2))
+    Path(a.out).write_text(json.dumps({"command": cmd, "model": a.model, "views": a.views, "targets": a.targets, "sets": res}, indent=2))
     print(f"JSON: {a.out}")
     return 0
 

@@ -100,15 +100,17 @@ def observability_map(tgt_depth, tgt_K, tgt_T_wc, cond_K, cond_T_wc, model_hw=DE
 OCCLUSION_TOL = 0.05  # relative: a view's own depth within 5 % of the point's means it sees that point
 
 
-def matchable_map(tgt_depth, tgt_K, tgt_T_wc, cond_depth, cond_K, cond_T_wc, model_hw=DEFAULT_MODEL_HW) -> torch.Tensor:
+def matchable_map(tgt_depth, tgt_K, tgt_T_wc, cond_depth, cond_K, cond_T_wc, model_hw=DEFAULT_MODEL_HW,
+                  min_parallax_px: float = MIN_DISPARITY_PX) -> torch.Tensor:
     """(H, W) bool: valid target pixels whose surface point some conditioning view sees, unhidden,
     with parallax: its depth could come from matching. An oracle test with every view's true depth
     (the model never sees it); `observability_map` counts hidden points too.
 
     For each view: the point at the pixel's true depth lands inside the image, in front of the
     camera, the view's own depth there (nearest pixel) is within OCCLUSION_TOL of the point's
-    depth in that view (nothing nearer hides it), and it moves >= MIN_DISPARITY_PX at model_hw
-    when its depth changes by DEPTH_CHANGE. tgt_depth (H, W) metres, 0 = invalid; cond_depth
+    depth in that view (nothing nearer hides it), and it moves >= min_parallax_px at model_hw
+    when its depth changes by DEPTH_CHANGE (0: seen at all, e.g. a novel view whose depth a view's
+    own depth could give). tgt_depth (H, W) metres, 0 = invalid; cond_depth
     (N, H, W) at the target's resolution (0 = unknown: not seen); K (3, 3) / (N, 3, 3) for it;
     poses camera-to-world."""
     d = torch.as_tensor(tgt_depth).double()
@@ -135,7 +137,7 @@ def matchable_map(tgt_depth, tgt_K, tgt_T_wc, cond_depth, cond_K, cond_T_wc, mod
         row = uv[..., 1].round().clamp(0, H - 1).long()
         seen = cd[i][row, col].double()
         unhidden = (seen > 0) & ((seen - z).abs() <= OCCLUSION_TOL * seen)
-        parallax = (uv1 - uv).norm(dim=-1) * px_scale >= MIN_DISPARITY_PX
+        parallax = (uv1 - uv).norm(dim=-1) * px_scale >= min_parallax_px
         out |= inside & unhidden & parallax
     return out & (d > 0)
 

@@ -134,10 +134,11 @@ def test_evaluate_model_real_sections_use_the_held_out_split(tiny_model, tmp_pat
     out = tmp_path / "r.json"
     rc = em.main(["--model", str(tiny_model), "--out", str(out), "--sections", "hololens,tabletop", "--views", "2",
                   "--hololens", str(holo), "--hololens-num", "2", "--tabletop", str(table), "--tabletop-num", "2", "--threads", "1",
-                  "--refine-settings", "propagate_radius=0"])
+                  "--refine-settings", "propagate_radius=0", "--fusion-settings", "splat_radius=2"])
     assert rc == 0
     rep = json.loads(out.read_text())
     assert rep["refine"] and rep["refine_settings"]["propagate_radius"] == 0  # the ablation reruns from the command line
+    assert rep["fusion"] and rep["fusion_settings"]["splat_radius"] == 2
     assert rep["sections"]["hololens"]["frames"] == [12, 15]  # last quarter of 16 frames
     for key in ("hololens", "tabletop"):
         agg = rep["sections"][key]["regimes"]["cond"]

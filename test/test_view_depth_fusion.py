@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mvgd_core.cameras import invert_pose, look_at
-from mvgd_core.view_depth_fusion import FusionConfig, fuse_view_depths, splat_depth
+from mvgd_core.view_depth_fusion import FusionConfig, fill_splat, fuse_view_depths, splat_depth
 
 K = torch.tensor([[60.0, 0.0, 31.5], [0.0, 60.0, 23.5], [0.0, 0.0, 1.0]])
 HW = (48, 64)
@@ -47,6 +47,32 @@ def test_splat_keeps_the_nearest_surface_and_leaves_unseen_pixels_empty():
     assert out.max() == pytest.approx(4.0) and out[out > 0].min() == pytest.approx(1.0)
     behind = torch.diag(torch.tensor([-1.0, 1.0, -1.0, 1.0]))  # turned 180 degrees about y
     assert not (splat_depth(d, K, behind, K, HW) > 0).any()
+
+
+def test_fill_splat_closes_the_cracks_of_a_magnified_surface_with_the_nearest_depth():
+    moved = invert_pose(_pose(z=0.5)) @ _pose()  # the target 0.5 m nearer: cracks (test above)
+    out = splat_depth(_plane(3.0), K, moved, K, HW)
+    filled = fill_splat(out, 1)
+    assert (out[12:36, 16:48] == 0).any() and (filled[12:36, 16:48] == 2.5).all()
+    assert torch.equal(fill_splat(out, 0), out)
+    s = torch.zeros(HW)
+    s[10, 10], s[10, 12] = 4.0, 2.0  # two points two pixels apart
+    f = fill_splat(s, 1)
+    assert f[10, 11] == 2.0 and f[9, 9] == 4.0 and f[10, 10] == 4.0  # empty: the nearer; landed: its own
+    assert (f[:, 14:] == 0).all() and (f[13:] == 0).all()  # nothing beyond the radius
+
+
+def test_fusion_votes_on_cracks_only_with_a_splat_radius():
+    moved = _pose(z=0.5)  # the target camera sits 0.5 m ahead of the view
+    net = _plane(3.5)
+    with_radius, votes = fuse_view_depths(net, K, moved, [_plane(3.0)], [K], [_pose()], FusionConfig(splat_radius=1))
+    without, votes0 = fuse_view_depths(net, K, moved, [_plane(3.0)], [K], [_pose()])  # the default: 0
+    inner = (slice(12, 36), slice(16, 48))
+    assert (votes[inner] == 1).all() and (votes0[inner] == 0).any()
+    assert torch.equal(without[inner][votes0[inner] == 0], net[inner][votes0[inner] == 0])
+    assert torch.allclose(with_radius[inner], torch.full_like(net[inner], float(np.sqrt(2.5 * 3.5))), rtol=1e-5)
+    with pytest.raises(ValueError, match="splat_radius"):
+        FusionConfig(splat_radius=-1)
 
 
 def test_fusion_takes_the_views_consensus_over_a_wrong_network():

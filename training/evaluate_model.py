@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-fusion", action="store_true",
                     help="MVGD novel-view depth without the conditioning views' own depth fused in (mvgd_core/view_depth_fusion.py); "
                          "by default each view's live depth is predicted first, as the node has it for its keyframes")
+    ap.add_argument("--fusion-settings", default="", metavar="KEY=VALUE[,...]",
+                    help="FusionConfig fields for the novel-view MVGD rows, e.g. splat_radius=1 (cracks filled: MODEL_CARD, stop 30)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
     return ap
@@ -314,9 +316,14 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"evaluate_model: error: --refine-settings: {e}", file=sys.stderr)
         return 2
+    try:
+        fusion = settings_from_text(FusionConfig, args.fusion_settings) if args.fusion_settings else FusionConfig()
+    except ValueError as e:
+        print(f"evaluate_model: error: --fusion-settings: {e}", file=sys.stderr)
+        return 2
     pred = MVGDPredictor.from_checkpoint(args.model, device=args.device, steps=args.steps,
                                        refine=dataclasses.replace(refine, enabled=not args.no_refine),
-                                       synthesis=SynthesisConfig(enabled=not args.no_synthesis), fusion=FusionConfig(enabled=not args.no_fusion))
+                                       synthesis=SynthesisConfig(enabled=not args.no_synthesis), fusion=dataclasses.replace(fusion, enabled=not args.no_fusion))
     pred.use_refine_net = args.refine_net
     hw = pred.image_size
     train_cfg = ckpt["config"].get("train") or {}
@@ -329,7 +336,7 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = "python training/evaluate_model.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     report = {"model": args.model, "step": ckpt.get("step"), "image_size": hw, "views": args.views, "command": cmd.strip(),
-              "refine": pred.refine.enabled, "refine_settings": dataclasses.asdict(pred.refine), "synthesis": pred.synthesis.enabled, "fusion": pred.fusion.enabled,
+              "refine": pred.refine.enabled, "refine_settings": dataclasses.asdict(pred.refine), "synthesis": pred.synthesis.enabled, "fusion": pred.fusion.enabled, "fusion_settings": dataclasses.asdict(pred.fusion),
               "device": args.device, "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
               "plane_sweep": SWEEP, "train_median_m": train_median, "train_median_source": median_src,
               "regime_rule": "observable: >= 50 % of valid target pixels move >= 1 px (model resolution) for a 25 % depth change; weak: 10-50 %; none: < 10 %",
