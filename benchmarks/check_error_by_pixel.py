@@ -98,7 +98,21 @@ def predict(pred: MVGDPredictor, samples: list, novel: bool, batch_size: int = 8
     return torch.cat(nets), torch.cat(outs), torch.cat(reps)
 
 
-def evaluate_set(pred: MVGDPredictor, samples: list, novel: bool) -> dict:
+CLASS_COLOURS = np.array([[0, 0, 0], [60, 180, 75], [255, 225, 25], [230, 25, 75]], np.uint8)  # invalid, matchable textured, flat, prior only
+
+
+def class_image(valid: torch.Tensor, match: torch.Tensor, textured: torch.Tensor, replaced: torch.Tensor) -> np.ndarray:
+    """(H, W, 3) uint8: green matchable textured, yellow matchable flat, red prior only, black no
+    ground truth; the pixels whose depth the refinement replaced drawn darker."""
+    cls = torch.where(~valid, 0, torch.where(~match, 3, torch.where(textured, 1, 2)))
+    img = CLASS_COLOURS[cls.numpy()].astype(np.float32)
+    img[replaced.numpy()] *= 0.55
+    return img.astype(np.uint8)
+
+
+def evaluate_set(pred: MVGDPredictor, samples: list, novel: bool, picks: list | None = None) -> dict:
+    """Median split scores over the observable targets; `picks` (if a list) gets (sample, depth,
+    classes image) of each of them, in order, for the figure."""
     net, depth, replaced = predict(pred, samples, novel)
     rows = {"mvgd": [], "network": []}
     for j, s in enumerate(samples):
@@ -109,7 +123,25 @@ def evaluate_set(pred: MVGDPredictor, samples: list, novel: bool) -> dict:
         textured = textured_mask(s.tgt_rgb)
         rows["mvgd"].append(split_scores(depth[j], s.tgt_depth, match, textured, replaced[j]))
         rows["network"].append(split_scores(net[j], s.tgt_depth, match, textured, replaced[j]))
+        if picks is not None:
+            picks.append((s, depth[j], class_image(s.tgt_depth > 0, match, textured, replaced[j])))
     return {name: {"targets": len(r), **{k: float(np.nanmedian([x[k] for x in r])) for k in r[0]}} for name, r in rows.items() if r}
+
+
+def save_figure(path, picks: list, rows: int = 4) -> Path:
+    """The first `rows` observable targets of a set (not chosen by result): image, GT depth, MVGD's
+    depth (one colour scale), its error, and the pixel classes."""
+    from mvgd_core import viz
+    from mvgd_core.metrics import depth_scores
+
+    grid, labels = [], []
+    for s, d, classes in picks[:rows]:
+        lo, hi = viz.depth_range(s.tgt_depth, d)
+        grid.append([s.tgt_rgb, viz.colorize_depth(s.tgt_depth, lo, hi), viz.colorize_depth(d, lo, hi),
+                     viz.colorize_error(d, s.tgt_depth), classes])
+        labels.append(["image", f"GT {lo:.1f}-{hi:.1f} m", f"MVGD AbsRel {depth_scores(d, s.tgt_depth)['abs_rel']:.3f}",
+                       "error (0-50 %)", "matchable textured/flat, prior only"])
+    return viz.save_png(path, viz.make_grid(grid, labels, cell_hw=viz.legible_cell(picks[0][0].tgt_depth.shape[-2:])))
 
 
 def main(argv=None) -> int:
@@ -123,6 +155,7 @@ def main(argv=None) -> int:
                     help="live-camera targets (the default) or novel views (seeds 2,000,001 / 4,000,001, as evaluate_model)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "check_error_by_pixel.json"))
+    ap.add_argument("--figure", default="", help="also draw the first 4 observable procedural targets with their pixel classes (PNG/JPEG)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     pred = MVGDPredictor.from_checkpoint(a.model, device="cpu", steps=1)
@@ -145,7 +178,10 @@ def main(argv=None) -> int:
           "all, were these exact: matchable textured | matchable | prior only |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, samples in sets.items():
-        res[name] = evaluate_set(pred, samples, novel)
+        picks = [] if (a.figure and name == "procedural") else None
+        res[name] = evaluate_set(pred, samples, novel, picks)
+        if picks:
+            print(f"figure: {save_figure(a.figure, picks)}", flush=True)
         if not res[name]:
             print(f"| {name} | no target in the observable regime (raise the target count) |")
         for row, r in res[name].items():
