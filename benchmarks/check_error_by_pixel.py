@@ -1,7 +1,7 @@
 """Where the depth error lives: pixels another view can match against, and the rest (issue 11).
 
     python benchmarks/check_error_by_pixel.py [--model models/mvgd_default.pt] [--num 96] [--hololens-num 64] [--views 3]
-                                              [--targets cond|novel] [--out JSON]
+                                              [--targets cond|novel] [--refine-net] [--figure PNG] [--out JSON]
 
 The held-out tables (training/evaluate_model.py) score a target over all its valid pixels. A pixel's
 depth can come from geometry only where some *other* conditioning view sees the same surface point
@@ -155,10 +155,12 @@ def main(argv=None) -> int:
                     help="live-camera targets (the default) or novel views (seeds 2,000,001 / 4,000,001, as evaluate_model)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "check_error_by_pixel.json"))
+    ap.add_argument("--refine-net", action="store_true", help="the published depth through the checkpoint's learned second stage (opt-in)")
     ap.add_argument("--figure", default="", help="also draw the first 4 observable procedural targets with their pixel classes (PNG/JPEG)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     pred = MVGDPredictor.from_checkpoint(a.model, device="cpu", steps=1)
+    pred.use_refine_net = a.refine_net
     hw = pred.image_size
     train_data = (load_checkpoint(a.model)["config"].get("train") or {}).get("data") or {}
     data = from_dict(DataConfig, {**train_data, "image_hw": list(hw)}, where="checkpoint.config.train.data")
