@@ -49,17 +49,10 @@ from mvgd_core.data.sampler import DataConfig  # noqa: E402
 from mvgd_core.inference import MVGDPredictor  # noqa: E402
 from mvgd_core.data.types import collate_samples  # noqa: E402
 from mvgd_core.model_eval import held_out_samples  # noqa: E402
-from mvgd_core.mvs import box_mean, luma  # noqa: E402
+from mvgd_core.mvs import luma  # noqa: E402
 from mvgd_core.inference import views_from_tensor  # noqa: E402
 from mvgd_core.observability import MIN_DISPARITY_PX, matchable_map, sample_observability  # noqa: E402
-from mvgd_core.refine import RefineConfig  # noqa: E402
-
-def textured_mask(rgb: torch.Tensor, cfg: RefineConfig = RefineConfig()) -> torch.Tensor:
-    """(H, W) bool: the refinement's texture test on an image (3, H, W)."""
-    g = luma(rgb).double()
-    mean = box_mean(g, cfg.window)
-    return (box_mean(g * g, cfg.window) - mean * mean).clamp_min(0).sqrt() >= cfg.min_texture
-
+from mvgd_core.refine import textured as refine_textured  # noqa: E402
 
 def split_scores(depth: torch.Tensor, gt: torch.Tensor, match: torch.Tensor, textured: torch.Tensor, replaced: torch.Tensor) -> dict:
     """One target's AbsRel split by pixel class (module doc); NaN where a class is empty. The
@@ -120,7 +113,7 @@ def evaluate_set(pred: MVGDPredictor, samples: list, novel: bool, picks: list | 
             continue
         match = matchable_map(s.tgt_depth, s.tgt_K, s.tgt_T_wc, s.cond_depth, s.cond_K, s.cond_T_wc, tuple(s.tgt_depth.shape),
                               min_parallax_px=0.0 if novel else MIN_DISPARITY_PX)
-        textured = textured_mask(s.tgt_rgb)
+        textured = refine_textured(luma(s.tgt_rgb))
         rows["mvgd"].append(split_scores(depth[j], s.tgt_depth, match, textured, replaced[j]))
         rows["network"].append(split_scores(net[j], s.tgt_depth, match, textured, replaced[j]))
         if picks is not None:

@@ -227,14 +227,20 @@ def refine_live(ref_rgb, ref_K, ref_T_wc, src_rgb, src_K, src_T_wc, depth: torch
     c = torch.where(seen, zncc_cost(ref_g, warped, cfg.window), torch.full_like(warped, _NOT_SEEN))  # (V, n, H, W)
     mean, worst = _mean_of_lowest(c, max(1, c.shape[0] // 2))  # the best half of the sources (Kang et al.)
     cost = torch.where(worst < _NOT_SEEN, mean, torch.full_like(mean, _NOT_SEEN))  # (n, H, W)
-    mean = box_mean(ref_g, cfg.window)
-    texture = (box_mean(ref_g * ref_g, cfg.window) - mean * mean).clamp_min(0).sqrt() >= cfg.min_texture
+    texture = textured(ref_g, cfg)
     agg = _smoothed(cost, ref_g, cfg)
     if cfg.min_agree > 1:
         texture = texture & _sources_agree(c, cost if agg is None else agg, cfg)
     res = _propagated(_accept(cost, depth, step, cfg, texture, agg), depth, ref_rgb, cfg)
     res.band = BandCost(cost, cost if agg is None else agg, texture)
     return res
+
+
+def textured(gray: torch.Tensor, cfg: RefineConfig = RefineConfig()) -> torch.Tensor:
+    """(H, W) bool: the windows of a grey image (H, W) with enough texture to be matched (grey-level
+    std over cfg.window x cfg.window >= cfg.min_texture)."""
+    mean = box_mean(gray, cfg.window)
+    return (box_mean(gray * gray, cfg.window) - mean * mean).clamp_min(0).sqrt() >= cfg.min_texture
 
 
 def _smoothed(cost: torch.Tensor, gray: torch.Tensor, cfg: RefineConfig) -> torch.Tensor | None:
