@@ -118,7 +118,13 @@ def evaluate_set(pred: MVGDPredictor, samples: list, novel: bool, picks: list | 
         rows["network"].append(split_scores(net[j], s.tgt_depth, match, textured, replaced[j]))
         if picks is not None:
             picks.append((s, depth[j], class_image(s.tgt_depth > 0, match, textured, replaced[j])))
-    return {name: {"targets": len(r), **{k: float(np.nanmedian([x[k] for x in r])) for k in r[0]}} for name, r in rows.items() if r}
+    return {name: {"targets": len(r), **{k: _median([x[k] for x in r]) for k in r[0]}} for name, r in rows.items() if r}
+
+
+def _median(values: list[float]) -> float:
+    """Median over the targets where the value exists (a class can be empty); NaN if none."""
+    v = [x for x in values if np.isfinite(x)]
+    return float(np.median(v)) if v else float("nan")
 
 
 def save_figure(path, picks: list, rows: int = 4) -> Path:
