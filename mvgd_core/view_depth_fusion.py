@@ -22,7 +22,8 @@ the empty pixels next to it (the nearest such point wins). A nearer camera magni
 and leaves cracks between splatted pixels, and the network's novel-view depth there is worse than
 a neighbour's keyframe depth: tuning sets at 6 views, AbsRel procedural 0.250 -> 0.217, HoloLens
 0.073 -> 0.069 at radius 1. Not the default: on the real held-out walk through the node it is
-slightly worse (MODEL_CARD "Novel-view depth from the keyframes", stop 30).
+slightly worse (MODEL_CARD "Novel-view depth from the keyframes", stop 30); node parameter
+`fuse_splat_radius`.
 
 Shapes: depth maps (H, W) in pose units, 0 / non-finite = none; K (3, 3) for its own map's size;
 T_wc (4, 4) camera-to-world; every function is pure torch, float64 for poses (a map frame far

@@ -49,10 +49,11 @@ def set_torch_threads(threads: int) -> None:
 CUDA_HYPOTHESES = 11
 
 
-def load_predictor(checkpoint: str, device: str, steps: int, refine_hypotheses: int = 0):
+def load_predictor(checkpoint: str, device: str, steps: int, refine_hypotheses: int = 0, splat_radius: int = 0):
     """MVGDPredictor from the resolved checkpoint, its live-camera refinement trying `refine_hypotheses`
-    depths per pixel (0: CUDA_HYPOTHESES on CUDA, RefineConfig's default elsewhere); StartupError with
-    the reason on failure."""
+    depths per pixel (0: CUDA_HYPOTHESES on CUDA, RefineConfig's default elsewhere) and its virtual
+    views' fusion filling `splat_radius` px around each keyframe point (FusionConfig); StartupError
+    with the reason on failure."""
     import dataclasses
 
     from mvgd_core.checkpoint import CheckpointError
@@ -67,6 +68,7 @@ def load_predictor(checkpoint: str, device: str, steps: int, refine_hypotheses: 
         raise StartupError(f"cannot load model from {path} on device {device!r}: {exc}") from exc
     if refine_hypotheses or pred.device.type == "cuda":
         pred.refine = dataclasses.replace(pred.refine, hypotheses=refine_hypotheses or CUDA_HYPOTHESES)
+    pred.fusion = dataclasses.replace(pred.fusion, splat_radius=splat_radius)
     return pred
 
 

@@ -120,7 +120,7 @@ class MVGDNode(Node):
 
     def _load(self, predictor):
         set_torch_threads(self.p.torch_threads)  # OpenMP thread counts are per thread: set it where inference runs
-        return predictor or load_predictor(self.p.checkpoint, self.p.device, self.p.steps, self.p.refine_hypotheses)
+        return predictor or load_predictor(self.p.checkpoint, self.p.device, self.p.steps, self.p.refine_hypotheses, self.p.fuse_splat_radius)
 
     def _subscribe(self) -> None:
         """Camera (raw or compressed), camera_info and target poses (/tf comes in through self.tf)."""

@@ -187,3 +187,23 @@ def test_torch_threads_sets_the_inference_threads(ctx, tmp_path):
         node.destroy_node()
     finally:
         torch.set_num_threads(before)
+
+
+def test_fuse_splat_radius_reaches_the_virtual_views_fusion(ctx, tmp_path):
+    """Read-only, 0 by default (the fusion before stop 30); the node's predictor fuses with the
+    radius given at start-up; its descriptor allows 0..3."""
+    from mvgd_ros.model import load_predictor
+    from mvgd_ros.node import MVGDNode
+
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt")
+    assert params.BY_NAME["fuse_splat_radius"].default == 0 and load_predictor(str(ckpt), "cpu", 1).fusion.splat_radius == 0
+    node = MVGDNode(context=ctx, parameter_overrides=[Parameter("checkpoint", value=str(ckpt)), Parameter("fuse_splat_radius", value=2),
+                                                      Parameter("warm_up", value=False)])
+    try:
+        assert node.predictor.fusion.splat_radius == 2 and node.predictor.fusion.enabled
+        r = node.set_parameters([Parameter("fuse_splat_radius", value=1)])[0]
+        assert not r.successful and "read-only" in r.reason
+    finally:
+        node.destroy_node()
+    rng = params.descriptor(params.BY_NAME["fuse_splat_radius"]).integer_range[0]
+    assert (rng.from_value, rng.to_value) == (0, 3)
