@@ -46,13 +46,13 @@ from evaluate_model import _first_existing, real_sets  # noqa: E402
 from mvgd_core.checkpoint import load_checkpoint  # noqa: E402
 from mvgd_core.config import from_dict  # noqa: E402
 from mvgd_core.data.sampler import DataConfig  # noqa: E402
-from mvgd_core.inference import MVGDPredictor  # noqa: E402
 from mvgd_core.data.types import collate_samples  # noqa: E402
+from mvgd_core.inference import MVGDPredictor, views_from_tensor  # noqa: E402
 from mvgd_core.model_eval import held_out_samples  # noqa: E402
 from mvgd_core.mvs import luma  # noqa: E402
-from mvgd_core.inference import views_from_tensor  # noqa: E402
 from mvgd_core.observability import MIN_DISPARITY_PX, matchable_map, sample_observability  # noqa: E402
 from mvgd_core.refine import textured as refine_textured  # noqa: E402
+
 
 def split_scores(depth: torch.Tensor, gt: torch.Tensor, match: torch.Tensor, textured: torch.Tensor, replaced: torch.Tensor) -> dict:
     """One target's AbsRel split by pixel class (module doc); NaN where a class is empty. The

@@ -51,6 +51,28 @@ def regime(frac: float) -> str:
     return "none"
 
 
+def _project_into_views(depth, tgt_K, tgt_T_wc, cond_K, cond_T_wc):
+    """Each target pixel's point at its depth and at (1 + DEPTH_CHANGE) x it, projected into every
+    view: (uv (N, H, W, 2), uv at the farther depth, z (N, H, W) depth in the view, z farther).
+    depth (H, W), tgt_K (3, 3), tgt_T_wc (4, 4), cond_K (N, 3, 3), cond_T_wc (N, 4, 4), float64."""
+    H, W = depth.shape
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
+    rays = torch.stack([u, v, torch.ones_like(u)], -1) @ torch.linalg.inv(tgt_K).T  # (H, W, 3), z = 1
+    p_near = rays * depth[..., None]  # (H, W, 3) target camera
+    T_ct = invert_pose(cond_T_wc) @ tgt_T_wc  # (N, 4, 4) target camera -> conditioning camera
+    R, t = T_ct[:, :3, :3], T_ct[:, :3, 3]
+
+    def project(p):  # (H, W, 3) -> uv (N, H, W, 2), z (N, H, W)
+        q = torch.einsum("nij,hwj->nhwi", R, p) + t[:, None, None, :]
+        z = q[..., 2]
+        uvw = torch.einsum("nij,nhwj->nhwi", cond_K, q)
+        return uvw[..., :2] / z.clamp_min(1e-9)[..., None], z
+
+    uv0, z0 = project(p_near)
+    uv1, z1 = project(p_near * (1.0 + DEPTH_CHANGE))
+    return uv0, uv1, z0, z1
+
+
 def observability_map(tgt_depth, tgt_K, tgt_T_wc, cond_K, cond_T_wc, model_hw=DEFAULT_MODEL_HW, cond_hw=None):
     """Per-pixel observability of a target's depth.
 
@@ -73,21 +95,8 @@ def observability_map(tgt_depth, tgt_K, tgt_T_wc, cond_K, cond_T_wc, model_hw=DE
         Kc = resize_intrinsics(Kc, cond_hw, tuple(model_hw))
         cond_hw = tuple(model_hw)
     valid = depth > 0
-    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
-    rays = torch.stack([u, v, torch.ones_like(u)], -1) @ torch.linalg.inv(Kt).T  # (H, W, 3), z = 1
-    p_near = rays * depth[..., None]  # (H, W, 3) target camera
-    p_far = p_near * (1.0 + DEPTH_CHANGE)
-    T_ct = invert_pose(Tc) @ Tt  # (N, 4, 4) target camera -> conditioning camera
-    R, t = T_ct[:, :3, :3], T_ct[:, :3, 3]
-
-    def project(p):  # (H, W, 3) -> uv (N, H, W, 2), in front (N, H, W)
-        q = torch.einsum("nij,hwj->nhwi", R, p) + t[:, None, None, :]
-        z = q[..., 2]
-        uvw = torch.einsum("nij,nhwj->nhwi", Kc, q)
-        return uvw[..., :2] / z.clamp_min(1e-9)[..., None], z > 1e-6
-
-    uv0, front0 = project(p_near)
-    uv1, front1 = project(p_far)
+    uv0, uv1, z0, z1 = _project_into_views(depth, Kt, Tt, Kc, Tc)
+    front0, front1 = z0 > 1e-6, z1 > 1e-6
     h, w = cond_hw
     inside = (uv0[..., 0] >= -0.5) & (uv0[..., 0] <= w - 0.5) & (uv0[..., 1] >= -0.5) & (uv0[..., 1] <= h - 0.5)
     seen = front0 & front1 & inside  # (N, H, W)
@@ -115,30 +124,18 @@ def matchable_map(tgt_depth, tgt_K, tgt_T_wc, cond_depth, cond_K, cond_T_wc, mod
     poses camera-to-world."""
     d = torch.as_tensor(tgt_depth).double()
     H, W = d.shape
-    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
-    rays = torch.stack([u, v, torch.ones_like(u)], -1) @ torch.linalg.inv(torch.as_tensor(tgt_K).double()).T
     Kc = torch.as_tensor(cond_K).double().reshape(-1, 3, 3)
-    T_ct = invert_pose(torch.as_tensor(cond_T_wc).double().reshape(-1, 4, 4)) @ torch.as_tensor(tgt_T_wc).double()
-    cd = torch.as_tensor(cond_depth).reshape(-1, H, W).float()
+    uv, uv1, z, z1 = _project_into_views(d, torch.as_tensor(tgt_K).double(), torch.as_tensor(tgt_T_wc).double(), Kc,
+                                         torch.as_tensor(cond_T_wc).double().reshape(-1, 4, 4))  # (N, H, W, ...)
+    inside = (uv[..., 0] >= -0.5) & (uv[..., 0] <= W - 0.5) & (uv[..., 1] >= -0.5) & (uv[..., 1] <= H - 0.5) & (z > 1e-6) & (z1 > 1e-6)
+    col = uv[..., 0].round().clamp(0, W - 1).long()
+    row = uv[..., 1].round().clamp(0, H - 1).long()
+    cd = torch.as_tensor(cond_depth).reshape(-1, H, W).double()
+    seen = cd[torch.arange(cd.shape[0])[:, None, None], row, col]  # (N, H, W): each view's own depth where the point lands
+    unhidden = (seen > 0) & ((seen - z).abs() <= OCCLUSION_TOL * seen)
     px_scale = model_hw[1] / W if model_hw is not None else 1.0  # displacement in model pixels
-    out = torch.zeros(H, W, dtype=torch.bool)
-    for i in range(Kc.shape[0]):
-        R, t = T_ct[i, :3, :3], T_ct[i, :3, 3]
-
-        def project(p):  # (H, W, 3) target camera -> (uv (H, W, 2), z (H, W)) in view i
-            q = p @ R.T + t
-            uvw = q @ Kc[i].T
-            return uvw[..., :2] / uvw[..., 2:].clamp_min(1e-9), q[..., 2]
-
-        uv, z = project(rays * d[..., None])
-        uv1, z1 = project(rays * (d * (1 + DEPTH_CHANGE))[..., None])
-        inside = (uv[..., 0] >= -0.5) & (uv[..., 0] <= W - 0.5) & (uv[..., 1] >= -0.5) & (uv[..., 1] <= H - 0.5) & (z > 1e-6) & (z1 > 1e-6)
-        col = uv[..., 0].round().clamp(0, W - 1).long()
-        row = uv[..., 1].round().clamp(0, H - 1).long()
-        seen = cd[i][row, col].double()
-        unhidden = (seen > 0) & ((seen - z).abs() <= OCCLUSION_TOL * seen)
-        parallax = (uv1 - uv).norm(dim=-1) * px_scale >= min_parallax_px
-        out |= inside & unhidden & parallax
+    parallax = (uv1 - uv).norm(dim=-1) * px_scale >= min_parallax_px
+    out = (inside & unhidden & parallax).any(0)
     return out & (d > 0)
 
 

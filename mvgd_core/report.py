@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mvgd_core.metrics import ALL, aggregate_by_regime
+from mvgd_core.sparsification import PARTIAL_FRACTIONS, fraction_key
 
 REGIMES = ("observable", "weak", "none")  # mvgd_core.observability.REGIMES (kept import-light: no torch here)
 
@@ -200,7 +201,7 @@ def _depth_headline(d: dict) -> list[str]:
 def _sparsification_line(st: dict) -> list[str]:
     """MVGD's per-frame sparsification, observable medians: AbsRel of its most confident 25 / 50 /
     75 / 100 % of pixels ([] when the node published no confidence)."""
-    pts = [(k, st.get(f"abs_rel_conf{k}", {})) for k in (25, 50, 75)]
+    pts = [(round(100 * f), st.get(fraction_key(f), {})) for f in PARTIAL_FRACTIONS]
     if not st.get("n") or not all(p.get("n") for _, p in pts):
         return []
     cells = ", ".join(f"{k} % {_fmt('abs_rel', p['median'])}" for k, p in pts)

@@ -11,6 +11,12 @@ import numpy as np
 import torch
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+PARTIAL_FRACTIONS = FRACTIONS[:-1]  # a frame's own points below 100 % (its 100 % point is its AbsRel)
+
+
+def fraction_key(fraction: float) -> str:
+    """Metric name of one sparsification point in per-frame scores: 0.25 -> "abs_rel_conf25"."""
+    return f"abs_rel_conf{round(100 * fraction)}"
 
 
 def most_confident_indices(confidence: np.ndarray, k: int) -> np.ndarray:

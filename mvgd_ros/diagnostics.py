@@ -173,8 +173,8 @@ class NodeStats:
 
     def _rescale_median(self) -> float | None:
         """Median |refine_rescale| over the recent window, None with fewer than RESCALE_MIN values."""
-        v = sorted(x for x in self._rescale if x is not None)
-        return v[len(v) // 2] if len(v) >= RESCALE_MIN else None
+        v = [x for x in self._rescale if x is not None]
+        return _upper_median(v) if len(v) >= RESCALE_MIN else None
 
     def snapshot(self, extra: dict | None = None, health: tuple[HealthConfig, dict] | None = None) -> dict[str, str]:
         """Key/values for this period (rates per second over it), then start a new period.
@@ -207,7 +207,7 @@ class NodeStats:
                      "images": self._period["images"], "lookahead_expired": self._period["lookahead_expired"],
                      "dropped": self._period["dropped"], "uptime_s": now - self.started,
                      "observable_share": sum(self._observable) / len(self._observable) if self._observable else None,
-                     "latency_s": sorted(self._latency)[len(self._latency) // 2] if self._latency else None}
+                     "latency_s": _upper_median(self._latency) if self._latency else None}
             out["inference_failure_streak"] = str(self.failure_streak)
             self._period.clear()
             self._latency.clear()
@@ -222,6 +222,11 @@ class NodeStats:
         facts.update(given)
         out["_level"], out["_message"] = summarize(health_checks(cfg, **facts))
         return out
+
+
+def _upper_median(v: list[float]) -> float:
+    """The middle value of a non-empty list (the upper one of the two for an even count)."""
+    return sorted(v)[len(v) // 2]
 
 
 def _mean(v: list[float]) -> str:

@@ -199,9 +199,6 @@ def frame_observability(gt: Frame, cond: list[Frame], model_hw):
     return obs, mask.numpy()
 
 
-SPARSIFICATION = (0.25, 0.5, 0.75)  # shares of the most confident pixels in the per-frame sparsification
-
-
 def most_confident(pred: np.ndarray, conf: np.ndarray, gt: np.ndarray, share: float) -> np.ndarray:
     """`pred` with only its most confident pixels kept (the others 0 = no depth), among those where
     ground truth and prediction both have depth: as many as `share` of the valid ground-truth
@@ -221,11 +218,11 @@ def most_confident(pred: np.ndarray, conf: np.ndarray, gt: np.ndarray, share: fl
 def sparsification_scores(pred: np.ndarray, conf: np.ndarray, gt: np.ndarray) -> dict:
     """{"abs_rel_conf25": AbsRel of the most confident 25 % of the scored pixels, ...50, ...75}: one
     frame's sparsification curve (mvgd_core.sparsification; the 100 % point is its own "abs_rel")."""
-    from mvgd_core.sparsification import sparsification_curve
+    from mvgd_core.sparsification import PARTIAL_FRACTIONS, fraction_key, sparsification_curve
 
     p = np.where(np.asarray(pred) > 0, pred, np.nan)  # the node's invalid pixels decode as 0: no depth, not an error
-    curve = sparsification_curve(p, gt, conf, SPARSIFICATION)
-    return {f"abs_rel_conf{round(100 * f)}": a for f, a in zip(curve["fractions"], curve["abs_rel"]) if np.isfinite(a)}
+    curve = sparsification_curve(p, gt, conf, PARTIAL_FRACTIONS)
+    return {fraction_key(f): a for f, a in zip(curve["fractions"], curve["abs_rel"]) if np.isfinite(a)}
 
 
 def frame_metrics(kind: str, gt: Frame, pred_depth, pred_rgb, base: dict, train_median: float | None,

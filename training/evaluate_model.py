@@ -297,6 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _settings(cls, text: str, flag: str):
+    """A cls config from flag's KEY=VALUE[,...] text (its defaults when empty); None after printing
+    why the text is wrong."""
+    try:
+        return settings_from_text(cls, text) if text else cls()
+    except ValueError as e:
+        print(f"evaluate_model: error: {flag}: {e}", file=sys.stderr)
+        return None
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.card:
@@ -311,15 +321,9 @@ def main(argv=None) -> int:
         return 2
 
     ckpt = load_checkpoint(args.model)
-    try:
-        refine = settings_from_text(RefineConfig, args.refine_settings) if args.refine_settings else RefineConfig()
-    except ValueError as e:
-        print(f"evaluate_model: error: --refine-settings: {e}", file=sys.stderr)
-        return 2
-    try:
-        fusion = settings_from_text(FusionConfig, args.fusion_settings) if args.fusion_settings else FusionConfig()
-    except ValueError as e:
-        print(f"evaluate_model: error: --fusion-settings: {e}", file=sys.stderr)
+    refine = _settings(RefineConfig, args.refine_settings, "--refine-settings")
+    fusion = _settings(FusionConfig, args.fusion_settings, "--fusion-settings")
+    if refine is None or fusion is None:
         return 2
     pred = MVGDPredictor.from_checkpoint(args.model, device=args.device, steps=args.steps,
                                        refine=dataclasses.replace(refine, enabled=not args.no_refine),
