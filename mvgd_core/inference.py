@@ -123,6 +123,10 @@ class MVGDPredictor:
         self.model = model.to(self.device).eval()
         self.refine_net = None if refine_net is None else refine_net.to(self.device).eval()
         self.use_refine_net = False  # opt-in (stop 26): slightly worse live on the real walk, MODEL_CARD "Learned second stage"
+        # Called with the learned stage's inputs (rgb, net, refined, accepted, confidence, band; as
+        # `apply_refine_net` takes them) each time it runs: how `train_refine_net.py gather --source
+        # replay_*` records the node's own live inputs. None: nothing is recorded.
+        self.stage_input_tap = None
         self.diffusion = GaussianDiffusion(diffusion_cfg)
         self.sampler = DDIMSampler(self.diffusion, eta=0.0)
         self.steps = steps
@@ -223,6 +227,8 @@ class MVGDPredictor:
             _, _, ref = relative_reference(cond_K, cond_T_wc, tgt_K, tgt_T_wc)
             rgb = torch.stack([cond_rgb[b, int(ref[b])] for b in live]).float()
             conf = match_confidence(match, tuple(depth.shape[-2:]))[0][live]  # raw: a refit calibration leaves the stage's input alone
+            if self.stage_input_tap is not None:
+                self.stage_input_tap(rgb, depth[live].float(), out[live].float(), replaced[live], conf, [band[b] for b in live])
             out[live] = apply_refine_net(self.refine_net, rgb, depth[live].float(), out[live].float(), replaced[live], conf,
                                          [band[b] for b in live]).to(out.dtype)
         return out, replaced

@@ -152,6 +152,26 @@ def test_train_refine_net_end_to_end(staged, tmp_path, capsys):
     assert fig.stat().st_size > 1000
     with pytest.raises(SystemExit, match="no 'refine_net'"):
         script.main(["eval", "--model", str(plain), "--data", str(data)])
+    # fine-tuning starts from the stage --model carries; a model without one is refused
+    tuned = tmp_path / "tuned.pt"
+    assert script.main(["train", "--model", str(out), "--data", str(data), str(data), "--weights", "1", "0", "--steps", "1",
+                        "--batch", "2", "--lr", "0", "--init-stage", "--write", str(tuned)]) == 0
+    a, b = (load_checkpoint(p)[CHECKPOINT_KEY]["state"] for p in (out, tuned))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # lr 0: the stage it started from, unchanged
+    with pytest.raises(SystemExit, match="no 'refine_net'"):
+        script.main(["train", "--model", str(plain), "--data", str(data), "--steps", "1", "--init-stage", "--write", str(tuned)])
+    with pytest.raises(SystemExit, match="one non-negative weight per --data"):
+        script.main(["train", "--model", str(plain), "--data", str(data), "--weights", "1", "1", "--write", str(tuned)])
+
+
+def test_weighted_draw_follows_the_weights_and_stays_in_its_set():
+    script = load_script("training/train_refine_net.py")
+    torch.manual_seed(0)
+    idx = np.array(script.draw_targets([10, 1000], [3.0, 1.0], 4000))
+    assert ((idx >= 0) & (idx < 1010)).all()
+    assert 0.70 < (idx < 10).mean() < 0.80  # weight 3 of 4 on the 10-target set, though it is 1 % of the targets
+    assert set(idx[idx < 10]) == set(range(10))
+    assert (np.array(script.draw_targets([10, 1000], [0.0, 1.0], 500)) >= 10).all()
 
 
 def test_stage_is_never_skipped_silently_and_the_evaluation_scores_it(staged):
@@ -170,3 +190,30 @@ def test_stage_is_never_skipped_silently_and_the_evaluation_scores_it(staged):
     p1.use_refine_net = False
     torch.testing.assert_close(net[0], p1.predict_batch(live, "depth", steps=1, seed=0, refine=False))
     assert not torch.allclose(got, p1.predict_batch(live, "depth", steps=1, seed=0))
+
+
+def test_gather_records_the_nodes_own_live_inputs_on_replayed_sequences(staged, tmp_path):
+    """--source replay_*: one target per live answer the node publishes with a band (its keyframe
+    sets at each lag), holding the refined depth the node publishes, GT in the model's camera."""
+    script = load_script("training/train_refine_net.py")
+    seq = load_script("training/evaluate_sequences.py")
+    plain, _ = staged
+    data = tmp_path / "replay.pt"
+    assert script.main(["gather", "--model", str(plain), "--source", "replay_procedural", "--seed", "8300000", "--sequences", "1",
+                        "--trajectories", "forward", "--lookahead", "0", "2", "--out", str(data)]) == 0
+    rec = torch.load(data)
+    frames = script.replay_sequences(script.build_parser().parse_args(
+        ["gather", "--model", "x", "--source", "replay_procedural", "--seed", "8300000", "--sequences", "1", "--trajectories", "forward",
+         "--out", "x"]))[0]
+    jobs = [(lag, i, w) for lag in (0, 2) for _, i, w in seq.answers([frames], lag) if len(w) >= 2]
+    assert len(rec["regime"]) == len(jobs) > 20 and rec["meta"]["lookahead"] == [0, 2]
+    assert rec["gt"].shape[1:] == HW and rec["cost"].shape[1:] == (7, *HW) and rec["rgb"].shape[1:] == (3, *HW)
+    # the first target: the depth the node publishes from those views, at the model's resolution
+    pred = MVGDPredictor.from_checkpoint(plain, device="cpu", steps=1)
+    _, i, w = jobs[0]
+    K = seq.Scorer(pred, HW).output_camera(frames[i])[1:]
+    from mvgd_core.cameras import resize_intrinsics
+    K_model = resize_intrinsics(torch.as_tensor(K[0], dtype=torch.float32), K[1], HW).numpy()
+    depth = pred.predict([frames[j] for j in w], K_model, frames[i].T_wc, HW, steps=1).depth
+    np.testing.assert_allclose(rec["ref"][0].numpy(), depth, rtol=1e-4)
+    assert (rec["gt"][0] > 0).float().mean() > 0.9

@@ -17,7 +17,12 @@ and the small U-Net trains on them in CPU-minutes:
 
 Training data: procedural scenes at seeds 8,000,000+ and the HoloLens walk's training frames
 (first three quarters), live targets with 2-6 views. Never the evaluation's seeds (1,000,000-
-2,000,001 procedural), the HoloLens held-out quarter or the tabletop set.
+2,000,001 procedural, 2,100,000+ sequences), the HoloLens held-out quarter or the tabletop set.
+Two kinds of target: views sampled around each (`--source procedural | hololens_train`, as the
+tables sample them), or the node's own live inputs (`--source replay_procedural | replay_hololens`,
+stop 31): whole training sequences replayed through its keyframe policy and lag
+(`evaluate_sequences.answers`), so the views trail the camera as on a robot; `train --weights`
+sets each set's share of the batches and `--init-stage` fine-tunes a stage already trained.
 """
 from __future__ import annotations
 
@@ -38,7 +43,7 @@ from tqdm import tqdm  # noqa: E402
 
 from evaluate_model import REAL_SAMPLING, _first_existing  # noqa: E402
 from mvgd_core.calibration import match_confidence  # noqa: E402
-from mvgd_core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from mvgd_core.checkpoint import load_checkpoint, refine_net_from_checkpoint, save_checkpoint  # noqa: E402
 from mvgd_core.config import from_dict  # noqa: E402
 from mvgd_core.data.sampler import DataConfig  # noqa: E402
 from mvgd_core.data.types import collate_samples  # noqa: E402
@@ -90,23 +95,83 @@ def first_stage(pred: MVGDPredictor, samples: list, seed: int) -> dict:
     return out
 
 
+def replay_sequences(args) -> list[list]:
+    """The training sequences a `replay_*` source replays through the node's keyframe policy:
+    the HoloLens walk's training frames at each of --strides (every offset: a 30 Hz camera
+    thinned as a node might get it), or procedural sequences like the demo bag at --seed + k,
+    --sequences of each --trajectories kind."""
+    if args.source == "replay_procedural":
+        from mvgd_core.data.make_bag import PROCEDURAL as BAG
+        from mvgd_core.data.render import ProceduralConfig, render_sequence
+
+        return [render_sequence(args.seed + 1000 * t + k, BAG["num_frames"], BAG["height"], BAG["width"], ProceduralConfig(p_indoor=1.0),
+                                trajectory=kind) for t, kind in enumerate(args.trajectories) for k in range(args.sequences)]
+    path = _first_existing(args.hololens)
+    if path is None:
+        raise SystemExit(f"train_refine_net: none of {args.hololens} exists")
+    from mvgd_core.data.deepvideomvs import list_images, read_deepvideomvs
+    from mvgd_core.data.splits import hololens_split
+
+    train, _ = hololens_split(len(list_images(path)))
+    return [read_deepvideomvs(path, indices=train[o::k]) for k in args.strides for o in range(k)]
+
+
+def replay_parts(args, pred: MVGDPredictor) -> list[dict]:
+    """The learned stage's inputs at every live answer the node publishes on `replay_sequences`
+    (its keyframe sets and lag, `evaluate_sequences.answers`), with GT in the model's camera."""
+    from evaluate_sequences import answers
+    from sequence_replay import Scorer
+    from mvgd_core.cameras import resize_intrinsics
+    from mvgd_ros.eval_scoring import in_camera
+    from mvgd_ros.lookahead import refine_sources
+
+    seqs = replay_sequences(args)
+    pred.refine_net, pred.use_refine_net = RefineNet(RefineNetConfig()), True  # untrained: the identity, so outputs are the refinement's
+    taps: list = []
+    pred.stage_input_tap = lambda *a: taps.append(a)
+    scorer, hw, parts = Scorer(pred, pred.image_size), pred.image_size, []
+    jobs = [(lag, job) for lag in args.lookahead for job in answers(seqs, lag)]
+    for lag, (s, i, window) in tqdm(jobs, desc=f"gather {args.source}", unit="target"):
+        taps.clear()
+        r = scorer.score(s, seqs[s], i, window, "depth", refine_sources(lag))
+        if r is None or not taps:  # no GT, or a single view (no band)
+            continue
+        rgb, net, ref, acc, conf, band = taps[0]
+        _, K, out_hw = scorer.output_camera(seqs[s][i])
+        gt = in_camera(seqs[s][i], resize_intrinsics(torch.as_tensor(K, dtype=torch.float32), out_hw, hw).numpy(), hw).depth
+        parts.append({"rgb": rgb.half(), "net": net, "ref": ref, "acc": acc, "gt": torch.as_tensor(gt, dtype=torch.float32)[None],
+                      "conf": conf.half(), "cost": torch.stack([x.cost.clamp(max=2.0) for x in band]).half(),
+                      "agg": torch.stack([x.agg for x in band]).half(), "checked": torch.stack([x.checked for x in band]),
+                      "regime": [r["regime"]]})
+    return parts
+
+
+def sampled_parts(args, pred: MVGDPredictor, data: DataConfig) -> list[dict]:
+    """The first stage's outputs at live targets with --views views sampled around each (`source_samples`)."""
+    parts = []
+    with tqdm(total=args.num // len(args.views) * len(args.views), desc=f"gather {args.source}", unit="target") as bar:
+        for i, v in enumerate(args.views):
+            samples = source_samples(args, data, pred.image_size, v, args.seed + i * 10007)
+            for j in range(0, len(samples), args.batch):
+                parts.append(first_stage(pred, samples[j:j + args.batch], j))
+                bar.update(len(samples[j:j + args.batch]))
+    return parts
+
+
 def gather(args) -> None:
     torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.model)
     pred = MVGDPredictor.from_checkpoint(args.model, device="cpu", steps=1)
     pred.use_refine_net = False
-    hw = pred.image_size
-    data = from_dict(DataConfig, {**((ckpt["config"].get("train") or {}).get("data") or {}), "image_hw": list(hw)})
-    parts = []
-    with tqdm(total=args.num // len(args.views) * len(args.views), desc=f"gather {args.source}", unit="target") as bar:
-        for i, v in enumerate(args.views):
-            samples = source_samples(args, data, hw, v, args.seed + i * 10007)
-            for j in range(0, len(samples), args.batch):
-                parts.append(first_stage(pred, samples[j:j + args.batch], j))
-                bar.update(len(samples[j:j + args.batch]))
+    data = from_dict(DataConfig, {**((ckpt["config"].get("train") or {}).get("data") or {}), "image_hw": list(pred.image_size)})
+    parts = replay_parts(args, pred) if args.source.startswith("replay_") else sampled_parts(args, pred, data)
+    if not parts:
+        raise SystemExit(f"train_refine_net: {args.source} gave no live target with a band")
     rec = {k: torch.cat([p[k] for p in parts]) for k in TENSORS}
     rec["regime"] = sum((p["regime"] for p in parts), [])
-    rec["meta"] = {"model": str(args.model), "source": args.source, "seed": args.seed, "views": list(args.views)}
+    rec["meta"] = {"model": str(args.model), "source": args.source, "seed": args.seed, "views": list(args.views),
+                   "lookahead": list(args.lookahead), "strides": list(args.strides), "trajectories": list(args.trajectories),
+                   "sequences": args.sequences}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save(rec, args.out)
     log(f"wrote {args.out}: {len(rec['regime'])} targets, {sum(r == 'observable' for r in rec['regime'])} observable")
@@ -116,9 +181,21 @@ def gather(args) -> None:
 
 def load_sets(paths: list[str]) -> dict:
     sets = [torch.load(p) for p in paths]
-    out = {k: torch.cat([s[k] for s in sets]) for k in TENSORS}
+    out = {k: torch.cat([s.pop(k) for s in sets]) for k in TENSORS}  # pop: one tensor kind held twice at a time, not all
     out["regime"] = sum((s["regime"] for s in sets), [])
+    out["sizes"] = [len(s["regime"]) for s in sets]
     return out
+
+
+def draw_targets(sizes: list[int], weights: list[float] | None, batch: int) -> list[int]:
+    """batch target indices into the concatenated sets: each draw picks a set with probability
+    proportional to its weight, then a target in it; weights None: every target alike (the draw
+    stop 26's shipped stage was trained with)."""
+    if weights is None:
+        return torch.randint(0, sum(sizes), (batch,)).tolist()
+    w = torch.tensor(weights, dtype=torch.float64)
+    start = [sum(sizes[:k]) for k in range(len(sizes))]
+    return [start[k] + int(torch.randint(0, sizes[k], ())) for k in torch.multinomial(w, batch, replacement=True).tolist()]
 
 
 def batch_inputs(d: dict, idx, cfg: RefineNetConfig):
@@ -137,13 +214,17 @@ def log_l1(pred_log: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 def train_stage(d: dict, args) -> RefineNet:
     torch.manual_seed(args.seed)
     model = RefineNet(RefineNetConfig())
+    if args.init_stage:  # fine-tune the stage --model carries (e.g. on the node's own keyframe sets)
+        start = refine_net_from_checkpoint(load_checkpoint(args.model))
+        if start is None:
+            raise SystemExit(f"train_refine_net: --init-stage, but {args.model} has no {CHECKPOINT_KEY!r} entry")
+        model = start.train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    n = len(d["regime"])
     bar = tqdm(range(args.steps), desc="train refine_net", unit="step")
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
-        x, log_ref, gt = batch_inputs(d, torch.randint(0, n, (args.batch,)).tolist(), model.cfg)
+        x, log_ref, gt = batch_inputs(d, draw_targets(d["sizes"], args.weights, args.batch), model.cfg)
         if torch.rand(()) < 0.5:  # mirror: the band's cost is per pixel, so flipping is exact
             x, log_ref, gt = x.flip(-1), log_ref.flip(-1), gt.flip(-1)
         loss = log_l1(log_ref + model(x), gt)
@@ -182,13 +263,16 @@ def report(d: dict, model: RefineNet, name: str) -> None:
 
 def train(args) -> None:
     torch.set_num_threads(args.threads)
+    if args.weights is not None and (len(args.weights) != len(args.data) or min(args.weights) < 0 or sum(args.weights) <= 0):
+        raise SystemExit(f"train_refine_net: --weights needs one non-negative weight per --data set, got {args.weights}")
     d = load_sets(args.data)
     log(f"{len(d['regime'])} targets from {', '.join(args.data)}")
     t0 = time.time()
     model = train_stage(d, args)
     minutes = (time.time() - t0) / 60
     cmd = "python training/train_refine_net.py train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    meta = {"steps": args.steps, "batch": args.batch, "lr": args.lr, "targets": len(d["regime"]), "data": list(args.data),
+    meta = {"steps": args.steps, "batch": args.batch, "lr": args.lr, "init_stage": args.init_stage, "weights": args.weights,
+            "targets": len(d["regime"]), "data": list(args.data),
             "cpu_minutes": round(minutes * args.threads, 1), "threads": args.threads, "command": cmd}
     ckpt = load_checkpoint(args.model)
     save_checkpoint(args.write, {**ckpt, CHECKPOINT_KEY: refine_net_to_dict(model, meta)})
@@ -236,12 +320,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("gather", help="the frozen first stage's live-camera outputs -> a .pt set")
     g.add_argument("--model", required=True)
-    g.add_argument("--source", choices=("procedural", "hololens_train"), required=True)
+    g.add_argument("--source", choices=("procedural", "hololens_train", "replay_procedural", "replay_hololens"), required=True,
+                   help="views sampled around each target, or (replay_*) the node's own keyframe sets on sequences")
     g.add_argument("--num", type=int, default=1000, help="targets, split evenly over --views")
     g.add_argument("--seed", type=int, required=True, help="procedural: 8,000,000+ for training, 6,000,000+ for tuning")
     g.add_argument("--views", type=int, nargs="+", default=[2, 3, 4, 5, 6])
     g.add_argument("--hololens", default="data/hololens_office|../shared/data/hololens_office", help="first existing wins")
     g.add_argument("--batch", type=int, default=8)
+    g.add_argument("--lookahead", type=int, nargs="+", default=[0, 2], help="replay_*: the node's lookahead_frames values")
+    g.add_argument("--strides", type=int, nargs="+", default=[1, 2, 3], help="replay_hololens: frame strides, every offset")
+    g.add_argument("--trajectories", nargs="+", default=["forward", "wide", "handheld"], help="replay_procedural: kinds")
+    g.add_argument("--sequences", type=int, default=4, help="replay_procedural: sequences of each kind")
     g.add_argument("--out", required=True)
     t = sub.add_parser("train", help="train the stage on gathered sets and store it in a checkpoint copy")
     t.add_argument("--model", required=True)
@@ -250,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--weights", type=float, nargs="+", help="sampling weight of each --data set (default: by its size)")
+    t.add_argument("--init-stage", action="store_true", help="start from --model's stage instead of the identity")
     t.add_argument("--write", required=True, help="checkpoint to write (may be --model)")
     t.add_argument("--report", nargs="*", default=[], help="gathered sets to report before / after on")
     e = sub.add_parser("eval", help="before / after the stage on gathered sets")
