@@ -158,6 +158,7 @@ def test_train_refine_net_end_to_end(staged, tmp_path, capsys):
                         "--batch", "2", "--lr", "0", "--init-stage", "--write", str(tuned)]) == 0
     a, b = (load_checkpoint(p)[CHECKPOINT_KEY]["state"] for p in (out, tuned))
     assert all(torch.equal(a[k], b[k]) for k in a)  # lr 0: the stage it started from, unchanged
+    assert load_checkpoint(tuned)[CHECKPOINT_KEY]["meta"]["started_from"]["steps"] == 3
     with pytest.raises(SystemExit, match="no 'refine_net'"):
         script.main(["train", "--model", str(plain), "--data", str(data), "--steps", "1", "--init-stage", "--write", str(tuned)])
     with pytest.raises(SystemExit, match="one non-negative weight per --data"):

@@ -97,23 +97,29 @@ def first_stage(pred: MVGDPredictor, samples: list, seed: int) -> dict:
 
 def replay_sequences(args) -> list[list]:
     """The training sequences a `replay_*` source replays through the node's keyframe policy:
-    the HoloLens walk's training frames at each of --strides (every offset: a 30 Hz camera
-    thinned as a node might get it), or procedural sequences like the demo bag at --seed + k,
-    --sequences of each --trajectories kind."""
+    the HoloLens walk's training frames or the shipped TUM fr1/rpy frames (in the network's
+    training data too) at each of --strides (every offset: a camera thinned as a node might get
+    it), or procedural sequences like the demo bag at --seed + k, --sequences of each
+    --trajectories kind."""
     if args.source == "replay_procedural":
         from mvgd_core.data.make_bag import PROCEDURAL as BAG
         from mvgd_core.data.render import ProceduralConfig, render_sequence
 
         return [render_sequence(args.seed + 1000 * t + k, BAG["num_frames"], BAG["height"], BAG["width"], ProceduralConfig(p_indoor=1.0),
                                 trajectory=kind) for t, kind in enumerate(args.trajectories) for k in range(args.sequences)]
-    path = _first_existing(args.hololens)
-    if path is None:
-        raise SystemExit(f"train_refine_net: none of {args.hololens} exists")
-    from mvgd_core.data.deepvideomvs import list_images, read_deepvideomvs
-    from mvgd_core.data.splits import hololens_split
+    if args.source == "replay_tum":
+        from mvgd_core.data.tum import read_tum
 
-    train, _ = hololens_split(len(list_images(path)))
-    return [read_deepvideomvs(path, indices=train[o::k]) for k in args.strides for o in range(k)]
+        frames = read_tum(ROOT / "data" / "tum_fr1_rpy_small")
+    else:
+        path = _first_existing(args.hololens)
+        if path is None:
+            raise SystemExit(f"train_refine_net: none of {args.hololens} exists")
+        from mvgd_core.data.deepvideomvs import list_images, read_deepvideomvs
+        from mvgd_core.data.splits import hololens_split
+
+        frames = read_deepvideomvs(path, indices=hololens_split(len(list_images(path)))[0])
+    return [frames[o::k] for k in args.strides for o in range(k)]
 
 
 def replay_parts(args, pred: MVGDPredictor) -> list[dict]:
@@ -275,6 +281,8 @@ def train(args) -> None:
             "targets": len(d["regime"]), "data": list(args.data),
             "cpu_minutes": round(minutes * args.threads, 1), "threads": args.threads, "command": cmd}
     ckpt = load_checkpoint(args.model)
+    if args.init_stage:  # keep the provenance of the stage it started from
+        meta["started_from"] = ckpt[CHECKPOINT_KEY].get("meta", {})
     save_checkpoint(args.write, {**ckpt, CHECKPOINT_KEY: refine_net_to_dict(model, meta)})
     check = MVGDPredictor.from_checkpoint(args.write, device="cpu", steps=1)
     if check.refine_net is None:
@@ -320,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("gather", help="the frozen first stage's live-camera outputs -> a .pt set")
     g.add_argument("--model", required=True)
-    g.add_argument("--source", choices=("procedural", "hololens_train", "replay_procedural", "replay_hololens"), required=True,
+    g.add_argument("--source", choices=("procedural", "hololens_train", "replay_procedural", "replay_hololens", "replay_tum"), required=True,
                    help="views sampled around each target, or (replay_*) the node's own keyframe sets on sequences")
     g.add_argument("--num", type=int, default=1000, help="targets, split evenly over --views")
     g.add_argument("--seed", type=int, required=True, help="procedural: 8,000,000+ for training, 6,000,000+ for tuning")
@@ -328,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--hololens", default="data/hololens_office|../shared/data/hololens_office", help="first existing wins")
     g.add_argument("--batch", type=int, default=8)
     g.add_argument("--lookahead", type=int, nargs="+", default=[0, 2], help="replay_*: the node's lookahead_frames values")
-    g.add_argument("--strides", type=int, nargs="+", default=[1, 2, 3], help="replay_hololens: frame strides, every offset")
+    g.add_argument("--strides", type=int, nargs="+", default=[1, 2, 3], help="replay_hololens / replay_tum: frame strides, every offset")
     g.add_argument("--trajectories", nargs="+", default=["forward", "wide", "handheld"], help="replay_procedural: kinds")
     g.add_argument("--sequences", type=int, default=4, help="replay_procedural: sequences of each kind")
     g.add_argument("--out", required=True)
