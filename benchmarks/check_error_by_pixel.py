@@ -154,7 +154,9 @@ def main(argv=None) -> int:
                     help="live-camera targets (the default) or novel views (seeds 2,000,001 / 4,000,001, as evaluate_model)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "check_error_by_pixel.json"))
-    ap.add_argument("--refine-net", action="store_true", help="the published depth through the checkpoint's learned second stage (opt-in)")
+    ap.add_argument("--refine-net", action=argparse.BooleanOptionalAction, default=False,
+                    help="the published depth through the checkpoint's learned second stage (the node's default since stop 31; off "
+                         "here so that the stop-30 split of the refinement's own errors reruns as it was)")
     ap.add_argument("--figure", default="", help="also draw the first 4 observable procedural targets with their pixel classes (PNG/JPEG)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)

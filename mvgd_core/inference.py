@@ -122,7 +122,10 @@ class MVGDPredictor:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.refine_net = None if refine_net is None else refine_net.to(self.device).eval()
-        self.use_refine_net = False  # opt-in (stop 26): slightly worse live on the real walk, MODEL_CARD "Learned second stage"
+        # On by default since stop 31 (when the checkpoint has a stage): retrained on the node's own
+        # keyframe sets, it is level or better on every demo bag and the held-out tables
+        # (MODEL_CARD "The learned stage on the node's own keyframe sets").
+        self.use_refine_net = True
         # Called with the learned stage's inputs (rgb, net, refined, accepted, confidence, band; as
         # `apply_refine_net` takes them) each time it runs: how `train_refine_net.py gather --source
         # replay_*` records the node's own live inputs. None: nothing is recorded.

@@ -114,9 +114,9 @@ class MVGDNode(Node):
             f"ready: model {self.predictor.image_size[0]}x{self.predictor.image_size[1]}, output {self.out_hw[0]}x{self.out_hw[1]}, "
             f"fixed frame '{self.p.fixed_frame}', TF backend {self.tf.backend}, listening on {self.image_topic}"
         )
-        if self.p.refine_net and getattr(self.predictor, "refine_net", None) is None:
-            self.get_logger().warning("refine_net is on but the checkpoint has no learned stage: publishing the refinement's depth "
-                                      "(training/train_refine_net.py adds one)")
+        if self.p.refine_net and getattr(self.predictor, "refine_net", None) is None:  # info: refine_net is on by default
+            self.get_logger().info("the checkpoint has no learned stage, so refine_net changes nothing: publishing the refinement's depth "
+                                   "(training/train_refine_net.py adds one)")
 
     def _load(self, predictor):
         set_torch_threads(self.p.torch_threads)  # OpenMP thread counts are per thread: set it where inference runs

@@ -125,10 +125,11 @@ SPECS: tuple[Spec, ...] = (
          "measured better live on every demo bag (AbsRel -0.002 to -0.008, models/MODEL_CARD.md \"More depths in the refinement's band\") but "
          "costs 9-13 ms more per depth map on 2 CPU cores, which puts 10 Hz at 8 views out of reach there. Virtual views keep 7.",
          range=(0, 31), check=_odd_hypotheses),
-    Spec("refine_net", False, "The learned second stage after the refinement at the live camera (mvgd_core/refine_net.py): a small U-Net "
+    Spec("refine_net", True, "The learned second stage after the refinement at the live camera (mvgd_core/refine_net.py): a small U-Net "
          "that reads the refinement's band cost and corrects the refined depth, when the checkpoint has one (the shipped model does). "
-         "Opt-in: better on the held-out tables and procedural sequences, and on the real held-out sequences with lookahead_frames 2 "
-         "(set both for mapping), slightly worse on the real walk live (models/MODEL_CARD.md \"Learned second stage\"). Off, or without refine_depth: the refinement's depth.", read_only=False),
+         "On by default since stop 31, when it was retrained on the node's own keyframe sets: level or better on every demo bag, the "
+         "held-out tables and the held-out procedural sequences (models/MODEL_CARD.md \"The learned stage on the node's own keyframe sets\"); "
+         "about 15 ms per depth map on 2 CPU cores. Off, or without refine_depth: the refinement's depth.", read_only=False),
     Spec("synthesize_rgb", True, "RGB at virtual views from the conditioning images warped by the view's predicted depth (mvgd_core/view_synthesis.py; "
          "one more inference per view, which also serves the view's depth), the network's RGB where no image sees. Off: the network's RGB alone (blurrier).", read_only=False),
     Spec("fuse_view_depth", True, "At virtual views, fuse the depth the keyframes got when each was the live camera (reprojected, "

@@ -112,8 +112,9 @@ def test_predictor_applies_the_stage_at_live_cameras_only(staged):
     plain, with_stage = staged
     p0 = MVGDPredictor.from_checkpoint(plain, device="cpu", steps=1)
     p1 = MVGDPredictor.from_checkpoint(with_stage, device="cpu", steps=1)
-    assert p0.refine_net is None and p1.refine_net is not None and not p1.use_refine_net  # opt-in
+    assert p0.refine_net is None and p1.refine_net is not None and p1.use_refine_net  # on by default since stop 31
     live0 = collate_samples(_samples("cond"))
+    p1.use_refine_net = False  # the ablation switch: the refinement alone
     torch.testing.assert_close(p1.predict_batch(live0, "depth", steps=1), p0.predict_batch(live0, "depth", steps=1))
     p1.use_refine_net = True
     live, novel = collate_samples(_samples("cond")), collate_samples(_samples("novel"))

@@ -279,9 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-refine", action="store_true",
                     help="MVGD depth without the photometric refinement (mvgd_core/refine.py); by default it is refined and the "
                          "network alone is scored beside it as 'mvgd_net'")
-    ap.add_argument("--refine-net", action="store_true",
-                    help="refined depth through the checkpoint's learned second stage (mvgd_core/refine_net.py; opt-in like the node's "
-                         "refine_net parameter)")
+    ap.add_argument("--refine-net", action=argparse.BooleanOptionalAction, default=True,
+                    help="refined depth through the checkpoint's learned second stage (mvgd_core/refine_net.py), as the node's "
+                         "refine_net parameter (on by default since stop 31); --no-refine-net: the refinement alone")
     ap.add_argument("--refine-settings", default="", metavar="KEY=VALUE[,...]",
                     help="RefineConfig fields for the refined MVGD rows, e.g. propagate_radius=0 (the stop-14 refinement, "
                          "without spreading its corrections; MODEL_CARD)")

@@ -259,7 +259,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--fusion-settings", default="", metavar="KEY=VALUE[,...]",
                     help="FusionConfig fields for the virtual views' depth, e.g. splat_radius=1 (cracks filled: MODEL_CARD, stop 30)")
     ap.add_argument("--model", default=str(ROOT / "models" / "mvgd_default.pt"))
-    ap.add_argument("--refine-net", action="store_true", help="through the checkpoint's learned second stage (the node's refine_net:=true)")
+    ap.add_argument("--refine-net", action=argparse.BooleanOptionalAction, default=True,
+                    help="through the checkpoint's learned second stage, as the node's refine_net (default on since stop 31)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--out", default=str(ROOT / "runs" / "eval" / "sequences.json"))
