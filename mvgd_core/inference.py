@@ -230,10 +230,10 @@ class MVGDPredictor:
             _, _, ref = relative_reference(cond_K, cond_T_wc, tgt_K, tgt_T_wc)
             rgb = torch.stack([cond_rgb[b, int(ref[b])] for b in live]).float()
             conf = match_confidence(match, tuple(depth.shape[-2:]))[0][live]  # raw: a refit calibration leaves the stage's input alone
-            if self.stage_input_tap is not None:
-                self.stage_input_tap(rgb, depth[live].float(), out[live].float(), replaced[live], conf, [band[b] for b in live])
-            out[live] = apply_refine_net(self.refine_net, rgb, depth[live].float(), out[live].float(), replaced[live], conf,
-                                         [band[b] for b in live]).to(out.dtype)
+            inputs = (rgb, depth[live].float(), out[live].float(), replaced[live], conf, [band[b] for b in live])
+            if self.stage_input_tap is not None:  # sees exactly what the stage reads
+                self.stage_input_tap(*inputs)
+            out[live] = apply_refine_net(self.refine_net, *inputs).to(out.dtype)
         return out, replaced
 
     def fused(self, depth, cond_K, cond_T_wc, tgt_K, tgt_T_wc, view_depth: list | None):

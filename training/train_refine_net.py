@@ -19,7 +19,7 @@ Training data: procedural scenes at seeds 8,000,000+ and the HoloLens walk's tra
 (first three quarters), live targets with 2-6 views. Never the evaluation's seeds (1,000,000-
 2,000,001 procedural, 2,100,000+ sequences), the HoloLens held-out quarter or the tabletop set.
 Two kinds of target: views sampled around each (`--source procedural | hololens_train`, as the
-tables sample them), or the node's own live inputs (`--source replay_procedural | replay_hololens`,
+tables sample them), or the node's own live inputs (`--source replay_procedural | replay_hololens | replay_tum`,
 stop 31): whole training sequences replayed through its keyframe policy and lag
 (`evaluate_sequences.answers`), so the views trail the camera as on a robot; `train --weights`
 sets each set's share of the batches and `--init-stage` fine-tunes a stage already trained.
@@ -217,13 +217,11 @@ def log_l1(pred_log: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return ((pred_log - torch.log(gt.clamp_min(1e-3))).abs() * ok).sum() / ok.sum().clamp_min(1)
 
 
-def train_stage(d: dict, args) -> RefineNet:
+def train_stage(d: dict, args, start: RefineNet | None = None) -> RefineNet:
+    """The stage trained on gathered sets d, from the identity or (start) from a stage already trained."""
     torch.manual_seed(args.seed)
-    model = RefineNet(RefineNetConfig())
-    if args.init_stage:  # fine-tune the stage --model carries (e.g. on the node's own keyframe sets)
-        start = refine_net_from_checkpoint(load_checkpoint(args.model))
-        if start is None:
-            raise SystemExit(f"train_refine_net: --init-stage, but {args.model} has no {CHECKPOINT_KEY!r} entry")
+    model = RefineNet(RefineNetConfig())  # built either way: the same random stream follows
+    if start is not None:  # fine-tune (e.g. on the node's own keyframe sets)
         model = start.train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     bar = tqdm(range(args.steps), desc="train refine_net", unit="step")
@@ -271,16 +269,19 @@ def train(args) -> None:
     torch.set_num_threads(args.threads)
     if args.weights is not None and (len(args.weights) != len(args.data) or min(args.weights) < 0 or sum(args.weights) <= 0):
         raise SystemExit(f"train_refine_net: --weights needs one non-negative weight per --data set, got {args.weights}")
+    ckpt = load_checkpoint(args.model)
+    start = refine_net_from_checkpoint(ckpt) if args.init_stage else None
+    if args.init_stage and start is None:  # before the sets load: they take minutes and gigabytes
+        raise SystemExit(f"train_refine_net: --init-stage, but {args.model} has no {CHECKPOINT_KEY!r} entry")
     d = load_sets(args.data)
     log(f"{len(d['regime'])} targets from {', '.join(args.data)}")
     t0 = time.time()
-    model = train_stage(d, args)
+    model = train_stage(d, args, start)
     minutes = (time.time() - t0) / 60
     cmd = "python training/train_refine_net.py train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     meta = {"steps": args.steps, "batch": args.batch, "lr": args.lr, "init_stage": args.init_stage, "weights": args.weights,
             "targets": len(d["regime"]), "data": list(args.data),
             "cpu_minutes": round(minutes * args.threads, 1), "threads": args.threads, "command": cmd}
-    ckpt = load_checkpoint(args.model)
     if args.init_stage:  # keep the provenance of the stage it started from
         meta["started_from"] = ckpt[CHECKPOINT_KEY].get("meta", {})
     save_checkpoint(args.write, {**ckpt, CHECKPOINT_KEY: refine_net_to_dict(model, meta)})
