@@ -5,8 +5,9 @@
 
 Part "node" - end to end through the real `mvgd_node` over DDS (mvgd-eval's gated playback):
 image published -> /mvgd/depth received, with 8 conditioning views (max_views 8, every frame a
-keyframe), at 64x64, 128x128 and 256x256 or any HxW given (random weights in the shipped model's architecture
-at that image size: speed does not depend on the weights). The first 7 frames fill the
+keyframe), at 64x64, 128x128 and 256x256 or any HxW given: at the checkpoint's own image size the checkpoint itself
+(default the shipped model, with its learned stage and calibration: what the node runs), at other sizes random weights
+in its architecture (the learned stage is then absent; the row's "weights" says which). The first 7 frames fill the
 conditioning set and are not counted. Throughput = depth maps per second of gated playback
 (one image in flight). Memory = the node process's peak RSS. JSON: node_latency_<steps>steps.json.
 
@@ -36,9 +37,20 @@ RESULTS = ROOT / "benchmarks" / "results"
 SHIPPED = ROOT / "models" / "mvgd_default.pt"
 
 
-def _random_checkpoint(path: Path, hw: tuple[int, int]) -> Path:
-    """Random weights in the shipped model's architecture at image size hw (the shipped weights
-    exist for its own size only; speed does not depend on the weights)."""
+def _checkpoint_for(path: Path, hw: tuple[int, int], model: Path = SHIPPED) -> tuple[Path, str]:
+    """(checkpoint, "shipped" | "random") for the node at image size hw: `model` itself at its own
+    size; elsewhere random weights in its architecture written to `path` (its weights exist for its
+    own size only). Random weights carry no learned stage, which costs ~10 ms at 8 views: until
+    stop 32 every row was measured that way, the shipped size included."""
+    from mvgd_core.checkpoint import load_checkpoint
+
+    if tuple(load_checkpoint(model)["config"]["model"]["image_size"]) == tuple(hw):
+        return model, "shipped"
+    return _random_checkpoint(path, hw, model), "random"
+
+
+def _random_checkpoint(path: Path, hw: tuple[int, int], model: Path = SHIPPED) -> Path:
+    """Random weights in `model`'s architecture at image size hw (speed does not depend on the weights)."""
     import dataclasses
 
     import torch
@@ -48,7 +60,7 @@ def _random_checkpoint(path: Path, hw: tuple[int, int]) -> Path:
     from mvgd_core.diffusion import DiffusionConfig
     from mvgd_core.model import MVGD, ModelConfig
 
-    shipped = from_dict(ModelConfig, load_checkpoint(SHIPPED)["config"]["model"], where=str(SHIPPED))
+    shipped = from_dict(ModelConfig, load_checkpoint(model)["config"]["model"], where=str(model))
     torch.manual_seed(0)
     save_checkpoint(path, make_state(MVGD(dataclasses.replace(shipped, image_size=hw)), DiffusionConfig()))
     return path
@@ -61,7 +73,7 @@ def _env() -> dict:
             "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(), "load_avg_at_start": os.getloadavg()[0]}
 
 
-def bench_node(sizes, steps: int, frames: int, tmp: Path, params: tuple[str, ...] = ()) -> list[dict]:
+def bench_node(sizes, steps: int, frames: int, tmp: Path, params: tuple[str, ...] = (), model: Path = SHIPPED) -> list[dict]:
     from mvgd_core.data.render import render_sequence
     from mvgd_core.data.rosbag_io import write_bag
     from mvgd_core.report import latency_stats
@@ -70,7 +82,7 @@ def bench_node(sizes, steps: int, frames: int, tmp: Path, params: tuple[str, ...
     rows = []
     for h, w in sizes:
         s = f"{h}x{w}"
-        ckpt = _random_checkpoint(tmp / f"small_{s}.pt", (h, w))
+        ckpt, weights = _checkpoint_for(tmp / f"small_{s}.pt", (h, w), model)
         seq = render_sequence(seed=5, num_frames=frames, height=h, width=w, trajectory="forward")
         bag = write_bag(seq, tmp / f"bag_{s}", storage="mcap", stamp_offset=100.0, overwrite=True)
         out = tmp / f"eval_{s}"
@@ -84,7 +96,7 @@ def bench_node(sizes, steps: int, frames: int, tmp: Path, params: tuple[str, ...
         m = json.loads((out / "metrics.json").read_text())
         samples = [x for t, x in m["latency_samples"]][7:]  # frames 8+ see 8 views
         lat = latency_stats(samples)
-        rows.append({"size": s, "views": 8, "steps": steps, "params": list(params), "samples": lat["n"], "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"],
+        rows.append({"size": s, "views": 8, "steps": steps, "weights": weights, "params": list(params), "samples": lat["n"], "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"],
                      "p99_ms": lat["p99_ms"], "throughput_hz": 1000.0 / lat["mean_ms"] if lat["mean_ms"] else None,
                      "node_peak_rss_mb": m.get("node_peak_rss_mb")})
     return rows
@@ -95,11 +107,14 @@ def _one_predict(n: int, steps: int, ckpt: str, repeats: int) -> dict:
     import numpy as np
     import torch
 
+    from mvgd_core.allocator import keep_freed_memory
     from mvgd_core.cameras import look_at
     from mvgd_core.data.types import Frame
     from mvgd_core.inference import MVGDPredictor
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    if os.environ.get("BENCH_KEEP_FREED", "1") == "1":  # as the node does by default (keep_freed_memory)
+        keep_freed_memory()
     pred = MVGDPredictor.from_checkpoint(ckpt, steps=steps)
     H, W = pred.image_size
     rng = np.random.default_rng(0)
@@ -150,7 +165,7 @@ def _table(rows: list[dict], cols: list[tuple[str, str, str]]) -> str:
     return head + "\n".join("| " + " | ".join(cell(r, k, f) for k, _, f in cols) + " |" for r in rows)
 
 
-NODE_COLS = [("size", "image", ""), ("views", "views", ""), ("steps", "DDIM steps", ""), ("samples", "frames", ""), ("p50_ms", "p50 ms", "{:.0f}"),
+NODE_COLS = [("size", "image", ""), ("weights", "weights", ""), ("views", "views", ""), ("steps", "DDIM steps", ""), ("samples", "frames", ""), ("p50_ms", "p50 ms", "{:.0f}"),
              ("p90_ms", "p90 ms", "{:.0f}"), ("p99_ms", "p99 ms", "{:.0f}"), ("throughput_hz", "depth maps/s", "{:.2f}"), ("node_peak_rss_mb", "node peak RSS MB", "{:.0f}")]
 VIEW_COLS = [("views", "views", ""), ("size", "image", ""), ("steps", "DDIM steps", ""), ("median_s", "median s / prediction", "{:.3f}"),
              ("min_s", "min s", "{:.3f}"), ("cpu_s", "CPU s (all threads)", "{:.2f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"), ("error", "error", "")]
@@ -176,7 +191,8 @@ def main(argv=None) -> int:
     p.add_argument("--views", type=int, nargs="+", default=[1, 4, 16, 64, 256, 1024])
     p.add_argument("--steps", type=int, default=10, help="DDIM steps (10: the issue's latency target; the node's default is 1)")
     p.add_argument("--frames", type=int, default=13, help="frames per node run (7 fill the conditioning set)")
-    p.add_argument("--model", default=None, help="checkpoint for the views part (default: models/mvgd_default.pt)")
+    p.add_argument("--model", default=None, help="checkpoint (default: models/mvgd_default.pt): the views part, and the node part "
+                   "at its own image size (random weights in its architecture at other sizes)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2, help="torch threads in the views part (the node uses torch's default)")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
@@ -195,7 +211,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
         if a.part in ("node", "all"):
-            rows = bench_node(a.sizes, a.steps, a.frames, tmp, tuple(a.param))
+            rows = bench_node(a.sizes, a.steps, a.frames, tmp, tuple(a.param), Path(a.model or SHIPPED))
             res = {"command": cmd, "env": _env(), "rows": rows, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
             (RESULTS / f"node_latency_{a.steps}steps{'_' + a.tag if a.tag else ''}.json").write_text(json.dumps(res, indent=2))
             print("\nEnd-to-end node latency (image in -> depth out, real DDS, gated):\n" + _table(rows, NODE_COLS))

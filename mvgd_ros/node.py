@@ -37,6 +37,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
+from mvgd_core.allocator import keep_freed_memory
 from mvgd_core.data.types import Frame
 from mvgd_ros import diagnostics, image_codec, params, rectify
 from mvgd_ros.compat import resolved_topic
@@ -120,6 +121,8 @@ class MVGDNode(Node):
 
     def _load(self, predictor):
         set_torch_threads(self.p.torch_threads)  # OpenMP thread counts are per thread: set it where inference runs
+        if self.p.keep_freed_memory and not keep_freed_memory():
+            self.get_logger().info("keep_freed_memory: the C library is not glibc, so freed memory goes back to the OS as before")
         return predictor or load_predictor(self.p.checkpoint, self.p.device, self.p.steps, self.p.refine_hypotheses, self.p.fuse_splat_radius)
 
     def _subscribe(self) -> None:

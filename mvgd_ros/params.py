@@ -116,6 +116,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("device", "auto", "Inference device: auto (cuda if available), cuda or cpu.", choices=("auto", "cuda", "cpu")),
     Spec("torch_threads", 0, "CPU threads torch uses for inference; 0 keeps torch's default (one per core). Use 1 on a CPU shared "
          "with other busy processes: there 2 threads measured 4-10x slower than 1 (BENCHMARKS.md).", range=(0, 256)),
+    Spec("keep_freed_memory", True, "Keep freed host memory for the next depth map instead of returning it to the OS (glibc mallopt, "
+         "mvgd_core/allocator.py): each prediction reuses the same few-MB buffers instead of faulting in fresh pages (BENCHMARKS.md "
+         "'Freed memory kept for the next prediction'). The process keeps its peak heap. No effect where the C library is not glibc."),
     Spec("steps", 1, "DDIM sampling steps per prediction. 1 = a single x0 estimate from pure noise (fastest); more steps add sampled detail. The shipped model measured best at 1 (models/MODEL_CARD.md).", read_only=False, range=(1, 1000)),
     Spec("refine_depth", True, "Photometric refinement of depth: a narrow ZNCC sweep around the network's depth at the model's resolution "
          "(mvgd_core/refine.py), each pixel's depth picked after semi-global matching (neighbours prefer the same correction unless an image edge "

@@ -209,13 +209,18 @@ def test_scene_scaled_keyframes_replay_with_the_predicted_depth(tmp_path, monkey
         es.parse_args(["--trajectories", "forward", "--keyframe-reference-depth", "-1"])
 
 
-def test_fusion_settings_reach_the_predictor_and_bad_ones_are_refused(capsys):
+def test_fusion_and_refine_settings_are_parsed_and_bad_ones_refused(capsys):
     es = load_script("training/evaluate_sequences.py")
     assert es.parse_args(["--trajectories", "forward", "--fusion-settings", "splat_radius=1"]).fusion.splat_radius == 1
     assert es.parse_args(["--trajectories", "forward"]).fusion.splat_radius == 0
     with pytest.raises(SystemExit):
         es.parse_args(["--trajectories", "forward", "--fusion-settings", "splat_radius=-2"])
     assert "splat_radius must be >= 0" in capsys.readouterr().err
+    a = es.parse_args(["--trajectories", "forward", "--refine-settings", "hypotheses=11"])
+    assert a.refine.hypotheses == 11 and a.refine.enabled and es.parse_args(["--trajectories", "forward"]).refine.hypotheses == 7
+    with pytest.raises(SystemExit):
+        es.parse_args(["--trajectories", "forward", "--refine-settings", "no_such_field=1"])
+    assert "--refine-settings" in capsys.readouterr().err
 
 
 def test_mvs_needs_two_views_and_scores_the_live_camera_from_them():

@@ -189,6 +189,21 @@ def test_torch_threads_sets_the_inference_threads(ctx, tmp_path):
         torch.set_num_threads(before)
 
 
+def test_keep_freed_memory_is_applied_at_start_up_unless_off(ctx, tmp_path, monkeypatch):
+    """On by default: the node sets glibc's allocator up before the model loads; false leaves it alone."""
+    import mvgd_ros.node as node_module
+
+    calls = []
+    monkeypatch.setattr(node_module, "keep_freed_memory", lambda: calls.append(1) or True)
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt")
+    assert params.BY_NAME["keep_freed_memory"].default is True
+    node_module.MVGDNode(context=ctx, parameter_overrides=[Parameter("checkpoint", value=str(ckpt))]).destroy_node()
+    assert calls == [1]
+    node_module.MVGDNode(context=ctx, parameter_overrides=[Parameter("checkpoint", value=str(ckpt)),
+                                                           Parameter("keep_freed_memory", value=False)]).destroy_node()
+    assert calls == [1]
+
+
 def test_fuse_splat_radius_reaches_the_virtual_views_fusion(ctx, tmp_path):
     """Read-only, 0 by default (the fusion before stop 30); the node's predictor fuses with the
     radius given at start-up; its descriptor allows 0..3."""

@@ -258,6 +258,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--novel", action="store_true", help="also the withheld frames' poses (virtual views: depth, RGB PSNR)")
     ap.add_argument("--fusion-settings", default="", metavar="KEY=VALUE[,...]",
                     help="FusionConfig fields for the virtual views' depth, e.g. splat_radius=1 (cracks filled: MODEL_CARD, stop 30)")
+    ap.add_argument("--refine-settings", default="", metavar="KEY=VALUE[,...]",
+                    help="RefineConfig fields, e.g. hypotheses=11 (the node's refine_hypotheses)")
     ap.add_argument("--model", default=str(ROOT / "models" / "mvgd_default.pt"))
     ap.add_argument("--refine-net", action=argparse.BooleanOptionalAction, default=True,
                     help="through the checkpoint's learned second stage, as the node's refine_net (default on since stop 31)")
@@ -272,12 +274,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not a.trajectories and not a.bags and not a.real and not a.from_json:
         ap.error("nothing to evaluate: give --trajectories, --bags and / or --real")
     from mvgd_core.config import settings_from_text
+    from mvgd_core.refine import RefineConfig
     from mvgd_core.view_depth_fusion import FusionConfig
 
-    try:
-        a.fusion = settings_from_text(FusionConfig, a.fusion_settings) if a.fusion_settings else FusionConfig()
-    except ValueError as e:
-        ap.error(f"--fusion-settings: {e}")
+    for name, cls in (("fusion", FusionConfig), ("refine", RefineConfig)):
+        text = getattr(a, f"{name}_settings")
+        try:
+            setattr(a, name, settings_from_text(cls, text) if text else cls())
+        except ValueError as e:
+            ap.error(f"--{name}-settings: {e}")
     a.command = " ".join(["python training/evaluate_sequences.py", *(sys.argv[1:] if argv is None else argv)])
     return a
 
@@ -296,7 +301,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(a.threads)
     sets = {**procedural_sets(a.trajectories, a.sequences), **real_sets(a.real), **bag_sets(a.bags)}
-    pred = MVGDPredictor.from_checkpoint(a.model, device="cpu", steps=1, fusion=a.fusion)
+    pred = MVGDPredictor.from_checkpoint(a.model, device="cpu", steps=1, refine=a.refine, fusion=a.fusion)
     pred.use_refine_net = a.refine_net
     t0 = time.time()
     from mvgd_ros.keyframes import KeyframeConfig
