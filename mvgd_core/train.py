@@ -44,6 +44,7 @@ import torch
 import torch.distributed as dist
 import yaml
 
+from mvgd_core.allocator import keep_freed_memory
 from mvgd_core.checkpoint import CheckpointError, configs_from_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from mvgd_core.config import ConfigError, load_config, to_dict
 from mvgd_core.data.types import MultiViewBatch
@@ -251,6 +252,8 @@ def _set_up(cfg: TrainConfig) -> _Run:
     check_run_dir(cfg.run_dir)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    if cfg.keep_freed_memory:  # the trainer owns its process (and its DataLoader workers, forked after this)
+        keep_freed_memory()
     rank, world, device = setup_distributed(cfg.device)
     run_dir = Path(cfg.run_dir)
     ckpt_path = run_dir / CHECKPOINT

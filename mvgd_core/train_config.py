@@ -77,6 +77,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast (CUDA only; CPU always float32)
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    keep_freed_memory: bool = True  # glibc keeps freed host memory for the next step (mvgd_core/allocator.py): ~25 % faster on CPU
     num_workers: int = 1  # DataLoader workers per rank
     log_every: int = 25
     ckpt_every: int = 0  # steps; 0 = time-based only

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from mvgd_core.allocator import keep_freed_memory  # noqa: E402
 from mvgd_core.checkpoint import load_checkpoint  # noqa: E402
 from mvgd_core.config import from_dict, settings_from_text  # noqa: E402
 from mvgd_core.data.sampler import DataConfig, ViewSamplingConfig  # noqa: E402
@@ -314,6 +315,7 @@ def main(argv=None) -> int:
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed_memory()  # this script owns its process: freed buffers stay for the next step (~25 % faster on CPU)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
     if unknown:

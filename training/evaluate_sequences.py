@@ -297,9 +297,11 @@ def main(argv=None) -> int:
         return 0
     import torch
 
+    from mvgd_core.allocator import keep_freed_memory
     from mvgd_core.inference import MVGDPredictor
 
     torch.set_num_threads(a.threads)
+    keep_freed_memory()  # this script owns its process: freed buffers stay for the next step (~25 % faster on CPU)
     sets = {**procedural_sets(a.trajectories, a.sequences), **real_sets(a.real), **bag_sets(a.bags)}
     pred = MVGDPredictor.from_checkpoint(a.model, device="cpu", steps=1, refine=a.refine, fusion=a.fusion)
     pred.use_refine_net = a.refine_net

@@ -42,6 +42,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from evaluate_model import REAL_SAMPLING, _first_existing  # noqa: E402
+from mvgd_core.allocator import keep_freed_memory  # noqa: E402
 from mvgd_core.calibration import match_confidence  # noqa: E402
 from mvgd_core.checkpoint import load_checkpoint, refine_net_from_checkpoint, save_checkpoint  # noqa: E402
 from mvgd_core.config import from_dict  # noqa: E402
@@ -166,6 +167,7 @@ def sampled_parts(args, pred: MVGDPredictor, data: DataConfig) -> list[dict]:
 
 def gather(args) -> None:
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # this script owns its process: freed buffers stay for the next step (~25 % faster on CPU)
     ckpt = load_checkpoint(args.model)
     pred = MVGDPredictor.from_checkpoint(args.model, device="cpu", steps=1)
     pred.use_refine_net = False
@@ -267,6 +269,7 @@ def report(d: dict, model: RefineNet, name: str) -> None:
 
 def train(args) -> None:
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # this script owns its process: freed buffers stay for the next step (~25 % faster on CPU)
     if args.weights is not None and (len(args.weights) != len(args.data) or min(args.weights) < 0 or sum(args.weights) <= 0):
         raise SystemExit(f"train_refine_net: --weights needs one non-negative weight per --data set, got {args.weights}")
     ckpt = load_checkpoint(args.model)
@@ -315,6 +318,7 @@ def save_figure(path, d: dict, model: RefineNet, rows: int) -> Path:
 
 def evaluate(args) -> None:
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # this script owns its process: freed buffers stay for the next step (~25 % faster on CPU)
     stage = MVGDPredictor.from_checkpoint(args.model, device="cpu", steps=1).refine_net
     if stage is None:
         raise SystemExit(f"train_refine_net: {args.model} has no {CHECKPOINT_KEY!r} entry")
