@@ -13,7 +13,8 @@ conditioning set and are not counted. Throughput = depth maps per second of gate
 
 Part "views" - the predictor path the node calls (MVGDPredictor.predict, depth, the shipped
 model at its own image size) with N = 1 ... 1024 conditioning views; each N in a fresh subprocess
-so its peak RSS is its own. The model-only scaling (forward passes, no sampler) is the core engineer's
+so its peak RSS is its own. The child keeps freed memory as the node does (keep_freed_memory; BENCH_KEEP_FREED=0 in the
+environment: glibc's default, as before stop 32). The model-only scaling (forward passes, no sampler) is the core engineer's
 benchmarks/bench_model.py; this measures what the node pays per prediction.
 
 CPU only where no GPU is present (device "auto" picks CUDA when available; the JSON records it).
