@@ -41,29 +41,31 @@ SHIPPED = ROOT / "models" / "mvgd_default.pt"
 def _checkpoint_for(path: Path, hw: tuple[int, int], model: Path = SHIPPED) -> tuple[Path, str]:
     """(checkpoint, "shipped" | "random") for the node at image size hw: `model` itself at its own
     size; elsewhere random weights in its architecture written to `path` (its weights exist for its
-    own size only). Random weights carry no learned stage, which costs ~10 ms at 8 views: until
-    stop 32 every row was measured that way, the shipped size included."""
+    own size only). Random weights carry no learned stage, so its time goes unmeasured: until stop
+    32 every row was measured that way, the shipped size included."""
     from mvgd_core.checkpoint import load_checkpoint
 
-    if tuple(load_checkpoint(model)["config"]["model"]["image_size"]) == tuple(hw):
+    config = load_checkpoint(model)["config"]["model"]
+    if tuple(config["image_size"]) == tuple(hw):
         return model, "shipped"
-    return _random_checkpoint(path, hw, model), "random"
+    return _random_checkpoint(path, hw, config, str(model)), "random"
 
 
-def _random_checkpoint(path: Path, hw: tuple[int, int], model: Path = SHIPPED) -> Path:
-    """Random weights in `model`'s architecture at image size hw (speed does not depend on the weights)."""
+def _random_checkpoint(path: Path, hw: tuple[int, int], config: dict, where: str) -> Path:
+    """Random weights in the architecture of model config `config` (from checkpoint `where`) at
+    image size hw (speed does not depend on the weights)."""
     import dataclasses
 
     import torch
 
-    from mvgd_core.checkpoint import load_checkpoint, make_state, save_checkpoint
+    from mvgd_core.checkpoint import make_state, save_checkpoint
     from mvgd_core.config import from_dict
     from mvgd_core.diffusion import DiffusionConfig
     from mvgd_core.model import MVGD, ModelConfig
 
-    shipped = from_dict(ModelConfig, load_checkpoint(model)["config"]["model"], where=str(model))
+    arch = from_dict(ModelConfig, config, where=where)
     torch.manual_seed(0)
-    save_checkpoint(path, make_state(MVGD(dataclasses.replace(shipped, image_size=hw)), DiffusionConfig()))
+    save_checkpoint(path, make_state(MVGD(dataclasses.replace(arch, image_size=hw)), DiffusionConfig()))
     return path
 
 

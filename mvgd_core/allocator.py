@@ -5,12 +5,13 @@ volume's warped features alone are 7 MB). glibc serves blocks above its mmap thr
 fresh pages and hands them back to the OS on free, so every prediction pays those page faults
 again; torch's CPU allocator keeps no cache of its own. PyTorch's CPU performance guide
 recommends jemalloc or tcmalloc for this; a robot's image may have neither, and glibc's own
-settings (mallopt) give the same effect: a whole depth prediction at 8 views ~15 % faster on 2
-CPU cores (BENCHMARKS.md "Freed memory kept for the next prediction (stop 32)").
+settings (mallopt) give the same effect: through the node at 8 views on 2 CPU cores p50 60-93 ms
+against 90-122 ms (BENCHMARKS.md "Freed memory kept for the next prediction (stop 32)").
 
 Cost: the process keeps its peak heap instead of returning it to the OS (RSS stays at its
 high-water mark, which the node's peak RSS already is). Process-wide, so only entry points that
-own their process call it (the node, its benchmarks), never library code.
+own their process call it (the node, its benchmarks, the training and evaluation scripts), never
+library code.
 """
 from __future__ import annotations
 

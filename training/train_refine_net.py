@@ -166,8 +166,6 @@ def sampled_parts(args, pred: MVGDPredictor, data: DataConfig) -> list[dict]:
 
 
 def gather(args) -> None:
-    torch.set_num_threads(args.threads)
-    keep_freed_memory()  # this script owns its process: freed buffers stay for the next step (~25 % faster on CPU)
     ckpt = load_checkpoint(args.model)
     pred = MVGDPredictor.from_checkpoint(args.model, device="cpu", steps=1)
     pred.use_refine_net = False
@@ -268,8 +266,6 @@ def report(d: dict, model: RefineNet, name: str) -> None:
 
 
 def train(args) -> None:
-    torch.set_num_threads(args.threads)
-    keep_freed_memory()  # this script owns its process: freed buffers stay for the next step (~25 % faster on CPU)
     if args.weights is not None and (len(args.weights) != len(args.data) or min(args.weights) < 0 or sum(args.weights) <= 0):
         raise SystemExit(f"train_refine_net: --weights needs one non-negative weight per --data set, got {args.weights}")
     ckpt = load_checkpoint(args.model)
@@ -317,8 +313,6 @@ def save_figure(path, d: dict, model: RefineNet, rows: int) -> Path:
 
 
 def evaluate(args) -> None:
-    torch.set_num_threads(args.threads)
-    keep_freed_memory()  # this script owns its process: freed buffers stay for the next step (~25 % faster on CPU)
     stage = MVGDPredictor.from_checkpoint(args.model, device="cpu", steps=1).refine_net
     if stage is None:
         raise SystemExit(f"train_refine_net: {args.model} has no {CHECKPOINT_KEY!r} entry")
@@ -370,6 +364,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.cmd == "gather" and args.num < len(args.views):
         raise SystemExit("train_refine_net: --num must be >= the number of --views")
+    torch.set_num_threads(args.threads)
+    keep_freed_memory()  # this script owns its process: freed buffers stay for the next step (~25 % faster on CPU)
     {"gather": gather, "train": train, "eval": evaluate}[args.cmd](args)
     return 0
 
