@@ -13,7 +13,9 @@ ERROR after FAILURES_ERROR inference failures in a row (one failure: WARN), WARN
 dropped in the period (malformed /tf rejected by the TF layer included), WARN when the live
 depth of the period was unobservable (mean observable share below UNOBSERVABLE_WARN: no
 parallax, a monocular guess), WARN when half of a period's frames left the fixed-lag queue by
-lookahead_max_wait_s instead of by newer frames (too short for the camera's rate). Like a
+lookahead_max_wait_s instead of by newer frames (too short for the camera's rate), WARN when a
+third or more of the camera's frames never arrived (`mvgd_ros.input_gaps`: e.g. large raw images
+over Fast DDS's default shared memory). Like a
 CompositeDiagnosticTask, the status takes the worst level and that level's messages.
 """
 from __future__ import annotations
@@ -53,7 +55,7 @@ class HealthConfig:
 def health_checks(cfg: HealthConfig, *, depth_rate_hz: float, depth_wanted: bool, since_image_s: float | None, uptime_s: float,
                   worker_busy_s: float | None, failure_streak: int, dropped: int, tf_rejected: int = 0,
                   observable_share: float | None = None, images: int = 0, lookahead_expired: int = 0,
-                  latency_s: float | None = None) -> list[tuple[str, str]]:
+                  latency_s: float | None = None, input_loss: str | None = None) -> list[tuple[str, str]]:
     """[(level, message)] of every check that is not OK (diagnostic_updater semantics)."""
     out = []
     lo, hi = cfg.expected_rate_hz
@@ -76,6 +78,8 @@ def health_checks(cfg: HealthConfig, *, depth_rate_hz: float, depth_wanted: bool
         out.append(("warn", f"{failure_streak} inference failure(s)"))
     if dropped:
         out.append(("warn", f"{dropped} frames dropped"))
+    if input_loss:  # frames lost before the node (mvgd_ros.input_gaps): the transport, not the node
+        out.append(("warn", input_loss))
     if tf_rejected:
         out.append(("warn", f"{tf_rejected} malformed transforms rejected"))
     if images >= 3 and 2 * lookahead_expired >= images:  # a stream's end expires a frame or two, not half of them

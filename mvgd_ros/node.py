@@ -42,6 +42,7 @@ from mvgd_core.data.types import Frame
 from mvgd_ros import diagnostics, image_codec, params, rectify
 from mvgd_ros.compat import resolved_topic
 from mvgd_ros.frames import FrameError, build_frame, camera_pose, is_optical, offset_transforms, output_size, scale_intrinsics
+from mvgd_ros.input_gaps import InputGaps, loss_message
 from mvgd_ros.input_sync import Dropped, InputSync, Pending, Rejected, SyncConfig, Waiting, precheck_image
 from mvgd_ros.keyframes import KeyframeConfig, KeyframeSet
 from mvgd_ros.lookahead import Lagged, LookaheadQueue
@@ -77,6 +78,7 @@ class MVGDNode(Node):
         super().__init__("mvgd_node", **kwargs)
         self.p = params.declare(self, on_change=self._on_params)
         self.stats = diagnostics.NodeStats()
+        self.input_gaps = InputGaps()  # frames lost before they reached us, from the stamps' gaps
         # Every torch call (load, warm-up, inference) runs on the inference thread: OpenMP pools are
         # per calling thread, and the model ran ~2x slower there once this thread had used its own.
         self.worker = InferenceWorker(lambda lane, job: self.renderer.run(lane, job), self._on_job_error)
@@ -210,6 +212,7 @@ class MVGDNode(Node):
     def _on_image(self, msg) -> None:
         """Queue the raw message; it is decoded only if it becomes the frame the node uses."""
         self.stats.count("images")
+        self.input_gaps.add(msg.header.frame_id, stamp_to_ns(msg.header.stamp), len(getattr(msg, "data", b"")))
         problem = precheck_image(msg, image_codec.COLOR_ENCODINGS)
         if problem:
             self._drop("bad_image", f"dropping image: {problem}")
@@ -503,16 +506,20 @@ class MVGDNode(Node):
 
     # ------------------------------------------------------------------ diagnostics and shutdown
 
-    def _health(self) -> tuple[diagnostics.HealthConfig, dict]:
+    def _health(self, gaps=None) -> tuple[diagnostics.HealthConfig, dict]:
+        """The health checks' thresholds and this period's facts; gaps: `InputGaps.estimate()`."""
         p = self.p
         rejected = self.tf.counters().get("tf_rejected", 0)  # malformed /tf the fallback TF buffer refused
         new_rejected, self._tf_rejected_seen = rejected - self._tf_rejected_seen, rejected
         cfg = diagnostics.HealthConfig(tuple(p.expected_rate_hz), p.rate_tolerance, p.input_timeout_s, p.worker_stuck_s, p.clock_skew_warn_s)
         return cfg, {"depth_wanted": self.depth_pub.get_subscription_count() > 0, "since_image_s": self.stats.since("images"),
-                     "worker_busy_s": self.worker.busy_for(), "tf_rejected": new_rejected}
+                     "worker_busy_s": self.worker.busy_for(), "tf_rejected": new_rejected, "input_loss": loss_message(gaps)}
 
     def _publish_diagnostics(self) -> None:
+        gaps = self.input_gaps.estimate()
         kv = self.stats.snapshot({
+            **({} if gaps is None else {"input_missing_share": f"{gaps.missing_share:.3f}", "input_rate_hz": f"{gaps.rate_hz:.1f}",
+                                        "image_bytes_max": str(gaps.largest_bytes)}),
             "pending": str(len(self.pending)),
             "lookahead_waiting": str(len(self.lookahead)),
             "worker_stale": str(self.worker.counts["stale"]),
@@ -521,7 +528,7 @@ class MVGDNode(Node):
             "camera_frames": str(len(self.static_frames)),
             "device": self.hardware_id,
             **{f"tf_fail_{k}": str(v) for k, v in sorted(self.tf.failures.items())},
-        }, health=self._health())
+        }, health=self._health(gaps))
         self.diag_pub.publish(diagnostics.to_message(kv, f"{self.get_name()}: depth", self.hardware_id, self.get_clock().now().to_msg()))
         self.get_logger().info(
             f"{kv['_message']}: images {kv['image_rate_hz']} Hz, depth {kv['depth_rate_hz']} Hz, latency {kv['latency_mean_s']} s, "

@@ -157,6 +157,26 @@ def test_one_odometry_glitch_is_forgotten_within_one_keyframe(fake):
     wait_for(lambda: int(fake.diag.get("total_keyframe_outliers", "0")) >= 1, "the eviction counted in diagnostics")
 
 
+def test_frames_lost_before_the_node_are_counted_in_diagnostics(fake):
+    """A 30 Hz camera of which ~60 % of the images never arrive (as with large images over Fast DDS's
+    default shared memory, bench_endurance.py): the node's diagnostics report the missing share."""
+    kept = np.random.default_rng(3).random(150) < 0.4
+    start = time.monotonic()
+    for k in range(150):  # 5 s: longer than input_gaps.WINDOW_S, so earlier tests' streams are out of the window
+        t = k / 30
+        time.sleep(max(0.0, start + t - time.monotonic()))
+        ns = BASE + 450 * NS + int(round(t * NS))
+        fake.send_tf(ns, ros_stream.pose_at(t))
+        if kept[k]:
+            fake.send_image(ns, ros_stream.pose_at(t)[:3, 3])
+    wait_for(lambda: "input_missing_share" in fake.diag, "the missing share in diagnostics")
+    time.sleep(0.5)  # two diagnostics periods after the last image
+    with fake.lock:
+        share = float(fake.diag["input_missing_share"])
+    print(f"missing share: reported {share:.3f}, true {1 - kept.mean():.3f}")
+    assert share == pytest.approx(1 - kept.mean(), abs=0.08)
+
+
 def _set_node_param(io, name, value):
     """The node's mutable parameter over its set_parameters service (as `ros2 param set` does)."""
     from rcl_interfaces.srv import SetParameters
