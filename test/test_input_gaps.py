@@ -47,7 +47,7 @@ def test_random_loss_is_measured_and_large_images_name_the_shared_memory_segment
     est = stream(lambda k: kept[k], nbytes=BIG)[0].estimate()
     assert est.missing_share == pytest.approx(1 - kept.mean(), abs=0.06)
     msg = loss_message(est)
-    assert "never reached the node" in msg and "512 KB shared-memory segment" in msg and "900 KB" in msg
+    assert "never reached the node" in msg and "512 KiB shared-memory segment" in msg and "900 KiB" in msg
     small = loss_message(stream(lambda k: kept[k], nbytes=SMALL)[0].estimate())
     assert "never reached the node" in small and "shared-memory" not in small  # small images: the cause is elsewhere
 
