@@ -76,23 +76,14 @@ class Pose:
     """Camera pose at any stream time (s): slerp / lerp between the frames it falls between."""
 
     def __init__(self, T_wc: np.ndarray, hz: float):
-        from scipy.spatial.transform import Rotation
-
-        self.T, self.hz, self.R = T_wc, hz, Rotation
+        self.T, self.hz = T_wc, hz
 
     def at(self, t: float) -> np.ndarray:
+        from mvgd_core.cameras import interpolate_pose
+
         n = len(self.T)
         k = int(np.floor(t * self.hz))
-        a, b, f = self.T[ping_pong(k, n)], self.T[ping_pong(k + 1, n)], t * self.hz - k
-        rots = self.R.from_matrix(np.stack([a[:3, :3], b[:3, :3]]))
-        q = rots.as_quat()
-        if np.dot(q[0], q[1]) < 0:
-            q[1] = -q[1]
-        q = (1 - f) * q[0] + f * q[1]  # nlerp: the frames are a few degrees apart
-        T = np.eye(4)
-        T[:3, :3] = self.R.from_quat(q / np.linalg.norm(q)).as_matrix()
-        T[:3, 3] = (1 - f) * a[:3, 3] + f * b[:3, 3]
-        return T
+        return interpolate_pose(self.T[ping_pong(k, n)], self.T[ping_pong(k + 1, n)], t * self.hz - k)
 
 
 class Rig:
