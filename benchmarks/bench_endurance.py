@@ -9,7 +9,8 @@ memory that stops growing, latency and rate that hold, and recovery after an odo
 
 The stream: a hand-held procedural sequence (`render_sequence(..., trajectory="handheld")`,
 0.15-0.9 m/s at 30 Hz; `--frames` rendered at `--hw`, then played forwards and backwards so it
-never ends) published as sensor_msgs/Image + CameraInfo in `camera_optical_frame`, odometry as
+never ends) published as sensor_msgs/Image + CameraInfo in `camera_optical_frame` (with `--jpeg Q`: JPEG
+CompressedImage on image/compressed, the node on `image_transport:=compressed`), odometry as
 /tf odom -> base_link at `--tf-hz`, `--tf-lag` s late and interpolated between the camera's
 poses, and a static REP 103 mount base_link -> camera_optical_frame on /tf_static (the node
 composes the chain, as on a robot). Every `--outage-every` s the odometry stops for
@@ -42,6 +43,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from timing import hw_arg  # noqa: E402
 
 NS = 1_000_000_000
 BASE = 1_700_000_000 * NS  # epoch-sized stamps, as on a robot
@@ -89,13 +92,13 @@ class Pose:
 class Rig:
     """Test-side publishers (camera, odometry TF, mount, target poses) and collectors, in their own context."""
 
-    def __init__(self):
+    def __init__(self, compressed: bool = False):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseStamped
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import CameraInfo, Image
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
         from tf2_msgs.msg import TFMessage
 
         from mvgd_ros.player import SpinThread
@@ -106,7 +109,9 @@ class Rig:
         self.node = rclpy.create_node("bench_endurance", context=self.ctx)
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         self.TFMessage, self.PoseStamped = TFMessage, PoseStamped
-        self.image_pub = self.node.create_publisher(Image, "image", qos)
+        # what image_transport's compressed plugin publishes, and the node then subscribes to
+        self.image_pub = self.node.create_publisher(CompressedImage, "image/compressed", qos) if compressed else \
+            self.node.create_publisher(Image, "image", qos)
         self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", qos)
         self.tf_pub = self.node.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
         self.static_pub = self.node.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
@@ -155,25 +160,28 @@ class Rig:
 
         self.tf_pub.publish(self.TFMessage(transforms=[broadcast_message("odom", "base_link", T_odom_base, self.stamp(ns))]))
 
-    def send_image(self, ns: int, rgb: np.ndarray, K: np.ndarray):
+    def send_image(self, ns: int, image, K: np.ndarray, hw: tuple[int, int]):
+        """image: (H, W, 3) uint8 RGB, sent as rgb8; or a pre-encoded CompressedImage (its header is set here)."""
         from std_msgs.msg import Header
 
         from mvgd_ros import image_codec
 
         header = Header(stamp=self.stamp(ns), frame_id=CAM)
-        self.info_pub.publish(image_codec.make_camera_info(K, rgb.shape[:2], header))
+        self.info_pub.publish(image_codec.make_camera_info(K, hw, header))
+        if isinstance(image, np.ndarray):
+            image = image_codec.rgb_to_image(image, header)
+        else:
+            image.header = header
         with self.lock:
             self.sent[ns] = time.monotonic()
-        self.image_pub.publish(image_codec.rgb_to_image(rgb, header))
+        self.image_pub.publish(image)
 
     def send_target(self, ns: int, T_wc: np.ndarray):
-        from mvgd_core.cameras import matrix_to_quat
+        from mvgd_ros.frames import fill_pose
 
         msg = self.PoseStamped()
         msg.header.stamp, msg.header.frame_id = self.stamp(ns), "odom"
-        q = matrix_to_quat(T_wc[:3, :3])
-        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(x) for x in T_wc[:3, 3])
-        msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z, msg.pose.orientation.w = (float(x) for x in q)
+        fill_pose(msg.pose, T_wc)
         self.target_pub.publish(msg)
 
     def close(self):
@@ -183,6 +191,19 @@ class Rig:
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.ctx)
+
+
+def encode_frames(rgb: np.ndarray, quality: int) -> tuple[list, float | None]:
+    """(what to send per frame, median JPEG size KB): the RGB frames themselves when quality is 0,
+    else each encoded once as a JPEG CompressedImage (the sender's encoding cost stays off the clock)."""
+    if not quality:
+        return list(rgb), None
+    from std_msgs.msg import Header
+
+    from mvgd_ros.image_codec import rgb_to_compressed
+
+    msgs = [rgb_to_compressed(f, Header(), "jpeg", quality) for f in rgb]
+    return msgs, float(np.median([len(m.data) for m in msgs])) / 1000.0
 
 
 def proc_sample(pid: int) -> tuple[float | None, float | None]:
@@ -210,8 +231,9 @@ def schedule(a, duration: float):
     return sorted(ev)
 
 
-def stream(a, rig: Rig, node_pid: int, rgb, K, T_wc) -> list[dict]:
-    """Play the schedule in wall time; sample the node process every --window s. -> raw samples."""
+def stream(a, rig: Rig, node_pid: int, images: list, K, T_wc) -> list[dict]:
+    """Play the schedule in wall time; sample the node process every --window s. -> raw samples.
+    images: per rendered frame, what Rig.send_image sends (RGB arrays or pre-encoded CompressedImage)."""
     from tqdm import tqdm
 
     pose, T_mount_inv = Pose(T_wc, a.camera_hz), np.linalg.inv(mount())
@@ -237,7 +259,7 @@ def stream(a, rig: Rig, node_pid: int, rgb, K, T_wc) -> list[dict]:
                 time.sleep(delay)
             ns = BASE + int(round(t * NS))
             if kind == "image":
-                rig.send_image(ns, rgb[ping_pong(int(round(t * a.camera_hz)), len(rgb))], K)
+                rig.send_image(ns, images[ping_pong(int(round(t * a.camera_hz)), len(images))], K, a.hw)
             elif kind == "tf":
                 rig.send_odometry(ns, pose.at(t) @ T_mount_inv)
             else:
@@ -317,19 +339,17 @@ def _fmt(r: dict) -> str:
             f"{r['keyframes'] or '-'} | {f(r['input_missing_share'], '.0%')} | {r['health'] or '-'} |")
 
 
-def _size(text: str) -> tuple[int, int]:
-    h, _, w = text.partition("x")
-    return int(h), int(w or h)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--camera-hz", type=float, default=30.0)
     ap.add_argument("--tf-hz", type=float, default=50.0)
     ap.add_argument("--tf-lag", type=float, default=0.05, help="s the odometry arrives after its stamp")
-    ap.add_argument("--hw", type=_size, default=(240, 320), help="camera image size HxW")
+    ap.add_argument("--hw", type=hw_arg, default=(240, 320), help="camera image size HxW")
     ap.add_argument("--frames", type=int, default=900, help="frames rendered (played forwards and backwards)")
+    ap.add_argument("--jpeg", type=int, default=0, metavar="QUALITY",
+                    help="send JPEG CompressedImage on image/compressed at this quality (1-100), the node with "
+                         "image_transport:=compressed; 0: raw rgb8 Image")
     ap.add_argument("--seed", type=int, default=2_500_000, help="procedural scene (not a training seed)")
     ap.add_argument("--window", type=float, default=30.0, help="s per table row")
     ap.add_argument("--target-hz", type=float, default=1.0, help="virtual-view requests per s (0: none)")
@@ -343,20 +363,23 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.minutes * 60 < 2 * a.window:
         ap.error("--minutes must cover at least two --window")
+    if not 0 <= a.jpeg <= 100:
+        ap.error("--jpeg must be 0 (raw) or a JPEG quality 1-100")
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     from mvgd_ros.eval_node import NodeProcess
 
     print(f"rendering {a.frames} frames at {a.hw[0]}x{a.hw[1]} ...", flush=True)
     rgb, K, T_wc = render_stream(a.frames, a.hw, a.seed)
+    images, jpeg_kb = encode_frames(rgb, a.jpeg)
     exe = shutil.which("mvgd_node") or str(Path(sys.executable).with_name("mvgd_node"))
     cmd = [exe, "--ros-args", "-p", "fixed_frame:=odom", "-p", "clock_skew_warn_s:=0.0"]
     if a.model:
         cmd += ["-p", f"checkpoint:={Path(a.model).resolve()}"]
-    for p in a.param:
+    for p in a.param + (["image_transport:=compressed"] if a.jpeg else []):
         cmd += ["-p", p]
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_endurance_{os.getpid()}.log"
-    node, rig = NodeProcess(cmd, dict(os.environ), log), Rig()
+    node, rig = NodeProcess(cmd, dict(os.environ), log), Rig(compressed=bool(a.jpeg))
     try:
         end = time.monotonic() + 180
         while rig.image_pub.get_subscription_count() == 0 or rig.tf_pub.get_subscription_count() == 0:
@@ -365,7 +388,7 @@ def main(argv=None) -> int:
             time.sleep(0.1)
         rig.send_mount()
         time.sleep(2.0)
-        samples = stream(a, rig, node.proc.pid, rgb, K, T_wc)
+        samples = stream(a, rig, node.proc.pid, images, K, T_wc)
         alive = node.alive()
         with rig.lock:
             last_diag = dict(rig.diag)
@@ -376,7 +399,7 @@ def main(argv=None) -> int:
     result = {"env": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()},
               "command": "python benchmarks/bench_endurance.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "settings": {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
-              "node_alive_at_end": alive, "node_exit_code": code, "rows": rows, "diagnostics_last": last_diag,
+              "jpeg_kb_median": jpeg_kb, "node_alive_at_end": alive, "node_exit_code": code, "rows": rows, "diagnostics_last": last_diag,
               "summary": summary(rows, last_diag, log.read_text(errors="replace") if log.exists() else "")}
     print("| minute | images | depth/s | of images | p50 ms | p90 ms | views/s | RSS MB | CPU % | keyframes | missing (node's estimate) | health |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -385,10 +408,10 @@ def main(argv=None) -> int:
     s = result["summary"]
     print(f"node alive to the end: {alive} (exit {code}); RSS {s['rss_first_mb']:.0f} -> {s['rss_last_mb']:.0f} MB "
           f"(max {s['rss_max_mb']:.0f}), second half {s['rss_growth_mb_per_min_second_half']:+.2f} MB/min; "
-          f"log errors {s['log_errors']}; counters {s['counters']}")
+          f"log errors {s['log_errors']}; counters {s['counters']}" + (f"; JPEG median {jpeg_kb:.0f} KB" if jpeg_kb else ""))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2))
-    png = figure(a.figure or a.out.with_suffix(".png"), rows, f"mvgd_node, {a.camera_hz:g} Hz camera {a.hw[0]}x{a.hw[1]}, "
+    png = figure(a.figure or a.out.with_suffix(".png"), rows, f"mvgd_node, {a.camera_hz:g} Hz camera {a.hw[0]}x{a.hw[1]}{f' JPEG q{a.jpeg}' if a.jpeg else ''}, "
                  f"odometry {a.tf_hz:g} Hz {a.tf_lag * 1e3:.0f} ms late, {a.minutes:g} min")
     print(f"wrote {a.out} and {png}")
     return 0 if alive else 1

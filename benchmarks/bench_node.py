@@ -36,6 +36,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 SHIPPED = ROOT / "models" / "mvgd_default.pt"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from timing import hw_arg  # noqa: E402
 
 
 def _checkpoint_for(path: Path, hw: tuple[int, int], model: Path = SHIPPED) -> tuple[Path, str]:
@@ -174,22 +176,10 @@ VIEW_COLS = [("views", "views", ""), ("size", "image", ""), ("steps", "DDIM step
              ("min_s", "min s", "{:.3f}"), ("cpu_s", "CPU s (all threads)", "{:.2f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"), ("error", "error", "")]
 
 
-def _size(text: str) -> tuple[int, int]:
-    """'128' -> (128, 128); '96x128' -> (96, 128)."""
-    try:
-        h, _, w = text.lower().partition("x")
-        hw = (int(h), int(w or h))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r}: expected N or HxW, e.g. 96x128") from None
-    if min(hw) < 16:
-        raise argparse.ArgumentTypeError(f"size {text!r}: at least 16 pixels a side")
-    return hw
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--part", choices=["node", "views", "all"], default="all")
-    p.add_argument("--sizes", type=_size, nargs="+", default=[(64, 64), (128, 128), (256, 256)],
+    p.add_argument("--sizes", type=hw_arg, nargs="+", default=[(64, 64), (128, 128), (256, 256)],
                    help="image sizes: N (NxN) or HxW, e.g. 96x128 (the matching model's own size)")
     p.add_argument("--views", type=int, nargs="+", default=[1, 4, 16, 64, 256, 1024])
     p.add_argument("--steps", type=int, default=10, help="DDIM steps (10: the issue's latency target; the node's default is 1)")

@@ -1,7 +1,8 @@
-"""What the small benchmarks share: the timer (median over repeats of the median over calls, ms)
-and the JSON they write."""
+"""What the benchmarks share: the timer (median over repeats of the median over calls, ms), the
+JSON they write and their HxW argument."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -27,6 +28,18 @@ def median_ms(run: Callable[[], object], repeats: int, calls: int) -> float:
             ts.append(time.perf_counter() - t)
         per.append(float(np.median(ts)) * 1000)
     return float(np.median(per))
+
+
+def hw_arg(text: str) -> tuple[int, int]:
+    """argparse type for an image size: '128' -> (128, 128); '96x128' -> (96, 128)."""
+    try:
+        h, _, w = text.lower().partition("x")
+        hw = (int(h), int(w or h))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r}: expected N or HxW, e.g. 96x128") from None
+    if min(hw) < 16:
+        raise argparse.ArgumentTypeError(f"size {text!r}: at least 16 pixels a side")
+    return hw
 
 
 def write_results(out: str, script: str, argv, rows: list) -> Path:

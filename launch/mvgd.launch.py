@@ -10,12 +10,18 @@ mapping: depth and target views two frames late, from views on both sides of the
 `refine_hypotheses:=11` forces the finer refinement on a CPU too); `namespace` moves the node and its outputs
 (mvgd/depth/image -> <namespace>/mvgd/depth/image); `log_level` sets the node's logger level.
 
+`rviz:=true` also starts RViz 2 with config/mvgd.rviz (camera image, depth, virtual view, point
+cloud, TF), its topics moved to `namespace` and `image` and its fixed frame the node's; it needs
+the rviz2 package (not a dependency: robots are often headless).
+
 Namespaced robots (Nav2's multi-robot convention) keep TF in their namespace: pass
 `tf_topic:=tf tf_static_topic:=tf_static` (relative, so /robot1/tf) or absolute names; the
 node's TF input and its /tf, /tf_static output (optical and virtual frames) follow.
 """
 import os
+import tempfile
 
+import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -25,8 +31,39 @@ from launch_ros.actions import Node
 OVERRIDABLE = {"checkpoint": str, "device": str, "fixed_frame": str, "lookahead_frames": int, "refine_hypotheses": int}  # name: parameter type
 
 
+def _resolve(topic: str, namespace: str) -> str:
+    """A topic name as the node in `namespace` resolves it (absolute names stay)."""
+    return topic if topic.startswith("/") else "/" + "/".join(p for p in (namespace.strip("/"), topic.strip("/")) if p)
+
+
+def _fixed_frame(given: str, params_file: str) -> str:
+    """The node's fixed frame: the launch argument, else the parameter file's, else odom (the node's default)."""
+    if given:
+        return given
+    try:
+        with open(params_file) as f:
+            doc = yaml.safe_load(f) or {}
+        return next(str(v["ros__parameters"]["fixed_frame"]) for v in doc.values() if "fixed_frame" in v.get("ros__parameters", {}))
+    except (OSError, StopIteration, AttributeError, TypeError, yaml.YAMLError):
+        return "odom"
+
+
+def _rviz(value, remappings):
+    """RViz 2 with config/mvgd.rviz, its topics where this launch puts them (written to a temporary copy)."""
+    ns = value("namespace")
+    text = open(os.path.join(get_package_share_directory("mvgd_ros"), "config", "mvgd.rviz")).read()
+    text = text.replace("Value: /mvgd/", f"Value: {_resolve('mvgd', ns)}/").replace("Value: /camera/color/image_raw", f"Value: {_resolve(value('image'), ns)}")
+    fd, path = tempfile.mkstemp(prefix="mvgd_", suffix=".rviz")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return Node(package="rviz2", executable="rviz2", name="mvgd_rviz", namespace=ns, output="screen",
+                arguments=["-d", path, "-f", _fixed_frame(value("fixed_frame"), value("params_file"))],
+                parameters=[{"use_sim_time": value("use_sim_time").lower() == "true"}],
+                remappings=[r for r in remappings if r[0] in ("/tf", "/tf_static")])
+
+
 def _node(context):
-    """The node, with only the single-parameter overrides that were actually given."""
+    """The node, with only the single-parameter overrides that were actually given (and RViz when asked)."""
     value = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
     overrides = {name: kind(value(name)) for name, kind in OVERRIDABLE.items() if value(name)}
     overrides["use_sim_time"] = value("use_sim_time").lower() == "true"
@@ -44,7 +81,7 @@ def _node(context):
             remappings=remappings,
             arguments=["--ros-args", "--log-level", value("log_level")],  # `ros_arguments` is not in every distro's launch_ros
         )
-    ]
+    ] + ([_rviz(value, remappings)] if value("rviz").lower() == "true" else [])
 
 
 def generate_launch_description():
@@ -62,6 +99,7 @@ def generate_launch_description():
         DeclareLaunchArgument("use_sim_time", default_value="false", description="true when playing a bag with --clock"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error or fatal"),
         DeclareLaunchArgument("tf_topic", default_value="/tf", description="TF topic (tf for a namespaced robot's <namespace>/tf)"),
+        DeclareLaunchArgument("rviz", default_value="false", description="true: also start RViz 2 with config/mvgd.rviz"),
         DeclareLaunchArgument("tf_static_topic", default_value="/tf_static", description="static TF topic (tf_static for <namespace>/tf_static)"),
         OpaqueFunction(function=_node),
     ])

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mvgd_core.cameras import matrix_to_quat
 from mvgd_core.data.types import Frame
 from mvgd_ros.eval_bag import EvalError
 from mvgd_ros.eval_scoring import Output
+from mvgd_ros.frames import fill_pose
 from mvgd_ros.lookahead import Lagged, LookaheadQueue
 
 
@@ -145,9 +145,7 @@ class Collector:
         msg.header.stamp.sec = int(stamp // 1)
         msg.header.stamp.nanosec = int(round((stamp - int(stamp // 1)) * 1e9)) % 1_000_000_000
         msg.header.frame_id = frame_id
-        q = matrix_to_quat(T_wc[:3, :3])
-        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(x) for x in T_wc[:3, 3])
-        msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z, msg.pose.orientation.w = (float(x) for x in q)
+        fill_pose(msg.pose, T_wc)
         self.pose_pub.publish(msg)
 
     def attach_K(self):

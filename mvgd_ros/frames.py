@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mvgd_core.cameras import R_BODY_OPTICAL, make_pose, optical_pose_from_body_pose, quat_to_matrix, resize_intrinsics, validate_pose
+from mvgd_core.cameras import R_BODY_OPTICAL, make_pose, matrix_to_quat, optical_pose_from_body_pose, quat_to_matrix, resize_intrinsics, validate_pose
 from mvgd_core.data.types import Frame
 
 OPTICAL_SUFFIXES = ("_optical_frame", "_optical")
@@ -101,6 +101,14 @@ def pose_to_matrix(pose) -> np.ndarray:
         raise ValueError(f"position contains NaN or Inf: {p}")
     q = (pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w)
     return make_pose(quat_to_matrix(q), p)
+
+
+def fill_pose(pose, T: np.ndarray):
+    """Write T (4, 4) into a geometry_msgs/Pose (the inverse of `pose_to_matrix`); returns `pose`."""
+    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in T[:3, 3])
+    q = matrix_to_quat(np.asarray(T)[:3, :3])
+    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (float(v) for v in q)
+    return pose
 
 
 def optical_output_frame(frame_id: str, convention: str) -> tuple[str, np.ndarray | None]:

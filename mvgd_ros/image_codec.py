@@ -186,6 +186,22 @@ def rgb_to_image(rgb: np.ndarray, header) -> Image:
     return Image(header=header, height=h, width=w, encoding="rgb8", is_bigendian=False, step=w * 3, data=rgb.tobytes())
 
 
+def rgb_to_compressed(rgb: np.ndarray, header, fmt: str = "jpeg", quality: int = 90) -> CompressedImage:
+    """CompressedImage of an (H, W, 3) uint8 RGB array as image_transport's `compressed` plugin sends it
+    (format "rgb8; jpeg compressed bgr8": OpenCV encodes BGR); fmt "jpeg" (quality 1-100) or "png"."""
+    rgb = np.ascontiguousarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"rgb must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
+    if fmt not in ("jpeg", "png") or not 1 <= int(quality) <= 100:
+        raise ValueError(f"fmt must be 'jpeg' or 'png' and quality 1-100, got {fmt!r}, {quality}")
+    cv2 = _cv2()
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if fmt == "jpeg" else []
+    ok, buf = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", np.ascontiguousarray(rgb[..., ::-1]), params)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {rgb.shape} image as {fmt}")
+    return CompressedImage(header=header, format=f"rgb8; {fmt} compressed bgr8", data=buf.tobytes())
+
+
 def camera_info_to_K(msg: CameraInfo) -> tuple[np.ndarray, tuple[int, int]]:
     """(K (3, 3) float64, (height, width)) from a CameraInfo; ValueError if it is uncalibrated or invalid.
 

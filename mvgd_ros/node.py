@@ -506,8 +506,8 @@ class MVGDNode(Node):
 
     # ------------------------------------------------------------------ diagnostics and shutdown
 
-    def _health(self, gaps=None) -> tuple[diagnostics.HealthConfig, dict]:
-        """The health checks' thresholds and this period's facts; gaps: `InputGaps.estimate()`."""
+    def _health(self, gaps) -> tuple[diagnostics.HealthConfig, dict]:
+        """The health checks' thresholds and this period's facts; gaps: `InputGaps.estimate()` (None: too few frames yet)."""
         p = self.p
         rejected = self.tf.counters().get("tf_rejected", 0)  # malformed /tf the fallback TF buffer refused
         new_rejected, self._tf_rejected_seen = rejected - self._tf_rejected_seen, rejected

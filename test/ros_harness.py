@@ -62,13 +62,11 @@ def stamp_msg(t: float):
 
 def pose_stamped(T, t: float, frame_id: str) -> PoseStamped:
     """A mvgd/target_pose request: camera pose T (4, 4) in `frame_id` at stamp t."""
-    from mvgd_core.cameras import matrix_to_quat
+    from mvgd_ros.frames import fill_pose
 
     msg = PoseStamped()
     msg.header.stamp, msg.header.frame_id = stamp_msg(t), frame_id
-    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in T[:3, 3])
-    q = matrix_to_quat(T[:3, :3])
-    msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z, msg.pose.orientation.w = (float(v) for v in q)
+    fill_pose(msg.pose, T)
     return msg
 
 

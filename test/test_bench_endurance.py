@@ -60,3 +60,16 @@ def test_summary_measures_memory_growth_over_the_second_half_and_counts_log_erro
     assert s["log_errors"] == 2
     flat = end.summary([dict(r, rss_mb=500.0) for r in rows], {}, "")
     assert flat["rss_growth_mb_per_min_second_half"] == pytest.approx(0.0, abs=1e-9) and flat["log_errors"] == 0
+
+
+def test_encode_frames_sends_raw_frames_or_decodable_jpegs():
+    pytest.importorskip("rclpy")
+    from mvgd_ros.image_codec import decode
+
+    rgb = np.zeros((2, 32, 48, 3), np.uint8)
+    rgb[1] = (40, 90, 200)
+    raw, kb = end.encode_frames(rgb, 0)
+    assert kb is None and len(raw) == 2 and np.array_equal(raw[1], rgb[1])
+    jpegs, kb = end.encode_frames(rgb, 90)
+    assert kb > 0 and [m.format for m in jpegs] == ["rgb8; jpeg compressed bgr8"] * 2
+    np.testing.assert_allclose(decode(jpegs[1]).reshape(-1, 3).mean(0), [40, 90, 200], atol=4)

@@ -79,3 +79,51 @@ def test_integer_arguments_are_passed_as_integers_only_when_given(launch_file):
     assert node["parameters"][1] == {"lookahead_frames": 2, "refine_hypotheses": 11, "use_sim_time": False}
     _, node = _run(launch_file)
     assert "lookahead_frames" not in node["parameters"][1] and "refine_hypotheses" not in node["parameters"][1]
+
+
+def _share_with_rviz(tmp_path):
+    import shutil
+
+    (tmp_path / "share" / "config").mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(__file__).resolve().parents[1] / "config" / "mvgd.rviz", tmp_path / "share" / "config" / "mvgd.rviz")
+
+
+def test_rviz_is_started_only_when_asked_with_topics_where_the_node_publishes(launch_file, tmp_path):
+    import yaml
+
+    _share_with_rviz(tmp_path)
+    entities = launch_file.generate_launch_description()
+    declared = {e.args[0]: e.kwargs["default_value"] for e in entities if hasattr(e, "args")}
+    assert declared["rviz"] == "false" and len(entities[-1](declared)) == 1
+    params = tmp_path / "robot.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    fixed_frame: map\n")
+    context = {**declared, "rviz": "true", "namespace": "robot1", "image": "front/image_raw", "tf_topic": "tf",
+               "tf_static_topic": "tf_static", "params_file": str(params)}
+    node, rviz = entities[-1](context)
+    assert rviz.kwargs["executable"] == "rviz2" and rviz.kwargs["namespace"] == "robot1"
+    args = rviz.kwargs["arguments"]
+    assert args[args.index("-f") + 1] == "map"  # the node's fixed frame, read from its parameter file
+    assert dict(rviz.kwargs["remappings"]) == {"/tf": "tf", "/tf_static": "tf_static"}
+    cfg = yaml.safe_load(Path(args[args.index("-d") + 1]).read_text())
+    topics = {d["Name"]: d["Topic"]["Value"] for d in cfg["Visualization Manager"]["Displays"] if "Topic" in d}
+    assert topics["camera image (input)"] == "/robot1/front/image_raw"
+    assert {t for n, t in topics.items() if n.startswith("MVGD")} == {"/robot1/mvgd/depth/image", "/robot1/mvgd/depth/confidence",
+                                                                     "/robot1/mvgd/rgb/image", "/robot1/mvgd/points"}
+    context.update(fixed_frame="odom_override", namespace="", image="/cam/image")
+    _, rviz = entities[-1](context)
+    args = rviz.kwargs["arguments"]
+    assert args[args.index("-f") + 1] == "odom_override"
+    assert "Value: /cam/image\n" in Path(args[args.index("-d") + 1]).read_text()
+
+
+def test_shipped_rviz_config_shows_only_topics_the_node_documents():
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((root / "config" / "mvgd.rviz").read_text())
+    assert cfg["Visualization Manager"]["Global Options"]["Fixed Frame"] == "odom"  # config/mvgd.yaml's default
+    doc = (root / "docs" / "ROS_NODE.md").read_text()
+    outputs = {line.split("`")[1] for line in doc.splitlines() if line.startswith("| `mvgd/") and "| out |" in line}
+    shown = {d["Topic"]["Value"].lstrip("/") for d in cfg["Visualization Manager"]["Displays"] if "Topic" in d}
+    assert shown - {"camera/color/image_raw"} <= outputs, shown - outputs
+    assert {"mvgd/depth/image", "mvgd/points"} <= shown

@@ -14,6 +14,7 @@ from mvgd_ros.frames import (  # noqa: E402
     FrameError,
     build_frame,
     camera_pose,
+    fill_pose,
     is_optical,
     offset_transforms,
     pose_to_matrix,
@@ -98,6 +99,13 @@ def test_pose_message_to_matrix():
     p.orientation.w = p.orientation.z = 0.0
     with pytest.raises(ValueError):
         pose_to_matrix(p)
+
+
+def test_fill_pose_is_the_inverse_of_pose_to_matrix():
+    T = make_pose(rpy_matrix(0.3, -0.2, 1.1), [1.0, -2.0, 0.5])
+    p = fill_pose(Pose(), T)
+    np.testing.assert_allclose(pose_to_matrix(p), T, atol=1e-12)
+    assert [p.position.x, p.position.y, p.position.z] == [1.0, -2.0, 0.5]
 
 
 def test_depth_to_cloud_round_trip():

@@ -190,6 +190,21 @@ def _compressed(img_bgr: np.ndarray, ext: str, fmt: str):
     return CompressedImage(format=fmt, data=buf.tobytes())
 
 
+def test_rgb_to_compressed_round_trips_through_decode(rgb):
+    from mvgd_ros.image_codec import decode, rgb_to_compressed
+
+    header = Header(frame_id="cam")
+    png = rgb_to_compressed(rgb, header, "png")
+    assert png.format == "rgb8; png compressed bgr8" and png.header.frame_id == "cam"
+    np.testing.assert_array_equal(decode(png), rgb)  # lossless: colour order kept
+    flat = np.broadcast_to(np.array([30, 120, 210], np.uint8), (16, 16, 3)).copy()
+    np.testing.assert_allclose(decode(rgb_to_compressed(flat, header, "jpeg", 95)).reshape(-1, 3).mean(0), [30, 120, 210], atol=4)
+    with pytest.raises(ValueError, match="quality"):
+        rgb_to_compressed(rgb, header, "jpeg", 0)
+    with pytest.raises(ValueError, match="uint8"):
+        rgb_to_compressed(rgb.astype(np.float32), header)
+
+
 def test_compressed_png_is_exact_and_jpeg_close(rgb):
     from mvgd_ros.image_codec import decode
 
