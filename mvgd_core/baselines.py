@@ -180,14 +180,24 @@ def plane_sweep_depth(
     """
     if cost not in ("zncc", "ad"):
         raise ValueError(f"plane_sweep_depth: cost must be 'zncc' or 'ad', got {cost!r}")
-    H, W = ref_rgb.shape[-2:]
-    V, _, Hs, Ws = src_rgb.shape
     dev, dt = ref_rgb.device, torch.float32
     ref_rgb, src_rgb = ref_rgb.to(dt), src_rgb.to(dt)
     depths = inverse_depth_planes(d_min, d_max, num_planes).to(dev)  # (D,)
-    D = depths.shape[0]
+    grid, seen = _plane_grid(ref_rgb.shape[-2:], ref_K, ref_T_wc, src_K, src_T_wc, depths, tuple(src_rgb.shape[-2:]))
+    vol, n_seen = _sweep_cost(ref_rgb, src_rgb, grid, seen, cost, window)
+    depth, best, k = _winner(_box(vol, cost_filter), depths, subplane)
+    valid = n_seen.gather(0, k[None])[0] > 0
+    if max_cost is not None:
+        valid &= best <= max_cost
+    return torch.where(valid, depth, torch.zeros_like(depth)), valid, best
 
-    # Points on each plane in the reference camera, then in every source camera.
+
+def _plane_grid(hw, ref_K, ref_T_wc, src_K, src_T_wc, depths, src_hw):
+    """Where each reference pixel on each plane lands in every source. -> (grid (V, D, H, W, 2) for
+    grid_sample, align_corners=True; seen (V, D, H, W) in front of the source and inside it)."""
+    H, W = hw
+    Hs, Ws = src_hw
+    dev, dt = depths.device, torch.float32
     rays = pixel_grid(H, W, dev, dt) @ torch.linalg.inv(ref_K.to(dev, dt)).T  # (H, W, 3), z = 1
     T_sr = invert_pose(src_T_wc.to(dev, dt)) @ ref_T_wc.to(dev, dt)  # (V, 4, 4) ref -> source
     R, t = T_sr[:, :3, :3], T_sr[:, :3, 3]
@@ -196,15 +206,20 @@ def plane_sweep_depth(
     uvw = torch.einsum("vij,vdhwj->vdhwi", src_K.to(dev, dt), p_src)
     z = uvw[..., 2]
     uv = uvw[..., :2] / z.clamp_min(1e-6)[..., None]
-    grid = torch.stack([2 * uv[..., 0] / (Ws - 1) - 1, 2 * uv[..., 1] / (Hs - 1) - 1], -1)  # align_corners=True
-    seen = (z > 1e-6) & (grid.abs() <= 1).all(-1)  # (V, D, H, W)
+    grid = torch.stack([2 * uv[..., 0] / (Ws - 1) - 1, 2 * uv[..., 1] / (Hs - 1) - 1], -1)
+    return grid, (z > 1e-6) & (grid.abs() <= 1).all(-1)
 
+
+def _sweep_cost(ref_rgb, src_rgb, grid, seen, cost: str, window: int):
+    """Per-plane cost averaged over the sources that see each pixel (1e3 where none does).
+    -> (vol (D, H, W), n_seen (D, H, W))."""
+    V, D, H, W, _ = grid.shape
+    dt = ref_rgb.dtype
     src_in = src_rgb if cost == "ad" else _gray(src_rgb)  # (V, C, Hs, Ws)
     C = src_in.shape[1]
     warped = F.grid_sample(src_in, grid.reshape(V, D * H, W, 2), mode="bilinear", padding_mode="border", align_corners=True)
     warped = warped.reshape(V, C, D, H, W).permute(0, 2, 1, 3, 4)  # (V, D, C, H, W)
     ref_in = (ref_rgb if cost == "ad" else _gray(ref_rgb))[None, None]  # (1, 1, C, H, W)
-
     if cost == "ad":
         c = _box((warped - ref_in).abs().mean(2), window)  # (V, D, H, W)
     else:
@@ -217,9 +232,13 @@ def plane_sweep_depth(
     seen_f = _box(seen.to(dt), window) > 0.5  # most of the window inside the source image
     n_seen = seen_f.sum(0)  # (D, H, W)
     vol = (c * seen_f).sum(0) / n_seen.clamp_min(1)
-    vol = torch.where(n_seen > 0, vol, torch.full_like(vol, 1e3))  # (D, H, W)
-    vol = _box(vol, cost_filter)
+    return torch.where(n_seen > 0, vol, torch.full_like(vol, 1e3)), n_seen
 
+
+def _winner(vol, depths, subplane: bool):
+    """Winner-take-all over the planes, optionally refined by a parabola in inverse depth.
+    -> (depth (H, W), best cost (H, W), winning plane index (H, W))."""
+    D = depths.shape[0]
     best, k = vol.min(0)  # (H, W)
     inv = 1.0 / depths
     inv_k = inv[k]
@@ -230,11 +249,7 @@ def plane_sweep_depth(
         off = torch.where((k > 0) & (k < D - 1) & (denom > 1e-9), 0.5 * (c0 - c2) / denom.clamp_min(1e-9), torch.zeros_like(c1))
         step = (inv[-1] - inv[0]) / (D - 1)  # signed step in inverse depth per plane
         inv_k = inv_k + off.clamp(-0.5, 0.5) * step
-    depth = 1.0 / inv_k
-    valid = n_seen.gather(0, k[None])[0] > 0
-    if max_cost is not None:
-        valid &= best <= max_cost
-    return torch.where(valid, depth, torch.zeros_like(depth)), valid, best
+    return 1.0 / inv_k, best, k
 
 
 def plane_sweep_at_view(cond_rgb, cond_K, cond_T_wc, ref: int, max_sources: int = 4, rot_weight: float = 1.0, **sweep):
