@@ -136,6 +136,21 @@ def tum_intrinsics(camera, hw: tuple[int, int]) -> np.ndarray:
     return K
 
 
+def _rgb_depth_pairs(path: Path, associations: str | None, with_depth: bool, max_dt: float) -> tuple[list, int]:
+    """([(rgb stamp, rgb file, depth stamp | None, depth file | None)], rgb rows left without a depth
+    partner): from the `associations` file, or rgb.txt and depth.txt associated within max_dt s."""
+    if associations:
+        rows = read_stamped_list(path / associations, 4)
+        return [(float(r[0]), r[1], float(r[2]), r[3]) for r in rows], 0
+    rgb_rows = read_stamped_list(path / "rgb.txt", 2)
+    if not with_depth:
+        return [(float(r[0]), r[1], None, None) for r in rgb_rows], 0
+    depth_rows = read_stamped_list(path / "depth.txt", 2)
+    m = associate([float(r[0]) for r in rgb_rows], [float(r[0]) for r in depth_rows], max_dt)
+    pairs = [(float(rgb_rows[i][0]), rgb_rows[i][1], float(depth_rows[j][0]), depth_rows[j][1]) for i, j in m]
+    return pairs, len(rgb_rows) - len(pairs)
+
+
 def read_tum(
     path,
     camera="fr1",
@@ -161,20 +176,7 @@ def read_tum(
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: TUM sequence folder missing")
     gt = GroundTruth(read_stamped_list(path / "groundtruth.txt", 8), str(path / "groundtruth.txt"))
-    if associations:
-        rows = read_stamped_list(path / associations, 4)
-        pairs = [(float(r[0]), r[1], float(r[2]), r[3]) for r in rows]
-        unassociated = 0
-    else:
-        rgb_rows = read_stamped_list(path / "rgb.txt", 2)
-        if with_depth:
-            depth_rows = read_stamped_list(path / "depth.txt", 2)
-            m = associate([float(r[0]) for r in rgb_rows], [float(r[0]) for r in depth_rows], max_dt)
-            pairs = [(float(rgb_rows[i][0]), rgb_rows[i][1], float(depth_rows[j][0]), depth_rows[j][1]) for i, j in m]
-            unassociated = len(rgb_rows) - len(pairs)
-        else:
-            pairs = [(float(r[0]), r[1], None, None) for r in rgb_rows]
-            unassociated = 0
+    pairs, unassociated = _rgb_depth_pairs(path, associations, with_depth, max_dt)
     stats = {"listed": len(pairs) + unassociated, "missing_files": 0, "unassociated": unassociated, "no_pose": 0, "read": 0}
     frames, K, hw = [], None, None
     for rgb_stamp, rgb_rel, depth_stamp, depth_rel in sorted(pairs, key=lambda p: p[0]):
