@@ -412,7 +412,7 @@ def main(argv=None) -> int:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2))
     png = figure(a.figure or a.out.with_suffix(".png"), rows, f"mvgd_node, {a.camera_hz:g} Hz camera {a.hw[0]}x{a.hw[1]}{f' JPEG q{a.jpeg}' if a.jpeg else ''}, "
-                 f"odometry {a.tf_hz:g} Hz {a.tf_lag * 1e3:.0f} ms late, {a.minutes:g} min")
+                 f"odometry {a.tf_hz:g} Hz {a.tf_lag * 1e3:.0f} ms late, {a.minutes:g} min" + "".join(f", {p}" for p in a.param))
     print(f"wrote {a.out} and {png}")
     return 0 if alive else 1
 
