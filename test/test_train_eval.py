@@ -165,6 +165,16 @@ def test_observability_with_mask_matches_the_lead_s_summary():
         assert obs == ref and mask.shape == (16, 16) and mask.dtype == torch.bool
 
 
+def test_check_error_by_pixel_oracle_scale_removes_a_wrong_scale_only():
+    ebp = load_script("benchmarks/check_error_by_pixel.py")
+    gt = torch.linspace(1.0, 4.0, 48).reshape(6, 8)
+    none = torch.zeros_like(gt, dtype=torch.bool)
+    r = ebp.split_scores(2.0 * gt, gt, none, none, none)  # right shape, twice too far
+    assert r["abs_rel"] == pytest.approx(1.0) and r["abs_rel_oracle_scale"] == pytest.approx(0.0, abs=1e-6)
+    flat = ebp.split_scores(torch.full_like(gt, 2.5), gt, none, none, none)  # wrong shape: no scale fixes it
+    assert flat["abs_rel_oracle_scale"] > 0.2
+
+
 def test_check_error_by_pixel_splits_every_observable_target(tiny_model, tmp_path, capsys):
     """benchmarks/check_error_by_pixel.py end to end on a tiny model: pixel shares are shares, the
     'were these exact' AbsRel never exceeds the whole target's, and a set without observable
