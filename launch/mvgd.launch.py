@@ -36,28 +36,29 @@ def _resolve(topic: str, namespace: str) -> str:
     return topic if topic.startswith("/") else "/" + "/".join(p for p in (namespace.strip("/"), topic.strip("/")) if p)
 
 
-def _fixed_frame(given: str, params_file: str) -> str:
-    """The node's fixed frame: the launch argument, else the parameter file's, else odom (the node's default)."""
-    if given:
-        return given
+def _file_param(params_file: str, name: str, default: str) -> str:
+    """A node parameter's value in the parameter file (any node key), else `default` (the node's)."""
     try:
         with open(params_file) as f:
             doc = yaml.safe_load(f) or {}
-        return next(str(v["ros__parameters"]["fixed_frame"]) for v in doc.values() if "fixed_frame" in v.get("ros__parameters", {}))
+        return next(str(v["ros__parameters"][name]) for v in doc.values() if name in v.get("ros__parameters", {}))
     except (OSError, StopIteration, AttributeError, TypeError, yaml.YAMLError):
-        return "odom"
+        return default
 
 
 def _rviz(value, remappings):
     """RViz 2 with config/mvgd.rviz, its topics where this launch puts them (written to a temporary copy)."""
     ns = value("namespace")
     text = open(os.path.join(get_package_share_directory("mvgd_ros"), "config", "mvgd.rviz")).read()
-    text = text.replace("Value: /mvgd/", f"Value: {_resolve('mvgd', ns)}/").replace("Value: /camera/color/image_raw", f"Value: {_resolve(value('image'), ns)}")
+    image = _resolve(value("image"), ns)
+    if _file_param(value("params_file"), "image_transport", "raw") == "compressed":
+        image += "/compressed"  # RViz's image display picks the transport from the topic's suffix
+    text = text.replace("Value: /mvgd/", f"Value: {_resolve('mvgd', ns)}/").replace("Value: /camera/color/image_raw", f"Value: {image}")
     fd, path = tempfile.mkstemp(prefix="mvgd_", suffix=".rviz")
     with os.fdopen(fd, "w") as f:
         f.write(text)
     return Node(package="rviz2", executable="rviz2", name="mvgd_rviz", namespace=ns, output="screen",
-                arguments=["-d", path, "-f", _fixed_frame(value("fixed_frame"), value("params_file"))],
+                arguments=["-d", path, "-f", value("fixed_frame") or _file_param(value("params_file"), "fixed_frame", "odom")],
                 parameters=[{"use_sim_time": value("use_sim_time").lower() == "true"}],
                 remappings=[r for r in remappings if r[0] in ("/tf", "/tf_static")])
 

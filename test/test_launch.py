@@ -96,7 +96,7 @@ def test_rviz_is_started_only_when_asked_with_topics_where_the_node_publishes(la
     declared = {e.args[0]: e.kwargs["default_value"] for e in entities if hasattr(e, "args")}
     assert declared["rviz"] == "false" and len(entities[-1](declared)) == 1
     params = tmp_path / "robot.yaml"
-    params.write_text("/**:\n  ros__parameters:\n    fixed_frame: map\n")
+    params.write_text("/**:\n  ros__parameters:\n    fixed_frame: map\n    image_transport: compressed\n")
     context = {**declared, "rviz": "true", "namespace": "robot1", "image": "front/image_raw", "tf_topic": "tf",
                "tf_static_topic": "tf_static", "params_file": str(params)}
     node, rviz = entities[-1](context)
@@ -106,10 +106,10 @@ def test_rviz_is_started_only_when_asked_with_topics_where_the_node_publishes(la
     assert dict(rviz.kwargs["remappings"]) == {"/tf": "tf", "/tf_static": "tf_static"}
     cfg = yaml.safe_load(Path(args[args.index("-d") + 1]).read_text())
     topics = {d["Name"]: d["Topic"]["Value"] for d in cfg["Visualization Manager"]["Displays"] if "Topic" in d}
-    assert topics["camera image (input)"] == "/robot1/front/image_raw"
+    assert topics["camera image (input)"] == "/robot1/front/image_raw/compressed"  # the node reads the compressed stream
     assert {t for n, t in topics.items() if n.startswith("MVGD")} == {"/robot1/mvgd/depth/image", "/robot1/mvgd/depth/confidence",
                                                                      "/robot1/mvgd/rgb/image", "/robot1/mvgd/points"}
-    context.update(fixed_frame="odom_override", namespace="", image="/cam/image")
+    context.update(fixed_frame="odom_override", namespace="", image="/cam/image", params_file=str(tmp_path / "missing.yaml"))
     _, rviz = entities[-1](context)
     args = rviz.kwargs["arguments"]
     assert args[args.index("-f") + 1] == "odom_override"
