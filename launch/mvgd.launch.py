@@ -49,7 +49,8 @@ def _file_param(params_file: str, name: str, default: str) -> str:
 def _rviz(value, remappings):
     """RViz 2 with config/mvgd.rviz, its topics where this launch puts them (written to a temporary copy)."""
     ns = value("namespace")
-    text = open(os.path.join(get_package_share_directory("mvgd_ros"), "config", "mvgd.rviz")).read()
+    with open(os.path.join(get_package_share_directory("mvgd_ros"), "config", "mvgd.rviz")) as f:
+        text = f.read()
     image = _resolve(value("image"), ns)
     if _file_param(value("params_file"), "image_transport", "raw") == "compressed":
         image += "/compressed"  # RViz's image display picks the transport from the topic's suffix
@@ -100,7 +101,7 @@ def generate_launch_description():
         DeclareLaunchArgument("use_sim_time", default_value="false", description="true when playing a bag with --clock"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error or fatal"),
         DeclareLaunchArgument("tf_topic", default_value="/tf", description="TF topic (tf for a namespaced robot's <namespace>/tf)"),
-        DeclareLaunchArgument("rviz", default_value="false", description="true: also start RViz 2 with config/mvgd.rviz"),
         DeclareLaunchArgument("tf_static_topic", default_value="/tf_static", description="static TF topic (tf_static for <namespace>/tf_static)"),
+        DeclareLaunchArgument("rviz", default_value="false", description="true: also start RViz 2 with config/mvgd.rviz"),
         OpaqueFunction(function=_node),
     ])
