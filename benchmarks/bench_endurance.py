@@ -316,7 +316,7 @@ def figure(path: Path, rows: list[dict], title: str) -> Path:
     draw.text((6, 4), title, fill=(0, 0, 0), font=font)
     xs = [r["t_min"] for r in rows]
     xmax = max(xs) if xs else 1.0
-    ticks = [round(xmax * k / 4, 1) for k in range(5)]
+    ticks = charts.nice_ticks(0.0, xmax)
     panels = [("node RSS (MB)", [("rss_mb", (40, 90, 200))]),
               ("latency ms (p50 blue, p90 red)", [("latency_p50_ms", (40, 90, 200)), ("latency_p90_ms", (200, 60, 40))]),
               ("depth maps / s", [("depth_per_s", (40, 150, 60))])]
@@ -324,12 +324,25 @@ def figure(path: Path, rows: list[dict], title: str) -> Path:
         ys = [r[k] for k, _ in series for r in rows if r[k] is not None]
         hi = max(ys, default=1.0) or 1.0  # from 0: a few MB of drift must not look like a leak
         X, Y = charts.axes(draw, (i * W // 3, 20, (i + 1) * W // 3, H + 20), name, font, "minutes", (0.0, xmax),
-                           (0.0, 1.15 * hi), ticks, "{:.1f}")
+                           (0.0, 1.15 * hi), ticks, charts.tick_format(ticks))
         for key, colour in series:
             charts.polyline(draw, X, Y, xs, [float("nan") if r[key] is None else r[key] for r in rows], colour)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
     return path
+
+
+def figure_title(settings: dict) -> str:
+    """The figure's title from the run's settings (the JSON's "settings")."""
+    s, (h, w), jpeg = settings, settings["hw"], settings.get("jpeg", 0)  # runs before stop 34 had no --jpeg / --param
+    return (f"mvgd_node, {s['camera_hz']:g} Hz camera {h}x{w}{f' JPEG q{jpeg}' if jpeg else ''}, "
+            f"odometry {s['tf_hz']:g} Hz {s['tf_lag'] * 1e3:.0f} ms late, {s['minutes']:g} min" + "".join(f", {p}" for p in s.get("param", [])))
+
+
+def redraw(json_path: Path, png: Path | None) -> Path:
+    """Draw a finished run's figure again from its JSON (no node is started)."""
+    result = json.loads(json_path.read_text())
+    return figure(png or json_path.with_suffix(".png"), result["rows"], figure_title(result["settings"]))
 
 
 def _fmt(r: dict) -> str:
@@ -360,7 +373,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "endurance.json")
     ap.add_argument("--figure", type=Path, default=None, help="PNG (default: the JSON's path with .png)")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--redraw", type=Path, default=None, metavar="JSON", help="only draw this finished run's figure again")
     a = ap.parse_args(argv)
+    if a.redraw:
+        print(f"wrote {redraw(a.redraw, a.figure)}")
+        return 0
     if a.minutes * 60 < 2 * a.window:
         ap.error("--minutes must cover at least two --window")
     if not 0 <= a.jpeg <= 100:
@@ -411,8 +428,7 @@ def main(argv=None) -> int:
           f"log errors {s['log_errors']}; counters {s['counters']}" + (f"; JPEG median {jpeg_kb:.0f} KB" if jpeg_kb else ""))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2))
-    png = figure(a.figure or a.out.with_suffix(".png"), rows, f"mvgd_node, {a.camera_hz:g} Hz camera {a.hw[0]}x{a.hw[1]}{f' JPEG q{a.jpeg}' if a.jpeg else ''}, "
-                 f"odometry {a.tf_hz:g} Hz {a.tf_lag * 1e3:.0f} ms late, {a.minutes:g} min" + "".join(f", {p}" for p in a.param))
+    png = figure(a.figure or a.out.with_suffix(".png"), rows, figure_title(result["settings"]))
     print(f"wrote {a.out} and {png}")
     return 0 if alive else 1
 

@@ -73,3 +73,20 @@ def test_encode_frames_sends_raw_frames_or_decodable_jpegs():
     jpegs, kb = end.encode_frames(rgb, 90)
     assert kb > 0 and [m.format for m in jpegs] == ["rgb8; jpeg compressed bgr8"] * 2
     np.testing.assert_allclose(decode(jpegs[1]).reshape(-1, 3).mean(0), [40, 90, 200], atol=4)
+
+
+def test_redraw_draws_a_finished_run_again_also_from_a_json_older_than_jpeg_and_param(tmp_path):
+    import json
+
+    from PIL import Image
+
+    rows = [{"t_min": 0.5 * (k + 1), "rss_mb": 400.0 + k, "latency_p50_ms": 150.0, "latency_p90_ms": 180.0,
+             "depth_per_s": 10.0 + (k % 2)} for k in range(4)]
+    settings = {"camera_hz": 30.0, "hw": [240, 320], "tf_hz": 50.0, "tf_lag": 0.05, "minutes": 2.0}  # stop 33's keys
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"settings": settings, "rows": rows}))
+    assert end.main(["--redraw", str(path)]) == 0
+    assert Image.open(tmp_path / "run.png").size == (900, 320)
+    assert end.figure_title(settings) == "mvgd_node, 30 Hz camera 240x320, odometry 50 Hz 50 ms late, 2 min"
+    assert end.figure_title({**settings, "jpeg": 90, "param": ["lookahead_frames:=2"]}).endswith("2 min, lookahead_frames:=2")
+    assert "JPEG q90" in end.figure_title({**settings, "jpeg": 90})

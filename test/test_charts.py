@@ -23,3 +23,13 @@ def test_polyline_skips_non_finite_points_and_draws_the_rest():
     red = int((np.asarray(img) == (255, 0, 0)).all(-1).sum())
     assert red > 50  # the line from (0, 0) to (1, 1) and its dots
     assert img.getpixel((int(X(0.5)), int(Y(0.5)))) == (255, 0, 0)  # on the diagonal through the finite points
+
+
+def test_nice_ticks_are_round_and_inside_the_range():
+    assert charts.nice_ticks(0.0, 510.82) == [0.0, 100.0, 200.0, 300.0, 400.0, 500.0]
+    assert charts.nice_ticks(0.0, 45.0) == [0.0, 10.0, 20.0, 30.0, 40.0]
+    assert charts.nice_ticks(0.12, 0.31) == [0.15, 0.2, 0.25, 0.3]
+    assert charts.nice_ticks(1.0, 1.0) == [1.0]  # a flat series keeps one tick
+    assert charts.tick_format([0.0, 100.0, 200.0]) == "{:.0f}"
+    assert charts.tick_format([0.15, 0.2, 0.25]) == "{:.2f}"
+    assert charts.tick_format([0.0, 2.5]) == "{:.1f}"
