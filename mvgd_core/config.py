@@ -166,3 +166,19 @@ def settings_from_text(cls: type[T], text: str, base: T | None = None, exclude: 
         else:
             kw[key] = int(value) if types[key] in (int, "int") else float(value)
     return dataclasses.replace(base if base is not None else cls(), **kw)
+
+
+
+def settings_arg(cls: type[T]):
+    """An argparse `type=` for a "--<name>-settings KEY=VALUE[,...]" flag over `cls`'s fields: the
+    empty text gives cls(), a malformed one is the parser's usual error naming the fields."""
+    import argparse
+
+    def parse(text: str) -> T:
+        try:
+            return settings_from_text(cls, text) if text else cls()
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    parse.__name__ = f"{cls.__name__} settings"  # argparse names the type in "invalid ... value"
+    return parse

@@ -271,3 +271,18 @@ def test_tuning_figure_shows_the_second_variant_beside_the_first(tmp_path, secon
     img = cv2.imread(str(png))
     cell_w = 160  # legible_cell: 32 px maps shown at 5x
     assert img.shape[1] // cell_w == (9 if second else 7)
+
+
+def test_settings_arg_is_an_argparse_type_with_the_defaults_for_empty_text(capsys):
+    import argparse
+
+    from mvgd_core.config import settings_arg
+
+    ap = argparse.ArgumentParser(prog="x")
+    ap.add_argument("--refine-settings", type=settings_arg(RefineConfig), default=RefineConfig())
+    assert ap.parse_args([]).refine_settings == RefineConfig()
+    assert ap.parse_args(["--refine-settings", ""]).refine_settings == RefineConfig()
+    assert ap.parse_args(["--refine-settings", "window=5"]).refine_settings.window == 5
+    with pytest.raises(SystemExit):
+        ap.parse_args(["--refine-settings", "window=4"])
+    assert "argument --refine-settings: RefineConfig.window must be odd" in capsys.readouterr().err

@@ -111,3 +111,24 @@ def test_tune_synthesis_scores_every_variant_on_every_target():
     assert res["sources=2"]["psnr_median"] > res["off"]["psnr_median"] + 3
     with pytest.raises(ValueError, match="sourcez"):
         ts.parse_variant("sourcez=2")
+
+
+def test_tune_fusion_oracle_picks_the_vote_nearest_the_truth_and_is_exact_with_true_view_depth():
+    from mvgd_core.data.sampler import ProceduralDataset, ViewSamplingConfig
+    from script_loader import load_script
+
+    tf = load_script("training/tune_fusion.py")
+    gt = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    cands = torch.stack([torch.tensor([[1.5, 0.0], [2.0, 0.0]]), torch.tensor([[0.9, 0.0], [3.5, 0.0]])])
+    fallback = torch.full_like(gt, 7.0)
+    assert torch.equal(tf.best_candidate(cands, gt, fallback), torch.tensor([[0.9, 7.0], [3.5, 7.0]]))  # no vote: the fallback
+
+    sampling = ViewSamplingConfig(min_views=3, max_views=3, p_target_in_cond=0.0)
+    s = ProceduralDataset((24, 32), sampling, length=1, seed=6)[(0, 3)]  # the views see 99 % of this target
+    net = s.tgt_depth * 1.5  # a network 50 % too far
+    exact = tf.oracle_scores(net, s, s.cond_depth.clone(), radius=0)
+    far = tf.oracle_scores(net, s, s.cond_depth * 1.3, radius=0)
+    assert exact[tf.ORACLE_ROWS[0]]["abs_rel"] < 1e-6 and far[tf.ORACLE_ROWS[0]]["abs_rel"] == pytest.approx(0.3, abs=1e-3)
+    assert exact[tf.ORACLE_ROWS[1]]["abs_rel"] < 0.5 * far[tf.ORACLE_ROWS[1]]["abs_rel"]
+    # the network's vote can only help the oracle
+    assert far[tf.ORACLE_ROWS[2]]["abs_rel"] <= far[tf.ORACLE_ROWS[1]]["abs_rel"] + 1e-6

@@ -44,7 +44,7 @@ import torch  # noqa: E402
 
 from mvgd_core.allocator import keep_freed_memory  # noqa: E402
 from mvgd_core.checkpoint import load_checkpoint  # noqa: E402
-from mvgd_core.config import from_dict, settings_from_text  # noqa: E402
+from mvgd_core.config import from_dict, settings_arg  # noqa: E402
 from mvgd_core.data.sampler import DataConfig, ViewSamplingConfig  # noqa: E402
 from mvgd_core.data.types import collate_samples  # noqa: E402
 from mvgd_core.inference import MVGDPredictor  # noqa: E402
@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--refine-net", action=argparse.BooleanOptionalAction, default=True,
                     help="refined depth through the checkpoint's learned second stage (mvgd_core/refine_net.py), as the node's "
                          "refine_net parameter (on by default since stop 31); --no-refine-net: the refinement alone")
-    ap.add_argument("--refine-settings", default="", metavar="KEY=VALUE[,...]",
+    ap.add_argument("--refine-settings", type=settings_arg(RefineConfig), default=RefineConfig(), metavar="KEY=VALUE[,...]",
                     help="RefineConfig fields for the refined MVGD rows, e.g. propagate_radius=0 (the stop-14 refinement, "
                          "without spreading its corrections; MODEL_CARD)")
     ap.add_argument("--no-synthesis", action="store_true",
@@ -291,21 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-fusion", action="store_true",
                     help="MVGD novel-view depth without the conditioning views' own depth fused in (mvgd_core/view_depth_fusion.py); "
                          "by default each view's live depth is predicted first, as the node has it for its keyframes")
-    ap.add_argument("--fusion-settings", default="", metavar="KEY=VALUE[,...]",
+    ap.add_argument("--fusion-settings", type=settings_arg(FusionConfig), default=FusionConfig(), metavar="KEY=VALUE[,...]",
                     help="FusionConfig fields for the novel-view MVGD rows, e.g. splat_radius=1 (cracks filled: MODEL_CARD, stop 30)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
     return ap
-
-
-def _settings(cls, text: str, flag: str):
-    """A cls config from flag's KEY=VALUE[,...] text (its defaults when empty); None after printing
-    why the text is wrong."""
-    try:
-        return settings_from_text(cls, text) if text else cls()
-    except ValueError as e:
-        print(f"evaluate_model: error: {flag}: {e}", file=sys.stderr)
-        return None
 
 
 def main(argv=None) -> int:
@@ -323,10 +313,7 @@ def main(argv=None) -> int:
         return 2
 
     ckpt = load_checkpoint(args.model)
-    refine = _settings(RefineConfig, args.refine_settings, "--refine-settings")
-    fusion = _settings(FusionConfig, args.fusion_settings, "--fusion-settings")
-    if refine is None or fusion is None:
-        return 2
+    refine, fusion = args.refine_settings, args.fusion_settings
     pred = MVGDPredictor.from_checkpoint(args.model, device=args.device, steps=args.steps,
                                        refine=dataclasses.replace(refine, enabled=not args.no_refine),
                                        synthesis=SynthesisConfig(enabled=not args.no_synthesis), fusion=dataclasses.replace(fusion, enabled=not args.no_fusion))

@@ -50,8 +50,11 @@ import numpy as np  # noqa: E402
 
 from compare_models import paired_cell  # noqa: E402
 from sequence_replay import Scorer, replay  # noqa: E402
+from mvgd_core.config import settings_arg  # noqa: E402
 from mvgd_core.data.types import Frame  # noqa: E402
 from mvgd_core.metrics import median_ci95  # noqa: E402
+from mvgd_core.refine import RefineConfig  # noqa: E402
+from mvgd_core.view_depth_fusion import FusionConfig  # noqa: E402
 
 # First seed of each trajectory kind's held-out sequences: training draws 62-bit scene seeds, the
 # evaluation tables use 2_000_000 / 2_000_001 (their datasets' own seeds), tuning 6_000_001+, the
@@ -256,9 +259,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="the node's keyframe_reference_depth (m; 0: fixed metre thresholds, the default)")
     ap.add_argument("--no-mvs", dest="mvs", action="store_false", help="skip the classical baseline (~0.6 s a frame)")
     ap.add_argument("--novel", action="store_true", help="also the withheld frames' poses (virtual views: depth, RGB PSNR)")
-    ap.add_argument("--fusion-settings", default="", metavar="KEY=VALUE[,...]",
+    ap.add_argument("--fusion-settings", dest="fusion", type=settings_arg(FusionConfig), default=FusionConfig(), metavar="KEY=VALUE[,...]",
                     help="FusionConfig fields for the virtual views' depth, e.g. splat_radius=1 (cracks filled: MODEL_CARD, stop 30)")
-    ap.add_argument("--refine-settings", default="", metavar="KEY=VALUE[,...]",
+    ap.add_argument("--refine-settings", dest="refine", type=settings_arg(RefineConfig), default=RefineConfig(), metavar="KEY=VALUE[,...]",
                     help="RefineConfig fields, e.g. hypotheses=11 (the node's refine_hypotheses)")
     ap.add_argument("--model", default=str(ROOT / "models" / "mvgd_default.pt"))
     ap.add_argument("--refine-net", action=argparse.BooleanOptionalAction, default=True,
@@ -273,16 +276,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("--sequences must be >= 1, --lookahead values and --keyframe-reference-depth >= 0")
     if not a.trajectories and not a.bags and not a.real and not a.from_json:
         ap.error("nothing to evaluate: give --trajectories, --bags and / or --real")
-    from mvgd_core.config import settings_from_text
-    from mvgd_core.refine import RefineConfig
-    from mvgd_core.view_depth_fusion import FusionConfig
-
-    for name, cls in (("fusion", FusionConfig), ("refine", RefineConfig)):
-        text = getattr(a, f"{name}_settings")
-        try:
-            setattr(a, name, settings_from_text(cls, text) if text else cls())
-        except ValueError as e:
-            ap.error(f"--{name}-settings: {e}")
     a.command = " ".join(["python training/evaluate_sequences.py", *(sys.argv[1:] if argv is None else argv)])
     return a
 

@@ -30,7 +30,8 @@ from mvgd_core.config import settings_from_text  # noqa: E402
 from mvgd_core.data.types import collate_samples  # noqa: E402
 from mvgd_core.inference import MVGDPredictor, views_from_tensor  # noqa: E402
 from mvgd_core.metrics import depth_scores  # noqa: E402
-from mvgd_core.view_depth_fusion import FusionConfig  # noqa: E402
+from mvgd_core.cameras import invert_pose  # noqa: E402
+from mvgd_core.view_depth_fusion import FusionConfig, fill_splat, splat_depth  # noqa: E402
 
 DEFAULT_VARIANTS = ("min_views=1", "min_views=2", "min_views=3")
 
@@ -40,11 +41,38 @@ def parse_variant(text: str) -> FusionConfig:
     return settings_from_text(FusionConfig, text)
 
 
-def run(pred: MVGDPredictor, samples, variants: dict, batch: int = 8) -> tuple[dict, list]:
+ORACLE_ROWS = ("views' own live depth", "oracle: nearest vote to the truth", "oracle: nearest of votes and network")
+
+
+def best_candidate(cands: torch.Tensor, gt: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """(H, W): per pixel the candidate (C, H, W; 0 = none) nearest the truth gt (H, W); fallback
+    where no candidate has a value. An oracle: it reads the ground truth."""
+    err = torch.where(cands > 0, (cands - gt).abs(), torch.full_like(cands, float("inf")))
+    best = cands.gather(0, err.argmin(0, keepdim=True))[0]
+    return torch.where((cands > 0).any(0), best, fallback)
+
+
+def oracle_scores(depth, sample, view_depth, radius: int) -> dict:
+    """Bounds no fusion rule can pass, for one novel target: depth (H, W) the network's (refined),
+    view_depth (N, H, W) the conditioning views' own live depth; each view's splat widened by
+    `radius` px as `FusionConfig.splat_radius` does. {ORACLE_ROWS[i]: depth_scores}; the first is
+    the median over the views of their own live depth's AbsRel against their true depth."""
+    gt = sample.tgt_depth
+    T_tw = invert_pose(sample.tgt_T_wc.to(torch.float64))
+    splats = torch.stack([fill_splat(splat_depth(view_depth[v], sample.cond_K[v], T_tw @ sample.cond_T_wc[v].to(torch.float64),
+                                                 sample.tgt_K, tuple(gt.shape)), radius) for v in range(view_depth.shape[0])])
+    own = [depth_scores(view_depth[v], sample.cond_depth[v]) for v in range(view_depth.shape[0])]
+    return {ORACLE_ROWS[0]: {key: float(np.median([o[key] for o in own])) for key in own[0]},
+            ORACLE_ROWS[1]: depth_scores(best_candidate(splats, gt, depth), gt),
+            ORACLE_ROWS[2]: depth_scores(best_candidate(torch.cat([splats, depth[None]]), gt, depth), gt)}
+
+
+def run(pred: MVGDPredictor, samples, variants: dict, batch: int = 8, oracle_radius: int | None = None) -> tuple[dict, list]:
     """({"no fusion" | variant: {"targets", "abs_rel_median", "delta1_median", "fused_share"}} over
     observable targets, picks: (sample, depth without fusion, fused depth, fused mask) of the first
-    variant on every observable target, in order, for save_figure)."""
-    scores = {"no fusion": []} | {k: [] for k in variants}
+    variant on every observable target, in order, for save_figure). oracle_radius: also the
+    ORACLE_ROWS (`oracle_scores`; needs the samples' cond_depth)."""
+    scores = {"no fusion": []} | {k: [] for k in variants} | ({k: [] for k in ORACLE_ROWS} if oracle_radius is not None else {})
     picks = []
     shares = {k: [] for k in variants}
     shipped = pred.fusion
@@ -52,7 +80,8 @@ def run(pred: MVGDPredictor, samples, variants: dict, batch: int = 8) -> tuple[d
         for i in range(0, len(samples), batch):
             chunk = samples[i : i + batch]
             b = collate_samples(chunk)
-            views = views_from_tensor(pred.view_depths(b, 1, i), b.cond_K)
+            view_depth = pred.view_depths(b, 1, i)
+            views = views_from_tensor(view_depth, b.cond_K)
             depth = pred.predict_batch(b, "depth", steps=1, seed=i)
             out = {}
             for k, cfg in variants.items():
@@ -65,6 +94,9 @@ def run(pred: MVGDPredictor, samples, variants: dict, batch: int = 8) -> tuple[d
                 for k, (d, mask) in out.items():
                     scores[k].append(depth_scores(d[j], s.tgt_depth))
                     shares[k].append(0.0 if mask is None else float(mask[j].float().mean()))
+                if oracle_radius is not None:
+                    for k, sc in oracle_scores(depth[j], s, view_depth[j], oracle_radius).items():
+                        scores[k].append(sc)
     finally:
         pred.fusion = shipped
     med = lambda xs, key: float(np.median([x[key] for x in xs])) if xs else float("nan")  # noqa: E731
@@ -95,10 +127,12 @@ def main(argv=None) -> int:
     ap.add_argument("--variant", action="append", default=[], help="FusionConfig overrides, e.g. min_views=2 (repeatable)")
     ap.add_argument("--figure", default="", help="also draw the first 4 observable targets (first variant) to this image")
     ap.add_argument("--out", default="", help="JSON path (default runs/tune_fusion/<set>_<views>v.json)")
+    ap.add_argument("--oracle", type=int, default=None, metavar="RADIUS",
+                    help="also the bounds no fusion rule can pass (per pixel the vote nearest the truth, splats widened by RADIUS px)")
     args = ap.parse_args(argv)
     variants = parse_variants(ap, args.variant, DEFAULT_VARIANTS, parse_variant)
     pred, samples = load_tuning(args, "novel")
-    res, picks = run(pred, samples, variants)
+    res, picks = run(pred, samples, variants, oracle_radius=args.oracle)
     cmd = "python training/tune_fusion.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"\n`{cmd.strip()}`: {args.set}, novel targets, {args.views} views, observable targets, medians\n")
     print("| novel-view depth | targets | AbsRel | δ<1.25 | pixels fused |\n|---|---|---|---|---|")
