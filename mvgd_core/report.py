@@ -268,34 +268,9 @@ def write_report(out_dir, summary: dict, results: list[FrameResult], overview: s
             ("frames", summary.get("frames_info")), ("baselines", summary.get("baselines_info")), ("wall time", summary.get("wall_time_s"))]
     md += [f"- **{k}**: {v if not isinstance(v, (dict, list)) else json.dumps(v)}" for k, v in info if v is not None]
     md.append("")
-    tables_html = []
-    for kind, metrics in (("depth_live", DEPTH_METRICS), ("novel", NOVEL_METRICS)):
-        if kind not in summary["aggregate"]:
-            continue
-        md += [f"## {KIND_TITLES[kind]}", ""]
-        tables_html.append(f"<h2>{html.escape(KIND_TITLES[kind])}</h2>")
-        ra = summary["regimes"].get(kind, {})
-        has_depth = any("abs_rel" in v for v in summary["aggregate"][kind].values())
-        if has_depth and ra:
-            sections = [("Observable regime (the headline): median (mean) over frames", regime_headline_table(ra)),
-                        ("Every regime: medians over frames", regime_split_table(ra))]
-            for title, (header, rows) in sections:
-                md += [f"### {title}", "", _md_table(header, rows), ""]
-                tables_html.append(f"<h3>{html.escape(title)}</h3>" + _html_table(header, rows))
-            md += [REGIME_NOTE, ""]
-            tables_html.append(f"<p>{html.escape(REGIME_NOTE)}</p>")
-        header, rows = metric_table(summary["aggregate"][kind], metrics)
-        title = "All frames: means over frames"
-        md += [f"### {title}", "", _md_table(header, rows), ""]
-        tables_html.append(f"<h3>{title}</h3>" + _html_table(header, rows))
-    lat = summary.get("latency") or {}
-    if lat.get("n"):
-        header = ["samples", "p50 (ms)", "p90 (ms)", "p99 (ms)", "mean (ms)", "max (ms)"]
-        row = [str(lat["n"])] + [f"{lat[k]:.0f}" for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "max_ms")]
-        md += ["## Latency: image published -> /mvgd/depth received (real DDS)", "", _md_table(header, [row]), ""]
-        if summary.get("latency_note"):
-            md += [summary["latency_note"], ""]
-        tables_html.append("<h2>Latency (image in to depth out)</h2>" + _html_table(header, [row]))
+    tables_md, tables_html = _metric_sections(summary)
+    lat_md, lat_html = _latency_section(summary)
+    md += tables_md + lat_md
     notes = summary.get("notes") or []
     if notes:
         md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
@@ -313,9 +288,48 @@ def write_report(out_dir, summary: dict, results: list[FrameResult], overview: s
     (out / "index.html").write_text(
         "<!doctype html><meta charset='utf-8'><title>MVGD evaluation</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #aaa;padding:3px 8px}img{max-width:100%}</style>"
-        f"<h1>MVGD evaluation: {html.escape(str(summary.get('bag', '?')))}</h1>" + "".join(tables_html) + notes_html + ov + pics
+        f"<h1>MVGD evaluation: {html.escape(str(summary.get('bag', '?')))}</h1>" + "".join(tables_html + lat_html) + notes_html + ov + pics
     )
     return readme
+
+
+def _metric_sections(summary: dict) -> tuple[list[str], list[str]]:
+    """(markdown lines, html parts) of the live-depth and novel-view sections: the observable
+    headline and the regime split where there is depth, then every frame's means."""
+    md, parts = [], []
+    for kind, metrics in (("depth_live", DEPTH_METRICS), ("novel", NOVEL_METRICS)):
+        if kind not in summary["aggregate"]:
+            continue
+        md += [f"## {KIND_TITLES[kind]}", ""]
+        parts.append(f"<h2>{html.escape(KIND_TITLES[kind])}</h2>")
+        ra = summary["regimes"].get(kind, {})
+        has_depth = any("abs_rel" in v for v in summary["aggregate"][kind].values())
+        if has_depth and ra:
+            sections = [("Observable regime (the headline): median (mean) over frames", regime_headline_table(ra)),
+                        ("Every regime: medians over frames", regime_split_table(ra))]
+            for title, (header, rows) in sections:
+                md += [f"### {title}", "", _md_table(header, rows), ""]
+                parts.append(f"<h3>{html.escape(title)}</h3>" + _html_table(header, rows))
+            md += [REGIME_NOTE, ""]
+            parts.append(f"<p>{html.escape(REGIME_NOTE)}</p>")
+        header, rows = metric_table(summary["aggregate"][kind], metrics)
+        title = "All frames: means over frames"
+        md += [f"### {title}", "", _md_table(header, rows), ""]
+        parts.append(f"<h3>{title}</h3>" + _html_table(header, rows))
+    return md, parts
+
+
+def _latency_section(summary: dict) -> tuple[list[str], list[str]]:
+    """(markdown lines, html parts) of the latency table; empty when nothing was timed."""
+    lat = summary.get("latency") or {}
+    if not lat.get("n"):
+        return [], []
+    header = ["samples", "p50 (ms)", "p90 (ms)", "p99 (ms)", "mean (ms)", "max (ms)"]
+    row = [str(lat["n"])] + [f"{lat[k]:.0f}" for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "max_ms")]
+    md = ["## Latency: image published -> /mvgd/depth received (real DDS)", "", _md_table(header, [row]), ""]
+    if summary.get("latency_note"):
+        md += [summary["latency_note"], ""]
+    return md, ["<h2>Latency (image in to depth out)</h2>" + _html_table(header, [row])]
 
 
 def _json_default(o):

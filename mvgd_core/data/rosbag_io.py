@@ -160,15 +160,7 @@ def write_bag(
     Frames must be in increasing stamp order. distortion: the lens of raw (not undistorted)
     frames, written into every CameraInfo (default: none, pinhole images). Returns the bag path.
     """
-    if not frames:
-        raise BagError("write_bag: no frames to write")
-    if storage not in ("mcap", "sqlite3"):
-        raise BagError(f"write_bag: storage must be 'mcap' or 'sqlite3', got {storage!r}")
-    if depth_encoding not in DEPTH_ENCODINGS:
-        raise BagError(f"write_bag: depth_encoding must be one of {DEPTH_ENCODINGS}, got {depth_encoding!r}")
-    stamps = np.array([f.stamp for f in frames]) + stamp_offset
-    if np.any(np.diff(stamps) <= 0) or stamps[0] <= 0:
-        raise BagError(f"write_bag: frame stamps (+ offset {stamp_offset}) must be positive and strictly increasing")
+    stamps = _write_stamps(frames, storage, depth_encoding, stamp_offset)
     path = Path(path)
     if path.exists():
         if not overwrite:
@@ -204,13 +196,31 @@ def write_bag(
             put(c_info, _camera_info_msg(ts, t, L.optical_frame, f.K, f.height, f.width, distortion), CAMERA_INFO, t)
             put(c_rgb, _image_msg(ts, t, L.optical_frame, f.rgb, "rgb8"), IMAGE, t)
             if f.depth is not None:
-                if depth_encoding == "32FC1":
-                    d = f.depth.astype("<f4")
-                else:
-                    mm = np.round(f.depth.astype(np.float64) * 1000.0)
-                    d = np.where((mm > 0) & (mm <= 65535), mm, 0).astype("<u2")
-                put(c_depth, _image_msg(ts, t, L.optical_frame, d, depth_encoding), IMAGE, t)
+                put(c_depth, _image_msg(ts, t, L.optical_frame, _depth_payload(f.depth, depth_encoding), depth_encoding), IMAGE, t)
     return path
+
+
+def _write_stamps(frames: list[Frame], storage: str, depth_encoding: str, stamp_offset: float) -> np.ndarray:
+    """The frames' bag stamps (s, offset added) after checking write_bag's arguments; BagError says what is wrong."""
+    if not frames:
+        raise BagError("write_bag: no frames to write")
+    if storage not in ("mcap", "sqlite3"):
+        raise BagError(f"write_bag: storage must be 'mcap' or 'sqlite3', got {storage!r}")
+    if depth_encoding not in DEPTH_ENCODINGS:
+        raise BagError(f"write_bag: depth_encoding must be one of {DEPTH_ENCODINGS}, got {depth_encoding!r}")
+    stamps = np.array([f.stamp for f in frames]) + stamp_offset
+    if np.any(np.diff(stamps) <= 0) or stamps[0] <= 0:
+        raise BagError(f"write_bag: frame stamps (+ offset {stamp_offset}) must be positive and strictly increasing")
+    return stamps
+
+
+def _depth_payload(depth: np.ndarray, encoding: str) -> np.ndarray:
+    """(H, W) metres -> the image's array: 32FC1 float metres (exact), or 16UC1 millimetres with 0
+    where the depth is invalid or beyond 65.535 m."""
+    if encoding == "32FC1":
+        return depth.astype("<f4")
+    mm = np.round(depth.astype(np.float64) * 1000.0)
+    return np.where((mm > 0) & (mm <= 65535), mm, 0).astype("<u2")
 
 
 def _latched_qos():
