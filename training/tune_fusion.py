@@ -4,6 +4,7 @@
     python training/tune_fusion.py --set hololens_train --views 6
     python training/tune_fusion.py --set procedural --views 3 --num 96 --variant min_views=1 --variant min_views=2
     python training/tune_fusion.py --set hololens_train --views 6 --variant min_views=1 --figure fusion.jpg
+    python training/tune_fusion.py --set procedural --views 3 --num 96 --variant min_views=1 --oracle 2   # bounds no rule can pass
 
 For each novel target: the depth the node publishes without fusion (network + refinement), each
 conditioning view's own live depth (`MVGDPredictor.view_depths`: that view as the target, as the
