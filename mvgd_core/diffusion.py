@@ -115,6 +115,12 @@ def prepare_inputs(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, min_scale: floa
                        scale_features(cams.scale, cams.raw_scale, min_scale).to(cond_rgb.device))
 
 
+def _masked_errors(err: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L1, L2) per sample (B,) of err (B, C, H, W) over mask's valid entries (at least 1)."""
+    denom = (mask.sum(dim=(1, 2, 3)) * err.shape[1]).clamp_min(1.0)  # (B,) valid entries
+    return (err.abs() * mask).sum(dim=(1, 2, 3)) / denom, (err.square() * mask).sum(dim=(1, 2, 3)) / denom
+
+
 def target_x0(tgt_rgb, tgt_depth, scale, task, cfg: DiffusionConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Clean target in model space and its loss mask, per sample by task.
 
@@ -180,23 +186,16 @@ class GaussianDiffusion:
         task = task.to(dev).long()
         inp = prepare_inputs(batch.cond_rgb, batch.cond_K, batch.cond_T_wc, batch.tgt_K, batch.tgt_T_wc, cfg.ssn_min_scale)
         x0, mask = target_x0(batch.tgt_rgb, batch.tgt_depth, inp.scale, task, cfg)
-
-        if not cfg.depth_loss_when_clamped and inp.raw_scale is not None:
-            clamped = (inp.raw_scale < cfg.ssn_min_scale).to(mask.dtype)[:, None, None, None]  # (B, 1, 1, 1)
-            mask = mask * (1 - clamped * (task == TASK_DEPTH).to(mask.dtype)[:, None, None, None])
+        mask = self._unclamped_depth_mask(mask, inp, task)
 
         t = self.sample_timesteps(B, generator).to(dev)
         noise = torch.randn(x0.shape, generator=generator).to(dev)
         x_t = self.q_sample(x0, t, noise)
         args = (x_t, t, task, inp.cond_rgb, inp.cond_K, inp.cond_T, inp.tgt_K, inp.tgt_T)
 
-        kw = {"scale_feats": inp.scale_feats}
+        kw = self._scene_kwargs(model, inp)
         core = getattr(model, "module", model)  # a DDP wrapper's network
         want_ctx = cfg.match_weight > 0 and getattr(getattr(core, "cfg", None), "matching", False)
-        if hasattr(model, "encode_scene"):  # cache the t-independent parts (a DDP wrapper computes them inside)
-            kw["scene_tokens"] = model.encode_scene(inp.cond_rgb, inp.cond_K, inp.cond_T)
-            if getattr(model.cfg, "decoder", False):
-                kw["context"] = model.encode_context(inp.cond_rgb, inp.cond_K, inp.cond_T, inp.tgt_K)
         latents_sc = None
         # Latent self-conditioning (RIN): half the time, a no-grad first pass supplies latents_sc.
         if cfg.self_cond_prob > 0 and torch.rand((), generator=generator).item() < cfg.self_cond_prob:
@@ -206,10 +205,7 @@ class GaussianDiffusion:
         out = model(*args, latents_sc=latents_sc, **kw, **({"return_context": True} if want_ctx else {}))
         pred, ctx = out[0], (out[2] if want_ctx else None)  # the context forward used: also under DDP
 
-        err = pred.float() - self.target(x0, t, noise)  # (B, C, H, W)
-        denom = (mask.sum(dim=(1, 2, 3)) * err.shape[1]).clamp_min(1.0)  # (B,) valid entries
-        l2 = (err.square() * mask).sum(dim=(1, 2, 3)) / denom  # (B,)
-        l1 = (err.abs() * mask).sum(dim=(1, 2, 3)) / denom
+        l1, l2 = _masked_errors(pred.float() - self.target(x0, t, noise), mask)
         is_depth = task == TASK_DEPTH
         per_sample = torch.where(is_depth, cfg.depth_weight * l1, cfg.rgb_weight * l2)  # (B,)
         zero = per_sample.sum() * 0
@@ -225,6 +221,25 @@ class GaussianDiffusion:
             "loss_match": loss_match,
             "t": t,
         }
+
+    def _unclamped_depth_mask(self, mask: torch.Tensor, inp, task: torch.Tensor) -> torch.Tensor:
+        """mask (B, C, H, W) with the depth samples whose SSN scale was clamped left out, unless
+        cfg.depth_loss_when_clamped: their depth target is ill-posed (issue 11)."""
+        if self.cfg.depth_loss_when_clamped or inp.raw_scale is None:
+            return mask
+        clamped = (inp.raw_scale < self.cfg.ssn_min_scale).to(mask.dtype)[:, None, None, None]  # (B, 1, 1, 1)
+        return mask * (1 - clamped * (task == TASK_DEPTH).to(mask.dtype)[:, None, None, None])
+
+    @staticmethod
+    def _scene_kwargs(model, inp) -> dict:
+        """The model's keyword inputs that do not depend on t, computed once for both passes (a DDP
+        wrapper, which has no encode_scene, computes them inside its forward)."""
+        kw = {"scale_feats": inp.scale_feats}
+        if hasattr(model, "encode_scene"):
+            kw["scene_tokens"] = model.encode_scene(inp.cond_rgb, inp.cond_K, inp.cond_T)
+            if getattr(model.cfg, "decoder", False):
+                kw["context"] = model.encode_context(inp.cond_rgb, inp.cond_K, inp.cond_T, inp.tgt_K)
+        return kw
 
     def match_loss(self, match_depth: torch.Tensor, tgt_depth: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """L1 between the cost volume's depth (B, 1, h, w) SSN units and GT depth (B, H, W) metres,
