@@ -86,18 +86,11 @@ def to_dict(cfg: Any) -> dict:
 
 
 def _coerce(tp, value, key: str):
+    """value read from YAML as type tp (dataclass fields' annotations); ConfigError naming key."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(arg, value, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+        return _coerce_union(args, value, key)
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(f"{key}: expected one of {list(args)}, got {value!r}")
@@ -105,21 +98,42 @@ def _coerce(tp, value, key: str):
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where=key)
     if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}")
-            return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
-        item = args[0] if args else Any
-        seq = [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(seq) if origin is tuple else seq
+        return _coerce_sequence(origin, args, value, key)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
         return dict(value)
-    if tp is Any:
-        return value
+    return _coerce_scalar(tp, value, key)
+
+
+def _coerce_union(args: tuple, value, key: str):
+    """The first of a Union's types (None where allowed) that takes value; else the first error."""
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arg in (a for a in args if a is not type(None)):
+        try:
+            return _coerce(arg, value, key)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+
+
+def _coerce_sequence(origin, args: tuple, value, key: str):
+    """A list or tuple: fixed-length tuples item by item, the rest with their one item type."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}")
+        return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    item = args[0] if args else Any
+    seq = [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    return tuple(seq) if origin is tuple else seq
+
+
+def _coerce_scalar(tp, value, key: str):
+    """float (numeric strings too, never NaN), int, bool and str strictly (a bool is no number); other types as they are."""
     if tp is float:
         if isinstance(value, str) and _NUMBER.match(value.strip()):
             value = float(value)
