@@ -15,7 +15,6 @@ evaluation set). Variants: `--variant key=value[,key=value]` over FusionConfig f
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ sys.path.insert(0, str(ROOT / "training"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from tune_refine import add_tuning_args, load_tuning, observable_targets, parse_variants, write_tuning_json  # noqa: E402
+from tune_refine import load_tuning, observable_targets, parse_variants, report_tuning, tuning_parser  # noqa: E402
 from mvgd_core.config import settings_from_text  # noqa: E402
 from mvgd_core.data.types import collate_samples  # noqa: E402
 from mvgd_core.inference import MVGDPredictor, views_from_tensor  # noqa: E402
@@ -123,27 +122,22 @@ def save_figure(path, picks: list, rows: int = 4) -> Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_tuning_args(ap, num=64)
-    ap.add_argument("--variant", action="append", default=[], help="FusionConfig overrides, e.g. min_views=2 (repeatable)")
-    ap.add_argument("--figure", default="", help="also draw the first 4 observable targets (first variant) to this image")
-    ap.add_argument("--out", default="", help="JSON path (default runs/tune_fusion/<set>_<views>v.json)")
+    ap = tuning_parser(__doc__, 64, "FusionConfig overrides, e.g. min_views=2 (repeatable)",
+                       "also draw the first 4 observable targets (first variant) to this image",
+                       "JSON path (default runs/tune_fusion/<set>_<views>v.json)")
     ap.add_argument("--oracle", type=int, default=None, metavar="RADIUS",
                     help="also the bounds no fusion rule can pass (per pixel the vote nearest the truth, splats widened by RADIUS px)")
     args = ap.parse_args(argv)
     variants = parse_variants(ap, args.variant, DEFAULT_VARIANTS, parse_variant)
     pred, samples = load_tuning(args, "novel")
     res, picks = run(pred, samples, variants, oracle_radius=args.oracle)
-    cmd = "python training/tune_fusion.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(f"\n`{cmd.strip()}`: {args.set}, novel targets, {args.views} views, observable targets, medians\n")
-    print("| novel-view depth | targets | AbsRel | δ<1.25 | pixels fused |\n|---|---|---|---|---|")
+    table = ["| novel-view depth | targets | AbsRel | δ<1.25 | pixels fused |", "|---|---|---|---|---|"]
     for k, r in res.items():
         share = "–" if r["fused_share"] is None else f"{r['fused_share']:.2f}"
-        print(f"| {k} | {r['targets']} | {r['abs_rel_median']:.3f} | {r['delta1_median']:.3f} | {share} |")
+        table.append(f"| {k} | {r['targets']} | {r['abs_rel_median']:.3f} | {r['delta1_median']:.3f} | {share} |")
     out = Path(args.out) if args.out else ROOT / "runs" / "tune_fusion" / f"{args.set}_{args.views}v.json"
-    print(f"\nJSON: {write_tuning_json(out, cmd.strip(), variants, res)}")
-    if args.figure and picks:
-        print(f"figure: {save_figure(args.figure, picks)}")
+    report_tuning("tune_fusion.py", argv, f"{args.set}, novel targets, {args.views} views, observable targets, medians", table, out,
+                  variants, res, args.figure if picks else "", lambda path: save_figure(path, picks))
     return 0
 
 

@@ -151,6 +151,28 @@ def save_figure(path, picks: list, rows: int = 4) -> Path:
     return viz.save_png(path, viz.make_grid(grid, labels, cell_hw=viz.legible_cell(picks[0][1].tgt_depth.shape[-2:])))
 
 
+def tuning_parser(doc: str, num: int, variant_help: str, figure_help: str, out_help: str) -> argparse.ArgumentParser:
+    """The parser of a tuning script: `add_tuning_args` plus --variant (repeatable), --figure and --out."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    add_tuning_args(ap, num=num)
+    ap.add_argument("--variant", action="append", default=[], help=variant_help)
+    ap.add_argument("--figure", default="", help=figure_help)
+    ap.add_argument("--out", default="", help=out_help)
+    return ap
+
+
+def report_tuning(script: str, argv, what: str, table: list[str], out: Path, variants: dict, results: dict,
+                  figure: str = "", draw=None) -> None:
+    """Print a tuning run's command and `what` it scored, its markdown `table` (header lines first),
+    write its JSON to `out` and, given `figure` and `draw(figure) -> path`, its figure."""
+    cmd = f"python training/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(f"\n`{cmd.strip()}`: {what}\n")
+    print("\n".join(table))
+    print(f"\nJSON: {write_tuning_json(out, cmd.strip(), variants, results)}")
+    if figure and draw is not None:
+        print(f"figure: {draw(figure)}")
+
+
 def add_tuning_args(ap: argparse.ArgumentParser, num: int) -> None:
     """The options every tuning script shares: model, set, views, targets, HoloLens path, threads."""
     ap.add_argument("--model", default="models/mvgd_default.pt")
@@ -194,29 +216,24 @@ def write_tuning_json(out: Path, cmd: str, variants: dict, results: dict) -> Pat
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_tuning_args(ap, num=48)
+    ap = tuning_parser(__doc__, 48, "RefineConfig overrides, e.g. min_agree=1,hypotheses=9 (repeatable)",
+                       "also draw the targets with the most replaced pixels (first variant) to this PNG",
+                       "JSON path (default runs/tune_refine/<set>_<mode>_<views>v.json)")
     ap.add_argument("--mode", default="cond", choices=["cond", "novel"], help="live camera (cond) or novel views")
-    ap.add_argument("--variant", action="append", default=[], help="RefineConfig overrides, e.g. min_agree=1,hypotheses=9 (repeatable)")
-    ap.add_argument("--figure", default="", help="also draw the targets with the most replaced pixels (first variant) to this PNG")
-    ap.add_argument("--out", default="", help="JSON path (default runs/tune_refine/<set>_<mode>_<views>v.json)")
     args = ap.parse_args(argv)
     variants = dict(parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS))
     pred, samples = load_tuning(args, args.mode)
     res, picks = run(pred, samples, variants)
-    cmd = "python training/tune_refine.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(f"\n`{cmd.strip()}`: {args.set}, {args.mode}, {args.views} views, observable targets, medians\n")
-    print("| depth | targets | AbsRel | δ<1.25 | pixels replaced | on them, median abs(log error): network -> refined "
-          "| targets where they got worse | ms / target |\n|---|---|---|---|---|---|---|---|")
     f = lambda v, nd=2: "–" if v is None else f"{v:.{nd}f}"  # noqa: E731
+    table = ["| depth | targets | AbsRel | δ<1.25 | pixels replaced | on them, median abs(log error): network -> refined "
+             "| targets where they got worse | ms / target |", "|---|---|---|---|---|---|---|---|"]
     for k, r in res.items():
         err = f"{f(r.get('replaced_log_err_network'), 3)} -> {f(r.get('replaced_log_err_refined'), 3)}" if k != "network" else "–"
-        print(f"| {k} | {r['targets']} | {r['abs_rel_median']:.3f} | {r['delta1_median']:.3f} | {f(r['replaced_share'])} | {err} "
-              f"| {f(r.get('targets_worse_share'))} | {f(r['ms_per_target'], 0)} |")
+        table.append(f"| {k} | {r['targets']} | {r['abs_rel_median']:.3f} | {r['delta1_median']:.3f} | {f(r['replaced_share'])} | {err} "
+                     f"| {f(r.get('targets_worse_share'))} | {f(r['ms_per_target'], 0)} |")
     out = Path(args.out) if args.out else ROOT / "runs" / "tune_refine" / f"{args.set}_{args.mode}_{args.views}v.json"
-    print(f"\nJSON: {write_tuning_json(out, cmd.strip(), variants, res)}")
-    if args.figure:
-        print(f"figure: {save_figure(args.figure, picks)}")
+    report_tuning("tune_refine.py", argv, f"{args.set}, {args.mode}, {args.views} views, observable targets, medians", table, out,
+                  variants, res, args.figure, lambda path: save_figure(path, picks))
     return 0
 
 

@@ -14,7 +14,6 @@ set). Variants: `--variant key=value[,key=value]` over SynthesisConfig fields.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ sys.path.insert(0, str(ROOT / "training"))
 
 import numpy as np  # noqa: E402
 
-from tune_refine import add_tuning_args, load_tuning, observable_targets, parse_variants, write_tuning_json  # noqa: E402
+from tune_refine import load_tuning, observable_targets, parse_variants, report_tuning, tuning_parser  # noqa: E402
 from mvgd_core.config import settings_from_text  # noqa: E402
 from mvgd_core.data.types import collate_samples  # noqa: E402
 from mvgd_core.inference import MVGDPredictor  # noqa: E402
@@ -79,25 +78,20 @@ def save_figure(path, picks: list, rows: int = 4) -> Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_tuning_args(ap, num=64)
-    ap.add_argument("--variant", action="append", default=[], help="SynthesisConfig overrides, e.g. sources=3 (repeatable)")
-    ap.add_argument("--figure", default="", help="also draw the 4 targets where the first two variants differ most to this image")
-    ap.add_argument("--out", default="", help="JSON path (default runs/tune_synthesis/<set>_<views>v.json)")
+    ap = tuning_parser(__doc__, 64, "SynthesisConfig overrides, e.g. sources=3 (repeatable)",
+                       "also draw the 4 targets where the first two variants differ most to this image",
+                       "JSON path (default runs/tune_synthesis/<set>_<views>v.json)")
     args = ap.parse_args(argv)
     variants = parse_variants(ap, args.variant, DEFAULT_VARIANTS, parse_variant)
     pred, samples = load_tuning(args, "novel")
     res, picks = run(pred, samples, variants)
-    cmd = "python training/tune_synthesis.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(f"\n`{cmd.strip()}`: {args.set}, novel targets, {args.views} views, medians over targets\n")
-    print("| view synthesis | targets | PSNR (dB) | SSIM | observable: targets | PSNR | SSIM |\n|---|---|---|---|---|---|---|")
+    table = ["| view synthesis | targets | PSNR (dB) | SSIM | observable: targets | PSNR | SSIM |", "|---|---|---|---|---|---|---|"]
     for k, r in res.items():
         o = r["observable"]
-        print(f"| {k} | {r['targets']} | {r['psnr_median']:.2f} | {r['ssim_median']:.3f} | {o['targets']} | {o['psnr_median']:.2f} | {o['ssim_median']:.3f} |")
+        table.append(f"| {k} | {r['targets']} | {r['psnr_median']:.2f} | {r['ssim_median']:.3f} | {o['targets']} | {o['psnr_median']:.2f} | {o['ssim_median']:.3f} |")
     out = Path(args.out) if args.out else ROOT / "runs" / "tune_synthesis" / f"{args.set}_{args.views}v.json"
-    print(f"\nJSON: {write_tuning_json(out, cmd.strip(), variants, res)}")
-    if args.figure and picks:
-        print(f"figure: {save_figure(args.figure, picks)}")
+    report_tuning("tune_synthesis.py", argv, f"{args.set}, novel targets, {args.views} views, medians over targets", table, out,
+                  variants, res, args.figure if picks else "", lambda path: save_figure(path, picks))
     return 0
 
 
