@@ -132,3 +132,7 @@ def test_tune_fusion_oracle_picks_the_vote_nearest_the_truth_and_is_exact_with_t
     assert exact[tf.ORACLE_ROWS[1]]["abs_rel"] < 0.5 * far[tf.ORACLE_ROWS[1]]["abs_rel"]
     # the network's vote can only help the oracle
     assert far[tf.ORACLE_ROWS[2]]["abs_rel"] <= far[tf.ORACLE_ROWS[1]]["abs_rel"] + 1e-6
+    with pytest.raises(ValueError, match="no depth of their conditioning views"):
+        tf.oracle_scores(net, dataclasses.replace(s, cond_depth=None), s.cond_depth, radius=0)
+    with pytest.raises(SystemExit):
+        tf.main(["--oracle", "-1"])

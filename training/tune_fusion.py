@@ -57,6 +57,8 @@ def oracle_scores(depth, sample, view_depth, radius: int) -> dict:
     view_depth (N, H, W) the conditioning views' own live depth; each view's splat widened by
     `radius` px as `FusionConfig.splat_radius` does. {ORACLE_ROWS[i]: depth_scores}; the first is
     the median over the views of their own live depth's AbsRel against their true depth."""
+    if sample.cond_depth is None:
+        raise ValueError("tune_fusion --oracle: the tuning samples carry no depth of their conditioning views")
     gt = sample.tgt_depth
     T_tw = invert_pose(sample.tgt_T_wc.to(torch.float64))
     splats = torch.stack([fill_splat(splat_depth(view_depth[v], sample.cond_K[v], T_tw @ sample.cond_T_wc[v].to(torch.float64),
@@ -128,6 +130,8 @@ def main(argv=None) -> int:
     ap.add_argument("--oracle", type=int, default=None, metavar="RADIUS",
                     help="also the bounds no fusion rule can pass (per pixel the vote nearest the truth, splats widened by RADIUS px)")
     args = ap.parse_args(argv)
+    if args.oracle is not None and args.oracle < 0:
+        ap.error("--oracle: the splat radius must be >= 0")
     variants = parse_variants(ap, args.variant, DEFAULT_VARIANTS, parse_variant)
     pred, samples = load_tuning(args, "novel")
     res, picks = run(pred, samples, variants, oracle_radius=args.oracle)
