@@ -182,7 +182,6 @@ def settings_from_text(cls: type[T], text: str, base: T | None = None, exclude: 
     return dataclasses.replace(base if base is not None else cls(), **kw)
 
 
-
 def settings_arg(cls: type[T]):
     """An argparse `type=` for a "--<name>-settings KEY=VALUE[,...]" flag over `cls`'s fields: the
     empty text gives cls(), a malformed one is the parser's usual error naming the fields."""

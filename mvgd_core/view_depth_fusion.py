@@ -84,6 +84,17 @@ def fill_splat(splat: torch.Tensor, radius: int) -> torch.Tensor:
     return torch.where((splat > 0) | ~torch.isfinite(near), splat, near)
 
 
+def view_splats(tgt_K: torch.Tensor, tgt_T_wc: torch.Tensor, hw: tuple[int, int], view_depth: list, view_K: list, view_T_wc: list,
+                radius: int = 0) -> torch.Tensor | None:
+    """(V, h, w): each view's depth map (None: skipped) splatted into the target camera (tgt_K for
+    hw, tgt_T_wc) and widened by `radius` px (`fill_splat`); 0 where nothing landed. None when no
+    view has depth."""
+    T_tw = invert_pose(tgt_T_wc.to(torch.float64))
+    splats = [fill_splat(splat_depth(d, K, T_tw @ T.to(torch.float64), tgt_K, hw), radius)
+              for d, K, T in zip(view_depth, view_K, view_T_wc) if d is not None]
+    return torch.stack(splats) if splats else None
+
+
 def fuse_view_depths(depth: torch.Tensor, tgt_K: torch.Tensor, tgt_T_wc: torch.Tensor, view_depth: list[torch.Tensor | None],
                      view_K: list[torch.Tensor], view_T_wc: list[torch.Tensor], cfg: FusionConfig = FusionConfig()) -> tuple[torch.Tensor, torch.Tensor]:
     """The target's depth (H, W) fused with the views' own depth maps (each (Hv, Wv) with its
@@ -97,12 +108,9 @@ def fuse_view_depths(depth: torch.Tensor, tgt_K: torch.Tensor, tgt_T_wc: torch.T
     none = (depth, torch.zeros_like(depth, dtype=torch.long))
     if not cfg.enabled:
         return none
-    T_tw = invert_pose(tgt_T_wc.to(torch.float64))
-    splats = [fill_splat(splat_depth(d, K, T_tw @ T.to(torch.float64), tgt_K, (H, W)), cfg.splat_radius)
-              for d, K, T in zip(view_depth, view_K, view_T_wc) if d is not None]
-    if not splats:
+    S = view_splats(tgt_K, tgt_T_wc, (H, W), view_depth, view_K, view_T_wc, cfg.splat_radius)  # (V, H, W), 0 = no point landed
+    if S is None:
         return none
-    S = torch.stack(splats)  # (V, H, W), 0 = no point landed
     votes = (S > 0).sum(0)
     net = torch.where(torch.isfinite(depth) & (depth > 0), depth, torch.full_like(depth, float("nan")))
     logs = torch.cat([net[None], torch.where(S > 0, S, torch.full_like(S, float("nan")))]).log()

@@ -30,8 +30,7 @@ from mvgd_core.config import settings_from_text  # noqa: E402
 from mvgd_core.data.types import collate_samples  # noqa: E402
 from mvgd_core.inference import MVGDPredictor, views_from_tensor  # noqa: E402
 from mvgd_core.metrics import depth_scores  # noqa: E402
-from mvgd_core.cameras import invert_pose  # noqa: E402
-from mvgd_core.view_depth_fusion import FusionConfig, fill_splat, splat_depth  # noqa: E402
+from mvgd_core.view_depth_fusion import FusionConfig, view_splats  # noqa: E402
 
 DEFAULT_VARIANTS = ("min_views=1", "min_views=2", "min_views=3")
 
@@ -60,9 +59,7 @@ def oracle_scores(depth, sample, view_depth, radius: int) -> dict:
     if sample.cond_depth is None:
         raise ValueError("tune_fusion --oracle: the tuning samples carry no depth of their conditioning views")
     gt = sample.tgt_depth
-    T_tw = invert_pose(sample.tgt_T_wc.to(torch.float64))
-    splats = torch.stack([fill_splat(splat_depth(view_depth[v], sample.cond_K[v], T_tw @ sample.cond_T_wc[v].to(torch.float64),
-                                                 sample.tgt_K, tuple(gt.shape)), radius) for v in range(view_depth.shape[0])])
+    splats = view_splats(sample.tgt_K, sample.tgt_T_wc, tuple(gt.shape), list(view_depth), list(sample.cond_K), list(sample.cond_T_wc), radius)
     own = [depth_scores(view_depth[v], sample.cond_depth[v]) for v in range(view_depth.shape[0])]
     return {ORACLE_ROWS[0]: {key: float(np.median([o[key] for o in own])) for key in own[0]},
             ORACLE_ROWS[1]: depth_scores(best_candidate(splats, gt, depth), gt),
