@@ -19,7 +19,6 @@ Namespaced robots (Nav2's multi-robot convention) keep TF in their namespace: pa
 node's TF input and its /tf, /tf_static output (optical and virtual frames) follow.
 """
 import os
-import tempfile
 
 import yaml
 from ament_index_python.packages import get_package_share_directory
@@ -46,8 +45,16 @@ def _file_param(params_file: str, name: str, default: str) -> str:
         return default
 
 
+def _rviz_config_path(namespace: str) -> str:
+    """Where the rewritten RViz config goes: one file per namespace under $ROS_HOME (default ~/.ros),
+    replaced on each launch, so launches do not pile up copies in /tmp."""
+    home = os.environ.get("ROS_HOME") or os.path.join(os.path.expanduser("~"), ".ros")
+    name = "_".join(p for p in namespace.strip("/").split("/") if p) or "root"
+    return os.path.join(home, "mvgd_ros", f"mvgd_{name}.rviz")
+
+
 def _rviz(value, remappings):
-    """RViz 2 with config/mvgd.rviz, its topics where this launch puts them (written to a temporary copy)."""
+    """RViz 2 with config/mvgd.rviz, its topics where this launch puts them (written to `_rviz_config_path`)."""
     ns = value("namespace")
     with open(os.path.join(get_package_share_directory("mvgd_ros"), "config", "mvgd.rviz")) as f:
         text = f.read()
@@ -55,9 +62,11 @@ def _rviz(value, remappings):
     if _file_param(value("params_file"), "image_transport", "raw") == "compressed":
         image += "/compressed"  # RViz's image display picks the transport from the topic's suffix
     text = text.replace("Value: /mvgd/", f"Value: {_resolve('mvgd', ns)}/").replace("Value: /camera/color/image_raw", f"Value: {image}")
-    fd, path = tempfile.mkstemp(prefix="mvgd_", suffix=".rviz")
-    with os.fdopen(fd, "w") as f:
+    path = _rviz_config_path(ns)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + f".{os.getpid()}", "w") as f:  # then an atomic replace: two launches never read half a file
         f.write(text)
+    os.replace(path + f".{os.getpid()}", path)
     return Node(package="rviz2", executable="rviz2", name="mvgd_rviz", namespace=ns, output="screen",
                 arguments=["-d", path, "-f", value("fixed_frame") or _file_param(value("params_file"), "fixed_frame", "odom")],
                 parameters=[{"use_sim_time": value("use_sim_time").lower() == "true"}],

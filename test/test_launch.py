@@ -88,10 +88,11 @@ def _share_with_rviz(tmp_path):
     shutil.copy(Path(__file__).resolve().parents[1] / "config" / "mvgd.rviz", tmp_path / "share" / "config" / "mvgd.rviz")
 
 
-def test_rviz_is_started_only_when_asked_with_topics_where_the_node_publishes(launch_file, tmp_path):
+def test_rviz_is_started_only_when_asked_with_topics_where_the_node_publishes(launch_file, tmp_path, monkeypatch):
     import yaml
 
     _share_with_rviz(tmp_path)
+    monkeypatch.setenv("ROS_HOME", str(tmp_path / "ros_home"))
     entities = launch_file.generate_launch_description()
     declared = {e.args[0]: e.kwargs["default_value"] for e in entities if hasattr(e, "args")}
     assert declared["rviz"] == "false" and len(entities[-1](declared)) == 1
@@ -114,6 +115,11 @@ def test_rviz_is_started_only_when_asked_with_topics_where_the_node_publishes(la
     args = rviz.kwargs["arguments"]
     assert args[args.index("-f") + 1] == "odom_override"
     assert "Value: /cam/image\n" in Path(args[args.index("-d") + 1]).read_text()
+    # one config per namespace under $ROS_HOME, rewritten on each launch: nothing piles up
+    entities[-1](context)
+    context.update(namespace="robot1")
+    entities[-1](context)
+    assert sorted(p.name for p in (tmp_path / "ros_home" / "mvgd_ros").iterdir()) == ["mvgd_robot1.rviz", "mvgd_root.rviz"]
 
 
 def test_shipped_rviz_config_shows_only_topics_the_node_documents():

@@ -164,6 +164,18 @@ def test_train_refine_net_end_to_end(staged, tmp_path, capsys):
         script.main(["train", "--model", str(plain), "--data", str(data), "--steps", "1", "--init-stage", "--write", str(tuned)])
     with pytest.raises(SystemExit, match="one non-negative weight per --data"):
         script.main(["train", "--model", str(plain), "--data", str(data), "--weights", "1", "1", "--write", str(tuned)])
+    # a capacity ablation: other widths, with a learning curve on the --report sets
+    wide = tmp_path / "wide.pt"
+    assert script.main(["train", "--model", str(plain), "--data", str(data), "--steps", "4", "--batch", "2", "--channels", "8", "16", "24",
+                        "--curve-every", "2", "--report", str(data), "--write", str(wide)]) == 0
+    meta = load_checkpoint(wide)[CHECKPOINT_KEY]["meta"]
+    assert meta["channels"] == [8, 16, 24] and [p["step"] for p in meta["curve"]] == [2, 4]
+    assert all(0 <= p["proc.pt"][0] and 0 <= p["proc.pt"][1] <= 1 and p["train_s"] >= 0 for p in meta["curve"])
+    assert MVGDPredictor.from_checkpoint(wide, device="cpu", steps=1).refine_net.cfg.channels == (8, 16, 24)
+    with pytest.raises(SystemExit, match="--channels builds a new stage"):
+        script.main(["train", "--model", str(out), "--data", str(data), "--init-stage", "--channels", "8", "16", "--write", str(tuned)])
+    with pytest.raises(SystemExit, match="--curve-every needs --report"):
+        script.main(["train", "--model", str(plain), "--data", str(data), "--curve-every", "2", "--write", str(tuned)])
 
 
 def test_weighted_draw_follows_the_weights_and_stays_in_its_set():

@@ -217,12 +217,28 @@ def log_l1(pred_log: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return ((pred_log - torch.log(gt.clamp_min(1e-3))).abs() * ok).sum() / ok.sum().clamp_min(1)
 
 
-def train_stage(d: dict, args, start: RefineNet | None = None) -> RefineNet:
-    """The stage trained on gathered sets d, from the identity or (start) from a stage already trained."""
+def stage_config(args) -> RefineNetConfig:
+    """A new stage's config: the default widths, or --channels (a capacity ablation)."""
+    return RefineNetConfig() if not args.channels else RefineNetConfig(channels=tuple(args.channels))
+
+
+def observable_median(d: dict, model: RefineNet | None) -> tuple[float, float]:
+    """Median AbsRel / delta1 over the observable targets of a gathered set (all when none is)."""
+    obs = np.array([r == "observable" for r in d["regime"]])
+    a, b = per_target(d, model)
+    m = obs if obs.any() else np.ones_like(obs)
+    return float(np.median(a[m])), float(np.median(b[m]))
+
+
+def train_stage(d: dict, args, start: RefineNet | None = None, curve_sets: dict | None = None) -> tuple[RefineNet, list]:
+    """The stage trained on gathered sets d, from the identity or (start) from a stage already trained;
+    with args.curve_every, also its learning curve on curve_sets: [{step, train_s, set: [AbsRel, delta1]}]
+    (train_s: seconds spent on training steps so far, measurements excluded)."""
     torch.manual_seed(args.seed)
-    model = RefineNet(RefineNetConfig())  # built either way: the same random stream follows
+    model = RefineNet(stage_config(args))  # built either way: the same random stream follows
     if start is not None:  # fine-tune (e.g. on the node's own keyframe sets)
         model = start.train()
+    curve, measuring_s, t0 = [], 0.0, time.time()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     bar = tqdm(range(args.steps), desc="train refine_net", unit="step")
     for step in bar:
@@ -236,7 +252,14 @@ def train_stage(d: dict, args, start: RefineNet | None = None) -> RefineNet:
         loss.backward()
         opt.step()
         bar.set_postfix(loss=f"{loss.item():.4f}")
-    return model.eval()
+        if args.curve_every and curve_sets and ((step + 1) % args.curve_every == 0 or step + 1 == args.steps):
+            t1 = time.time()
+            point = {"step": step + 1, "train_s": round(t1 - t0 - measuring_s, 1)}
+            curve.append(point | {k: observable_median(v, model.eval()) for k, v in curve_sets.items()})
+            model.train()
+            measuring_s += time.time() - t1
+            log(f"step {step + 1} ({point['train_s']:.0f} s): " + ", ".join(f"{k} {a:.3f} / {b:.3f}" for k, (a, b) in list(curve[-1].items())[2:]))
+    return model.eval(), curve
 
 
 @torch.no_grad()
@@ -268,19 +291,25 @@ def report(d: dict, model: RefineNet, name: str) -> None:
 def train(args) -> None:
     if args.weights is not None and (len(args.weights) != len(args.data) or min(args.weights) < 0 or sum(args.weights) <= 0):
         raise SystemExit(f"train_refine_net: --weights needs one non-negative weight per --data set, got {args.weights}")
+    if args.init_stage and args.channels:
+        raise SystemExit("train_refine_net: --channels builds a new stage; --init-stage keeps the model's own widths")
+    if args.curve_every and not args.report:
+        raise SystemExit("train_refine_net: --curve-every needs --report sets to measure on")
     ckpt = load_checkpoint(args.model)
     start = refine_net_from_checkpoint(ckpt) if args.init_stage else None
     if args.init_stage and start is None:  # before the sets load: they take minutes and gigabytes
         raise SystemExit(f"train_refine_net: --init-stage, but {args.model} has no {CHECKPOINT_KEY!r} entry")
     d = load_sets(args.data)
     log(f"{len(d['regime'])} targets from {', '.join(args.data)}")
+    curve_sets = {Path(p).name: load_sets([p]) for p in args.report} if args.curve_every else None
     t0 = time.time()
-    model = train_stage(d, args, start)
+    model, curve = train_stage(d, args, start, curve_sets)
     minutes = (time.time() - t0) / 60
     cmd = "python training/train_refine_net.py train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     meta = {"steps": args.steps, "batch": args.batch, "lr": args.lr, "init_stage": args.init_stage, "weights": args.weights,
             "targets": len(d["regime"]), "data": list(args.data),
-            "cpu_minutes": round(minutes * args.threads, 1), "threads": args.threads, "command": cmd}
+            "cpu_minutes": round(minutes * args.threads, 1), "threads": args.threads, "command": cmd,
+            "channels": list(model.cfg.channels), "curve": curve}
     if args.init_stage:  # keep the provenance of the stage it started from
         meta["started_from"] = ckpt[CHECKPOINT_KEY].get("meta", {})
     save_checkpoint(args.write, {**ckpt, CHECKPOINT_KEY: refine_net_to_dict(model, meta)})
@@ -350,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init-stage", action="store_true", help="start from --model's stage instead of the identity")
     t.add_argument("--write", required=True, help="checkpoint to write (may be --model)")
     t.add_argument("--report", nargs="*", default=[], help="gathered sets to report before / after on")
+    t.add_argument("--channels", type=int, nargs="+", help="a new stage's U-Net widths, finest first (default: RefineNetConfig's)")
+    t.add_argument("--curve-every", type=int, default=0, help="also measure on the --report sets every N steps (a learning curve, "
+                   "stored in the stage's meta with the training seconds of each point)")
     e = sub.add_parser("eval", help="before / after the stage on gathered sets")
     e.add_argument("--model", required=True)
     e.add_argument("--data", nargs="+", required=True)
