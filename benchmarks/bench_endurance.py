@@ -34,7 +34,6 @@ import os
 import platform
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -44,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from mvgd_ros.feed import Feed  # noqa: E402
 from timing import hw_arg  # noqa: E402
 
 NS = 1_000_000_000
@@ -89,45 +89,23 @@ class Pose:
         return interpolate_pose(self.T[ping_pong(k, n)], self.T[ping_pong(k + 1, n)], t * self.hz - k)
 
 
-class Rig:
-    """Test-side publishers (camera, odometry TF, mount, target poses) and collectors, in their own context."""
+class Rig(Feed):
+    """The feed (camera, odometry TF, mount, target poses) with collectors of depth, virtual views and diagnostics."""
 
     def __init__(self, compressed: bool = False):
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from geometry_msgs.msg import PoseStamped
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-        from tf2_msgs.msg import TFMessage
+        from sensor_msgs.msg import Image
 
-        from mvgd_ros.player import SpinThread
-        from mvgd_ros.tf import TF_STATIC_QOS
-
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx)
-        self.node = rclpy.create_node("bench_endurance", context=self.ctx)
-        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self.TFMessage, self.PoseStamped = TFMessage, PoseStamped
-        # what image_transport's compressed plugin publishes, and the node then subscribes to
-        self.image_pub = self.node.create_publisher(CompressedImage, "image/compressed", qos) if compressed else \
-            self.node.create_publisher(Image, "image", qos)
-        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", qos)
-        self.tf_pub = self.node.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
-        self.static_pub = self.node.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
-        self.target_pub = self.node.create_publisher(PoseStamped, "/mvgd/target_pose", 10)
-        self.lock = threading.Lock()
+        super().__init__("bench_endurance", compressed=compressed, target_topic="/mvgd/target_pose")
         self.sent: dict[int, float] = {}  # image stamp ns -> monotonic send time
         self.depth: dict[int, float] = {}  # image stamp ns -> monotonic first arrival
         self.views: list[float] = []  # arrival times of virtual-view RGB
         self.diag: dict[str, str] = {}
         self.diag_level = ""
-        self.node.create_subscription(Image, "/mvgd/depth/image", self._on_depth, qos)
-        self.node.create_subscription(Image, "/mvgd/rgb/image", self._on_view, qos)
+        self.node.create_subscription(Image, "/mvgd/depth/image", self._on_depth, self.qos)
+        self.node.create_subscription(Image, "/mvgd/rgb/image", self._on_view, self.qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
-        self.spinner = SpinThread(self.executor)
+        self.start()
 
     @staticmethod
     def stamp(ns: int):
@@ -151,46 +129,21 @@ class Rig:
                     self.diag_level = {0: "ok", 1: "warn", 2: "error"}.get(int.from_bytes(s.level, "little") if isinstance(s.level, bytes) else int(s.level), "?")
 
     def send_mount(self):
-        from mvgd_ros.tf import broadcast_message
-
-        self.static_pub.publish(self.TFMessage(transforms=[broadcast_message("base_link", CAM, mount(), self.stamp(BASE))]))
+        self.publish_tf("base_link", CAM, mount(), self.stamp(BASE), static=True)
 
     def send_odometry(self, ns: int, T_odom_base: np.ndarray):
-        from mvgd_ros.tf import broadcast_message
-
-        self.tf_pub.publish(self.TFMessage(transforms=[broadcast_message("odom", "base_link", T_odom_base, self.stamp(ns))]))
+        self.publish_tf("odom", "base_link", T_odom_base, self.stamp(ns))
 
     def send_image(self, ns: int, image, K: np.ndarray, hw: tuple[int, int]):
         """image: (H, W, 3) uint8 RGB, sent as rgb8; or a pre-encoded CompressedImage (its header is set here)."""
         from std_msgs.msg import Header
 
-        from mvgd_ros import image_codec
-
-        header = Header(stamp=self.stamp(ns), frame_id=CAM)
-        self.info_pub.publish(image_codec.make_camera_info(K, hw, header))
-        if isinstance(image, np.ndarray):
-            image = image_codec.rgb_to_image(image, header)
-        else:
-            image.header = header
         with self.lock:
             self.sent[ns] = time.monotonic()
-        self.image_pub.publish(image)
+        self.publish_image(image, K, Header(stamp=self.stamp(ns), frame_id=CAM), hw=hw)
 
     def send_target(self, ns: int, T_wc: np.ndarray):
-        from mvgd_ros.frames import fill_pose
-
-        msg = self.PoseStamped()
-        msg.header.stamp, msg.header.frame_id = self.stamp(ns), "odom"
-        fill_pose(msg.pose, T_wc)
-        self.target_pub.publish(msg)
-
-    def close(self):
-        import rclpy
-
-        self.spinner.stop()
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.ctx)
+        self.publish_target(T_wc, self.stamp(ns))
 
 
 def encode_frames(rgb: np.ndarray, quality: int) -> tuple[list, float | None]:

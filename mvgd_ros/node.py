@@ -24,6 +24,7 @@ Flow (executor thread: callbacks only queue and decide; inference thread: model 
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -538,7 +539,7 @@ class MVGDNode(Node):
 
     def destroy_node(self):
         if hasattr(self, "worker"):  # absent when the constructor failed
-            self.worker.stop()
+            self.inference_left_running = not self.worker.stop()
             totals = (f"totals: {dict(self.stats.totals)}, drops {dict(self.stats.drops)}, "
                       f"resets {dict(self.stats.resets)}, stale requests {self.worker.counts['stale']}")
             if self.context.ok():
@@ -558,6 +559,7 @@ def main(args=None, predictor=None) -> int:
         print(f"[mvgd_node] error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 1
+    name = node.get_name()  # for the last message, after the node is gone
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -565,6 +567,13 @@ def main(args=None, predictor=None) -> int:
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+    if getattr(node, "inference_left_running", False):
+        # A prediction outlasted the worker's timeout. The interpreter's normal exit would run C++
+        # destructors under it and abort ("terminate called without an active exception", SIGABRT).
+        print(f"[WARN] [{name}]: a prediction was still running at shutdown; exiting without waiting for it",
+              file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 

@@ -72,13 +72,15 @@ class InferenceWorker:
         with self._cond:
             return self._cond.wait_for(lambda: not self._slots and not self._busy, timeout)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop after the running request; waiting ones are discarded."""
+    def stop(self, timeout: float = 3.0) -> bool:
+        """Stop after the running request; waiting ones are discarded. False when the running one
+        outlasts `timeout` (it cannot be interrupted; 3 s: ros2 launch escalates Ctrl-C to SIGTERM after 5)."""
         with self._cond:
             self._stop = True
             self._slots.clear()
             self._cond.notify_all()
         self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         while True:

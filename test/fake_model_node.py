@@ -8,12 +8,17 @@ first 24 bytes); depth is TRUE_DEPTH x (1 + the largest distance, in metres, bet
 conditioning view's given pose and its true position). Consistent poses give exactly
 TRUE_DEPTH; a view whose pose is off (a localisation glitch) inflates depth the way a wrong
 camera does for the real model (it breaks SSN's scale and the multi-view geometry).
+With FAKE_MODEL_DELAY_S in the environment, each prediction first computes that long (a slow
+model: a weak CPU, a first CUDA call).
 """
 from __future__ import annotations
 
+import os
 import sys
+import time
 
 import numpy as np
+import torch
 
 TRUE_DEPTH = 2.0
 
@@ -37,6 +42,9 @@ class PosePredictor:
     def predict(self, cond, tgt_K, tgt_T_wc, tgt_hw, task="depth", steps=None, seed=0, refine=None, synthesize=None):
         from mvgd_core.inference import Prediction
 
+        busy_until = time.monotonic() + float(os.environ.get("FAKE_MODEL_DELAY_S", "0"))
+        while time.monotonic() < busy_until:  # torch work, as a slow model's (not a sleep)
+            torch.ones(256, 256) @ torch.ones(256, 256)
         err = max(float(np.linalg.norm(f.T_wc[:3, 3] - decode_position(f.rgb))) for f in cond)
         rel = [np.linalg.norm(f.T_wc[:3, 3] - np.asarray(tgt_T_wc)[:3, 3], ord=np.inf) for f in cond]
         scale = max(0.1, max(rel))  # SSN's scale, so the node's range check sees realistic numbers

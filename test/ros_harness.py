@@ -6,7 +6,6 @@ deadline only turns a hang into a failure, it never measures speed.
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections import defaultdict
 
@@ -16,13 +15,11 @@ import torch
 
 rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import PoseStamped  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from mvgd_ros import image_codec  # noqa: E402
-from mvgd_ros.tf import TF_STATIC_QOS, broadcast_message  # noqa: E402
+from mvgd_ros.feed import Feed  # noqa: E402
 
 DEADLINE_S = 60.0
 CAMERA_FRAME = "cam_optical_frame"
@@ -91,39 +88,25 @@ def send_until(send, predicate, what: str, every_s: float = 1.0, deadline: float
                 raise AssertionError(f"gave up waiting for {what} after {deadline} s") from None
 
 
-class Rig:
-    """One rclpy context with a test node (publishers/collectors) and optionally the node under test."""
+class Rig(Feed):
+    """The feed (test node `node`: publishers and collectors of every output) and optionally the
+    node under test (`under_test`), in one rclpy context spun on a thread."""
 
     def __init__(self):
-        from tf2_msgs.msg import TFMessage
-
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx)
-        self.io = rclpy.create_node("test_io", context=self.ctx)
-        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self.TFMessage = TFMessage
-        self.image_pub = self.io.create_publisher(Image, "image", qos)
-        self.info_pub = self.io.create_publisher(CameraInfo, "camera_info", qos)
-        self.tf_pub = self.io.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
-        self.tf_static_pub = self.io.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
-        self.target_pub = self.io.create_publisher(PoseStamped, "mvgd/target_pose", 10)
+        super().__init__("test_io")
         self.received = defaultdict(list)  # topic -> messages
-        self._lock = threading.Lock()
         for topic, cls in [("mvgd/depth/image", Image), ("mvgd/depth/camera_info", CameraInfo), ("mvgd/rgb/image", Image),
                            ("mvgd/rgb/camera_info", CameraInfo), ("mvgd/rgb/depth/image", Image), ("mvgd/points", PointCloud2)]:
-            self.io.create_subscription(cls, topic, lambda m, t=topic: self._store(t, m), qos)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.io)
-        self.node = None
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
+            self.node.create_subscription(cls, topic, lambda m, t=topic: self._store(t, m), self.qos)
+        self.under_test = None
+        self.start()
 
     def _store(self, topic, msg):
-        with self._lock:
+        with self.lock:
             self.received[topic].append(msg)
 
     def got(self, topic: str) -> list:
-        with self._lock:
+        with self.lock:
             return list(self.received[topic])
 
     def start_node(self, checkpoint, predictor=None, **overrides):
@@ -134,37 +117,30 @@ class Rig:
 
         params = [Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value="cpu"), Parameter("steps", value=2)]
         params += [Parameter(k, value=v) for k, v in overrides.items()]
-        self.node = MVGDNode(predictor=predictor, context=self.ctx, parameter_overrides=params)
-        self.executor.add_node(self.node)
-        return self.node
+        self.under_test = MVGDNode(predictor=predictor, context=self.ctx, parameter_overrides=params)
+        self.executor.add_node(self.under_test)
+        return self.under_test
 
     def wait_connected(self, *outputs: str):
         """Until the node hears our inputs and our collectors hear the node's `outputs`."""
         wait_for(lambda: self.image_pub.get_subscription_count() > 0 and self.info_pub.get_subscription_count() > 0, "node subscriptions")
-        pubs = {"mvgd/depth/image": self.node.depth_pub, "mvgd/rgb/image": self.node.rgb_pub, "mvgd/rgb/depth/image": self.node.rgb_depth_pub,
-                "mvgd/points": self.node.points_pub}
+        pubs = {"mvgd/depth/image": self.under_test.depth_pub, "mvgd/rgb/image": self.under_test.rgb_pub, "mvgd/rgb/depth/image": self.under_test.rgb_depth_pub,
+                "mvgd/points": self.under_test.points_pub}
         for o in outputs:
             wait_for(lambda o=o: pubs[o].get_subscription_count() > 0, f"subscriber on {o}")
 
     def send_tf(self, T_fixed_cam, t: float, parent="odom", child=CAMERA_FRAME):
-        self.tf_pub.publish(self.TFMessage(transforms=[broadcast_message(parent, child, T_fixed_cam, stamp_msg(t))]))
+        self.publish_tf(parent, child, T_fixed_cam, stamp_msg(t))
 
     def send_frame(self, frame, t: float, frame_id=CAMERA_FRAME, encoding="rgb8", info_hw=None, K=None):
         header = Header(stamp=stamp_msg(t), frame_id=frame_id)
-        info_hw = info_hw or frame.rgb.shape[:2]
-        self.info_pub.publish(image_codec.make_camera_info(frame.K if K is None else K, info_hw, header))
         img = image_codec.rgb_to_image(frame.rgb, header)
         if encoding != "rgb8":
             img.encoding = encoding
-        self.image_pub.publish(img)
+        self.publish_image(img, frame.K if K is None else K, header, hw=info_hw or frame.rgb.shape[:2])
 
     def close(self):
-        self.executor.shutdown()
-        self._thread.join(timeout=5.0)  # spin() must have returned before the context goes: else its wait set fails (RCLError)
-        if self.node is not None:
-            self.node.destroy_node()
-        self.io.destroy_node()
-        rclpy.try_shutdown(context=self.ctx)
+        super().close(*[n for n in (self.under_test,) if n is not None])
 
 
 @pytest.fixture

@@ -4,21 +4,15 @@ Shared by test/test_ros_input_e2e.py (and test_ros_numeric_e2e.py) and benchmark
 """
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from fake_model_node import encode_position
 from mvgd_core.cameras import make_pose
-from mvgd_ros import image_codec
-from mvgd_ros.player import SpinThread
-from mvgd_ros.tf import TF_STATIC_QOS, broadcast_message
+from mvgd_ros.feed import Feed
 
 CAM = "cam_optical_frame"
 NS = 1_000_000_000
@@ -32,32 +26,21 @@ def stamp(ns: int):
     return h.stamp
 
 
-class Io:
-    """Test-side publishers and collectors in their own context; depth arrivals are timed."""
+class Io(Feed):
+    """The feed, with a depth collector (arrivals timed) and the node's diagnostics."""
 
     def __init__(self, image_topic="image", info_topic="camera_info", depth_topics=("mvgd/depth/image",), name="input_e2e"):
         from diagnostic_msgs.msg import DiagnosticArray
-        from tf2_msgs.msg import TFMessage
 
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx)
-        self.node = rclpy.create_node(name, context=self.ctx)
-        qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
-        self.TFMessage = TFMessage
-        self.image_pub = self.node.create_publisher(Image, image_topic, qos)
-        self.info_pub = self.node.create_publisher(CameraInfo, info_topic, qos)
-        self.tf_pub = self.node.create_publisher(TFMessage, "/tf", QoSProfile(depth=200))
-        self.tf_static_pub = self.node.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
-        self.lock = threading.Lock()
+        super().__init__(name, image_topic=image_topic, info_topic=info_topic, qos_depth=200, tf_depth=200)
         self.depth: dict[int, tuple[float, Image]] = {}  # stamp ns -> (monotonic first arrival, msg)
         self.sent: dict[int, float] = {}  # image stamp ns -> monotonic send time
         self.diag: dict[str, str] = {}
+        self.message = ""  # the node's latest diagnostics summary
         for topic in depth_topics:  # benchmarks against older code add its output name
-            self.node.create_subscription(Image, topic, self._on_depth, qos)
+            self.node.create_subscription(Image, topic, self._on_depth, self.qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
-        self.spinner = SpinThread(self.executor)  # joined in close() before anything is destroyed
+        self.start()
 
     def _on_depth(self, msg):
         with self.lock:
@@ -66,26 +49,20 @@ class Io:
     def _on_diag(self, msg):
         with self.lock:
             self.diag = {v.key: v.value for v in msg.status[0].values}
+            self.message = msg.status[0].message
 
     def depth_at(self, ns):
         with self.lock:
             return self.depth.get(ns)
 
     def send_tf(self, ns: int, T, child=CAM):
-        self.tf_pub.publish(self.TFMessage(transforms=[broadcast_message("odom", child, T, stamp(ns))]))
+        self.publish_tf("odom", child, T, stamp(ns))
 
     def send_image(self, ns: int, true_pos, frame_id=CAM, info_offset_ns=0, K=K16, rgb=None):
         header = Header(stamp=stamp(ns), frame_id=frame_id)
         rgb = encode_position(np.full((16, 16, 3), 100, np.uint8), true_pos) if rgb is None else rgb
-        self.info_pub.publish(image_codec.make_camera_info(K, rgb.shape[:2], Header(stamp=stamp(ns + info_offset_ns), frame_id=frame_id)))
         self.sent[ns] = time.monotonic()
-        self.image_pub.publish(image_codec.rgb_to_image(rgb, header))
-
-    def close(self):
-        self.spinner.stop()
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.ctx)
+        self.publish_image(rgb, K, header, info_header=Header(stamp=stamp(ns + info_offset_ns), frame_id=frame_id))
 
 
 def pose_at(t: float) -> np.ndarray:

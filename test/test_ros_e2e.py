@@ -44,15 +44,15 @@ def test_console_script_publishes_depth_for_a_rendered_sequence(tiny_checkpoint,
         from sensor_msgs.msg import CameraInfo, Image
         from std_msgs.msg import Header
 
-        image_pub = rig.io.create_publisher(Image, "/cam/image_raw", 10)
-        info_pub = rig.io.create_publisher(CameraInfo, "/cam/camera_info", 10)
+        image_pub = rig.node.create_publisher(Image, "/cam/image_raw", 10)
+        info_pub = rig.node.create_publisher(CameraInfo, "/cam/camera_info", 10)
         rig.tf_static_pub.publish(rig.TFMessage(transforms=[
             broadcast_message("base_link", "camera_link", T_BASE_CAMLINK, stamp_msg(0.0)),
             broadcast_message("camera_link", OPTICAL, T_CAMLINK_OPTICAL, stamp_msg(0.0)),
         ]))
         wait_for(lambda: proc.poll() is None and image_pub.get_subscription_count() > 0 and rig.tf_pub.get_subscription_count() > 0,
                  "the node's subscriptions", deadline=120)
-        depth_sub = next(s for s in rig.io.subscriptions if s.topic_name == "/mvgd/depth/image")
+        depth_sub = next(s for s in rig.node.subscriptions if s.topic_name == "/mvgd/depth/image")
         wait_for(lambda: depth_sub.get_publisher_count() > 0, "the node's depth publisher")
 
         frames = sequence

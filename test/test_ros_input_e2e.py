@@ -210,3 +210,4 @@ def test_fixed_lag_depth_on_a_30_hz_stream_with_late_tf_keeps_the_rate_and_each_
     assert wait["lagged"] >= wait["live"] + 0.1  # they waited for 6 newer frames (0.2 s of a paced 30 Hz stream)
     for ns in got[:: max(1, len(got) // 5)]:
         assert np.allclose(image_codec.image_to_depth(fake.depth_at(ns)[1]), TRUE_DEPTH)  # its own pose, not a newer frame's
+

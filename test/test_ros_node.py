@@ -54,8 +54,8 @@ def test_depth_for_every_frame_with_its_stamp_frame_and_metric_values(rig, tiny_
 
 def test_no_subscriber_no_work(rig, tiny_checkpoint, sequence):
     node = rig.start_node(tiny_checkpoint)
-    rig.io.destroy_subscription(next(s for s in rig.io.subscriptions if s.topic_name.endswith("mvgd/depth/image")))
-    rig.io.destroy_subscription(next(s for s in rig.io.subscriptions if s.topic_name.endswith("mvgd/depth/camera_info")))
+    rig.node.destroy_subscription(next(s for s in rig.node.subscriptions if s.topic_name.endswith("mvgd/depth/image")))
+    rig.node.destroy_subscription(next(s for s in rig.node.subscriptions if s.topic_name.endswith("mvgd/depth/camera_info")))
     rig.wait_connected()
     wait_for(lambda: node.depth_pub.get_subscription_count() == 0, "depth subscriber gone")
     play(rig, sequence[:2])
@@ -162,7 +162,7 @@ def test_reset_service_and_tf_jump(rig, tiny_checkpoint, sequence):
     wait_for(lambda: len(rig.got("mvgd/depth/image")) == 2, "depth after the reset")
     assert len(node.keyframes) == 1 and node.keyframes.newest.stamp == pytest.approx(T0 + 0.5)
 
-    client = rig.io.create_client(Trigger, "/mvgd_node/reset")
+    client = rig.node.create_client(Trigger, "/mvgd_node/reset")
     assert client.wait_for_service(timeout_sec=30)
     future = client.call_async(Trigger.Request())
     wait_for(future.done, "reset service response")
@@ -174,7 +174,7 @@ def test_diagnostics_are_published(rig, tiny_checkpoint, sequence):
     from diagnostic_msgs.msg import DiagnosticArray
 
     got = []
-    rig.io.create_subscription(DiagnosticArray, "/diagnostics", got.append, 10)
+    rig.node.create_subscription(DiagnosticArray, "/diagnostics", got.append, 10)
     node = rig.start_node(tiny_checkpoint, diagnostics_period_s=0.2)
     rig.wait_connected("mvgd/depth/image")
     play(rig, sequence[:1])

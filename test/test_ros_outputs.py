@@ -16,7 +16,7 @@ pytestmark = pytest.mark.ros
 
 
 def _collect(rig, topic, cls, qos=10):
-    rig.io.create_subscription(cls, topic, lambda m: rig._store(topic, m), qos)
+    rig.node.create_subscription(cls, topic, lambda m: rig._store(topic, m), qos)
 
 
 def _send(rig, f, t, frame_id, T_fixed_frame):
@@ -38,8 +38,8 @@ def test_body_frame_input_gives_optical_outputs_rep118_depth_and_legacy_names(ri
 
     _collect(rig, "/tf_static", rig.TFMessage, TF_STATIC_QOS)
     _collect(rig, "mvgd/depth", Image)  # the pre-0.2 name
-    for s in [s for s in rig.io.subscriptions if "/mvgd/rgb/" in s.topic_name]:  # nobody wants virtual views
-        rig.io.destroy_subscription(s)
+    for s in [s for s in rig.node.subscriptions if "/mvgd/rgb/" in s.topic_name]:  # nobody wants virtual views
+        rig.node.destroy_subscription(s)
     node = rig.start_node(tiny_checkpoint, publish_points=True, virtual_offsets=[0.0, 0.0, -0.5, 0.0, 0.0, 0.0])
     rig.wait_connected("mvgd/depth/image", "mvgd/points")
     wait_for(lambda: node.rgb_pub.get_subscription_count() == 0 and node.rgb_depth_pub.get_subscription_count() == 0, "no rgb subscribers")
@@ -151,7 +151,7 @@ def test_compressed_rectified_input(rig, tiny_checkpoint, sequence):
 
     node = rig.start_node(tiny_checkpoint, image_transport="compressed", rectified=True)
     assert node.image_topic.endswith("/image/compressed")
-    pub = rig.io.create_publisher(CompressedImage, "image/compressed", 10)
+    pub = rig.node.create_publisher(CompressedImage, "image/compressed", 10)
     wait_for(lambda: pub.get_subscription_count() > 0 and rig.info_pub.get_subscription_count() > 0, "node subscribed to image/compressed")
     wait_for(lambda: node.depth_pub.get_subscription_count() > 0, "our depth subscriptions")
     f = sequence[0]
@@ -242,7 +242,7 @@ def test_diagnostics_name_the_device_warn_on_stale_input_and_count_bad_tf(rig, t
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
     got = []
-    rig.io.create_subscription(DiagnosticArray, "/diagnostics", got.append, 10)
+    rig.node.create_subscription(DiagnosticArray, "/diagnostics", got.append, 10)
     node = rig.start_node(tiny_checkpoint, diagnostics_period_s=0.2, input_timeout_s=0.3)
     wait_for(lambda: any(s.level == DiagnosticStatus.WARN and "no image received yet" in s.message for m in got for s in m.status),
              "stale-input WARN")

@@ -30,7 +30,7 @@ def test_transform_round_trip_and_validation():
 def buf():
     """A fallback buffer on a real (unspun) node: we feed it with `add`, as its subscriptions would."""
     rig = Rig()
-    b = FallbackTfBuffer(rig.io, cache_time_s=10.0)
+    b = FallbackTfBuffer(rig.node, cache_time_s=10.0)
     yield b
     rig.close()
 
@@ -177,15 +177,15 @@ def test_backend_choice():
     rig = Rig()
     try:
         with pytest.raises(ValueError, match="backend"):
-            make_tf_buffer(rig.io, backend="magic")
+            make_tf_buffer(rig.node, backend="magic")
         try:
             import tf2_ros  # noqa: F401
         except ImportError:
-            assert make_tf_buffer(rig.io).backend == "fallback"
+            assert make_tf_buffer(rig.node).backend == "fallback"
             with pytest.raises(ImportError, match="tf2_ros"):
-                make_tf_buffer(rig.io, backend="tf2_ros")
+                make_tf_buffer(rig.node, backend="tf2_ros")
         else:
-            assert make_tf_buffer(rig.io).backend == "tf2_ros"
+            assert make_tf_buffer(rig.node).backend == "tf2_ros"
     finally:
         rig.close()
 
@@ -196,7 +196,7 @@ def test_fed_over_dds_with_latched_statics_for_late_joiners():
     rig = Rig()
     try:
         rig.tf_static_pub.publish(rig.TFMessage(transforms=[broadcast_message("base_link", "cam_optical_frame", make_pose(np.eye(3), [0, 0, 1]), stamp_msg(0.0))]))
-        listener = rig.io  # same process, but the subscription is created after the publish
+        listener = rig.node  # same process, but the subscription is created after the publish
         buf = FallbackTfBuffer(listener)
         wait_for(lambda: buf.can_transform("base_link", "cam_optical_frame", None), "latched static")
         wait_for(lambda: rig.tf_pub.get_subscription_count() > 0, "tf subscriber")
