@@ -172,8 +172,17 @@ def test_train_refine_net_end_to_end(staged, tmp_path, capsys):
     assert meta["channels"] == [8, 16, 24] and [p["step"] for p in meta["curve"]] == [2, 4]
     assert all(0 <= p["proc.pt"][0] and 0 <= p["proc.pt"][1] <= 1 and p["train_s"] >= 0 for p in meta["curve"])
     assert MVGDPredictor.from_checkpoint(wide, device="cpu", steps=1).refine_net.cfg.channels == (8, 16, 24)
-    with pytest.raises(SystemExit, match="--channels builds a new stage"):
+    with pytest.raises(SystemExit, match="--hypotheses build a new stage"):
         script.main(["train", "--model", str(out), "--data", str(data), "--init-stage", "--channels", "8", "16", "--write", str(tuned)])
+    # a wider band gathered (the refinement's own settings), and a stage that reads it at its size
+    wide_band = tmp_path / "wide_band.pt"
+    assert script.main(["gather", "--model", str(plain), "--source", "procedural", "--num", "2", "--views", "2", "--seed", "8000000",
+                        "--refine-settings", "span=3.0,hypotheses=9", "--out", str(wide_band)]) == 0
+    rec = torch.load(wide_band)
+    assert rec["cost"].shape[1] == 9 and rec["meta"]["refine_settings"]["span"] == 3.0
+    assert script.main(["train", "--model", str(plain), "--data", str(wide_band), "--steps", "1", "--batch", "2", "--hypotheses", "9",
+                        "--write", str(wide)]) == 0
+    assert load_checkpoint(wide)[CHECKPOINT_KEY]["meta"]["hypotheses"] == 9
     with pytest.raises(SystemExit, match="--curve-every needs --report"):
         script.main(["train", "--model", str(plain), "--data", str(data), "--curve-every", "2", "--write", str(tuned)])
 

@@ -27,6 +27,7 @@ sets each set's share of the batches and `--init-stage` fine-tunes a stage alrea
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import shlex
 import sys
@@ -45,14 +46,14 @@ from evaluate_model import REAL_SAMPLING, _first_existing  # noqa: E402
 from mvgd_core.allocator import keep_freed_memory  # noqa: E402
 from mvgd_core.calibration import match_confidence  # noqa: E402
 from mvgd_core.checkpoint import load_checkpoint, refine_net_from_checkpoint, save_checkpoint  # noqa: E402
-from mvgd_core.config import from_dict  # noqa: E402
+from mvgd_core.config import from_dict, settings_arg  # noqa: E402
 from mvgd_core.data.sampler import DataConfig  # noqa: E402
 from mvgd_core.data.types import collate_samples  # noqa: E402
 from mvgd_core.inference import MVGDPredictor  # noqa: E402
 from mvgd_core.metrics import depth_metrics  # noqa: E402
 from mvgd_core.model_eval import held_out_samples, sequence_samples  # noqa: E402
 from mvgd_core.observability import observability_with_mask  # noqa: E402
-from mvgd_core.refine import refine_batch  # noqa: E402
+from mvgd_core.refine import RefineConfig, refine_batch  # noqa: E402
 from mvgd_core.refine_net import CHECKPOINT_KEY, BandCost, RefineNet, RefineNetConfig, net_inputs, refine_net_to_dict  # noqa: E402
 
 TENSORS = ("rgb", "net", "ref", "acc", "conf", "gt", "cost", "agg", "checked")
@@ -167,7 +168,7 @@ def sampled_parts(args, pred: MVGDPredictor, data: DataConfig) -> list[dict]:
 
 def gather(args) -> None:
     ckpt = load_checkpoint(args.model)
-    pred = MVGDPredictor.from_checkpoint(args.model, device="cpu", steps=1)
+    pred = MVGDPredictor.from_checkpoint(args.model, device="cpu", steps=1, refine=args.refine_settings)
     pred.use_refine_net = False
     data = from_dict(DataConfig, {**((ckpt["config"].get("train") or {}).get("data") or {}), "image_hw": list(pred.image_size)})
     parts = replay_parts(args, pred) if args.source.startswith("replay_") else sampled_parts(args, pred, data)
@@ -177,7 +178,7 @@ def gather(args) -> None:
     rec["regime"] = sum((p["regime"] for p in parts), [])
     rec["meta"] = {"model": str(args.model), "source": args.source, "seed": args.seed, "views": list(args.views),
                    "lookahead": list(args.lookahead), "strides": list(args.strides), "trajectories": list(args.trajectories),
-                   "sequences": args.sequences}
+                   "sequences": args.sequences, "refine_settings": dataclasses.asdict(pred.refine)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save(rec, args.out)
     log(f"wrote {args.out}: {len(rec['regime'])} targets, {sum(r == 'observable' for r in rec['regime'])} observable")
@@ -218,8 +219,10 @@ def log_l1(pred_log: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 
 
 def stage_config(args) -> RefineNetConfig:
-    """A new stage's config: the default widths, or --channels (a capacity ablation)."""
-    return RefineNetConfig() if not args.channels else RefineNetConfig(channels=tuple(args.channels))
+    """A new stage's config: the defaults, or --channels (a capacity ablation) / --hypotheses (the
+    band depths it reads, for a band gathered with more)."""
+    base = RefineNetConfig()
+    return RefineNetConfig(channels=tuple(args.channels or base.channels), hypotheses=args.hypotheses or base.hypotheses)
 
 
 def observable_median(d: dict, model: RefineNet | None) -> tuple[float, float]:
@@ -291,8 +294,8 @@ def report(d: dict, model: RefineNet, name: str) -> None:
 def train(args) -> None:
     if args.weights is not None and (len(args.weights) != len(args.data) or min(args.weights) < 0 or sum(args.weights) <= 0):
         raise SystemExit(f"train_refine_net: --weights needs one non-negative weight per --data set, got {args.weights}")
-    if args.init_stage and args.channels:
-        raise SystemExit("train_refine_net: --channels builds a new stage; --init-stage keeps the model's own widths")
+    if args.init_stage and (args.channels or args.hypotheses):
+        raise SystemExit("train_refine_net: --channels / --hypotheses build a new stage; --init-stage keeps the model's own")
     if args.curve_every and not args.report:
         raise SystemExit("train_refine_net: --curve-every needs --report sets to measure on")
     ckpt = load_checkpoint(args.model)
@@ -309,7 +312,7 @@ def train(args) -> None:
     meta = {"steps": args.steps, "batch": args.batch, "lr": args.lr, "init_stage": args.init_stage, "weights": args.weights,
             "targets": len(d["regime"]), "data": list(args.data),
             "cpu_minutes": round(minutes * args.threads, 1), "threads": args.threads, "command": cmd,
-            "channels": list(model.cfg.channels), "curve": curve}
+            "channels": list(model.cfg.channels), "hypotheses": model.cfg.hypotheses, "curve": curve}
     if args.init_stage:  # keep the provenance of the stage it started from
         meta["started_from"] = ckpt[CHECKPOINT_KEY].get("meta", {})
     save_checkpoint(args.write, {**ckpt, CHECKPOINT_KEY: refine_net_to_dict(model, meta)})
@@ -367,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--strides", type=int, nargs="+", default=[1, 2, 3], help="replay_hololens / replay_tum: frame strides, every offset")
     g.add_argument("--trajectories", nargs="+", default=["forward", "wide", "handheld"], help="replay_procedural: kinds")
     g.add_argument("--sequences", type=int, default=4, help="replay_procedural: sequences of each kind")
+    g.add_argument("--refine-settings", type=settings_arg(RefineConfig), default=RefineConfig(), metavar="KEY=VALUE[,...]",
+                   help="the refinement whose band is gathered, e.g. span=3,hypotheses=15 (a wider band; default: the shipped one)")
     g.add_argument("--out", required=True)
     t = sub.add_parser("train", help="train the stage on gathered sets and store it in a checkpoint copy")
     t.add_argument("--model", required=True)
@@ -380,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--write", required=True, help="checkpoint to write (may be --model)")
     t.add_argument("--report", nargs="*", default=[], help="gathered sets to report before / after on")
     t.add_argument("--channels", type=int, nargs="+", help="a new stage's U-Net widths, finest first (default: RefineNetConfig's)")
+    t.add_argument("--hypotheses", type=int, help="band depths a new stage reads (default: RefineNetConfig's; a band of another size is resampled)")
     t.add_argument("--curve-every", type=int, default=0, help="also measure on the --report sets every N steps (a learning curve, "
                    "stored in the stage's meta with the training seconds of each point)")
     e = sub.add_parser("eval", help="before / after the stage on gathered sets")
