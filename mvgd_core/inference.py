@@ -12,6 +12,7 @@ RGB: bilinear).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -224,6 +225,9 @@ class MVGDPredictor:
         if match is None:  # never skip the stage silently: the depth would not be what the node publishes
             raise ValueError("MVGDPredictor.refined: the learned stage needs `match` (sample(..., return_match=True)); "
                              "set use_refine_net = False for the refinement alone")
+        if not math.isclose(cfg.span, self.refine_net.cfg.span):  # its channels would be other depths than it learned
+            raise ValueError(f"MVGDPredictor.refined: the learned stage was trained on a band of span {self.refine_net.cfg.span}, "
+                             f"the refinement's is {cfg.span}; set use_refine_net = False or use a stage trained on this band")
         out, replaced, band = refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, cfg, bands=True)
         live = [b for b, x in enumerate(band) if x is not None]
         if live:

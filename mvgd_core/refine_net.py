@@ -34,11 +34,14 @@ CHECKPOINT_KEY = "refine_net"
 @dataclass(frozen=True)
 class RefineNetConfig:
     """channels: U-Net widths, finest first (each level halves the resolution); groups: GroupNorm
-    groups; hypotheses: band depths the stage reads (a band of another size is resampled to it)."""
+    groups; hypotheses: band depths the stage reads (a band of another size is resampled to it);
+    span: the band it was trained on, [d / span, d * span] (`RefineConfig.span`): a band of another
+    span means other depths per channel, so the predictor refuses to mix them."""
 
     channels: tuple[int, ...] = (16, 32, 48, 64)
     groups: int = 4
     hypotheses: int = 7
+    span: float = 1.5
 
     def __post_init__(self):
         if len(self.channels) < 2 or any(c < 1 or c % self.groups for c in self.channels):

@@ -183,6 +183,20 @@ def test_train_refine_net_end_to_end(staged, tmp_path, capsys):
     assert script.main(["train", "--model", str(plain), "--data", str(wide_band), "--steps", "1", "--batch", "2", "--hypotheses", "9",
                         "--write", str(wide)]) == 0
     assert load_checkpoint(wide)[CHECKPOINT_KEY]["meta"]["hypotheses"] == 9
+    # one stage reads one band: sets of other spans are never mixed or scored with it, and the
+    # predictor refuses to run it after a refinement of another span
+    with pytest.raises(SystemExit, match="different band spans"):
+        script.main(["train", "--model", str(plain), "--data", str(data), str(wide_band), "--steps", "1", "--write", str(tuned)])
+    with pytest.raises(SystemExit, match="span 3.0, this set has 1.5"):
+        script.main(["eval", "--model", str(wide), "--data", str(data)])
+    pred = MVGDPredictor.from_checkpoint(wide, device="cpu", steps=1)
+    assert pred.refine_net.cfg.span == 3.0
+    b = collate_samples(held_out_samples(DataConfig(image_hw=HW), 1, 8000000, 2, "cond"))
+    x0, scale, match = pred.sample(b.cond_rgb, b.cond_K, b.cond_T_wc, b.tgt_K, b.tgt_T_wc, "depth", 1, 0, return_match=True)
+    with pytest.raises(ValueError, match="band of span 3.0"):
+        pred.refined(pred.to_depth(x0, scale), b.cond_rgb, b.cond_K, b.cond_T_wc, b.tgt_K, b.tgt_T_wc, match=match)
+    pred.refine = dataclasses.replace(pred.refine, span=3.0, hypotheses=9)
+    assert pred.refined(pred.to_depth(x0, scale), b.cond_rgb, b.cond_K, b.cond_T_wc, b.tgt_K, b.tgt_T_wc, match=match)[0].shape[-2:] == HW
     with pytest.raises(SystemExit, match="--curve-every needs --report"):
         script.main(["train", "--model", str(plain), "--data", str(data), "--curve-every", "2", "--write", str(tuned)])
 

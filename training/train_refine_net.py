@@ -134,7 +134,8 @@ def replay_parts(args, pred: MVGDPredictor) -> list[dict]:
     from mvgd_ros.lookahead import refine_sources
 
     seqs = replay_sequences(args)
-    pred.refine_net, pred.use_refine_net = RefineNet(RefineNetConfig()), True  # untrained: the identity, so outputs are the refinement's
+    pred.refine_net = RefineNet(RefineNetConfig(span=pred.refine.span))  # untrained: the identity, so outputs are the refinement's
+    pred.use_refine_net = True
     taps: list = []
     pred.stage_input_tap = lambda *a: taps.append(a)
     scorer, hw, parts = Scorer(pred, pred.image_size), pred.image_size, []
@@ -186,11 +187,20 @@ def gather(args) -> None:
 
 # --------------------------------------------------------------------------- train
 
+def band_span(meta: dict) -> float:
+    """The refinement's band span a set was gathered with (sets from before stop 36: the default's)."""
+    return float((meta.get("refine_settings") or {}).get("span", RefineConfig().span))
+
+
 def load_sets(paths: list[str]) -> dict:
     sets = [torch.load(p) for p in paths]
+    spans = {band_span(s.get("meta") or {}) for s in sets}
+    if len(spans) > 1:  # one stage reads one band: mixed spans would be other depths in the same channels
+        raise SystemExit(f"train_refine_net: {', '.join(paths)} were gathered with different band spans {sorted(spans)}")
     out = {k: torch.cat([s.pop(k) for s in sets]) for k in TENSORS}  # pop: one tensor kind held twice at a time, not all
     out["regime"] = sum((s["regime"] for s in sets), [])
     out["sizes"] = [len(s["regime"]) for s in sets]
+    out["span"] = spans.pop()
     return out
 
 
@@ -218,11 +228,11 @@ def log_l1(pred_log: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return ((pred_log - torch.log(gt.clamp_min(1e-3))).abs() * ok).sum() / ok.sum().clamp_min(1)
 
 
-def stage_config(args) -> RefineNetConfig:
-    """A new stage's config: the defaults, or --channels (a capacity ablation) / --hypotheses (the
-    band depths it reads, for a band gathered with more)."""
+def stage_config(args, span: float) -> RefineNetConfig:
+    """A new stage's config for sets gathered with band `span`: the defaults, or --channels (a
+    capacity ablation) / --hypotheses (the band depths it reads, for a band gathered with more)."""
     base = RefineNetConfig()
-    return RefineNetConfig(channels=tuple(args.channels or base.channels), hypotheses=args.hypotheses or base.hypotheses)
+    return RefineNetConfig(channels=tuple(args.channels or base.channels), hypotheses=args.hypotheses or base.hypotheses, span=span)
 
 
 def observable_median(d: dict, model: RefineNet | None) -> tuple[float, float]:
@@ -238,8 +248,10 @@ def train_stage(d: dict, args, start: RefineNet | None = None, curve_sets: dict 
     with args.curve_every, also its learning curve on curve_sets: [{step, train_s, set: [AbsRel, delta1]}]
     (train_s: seconds spent on training steps so far, measurements excluded)."""
     torch.manual_seed(args.seed)
-    model = RefineNet(stage_config(args))  # built either way: the same random stream follows
+    model = RefineNet(stage_config(args, d["span"]))  # built either way: the same random stream follows
     if start is not None:  # fine-tune (e.g. on the node's own keyframe sets)
+        if not math.isclose(start.cfg.span, d["span"]):
+            raise SystemExit(f"train_refine_net: the stage to fine-tune read a band of span {start.cfg.span}, the sets have {d['span']}")
         model = start.train()
     curve, measuring_s, t0 = [], 0.0, time.time()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -269,6 +281,8 @@ def train_stage(d: dict, args, start: RefineNet | None = None, curve_sets: dict 
 def per_target(d: dict, model: RefineNet | None, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """Per target AbsRel and delta1 of the refined depth (model None) or the stage's."""
     cfg = RefineNetConfig() if model is None else model.cfg
+    if model is not None and not math.isclose(model.cfg.span, d["span"]):
+        raise SystemExit(f"train_refine_net: the stage read a band of span {model.cfg.span}, this set has {d['span']}")
     absrel, d1 = [], []
     for i in range(0, len(d["regime"]), batch):
         idx = list(range(i, min(i + batch, len(d["regime"]))))
@@ -333,7 +347,7 @@ def save_figure(path, d: dict, model: RefineNet, rows: int) -> Path:
     idx = [i for i, r in enumerate(d["regime"]) if r == "observable"][:rows] or list(range(min(rows, len(d["regime"]))))
     x, log_ref, gt = batch_inputs(d, idx, model.cfg)
     ref, stage = torch.exp(log_ref), torch.exp(log_ref + model(x))
-    picked = {k: v[idx] for k, v in d.items() if torch.is_tensor(v)} | {"regime": [d["regime"][i] for i in idx]}
+    picked = {k: v[idx] for k, v in d.items() if torch.is_tensor(v)} | {"regime": [d["regime"][i] for i in idx], "span": d["span"]}
     a0, _ = per_target(picked, None)
     a1, _ = per_target(picked, model)
     cells, labels = [], []
