@@ -44,6 +44,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from mvgd_ros.feed import Feed  # noqa: E402
+from mvgd_ros.tf import ns_to_stamp  # noqa: E402
 from timing import hw_arg  # noqa: E402
 
 NS = 1_000_000_000
@@ -107,11 +108,7 @@ class Rig(Feed):
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self.start()
 
-    @staticmethod
-    def stamp(ns: int):
-        from builtin_interfaces.msg import Time
-
-        return Time(sec=int(ns // NS), nanosec=int(ns % NS))
+    stamp = staticmethod(ns_to_stamp)
 
     def _on_depth(self, msg):
         with self.lock:

@@ -43,13 +43,9 @@ BASE = 1_700_000_000 * NS
 
 
 def _msg(parent, child, ns, T):
-    from builtin_interfaces.msg import Time
+    from mvgd_ros.tf import broadcast_message, ns_to_stamp
 
-    from mvgd_ros.tf import broadcast_message
-
-    t = broadcast_message(parent, child, T, Time())
-    t.header.stamp.sec, t.header.stamp.nanosec = divmod(ns, NS)
-    return t
+    return broadcast_message(parent, child, T, ns_to_stamp(ns))
 
 
 def bench_tf(n: int, before: Path | None) -> dict:

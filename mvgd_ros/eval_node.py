@@ -141,9 +141,10 @@ class Collector:
             return self.cv.wait_for(lambda: key in store, timeout)
 
     def publish_target(self, T_wc: np.ndarray, stamp: float, frame_id: str):
+        from mvgd_ros.tf import sec_to_stamp
+
         msg = self.PoseStamped()
-        msg.header.stamp.sec = int(stamp // 1)
-        msg.header.stamp.nanosec = int(round((stamp - int(stamp // 1)) * 1e9)) % 1_000_000_000
+        msg.header.stamp = sec_to_stamp(stamp)
         msg.header.frame_id = frame_id
         fill_pose(msg.pose, T_wc)
         self.pose_pub.publish(msg)

@@ -47,6 +47,7 @@ from collections import Counter
 from typing import Callable
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Transform, TransformStamped
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -104,6 +105,18 @@ def stamp_to_ns(stamp) -> int:
 
 def sec_to_ns(stamp_s: float | None) -> int | None:
     return None if stamp_s is None else int(round(stamp_s * 1e9))
+
+
+def ns_to_stamp(ns: int) -> Time:
+    """builtin_interfaces/Time of integer nanoseconds (the inverse of `stamp_to_ns`)."""
+    sec, nanosec = divmod(int(ns), NS)
+    return Time(sec=sec, nanosec=nanosec)
+
+
+def sec_to_stamp(stamp_s: float) -> Time:
+    """builtin_interfaces/Time of float seconds, rounded to the nearest ns: 12.9999999996 is 13 s
+    (splitting seconds first gave 12 s and 1e9 ns, or 12 s and 0 ns)."""
+    return ns_to_stamp(sec_to_ns(stamp_s))
 
 
 class FallbackTfBuffer:

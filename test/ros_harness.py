@@ -51,10 +51,9 @@ def sequence():
 
 
 def stamp_msg(t: float):
-    h = Header()
-    h.stamp.sec = int(t)
-    h.stamp.nanosec = int(round((t - int(t)) * 1e9))
-    return h.stamp
+    from mvgd_ros.tf import sec_to_stamp
+
+    return sec_to_stamp(t)
 
 
 def pose_stamped(T, t: float, frame_id: str) -> PoseStamped:

@@ -13,6 +13,7 @@ from std_msgs.msg import Header
 from fake_model_node import encode_position
 from mvgd_core.cameras import make_pose
 from mvgd_ros.feed import Feed
+from mvgd_ros.tf import ns_to_stamp
 
 CAM = "cam_optical_frame"
 NS = 1_000_000_000
@@ -20,10 +21,7 @@ BASE = 1_700_000_000 * NS  # epoch-sized stamps, as on a robot
 K16 = np.array([[16.0, 0.0, 7.5], [0.0, 16.0, 7.5], [0.0, 0.0, 1.0]])
 
 
-def stamp(ns: int):
-    h = Header()
-    h.stamp.sec, h.stamp.nanosec = divmod(int(ns), NS)
-    return h.stamp
+stamp = ns_to_stamp
 
 
 class Io(Feed):

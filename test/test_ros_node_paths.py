@@ -59,9 +59,9 @@ def still(rig):
 def _header(ns, frame_id=CAMERA_FRAME):
     from std_msgs.msg import Header
 
-    h = Header(frame_id=frame_id)
-    h.stamp.sec, h.stamp.nanosec = divmod(ns, NS)
-    return h
+    from mvgd_ros.tf import ns_to_stamp
+
+    return Header(frame_id=frame_id, stamp=ns_to_stamp(ns))
 
 
 def _tf(node, ns, x=0.0, parent="odom", child=CAMERA_FRAME):

@@ -5,12 +5,22 @@ import pytest
 from ros_harness import Rig, rig, stamp_msg, wait_for  # noqa: F401
 
 from mvgd_core.cameras import look_at, make_pose
-from mvgd_ros.tf import FallbackTfBuffer, TfLookupError, broadcast_message, make_tf_buffer, matrix_to_transform, transform_to_matrix
+from mvgd_ros.tf import (FallbackTfBuffer, TfLookupError, broadcast_message, make_tf_buffer, matrix_to_transform, ns_to_stamp, sec_to_stamp,
+                         stamp_to_ns, transform_to_matrix)
 
 
 def rot_z(deg):
     a = np.radians(deg)
     return np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+
+
+def test_stamps_from_nanoseconds_and_seconds_are_exact_and_carry_into_the_second():
+    ns = 1_700_000_000_123_456_789
+    assert stamp_to_ns(ns_to_stamp(ns)) == ns
+    t = sec_to_stamp(12.9999999996)  # rounds up to the next second, never 12 s + 1e9 ns (or + 0 ns)
+    assert (t.sec, t.nanosec) == (13, 0)
+    t = sec_to_stamp(100.25)
+    assert (t.sec, t.nanosec) == (100, 250_000_000)
 
 
 def test_transform_round_trip_and_validation():
