@@ -302,7 +302,7 @@ def _fmt(r: dict) -> str:
             f"{r['keyframes'] or '-'} | {f(r['input_missing_share'], '.0%')} | {r['health'] or '-'} |")
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--camera-hz", type=float, default=30.0)
@@ -324,29 +324,25 @@ def main(argv=None) -> int:
     ap.add_argument("--figure", type=Path, default=None, help="PNG (default: the JSON's path with .png)")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--redraw", type=Path, default=None, metavar="JSON", help="only draw this finished run's figure again")
-    a = ap.parse_args(argv)
-    if a.redraw:
-        print(f"wrote {redraw(a.redraw, a.figure)}")
-        return 0
-    if a.minutes * 60 < 2 * a.window:
-        ap.error("--minutes must cover at least two --window")
-    if not 0 <= a.jpeg <= 100:
-        ap.error("--jpeg must be 0 (raw) or a JPEG quality 1-100")
-    os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    from mvgd_ros.eval_node import NodeProcess
+    return ap
 
-    print(f"rendering {a.frames} frames at {a.hw[0]}x{a.hw[1]} ...", flush=True)
-    rgb, K, T_wc = render_stream(a.frames, a.hw, a.seed)
-    images, jpeg_kb = encode_frames(rgb, a.jpeg)
+
+def node_command(a) -> list[str]:
+    """The real mvgd_node with the benchmark's parameters (and the compressed input with --jpeg)."""
     exe = shutil.which("mvgd_node") or str(Path(sys.executable).with_name("mvgd_node"))
     cmd = [exe, "--ros-args", "-p", "fixed_frame:=odom", "-p", "clock_skew_warn_s:=0.0"]
     if a.model:
         cmd += ["-p", f"checkpoint:={Path(a.model).resolve()}"]
     for p in a.param + (["image_transport:=compressed"] if a.jpeg else []):
         cmd += ["-p", p]
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_endurance_{os.getpid()}.log"
-    node, rig = NodeProcess(cmd, dict(os.environ), log), Rig(compressed=bool(a.jpeg))
+    return cmd
+
+
+def run(a, images: list, K, T_wc, log: Path) -> dict:
+    """Start the node, stream at it for --minutes, stop it: what the run measured (before the summary)."""
+    from mvgd_ros.eval_node import NodeProcess
+
+    node, rig = NodeProcess(node_command(a), dict(os.environ), log), Rig(compressed=bool(a.jpeg))
     try:
         end = time.monotonic() + 180
         while rig.image_pub.get_subscription_count() == 0 or rig.tf_pub.get_subscription_count() == 0:
@@ -363,24 +359,49 @@ def main(argv=None) -> int:
     finally:
         rig.close()
         code = node.stop()
+    return {"node_alive_at_end": alive, "node_exit_code": code, "rows": rows, "diagnostics_last": last_diag}
+
+
+def report(result: dict) -> None:
+    """The table and the one-line summary on stdout."""
+    print("| minute | images | depth/s | of images | p50 ms | p90 ms | views/s | RSS MB | CPU % | keyframes | missing (node's estimate) | health |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in result["rows"]:
+        print(_fmt(r))
+    s, jpeg_kb = result["summary"], result["jpeg_kb_median"]
+    print(f"node alive to the end: {result['node_alive_at_end']} (exit {result['node_exit_code']}); RSS {s['rss_first_mb']:.0f} -> "
+          f"{s['rss_last_mb']:.0f} MB (max {s['rss_max_mb']:.0f}), second half {s['rss_growth_mb_per_min_second_half']:+.2f} MB/min; "
+          f"log errors {s['log_errors']}; counters {s['counters']}" + (f"; JPEG median {jpeg_kb:.0f} KB" if jpeg_kb else ""))
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    if a.redraw:
+        print(f"wrote {redraw(a.redraw, a.figure)}")
+        return 0
+    if a.minutes * 60 < 2 * a.window:
+        ap.error("--minutes must cover at least two --window")
+    if not 0 <= a.jpeg <= 100:
+        ap.error("--jpeg must be 0 (raw) or a JPEG quality 1-100")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    print(f"rendering {a.frames} frames at {a.hw[0]}x{a.hw[1]} ...", flush=True)
+    rgb, K, T_wc = render_stream(a.frames, a.hw, a.seed)
+    images, jpeg_kb = encode_frames(rgb, a.jpeg)
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_endurance_{os.getpid()}.log"
+    measured = run(a, images, K, T_wc, log)
     result = {"env": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()},
               "command": "python benchmarks/bench_endurance.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "settings": {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
-              "jpeg_kb_median": jpeg_kb, "node_alive_at_end": alive, "node_exit_code": code, "rows": rows, "diagnostics_last": last_diag,
-              "summary": summary(rows, last_diag, log.read_text(errors="replace") if log.exists() else "")}
-    print("| minute | images | depth/s | of images | p50 ms | p90 ms | views/s | RSS MB | CPU % | keyframes | missing (node's estimate) | health |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(_fmt(r))
-    s = result["summary"]
-    print(f"node alive to the end: {alive} (exit {code}); RSS {s['rss_first_mb']:.0f} -> {s['rss_last_mb']:.0f} MB "
-          f"(max {s['rss_max_mb']:.0f}), second half {s['rss_growth_mb_per_min_second_half']:+.2f} MB/min; "
-          f"log errors {s['log_errors']}; counters {s['counters']}" + (f"; JPEG median {jpeg_kb:.0f} KB" if jpeg_kb else ""))
+              "jpeg_kb_median": jpeg_kb, **measured,
+              "summary": summary(measured["rows"], measured["diagnostics_last"], log.read_text(errors="replace") if log.exists() else "")}
+    report(result)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2))
-    png = figure(a.figure or a.out.with_suffix(".png"), rows, figure_title(result["settings"]))
+    png = figure(a.figure or a.out.with_suffix(".png"), result["rows"], figure_title(result["settings"]))
     print(f"wrote {a.out} and {png}")
-    return 0 if alive else 1
+    return 0 if measured["node_alive_at_end"] else 1
 
 
 if __name__ == "__main__":
