@@ -44,7 +44,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from mvgd_ros.feed import Feed  # noqa: E402
-from mvgd_ros.tf import ns_to_stamp  # noqa: E402
+from mvgd_ros.tf import ns_to_stamp, stamp_to_ns  # noqa: E402
 from timing import hw_arg  # noqa: E402
 
 NS = 1_000_000_000
@@ -112,7 +112,7 @@ class Rig(Feed):
 
     def _on_depth(self, msg):
         with self.lock:
-            self.depth.setdefault(msg.header.stamp.sec * NS + msg.header.stamp.nanosec, time.monotonic())
+            self.depth.setdefault(stamp_to_ns(msg.header.stamp), time.monotonic())
 
     def _on_view(self, _msg):
         with self.lock:

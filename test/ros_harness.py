@@ -20,6 +20,7 @@ from std_msgs.msg import Header  # noqa: E402
 
 from mvgd_ros import image_codec  # noqa: E402
 from mvgd_ros.feed import Feed  # noqa: E402
+from mvgd_ros.tf import sec_to_stamp, stamp_to_sec  # noqa: E402
 
 DEADLINE_S = 60.0
 CAMERA_FRAME = "cam_optical_frame"
@@ -51,8 +52,6 @@ def sequence():
 
 
 def stamp_msg(t: float):
-    from mvgd_ros.tf import sec_to_stamp
-
     return sec_to_stamp(t)
 
 
@@ -150,7 +149,7 @@ def rig():
 
 
 def stamp_of(msg) -> float:
-    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+    return stamp_to_sec(msg.header.stamp)
 
 
 def depth_bound(frames) -> float:

@@ -13,7 +13,7 @@ from std_msgs.msg import Header
 from fake_model_node import encode_position
 from mvgd_core.cameras import make_pose
 from mvgd_ros.feed import Feed
-from mvgd_ros.tf import ns_to_stamp
+from mvgd_ros.tf import ns_to_stamp, stamp_to_ns
 
 CAM = "cam_optical_frame"
 NS = 1_000_000_000
@@ -42,7 +42,7 @@ class Io(Feed):
 
     def _on_depth(self, msg):
         with self.lock:
-            self.depth.setdefault(msg.header.stamp.sec * NS + msg.header.stamp.nanosec, (time.monotonic(), msg))  # first arrival
+            self.depth.setdefault(stamp_to_ns(msg.header.stamp), (time.monotonic(), msg))  # first arrival
 
     def _on_diag(self, msg):
         with self.lock:

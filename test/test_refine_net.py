@@ -170,7 +170,7 @@ def test_train_refine_net_end_to_end(staged, tmp_path, capsys):
                         "--curve-every", "2", "--report", str(data), "--write", str(wide)]) == 0
     meta = load_checkpoint(wide)[CHECKPOINT_KEY]["meta"]
     assert meta["channels"] == [8, 16, 24] and [p["step"] for p in meta["curve"]] == [2, 4]
-    assert all(0 <= p["proc.pt"][0] and 0 <= p["proc.pt"][1] <= 1 and p["train_s"] >= 0 for p in meta["curve"])
+    assert all(0 <= p[str(data)][0] and 0 <= p[str(data)][1] <= 1 and p["train_s"] >= 0 for p in meta["curve"])
     assert MVGDPredictor.from_checkpoint(wide, device="cpu", steps=1).refine_net.cfg.channels == (8, 16, 24)
     with pytest.raises(SystemExit, match="--hypotheses build a new stage"):
         script.main(["train", "--model", str(out), "--data", str(data), "--init-stage", "--channels", "8", "16", "--write", str(tuned)])

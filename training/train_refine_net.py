@@ -318,9 +318,9 @@ def train(args) -> None:
         raise SystemExit(f"train_refine_net: --init-stage, but {args.model} has no {CHECKPOINT_KEY!r} entry")
     d = load_sets(args.data)
     log(f"{len(d['regime'])} targets from {', '.join(args.data)}")
-    curve_sets = {Path(p).name: load_sets([p]) for p in args.report} if args.curve_every else None
+    report_sets = {p: load_sets([p]) for p in args.report}  # loaded once: for the curve and the report after
     t0 = time.time()
-    model, curve = train_stage(d, args, start, curve_sets)
+    model, curve = train_stage(d, args, start, report_sets)
     minutes = (time.time() - t0) / 60
     cmd = "python training/train_refine_net.py train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     meta = {"steps": args.steps, "batch": args.batch, "lr": args.lr, "init_stage": args.init_stage, "weights": args.weights,
@@ -334,8 +334,8 @@ def train(args) -> None:
     if check.refine_net is None:
         raise SystemExit(f"train_refine_net: {args.write} reloads without the stage")
     log(f"wrote {args.write} ({args.steps} steps in {minutes:.1f} min on {args.threads} thread(s))")
-    for path in args.report:
-        report(load_sets([path]), check.refine_net, Path(path).name)
+    for path, rd in report_sets.items():
+        report(rd, check.refine_net, Path(path).name)
 
 
 @torch.no_grad()
