@@ -177,6 +177,26 @@ def test_check_error_by_pixel_oracle_scale_removes_a_wrong_scale_only():
     assert flat["abs_rel_oracle_scale"] > 0.2
 
 
+def test_check_error_by_pixel_band_scores_tell_where_the_volume_holds_the_truth():
+    """Pixels outside the band [net / 1.5, net * 1.5] are found; the better of the volume's two
+    peaks is an oracle pick (the second peak at the truth scores 0); its mass near the truth is
+    the probability within 25 %."""
+    ebp = load_script("benchmarks/check_error_by_pixel.py")
+    hyp = torch.tensor([1.0, 2.0, 4.0, 8.0])
+    gt = torch.full((2, 3), 4.0)
+    net = torch.tensor([[4.0, 4.0, 4.0], [1.0, 1.0, 1.0]])  # second row: the truth is 4x the network's depth
+    prob = torch.zeros(4, 2, 3)
+    prob[0], prob[2] = 0.7, 0.3  # two peaks: the higher at 1, the lower at the truth
+    none = torch.zeros_like(gt, dtype=torch.bool)
+    r = ebp.band_scores(net, net, gt, none, none, prob, hyp, 1.5)
+    assert r["out_of_band_share"] == pytest.approx(0.5) and r["out_of_band_matchable_share"] == 0.0
+    assert r["abs_rel_out_of_band"] == pytest.approx(0.75) and r["abs_rel_out_of_band_volume_best_peak"] == pytest.approx(0.0)
+    assert r["volume_mass_near_truth_out_of_band"] == pytest.approx(0.3) and r["abs_rel_if_out_of_band_exact"] == pytest.approx(0.0)
+    one_peak = torch.zeros(4, 2, 3)
+    one_peak[0] = 1.0  # a single peak, far from the truth: no oracle pick can help
+    assert ebp.band_scores(net, net, gt, none, none, one_peak, hyp, 1.5)["abs_rel_out_of_band_volume_best_peak"] == pytest.approx(0.75)
+
+
 def test_check_error_by_pixel_splits_every_observable_target(tiny_model, tmp_path, capsys):
     """benchmarks/check_error_by_pixel.py end to end on a tiny model: pixel shares are shares, the
     'were these exact' AbsRel never exceeds the whole target's, and a set without observable
@@ -194,5 +214,24 @@ def test_check_error_by_pixel_splits_every_observable_target(tiny_model, tmp_pat
             assert 0 <= r["matchable_textured_share"] <= r["matchable_share"] <= 1
             for k in ("abs_rel_if_matchable_exact", "abs_rel_if_prior_only_exact", "abs_rel_if_matchable_textured_exact"):
                 assert r[k] <= r["abs_rel"] + 1e-9
+        assert "out_of_band_share" not in rows["mvgd"]  # a raymap model has no matching volume to ask
         assert fig.is_file()
     assert "| procedural | mvgd |" in capsys.readouterr().out
+
+
+def test_check_error_by_pixel_out_of_band_table_for_a_matching_model(tmp_path, capsys):
+    """A matching model at live cameras gets the out-of-band table, with classical MVS there on --mvs."""
+    from tiny_models import tiny_matching_model
+    from mvgd_core.checkpoint import make_state, save_checkpoint
+    from mvgd_core.diffusion import DiffusionConfig
+
+    ckpt = tmp_path / "match.pt"
+    save_checkpoint(ckpt, make_state(tiny_matching_model(), DiffusionConfig(match_weight=1.0), step=0))
+    ebp = load_script("benchmarks/check_error_by_pixel.py")
+    out = tmp_path / "band.json"
+    assert ebp.main(["--model", str(ckpt), "--num", "12", "--hololens", str(tmp_path / "none"), "--threads", "1", "--mvs",
+                     "--out", str(out)]) == 0
+    band = json.loads(out.read_text())["sets"]["procedural"]["mvgd"]
+    assert 0 <= band["out_of_band_share"] <= 1 and band["abs_rel_if_out_of_band_exact"] <= band["abs_rel"] + 1e-9
+    assert 0 <= band["volume_mass_near_truth_in_band"] <= 1 and "out_of_band_mvs_kept_share" in band
+    assert "outside the refinement's band" in capsys.readouterr().out
