@@ -14,7 +14,10 @@ Pixels whose matching distribution peaks at the first or last depth hypothesis (
 inside the range) get their own monotone table: their peak mass rises when matching fails, so
 a single table would give the most confidently wrong pixels the top probability. Pixels whose
 depth the photometric refinement replaced (mvgd_core/refine.py: a confirmed match) get a third
-table: they are right more often than their raw score says.
+table: they are right more often than their raw score says. Pixels whose depth went through a
+learned stage with its own uncertainty (mvgd_core/refine_net.py, stop 37) get a fourth, on that
+stage's score instead of the peak mass: the stage sees the band, the image and both stages'
+depth, where the peak mass sees only the network's volume.
 
 Evaluation helpers: `reliability` (per-bin mean predicted probability vs observed frequency,
 the reliability diagram) and `expected_calibration_error` (ECE, Naeini et al. AAAI 2015:
@@ -116,6 +119,8 @@ class ConfidenceCalibration:
     (`match_confidence`'s out_of_range): there a high peak mass means the match failed, so
     one monotone table over all pixels cannot rank them. refined_x / refined_y: an optional third
     table for pixels the photometric refinement replaced (it takes precedence over the other two).
+    stage_x / stage_y: an optional fourth, over the learned stage's own score (`stage` in `fit` /
+    `apply`), for the pixels that have one (it takes precedence over the other three).
     n_fit: pixels the fit used; source: what data it was fitted on (free text).
     """
 
@@ -127,6 +132,8 @@ class ConfidenceCalibration:
     source: str = ""
     refined_x: tuple[float, ...] = ()
     refined_y: tuple[float, ...] = ()
+    stage_x: tuple[float, ...] = ()
+    stage_y: tuple[float, ...] = ()
 
     def __post_init__(self):
         if len(self.x) == 0:
@@ -134,14 +141,18 @@ class ConfidenceCalibration:
         _check_table(self.x, self.y, "table")
         _check_table(self.edge_x, self.edge_y, "edge table")
         _check_table(self.refined_x, self.refined_y, "refined table")
+        _check_table(self.stage_x, self.stage_y, "stage table")
         if int(self.n_fit) < 0:
             raise ValueError(f"ConfidenceCalibration: n_fit must be >= 0, got {self.n_fit}")
 
     @classmethod
-    def fit(cls, raw, correct, out_of_range=None, bins: int = 64, source: str = "", refined=None) -> "ConfidenceCalibration":
+    def fit(cls, raw, correct, out_of_range=None, bins: int = 64, source: str = "", refined=None, stage=None) -> "ConfidenceCalibration":
         """Fit on pixels: raw (any shape) scores, correct (same shape) bool delta1 inliers,
         out_of_range (same shape) bool or None (then one table for all pixels), refined (same
-        shape) bool or None: pixels the photometric refinement replaced get their own table.
+        shape) bool or None: pixels the photometric refinement replaced get their own table;
+        stage (same shape) float or None: the learned stage's score, NaN where it has none; the
+        pixels with one also get a table over it (the other tables are fitted on every pixel's
+        peak mass as without it: they serve wherever no stage score exists, e.g. virtual views).
 
         Pixels with a non-finite score are ignored. Per table, scores are cut into <= `bins`
         quantile bins (equal counts; ties never split), PAV runs on the bins' inlier rates
@@ -153,10 +164,14 @@ class ConfidenceCalibration:
         r, c = arr(raw), arr(correct)
         e = np.zeros(r.shape, bool) if out_of_range is None else arr(out_of_range) > 0
         f = np.zeros(r.shape, bool) if refined is None else arr(refined) > 0
-        if not (r.shape == c.shape == e.shape == f.shape):
-            raise ValueError(f"ConfidenceCalibration.fit: raw {r.shape}, correct {c.shape}, out_of_range {e.shape}, refined {f.shape} differ")
+        g = np.full(r.shape, np.nan) if stage is None else arr(stage)
+        if not (r.shape == c.shape == e.shape == f.shape == g.shape):
+            raise ValueError(f"ConfidenceCalibration.fit: raw {r.shape}, correct {c.shape}, out_of_range {e.shape}, refined {f.shape}, "
+                             f"stage {g.shape} differ")
         if bins < 1:
             raise ValueError(f"ConfidenceCalibration.fit: bins must be >= 1, got {bins}")
+        staged = np.isfinite(g)
+        gx, gy = _fit_table(g[staged], c[staged], bins) if staged.any() else ((), ())
         ok = np.isfinite(r)
         r, c, e, f = r[ok], c[ok], e[ok], f[ok]
         main = ~e & ~f
@@ -166,17 +181,20 @@ class ConfidenceCalibration:
         edge = e & ~f
         ex, ey = _fit_table(r[edge], c[edge], bins) if edge.any() else ((), ())
         fx, fy = _fit_table(r[f], c[f], bins) if f.any() else ((), ())
-        return cls(x, y, ex, ey, int(r.size), source, fx, fy)
+        return cls(x, y, ex, ey, int(r.size), source, fx, fy, gx, gy)
 
-    def apply(self, raw, out_of_range=None, refined=None):
+    def apply(self, raw, out_of_range=None, refined=None, stage=None):
         """Calibrated probability of raw scores: np.ndarray or torch.Tensor of any shape, same
         type, shape (and device) back, float; in [0, 1]; NaN stays NaN. out_of_range (same
         shape, bool) selects the edge table where it has one, refined (same shape, bool) the
-        refined table where it has one (first); None uses the main table."""
+        refined table where it has one (before it), stage (same shape, float: the learned
+        stage's score, NaN where none) the stage table where it has one and the score is finite
+        (first); None uses the main table."""
         if not isinstance(raw, torch.Tensor):  # numpy: the same float64 interpolation, via torch
             a = np.asarray(raw)
             mask = lambda m: None if m is None else torch.from_numpy(np.asarray(m, dtype=bool))  # noqa: E731
-            out = self.apply(torch.from_numpy(a.astype(np.float64)), mask(out_of_range), mask(refined)).numpy()
+            score = None if stage is None else torch.from_numpy(np.asarray(stage, dtype=np.float64))
+            out = self.apply(torch.from_numpy(a.astype(np.float64)), mask(out_of_range), mask(refined), score).numpy()
             return out.astype(a.dtype if np.issubdtype(a.dtype, np.floating) else np.float32)
         r = raw.detach().double()
         out = _interp(r, self.x, self.y)
@@ -184,6 +202,9 @@ class ConfidenceCalibration:
             out = torch.where(torch.as_tensor(out_of_range, device=r.device).bool(), _interp(r, self.edge_x, self.edge_y), out)
         if refined is not None and len(self.refined_x) > 0:
             out = torch.where(torch.as_tensor(refined, device=r.device).bool(), _interp(r, self.refined_x, self.refined_y), out)
+        if stage is not None and len(self.stage_x) > 0:
+            g = torch.as_tensor(stage, device=r.device).double()
+            out = torch.where(torch.isfinite(g), _interp(g.nan_to_num(0.0), self.stage_x, self.stage_y), out)
         out = torch.where(torch.isnan(r), r, out)
         return out.to(raw.dtype if raw.dtype.is_floating_point else torch.float32)
 
@@ -191,7 +212,8 @@ class ConfidenceCalibration:
         """Plain types only (checkpoints load with weights_only=True)."""
         f = lambda v: [float(t) for t in v]  # noqa: E731
         return {"kind": KIND, "target": TARGET, "x": f(self.x), "y": f(self.y), "edge_x": f(self.edge_x), "edge_y": f(self.edge_y),
-                "refined_x": f(self.refined_x), "refined_y": f(self.refined_y), "n_fit": int(self.n_fit), "source": str(self.source)}
+                "refined_x": f(self.refined_x), "refined_y": f(self.refined_y), "stage_x": f(self.stage_x), "stage_y": f(self.stage_y),
+                "n_fit": int(self.n_fit), "source": str(self.source)}
 
     @classmethod
     def from_dict(cls, d) -> "ConfidenceCalibration":
@@ -200,12 +222,13 @@ class ConfidenceCalibration:
             raise ValueError(f"confidence calibration: expected a dict, got {type(d).__name__}")
         if d.get("kind") != KIND:
             raise ValueError(f"confidence calibration: kind {d.get('kind')!r}, expected {KIND!r}")
-        for k in ("x", "y", "edge_x", "edge_y", "refined_x", "refined_y"):
-            v = d.get(k, [] if k.startswith(("edge", "refined")) else None)
+        for k in ("x", "y", "edge_x", "edge_y", "refined_x", "refined_y", "stage_x", "stage_y"):
+            v = d.get(k, [] if k.startswith(("edge", "refined", "stage")) else None)
             if not isinstance(v, (list, tuple)) or not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in v):
                 raise ValueError(f"confidence calibration: {k!r} must be a list of numbers")
         t = lambda k: tuple(float(v) for v in d.get(k, []))  # noqa: E731
-        return cls(t("x"), t("y"), t("edge_x"), t("edge_y"), int(d.get("n_fit", 0)), str(d.get("source", "")), t("refined_x"), t("refined_y"))
+        return cls(t("x"), t("y"), t("edge_x"), t("edge_y"), int(d.get("n_fit", 0)), str(d.get("source", "")), t("refined_x"), t("refined_y"),
+                   t("stage_x"), t("stage_y"))
 
 
 def match_confidence(match, hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:

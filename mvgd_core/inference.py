@@ -196,12 +196,16 @@ class MVGDPredictor:
             return x0.float().cpu(), inp.scale.float().cpu()
         return x0.float().cpu(), inp.scale.float().cpu(), None if context is None else context.match
 
-    def confidence(self, match, hw: tuple[int, int], refined: torch.Tensor | None = None) -> torch.Tensor:
+    def confidence(self, match, hw: tuple[int, int], refined: torch.Tensor | None = None, stage: torch.Tensor | None = None) -> torch.Tensor:
         """(B, H, W) float32 CPU at the model's resolution hw, where calibrate_confidence.py fits
         the table: P(depth within 25 %) with self.calibration, else the raw peak mass (bilinear).
-        refined (B, H, W) bool: pixels the photometric refinement replaced (their own table)."""
+        refined (B, H, W) bool: pixels the photometric refinement replaced (their own table);
+        stage (B, H, W): the learned stage's own confidence, NaN where none (`refined(...,
+        stage_confidence=True)`; its own table, and where uncalibrated it replaces the peak mass)."""
         raw, out_of_range = match_confidence(match, hw)
-        return raw if self.calibration is None else self.calibration.apply(raw, out_of_range, refined)
+        if self.calibration is not None:
+            return self.calibration.apply(raw, out_of_range, refined, stage)
+        return raw if stage is None else torch.where(torch.isfinite(stage), stage.float(), raw)
 
     def to_depth(self, x0: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """Model-space x0 (B, C, H, W) -> depth (B, H, W) in pose units (channel mean, inverse log param, * s)."""
@@ -209,19 +213,26 @@ class MVGDPredictor:
         return param_to_depth(x0.mean(dim=1), cfg.d_min, cfg.d_max) * scale[:, None, None]
 
     def refined(self, depth, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine: bool | None = None, sources: int | None = None,
-                match=None, learned: bool | None = None):
+                match=None, learned: bool | None = None, stage_confidence: bool = False):
         """(depth (B, H, W), replaced (B, H, W) bool or None): depth at the model's resolution
         (inputs as for `sample`) after the photometric refinement when it is on (`refine`: None =
         self.refine.enabled), and where it replaced the network's depth (None: it did not run).
         sources: at most this many sources at a live camera (None: self.refine.max_sources).
         match: `sample`'s match output, required with a learned stage (`learned`: None =
         self.use_refine_net): live cameras' depth goes through that stage too (it reads the
-        network's confidence)."""
+        network's confidence). stage_confidence: also return, third, the stage's own confidence
+        (B, H, W) (NaN where no stage with an uncertainty head ran; None: none ran), the input of
+        `confidence`; without it the head is skipped (nobody pays for a confidence not asked for)."""
+        out = self._refined(depth, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine, sources, match, learned, stage_confidence)
+        return out if stage_confidence else out[:2]
+
+    def _refined(self, depth, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine, sources, match, learned, stage_confidence):
+        """`refined` with the stage's confidence always in the tuple (None unless asked for)."""
         if not (self.refine.enabled if refine is None else refine):
-            return depth, None
+            return depth, None, None
         cfg = dataclasses.replace(self.refine, enabled=True, max_sources=sources or self.refine.max_sources)
         if not ((self.use_refine_net if learned is None else learned) and self.refine_net is not None):
-            return refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, cfg)
+            return (*refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, cfg), None)
         if match is None:  # never skip the stage silently: the depth would not be what the node publishes
             raise ValueError("MVGDPredictor.refined: the learned stage needs `match` (sample(..., return_match=True)); "
                              "set use_refine_net = False for the refinement alone")
@@ -230,6 +241,7 @@ class MVGDPredictor:
                              f"the refinement's is {cfg.span}; set use_refine_net = False or use a stage trained on this band")
         out, replaced, band = refine_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, cfg, bands=True)
         live = [b for b, x in enumerate(band) if x is not None]
+        staged = torch.full(out.shape, float("nan")) if self.refine_net.cfg.uncertainty and stage_confidence else None
         if live:
             _, _, ref = relative_reference(cond_K, cond_T_wc, tgt_K, tgt_T_wc)
             rgb = torch.stack([cond_rgb[b, int(ref[b])] for b in live]).float()
@@ -237,8 +249,11 @@ class MVGDPredictor:
             inputs = (rgb, depth[live].float(), out[live].float(), replaced[live], conf, [band[b] for b in live])
             if self.stage_input_tap is not None:  # sees exactly what the stage reads
                 self.stage_input_tap(*inputs)
-            out[live] = apply_refine_net(self.refine_net, *inputs).to(out.dtype)
-        return out, replaced
+            d, c = apply_refine_net(self.refine_net, *inputs, with_confidence=staged is not None)
+            out[live] = d.to(out.dtype)
+            if c is not None:
+                staged[live] = c
+        return out, replaced, staged
 
     def fused(self, depth, cond_K, cond_T_wc, tgt_K, tgt_T_wc, view_depth: list | None):
         """(depth (B, H, W), fused (B, H, W) bool or None): `depth` at the model's resolution (other
@@ -262,21 +277,22 @@ class MVGDPredictor:
 
     def synthesized(self, rgb, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, steps, seed, refine: bool | None = None,
                     synthesize: bool | None = None, view_depth: list | None = None, cond_feats: torch.Tensor | None = None):
-        """(rgb, depth, replaced, fused): the network's rgb (B, 3, H, W) in [0, 1] at the model's
+        """(rgb, depth, replaced, fused, staged): the network's rgb (B, 3, H, W) in [0, 1] at the model's
         resolution (other inputs as for `sample`), with the conditioning views warped in by the
         target's predicted (refined) depth when view synthesis is on (`synthesize`: None =
         self.synthesis.enabled); that depth (B, H, W) and `refined`'s mask, exactly what task
         "depth" with the same seed gives (None, None when off): the view's depth at no extra cost.
-        view_depth: as for `fused`; the warp uses the fused depth, and `fused`'s mask comes last.
-        cond_feats: as for `sample`."""
+        view_depth: as for `fused`; the warp uses the fused depth, and `fused`'s mask comes fourth,
+        the stage's confidence (`refined(..., stage_confidence=True)`) last. cond_feats: as for `sample`."""
         if not (self.synthesis.enabled if synthesize is None else synthesize):
-            return rgb, None, None, None
+            return rgb, None, None, None, None
         x0, scale, match = self.sample(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, "depth", steps, seed, return_match=True,
                                        cond_feats=cond_feats)
-        depth, replaced = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine, match=match)
+        depth, replaced, staged = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine,
+                                               match=match, stage_confidence=True)
         depth, fused = self.fused(depth, cond_K, cond_T_wc, tgt_K, tgt_T_wc, view_depth)
         cfg = dataclasses.replace(self.synthesis, enabled=True)
-        return synthesize_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, rgb, cfg), depth, replaced, fused
+        return synthesize_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, rgb, cfg), depth, replaced, fused, staged
 
     def view_depths(self, batch: MultiViewBatch, steps: int | None = None, seed: int = 0) -> torch.Tensor:
         """(B, N, H, W): each conditioning view's own depth, predicted with that view as the target
@@ -312,10 +328,10 @@ class MVGDPredictor:
             cond_K = resize_intrinsics(cond_K, (H, W), (h, w))
             tgt_K = resize_intrinsics(tgt_K, (H, W), (h, w))
         x0, scale, match = self.sample(cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, task, steps, seed, return_match=True)
-        replaced = None
+        replaced = staged = None
         if task == "depth":
-            out, replaced = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, refine,
-                                         match=match)
+            out, replaced, staged = self._refined(self.to_depth(x0, scale), cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc,
+                                                  refine, None, match, None, return_confidence)
             out, _ = self.fused(out, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, views)
             out = out[:, None]  # (B, 1, h, w)
             mode = "nearest"
@@ -328,7 +344,7 @@ class MVGDPredictor:
         out = out[:, 0] if task == "depth" else out
         if not return_confidence:
             return out
-        conf = None if match is None else self.confidence(match, (h, w), replaced)
+        conf = None if match is None else self.confidence(match, (h, w), replaced, staged)
         if conf is not None and (H, W) != (h, w):
             conf = F.interpolate(conf[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
         return out, conf
@@ -360,24 +376,25 @@ class MVGDPredictor:
         x0, scale, match = self.sample(cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], task, steps, seed, return_match=True,
                                        cond_feats=feats)
         h, w = int(tgt_hw[0]), int(tgt_hw[1])
-        depth = rgb = confidence = replaced = rescale = observable = fused = None
+        depth = rgb = confidence = replaced = staged = rescale = observable = fused = None
         if task == "depth":
             net = self.to_depth(x0, scale)
-            d, replaced = self.refined(net, cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], refine, refine_sources, match,
-                                       refine_net)
+            d, replaced, staged = self._refined(net, cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], refine, refine_sources, match,
+                                                refine_net, with_confidence)
             rescale = None if replaced is None else frame_rescale(net[0], d[0], replaced[0])
             d, fused = self.fused(d, cond_K, cond_T, tgt_K_model[None], tgt_T[None], views)
             observable = observable_share(d[0], tgt_K_model, tgt_T, cond_K[0], cond_T[0])
             depth = _resized(d[0].numpy().astype(np.float32), (h, w), cv2.INTER_NEAREST)
         else:
-            im, d, replaced, fused = self.synthesized(((x0 + 1) / 2).clamp(0, 1), cond_rgb, cond_K, cond_T, tgt_K_model[None],
-                                                      tgt_T[None], steps, seed, refine, synthesize, views, feats)
+            im, d, replaced, fused, staged = self.synthesized(((x0 + 1) / 2).clamp(0, 1), cond_rgb, cond_K, cond_T, tgt_K_model[None],
+                                                              tgt_T[None], steps, seed, refine, synthesize, views, feats)
             im = (im[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
             if d is not None:  # view synthesis predicted the view's depth: return it too (same as task "depth")
                 depth = _resized(d[0].numpy().astype(np.float32), (h, w), cv2.INTER_NEAREST)
             rgb = _resized(im, (h, w), cv2.INTER_LINEAR)
         if match is not None and with_confidence:
-            confidence = _resized(self.confidence(match, self.image_size, replaced)[0].numpy().astype(np.float32), (h, w), cv2.INTER_LINEAR)
+            confidence = _resized(self.confidence(match, self.image_size, replaced, staged)[0].numpy().astype(np.float32), (h, w),
+                                  cv2.INTER_LINEAR)
         return Prediction(depth=depth, rgb=rgb, K=tgt_K.numpy().astype(np.float64), scale=float(scale[0]), confidence=confidence,
                           confidence_calibrated=confidence is not None and self.confidence_calibrated,
                           refined_share=None if replaced is None else float(replaced.float().mean()), refine_rescale=rescale,

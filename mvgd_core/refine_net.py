@@ -15,11 +15,17 @@ Inputs per pixel (`net_inputs`): the live image, the refined depth (log, minus t
 median: the stage sees shapes, not the scale), log(network / refined), where the refinement
 accepted a match and where the window had texture and agreeing sources, the network's confidence,
 and the band's raw and aggregated cost over `hypotheses` depths. Output: a log-depth correction of
-the refined depth (the last layer starts at zero: an untrained stage changes nothing).
+the refined depth (the last layer starts at zero: an untrained stage changes nothing) and, with
+`uncertainty` (stop 37), the log scale b of a Laplace distribution over the corrected log depth's
+error, trained by its negative log-likelihood on the detached error, from a head over the U-Net's
+detached features (so it never moves the depth): the stage's own confidence, which sees the band, the image and the two stages' disagreement, where
+the network's peak mass (`calibration.match_confidence`) sees only the network's volume.
 Shapes: B targets of H x W at the model's resolution; depth in pose units.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -36,12 +42,14 @@ class RefineNetConfig:
     """channels: U-Net widths, finest first (each level halves the resolution); groups: GroupNorm
     groups; hypotheses: band depths the stage reads (a band of another size is resampled to it);
     span: the band it was trained on, [d / span, d * span] (`RefineConfig.span`): a band of another
-    span means other depths per channel, so the predictor refuses to mix them."""
+    span means other depths per channel, so the predictor refuses to mix them; uncertainty: a
+    second output, the log scale of the depth's error (module doc)."""
 
     channels: tuple[int, ...] = (16, 32, 48, 64)
     groups: int = 4
     hypotheses: int = 7
     span: float = 1.5
+    uncertainty: bool = False
 
     def __post_init__(self):
         if len(self.channels) < 2 or any(c < 1 or c % self.groups for c in self.channels):
@@ -70,8 +78,13 @@ def _block(cin: int, cout: int, groups: int) -> nn.Sequential:
                          nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(groups, cout), nn.GELU())
 
 
+INITIAL_LOG_SCALE = math.log(0.1)  # an untrained uncertainty output: errors of ~10 % in log depth
+
+
 class RefineNet(nn.Module):
-    """U-Net: x (B, cfg.in_channels, H, W) -> log-depth correction (B, H, W)."""
+    """U-Net: x (B, cfg.in_channels, H, W) -> log-depth correction (B, H, W) (`forward`), and with
+    cfg.uncertainty the log scale of its error (B, H, W) too (`outputs`): a small head over the
+    U-Net's last features (detached: it never changes the depth) and the inputs."""
 
     def __init__(self, cfg: RefineNetConfig = RefineNetConfig()):
         super().__init__()
@@ -82,15 +95,46 @@ class RefineNet(nn.Module):
         self.out = nn.Conv2d(ch[0], 1, 3, padding=1)
         nn.init.zeros_(self.out.weight)  # starts as the identity on the refined depth
         nn.init.zeros_(self.out.bias)
+        self.unc = None
+        if cfg.uncertainty:
+            last = nn.Conv2d(ch[0], 1, 3, padding=1)
+            nn.init.zeros_(last.weight)
+            nn.init.constant_(last.bias, INITIAL_LOG_SCALE)
+            self.unc = nn.Sequential(_block(ch[0] + cfg.in_channels, ch[0], g), last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outputs(x)[0]
+
+    def outputs(self, x: torch.Tensor, uncertainty: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(log-depth correction (B, H, W), log scale of its error (B, H, W), or None without
+        cfg.uncertainty or when not asked for: then the head does not run)."""
+        feats = self._features(x)
+        corr = self.out(feats)[:, 0]
+        if self.unc is None or not uncertainty:
+            return corr, None
+        return corr, self.unc(torch.cat([feats.detach(), x], 1))[:, 0]
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
         for i, block in enumerate(self.enc):
             x = block(x if i == 0 else F.avg_pool2d(x, 2))
             skips.append(x)
         for block, skip in zip(self.dec, reversed(skips[:-1])):
             x = block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1))
-        return self.out(x)[:, 0]
+        return x
+
+
+def with_uncertainty(model: RefineNet) -> RefineNet:
+    """A copy of a trained stage with an (untrained) uncertainty head added and everything else
+    frozen, so that training it leaves the depth bit-identical. A stage that has one comes back
+    as a copy with its head trainable."""
+    out = RefineNet(dataclasses.replace(model.cfg, uncertainty=True))
+    missing, unexpected = out.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("unc.") for k in missing):
+        raise ValueError(f"with_uncertainty: the stage's weights do not fit (missing {missing}, unexpected {unexpected})")
+    for name, p in out.named_parameters():
+        p.requires_grad_(name.startswith("unc."))
+    return out
 
 
 def _resampled(c: torch.Tensor, n: int) -> torch.Tensor:
@@ -119,13 +163,25 @@ def net_inputs(rgb, net, refined, accepted, confidence, band: list[BandCost], cf
     return torch.cat(x, 1), log_ref
 
 
+def stage_confidence(log_scale: torch.Tensor) -> torch.Tensor:
+    """The stage's own probability that a pixel is a delta1 inlier, from the log scale b of its
+    Laplace error model: P(|log error| < log 1.25) = 1 - exp(-log 1.25 / b). Same shape."""
+    return 1.0 - torch.exp(-math.log(1.25) * torch.exp(-log_scale))
+
+
 @torch.no_grad()
-def apply_refine_net(model: RefineNet, rgb, net, refined, accepted, confidence, band: list[BandCost]) -> torch.Tensor:
-    """Corrected depth (B, H, W) (inputs as for `net_inputs`); 0 / invalid refined depth stays."""
+def apply_refine_net(model: RefineNet, rgb, net, refined, accepted, confidence, band: list[BandCost], with_confidence: bool = True):
+    """(corrected depth (B, H, W), the stage's confidence (B, H, W), or None for a stage without
+    cfg.uncertainty or without `with_confidence`: its head is skipped), inputs as for `net_inputs`;
+    0 / invalid refined depth stays (confidence NaN there)."""
     x, log_ref = net_inputs(rgb, net, refined, accepted, confidence, band, model.cfg)
     p = next(model.parameters())
-    out = torch.exp(log_ref + model(x.to(p.device, p.dtype)).float().cpu())
-    return torch.where((refined > 0) & torch.isfinite(refined), out, refined)
+    corr, log_scale = model.outputs(x.to(p.device, p.dtype), uncertainty=with_confidence)
+    ok = (refined > 0) & torch.isfinite(refined)
+    depth = torch.where(ok, torch.exp(log_ref + corr.float().cpu()), refined)
+    if log_scale is None:
+        return depth, None
+    return depth, torch.where(ok, stage_confidence(log_scale.float().cpu()), torch.full_like(depth, float("nan")))
 
 
 def refine_net_to_dict(model: RefineNet, meta: dict | None = None) -> dict:

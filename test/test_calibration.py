@@ -224,12 +224,12 @@ def test_predictor_gives_refined_pixels_the_refined_table(ckpt_paths, monkeypatc
     pred.calibration = dataclasses.replace(cal, refined_x=(0.0, 1.0), refined_y=(0.99, 0.99))
     h, w = pred.image_size
 
-    def left_half_replaced(depth, *args, **kw):
+    def left_half_replaced(depth, *args):
         mask = torch.zeros_like(depth, dtype=torch.bool)
         mask[..., : w // 2] = True
-        return depth, mask
+        return depth, mask, None
 
-    monkeypatch.setattr(pred, "refined", left_half_replaced)
+    monkeypatch.setattr(pred, "_refined", left_half_replaced)
     b = _batch(pred)
     _, conf = pred.predict_batch(b, "depth", steps=1, return_confidence=True)
     assert torch.allclose(conf[..., : w // 2], torch.tensor(0.99)) and (conf[..., w // 2 :] < 0.95).all()
@@ -238,3 +238,56 @@ def test_predictor_gives_refined_pixels_the_refined_table(ckpt_paths, monkeypatc
               for i in range(s.shape[0])]
     c = pred.predict(frames, b.tgt_K[0].numpy(), b.tgt_T_wc[0].numpy(), (h, w)).confidence
     assert np.allclose(c[:, : w // 2], 0.99) and (c[:, w // 2 :] < 0.95).all()
+
+
+def test_stage_scores_get_their_own_table():
+    """Pixels with the learned stage's own score get a table over that score (fourth, first in
+    precedence); the peak-mass tables stay for the rest; old tables (no stage keys) still load."""
+    rng = np.random.default_rng(1)
+    raw = rng.uniform(0, 1, 40000)
+    stage = np.where(rng.uniform(0, 1, raw.size) < 0.5, rng.uniform(0, 1, raw.size), np.nan)
+    p_true = np.where(np.isfinite(stage), np.nan_to_num(stage), 0.5 * raw)  # the stage's score is calibrated, the peak mass is not
+    correct = rng.uniform(0, 1, raw.size) < p_true
+    cal = ConfidenceCalibration.fit(raw, correct, bins=16, stage=stage, refined=np.zeros(raw.size, bool))
+    assert len(cal.stage_x) > 1 and cal.n_fit == raw.size
+    x = np.array([0.2, 0.5, 0.8])
+    assert np.allclose(cal.apply(np.zeros(3), stage=x, refined=np.ones(3, bool)), x, atol=0.06)  # stage before refined
+    # the peak-mass tables are fitted on every pixel, as without a stage (half of them here: the
+    # stage's pixels, right half the time whatever their peak mass): they serve where no score exists
+    assert np.allclose(cal.apply(x, stage=np.full(3, np.nan)), 0.25 + 0.25 * x, atol=0.06)
+    assert np.allclose(cal.apply(torch.tensor(x), stage=torch.tensor(x)).numpy(), x, atol=0.06)
+    assert ConfidenceCalibration.from_dict(cal.to_dict()) == cal
+    old = {k: v for k, v in cal.to_dict().items() if not k.startswith("stage")}
+    assert ConfidenceCalibration.from_dict(old).stage_x == ()
+    assert np.allclose(ConfidenceCalibration.from_dict(old).apply(x, stage=x), 0.25 + 0.25 * x, atol=0.06)  # no stage table: peak mass
+
+
+def test_predictor_gives_stage_pixels_the_stage_table(ckpt_paths, monkeypatch):
+    """Where the learned stage gave its own score the published confidence comes from the stage
+    table (uncalibrated: the score itself), on the batch path and the node's single-target path."""
+    import dataclasses
+
+    from mvgd_core.data.types import Frame
+
+    _, new, cal = ckpt_paths
+    pred = MVGDPredictor.from_checkpoint(new, device="cpu", steps=1)
+    pred.calibration = dataclasses.replace(cal, stage_x=(0.0, 1.0), stage_y=(0.0, 0.5))
+    h, w = pred.image_size
+
+    def top_half_staged(depth, *args):
+        staged = torch.full_like(depth, float("nan"))
+        staged[..., : h // 2, :] = 0.8
+        return depth, None, staged
+
+    monkeypatch.setattr(pred, "_refined", top_half_staged)
+    b = _batch(pred)
+    _, conf = pred.predict_batch(b, "depth", steps=1, return_confidence=True)
+    assert torch.allclose(conf[:, : h // 2], torch.tensor(0.4)) and not torch.allclose(conf[:, h // 2 :], torch.tensor(0.4))
+    s = b.cond_rgb[0]
+    frames = [Frame(rgb=(s[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8), K=b.cond_K[0, i].numpy(), T_wc=b.cond_T_wc[0, i].numpy())
+              for i in range(s.shape[0])]
+    c = pred.predict(frames, b.tgt_K[0].numpy(), b.tgt_T_wc[0].numpy(), (h, w)).confidence
+    assert np.allclose(c[: h // 2 - 1], 0.4)  # (bilinear at the seam)
+    pred.calibration = None  # uncalibrated: the stage's own probability where it has one
+    _, conf = pred.predict_batch(b, "depth", steps=1, return_confidence=True)
+    assert torch.allclose(conf[:, : h // 2], torch.tensor(0.8))

@@ -16,7 +16,7 @@ from mvgd_core.model import MVGD, PRESETS
 from mvgd_core.model_eval import held_out_samples
 from mvgd_core.refine import refine_batch
 from mvgd_core.refine_net import (CHECKPOINT_KEY, BandCost, RefineNet, RefineNetConfig, _resampled, apply_refine_net,
-                                  refine_net_from_dict, refine_net_to_dict)
+                                  refine_net_from_dict, refine_net_to_dict, stage_confidence, with_uncertainty)
 from script_loader import load_script
 
 HW = (16, 32)
@@ -33,9 +33,9 @@ def _inputs(B=2, n=7, seed=0):
 def test_untrained_stage_is_the_identity_and_keeps_invalid_depth():
     rgb, net, ref, acc, conf, band = _inputs()
     ref[0, 0, 0] = 0.0
-    out = apply_refine_net(RefineNet(), rgb, net, ref, acc, conf, band)
+    out, stage_conf = apply_refine_net(RefineNet(), rgb, net, ref, acc, conf, band)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    assert out[0, 0, 0] == 0
+    assert out[0, 0, 0] == 0 and stage_conf is None  # no uncertainty output: no confidence of its own
 
 
 def test_stage_output_is_a_log_correction_of_the_refined_depth():
@@ -43,7 +43,7 @@ def test_stage_output_is_a_log_correction_of_the_refined_depth():
     with torch.no_grad():
         m.out.bias.fill_(math.log(2.0))
     rgb, net, ref, acc, conf, band = _inputs()
-    torch.testing.assert_close(apply_refine_net(m, rgb, net, ref, acc, conf, band), 2 * ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(apply_refine_net(m, rgb, net, ref, acc, conf, band)[0], 2 * ref, rtol=1e-4, atol=1e-4)
 
 
 def test_band_of_another_size_is_resampled_along_the_band():
@@ -53,7 +53,7 @@ def test_band_of_another_size_is_resampled_along_the_band():
     assert _resampled(out, 7) is out
     rgb, net, ref, acc, conf, _ = _inputs()
     _, _, _, _, _, band11 = _inputs(n=11)
-    assert apply_refine_net(RefineNet(), rgb, net, ref, acc, conf, band11).shape == ref.shape  # 11 depths (refine_hypotheses on CUDA)
+    assert apply_refine_net(RefineNet(), rgb, net, ref, acc, conf, band11)[0].shape == ref.shape  # 11 depths (refine_hypotheses on CUDA)
 
 
 def test_checkpoint_entry_round_trip_and_malformed_entry():
@@ -65,12 +65,48 @@ def test_checkpoint_entry_round_trip_and_malformed_entry():
     assert all(v.dtype == torch.float16 for v in d["state"].values() if v.is_floating_point()) and d["meta"] == {"steps": 3}
     back = refine_net_from_dict(d)
     rgb, net, ref, acc, conf, band = _inputs()
-    torch.testing.assert_close(apply_refine_net(back, rgb, net, ref, acc, conf, band), apply_refine_net(m, rgb, net, ref, acc, conf, band),
+    torch.testing.assert_close(apply_refine_net(back, rgb, net, ref, acc, conf, band)[0], apply_refine_net(m, rgb, net, ref, acc, conf, band)[0],
                                rtol=2e-2, atol=2e-2)
     with pytest.raises(ValueError, match=CHECKPOINT_KEY):
         refine_net_from_dict({**d, "state": {}})
     with pytest.raises(ValueError, match="channels"):
         RefineNetConfig(channels=(16,))
+
+
+def _jittered(m: RefineNet, seed: int = 0, prefix: str = "") -> RefineNet:
+    """m with the parameters named prefix... jittered (a fresh stage is the identity: outputs want weights)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if n.startswith(prefix):
+                p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return m
+
+
+def test_uncertainty_head_never_changes_the_depth_and_trains_alone():
+    """with_uncertainty adds a head over detached features: the trained stage's depth is bit-identical,
+    only the head's parameters train, and its confidence is a probability (NaN where depth is invalid)."""
+    m = _jittered(RefineNet())
+    u = _jittered(with_uncertainty(m), seed=1, prefix="unc.")  # a trained-looking head, the stage's own weights untouched
+    rgb, net, ref, acc, conf, band = _inputs()
+    ref[0, 0, 0] = 0.0
+    d0, c0 = apply_refine_net(m, rgb, net, ref, acc, conf, band)
+    d1, c1 = apply_refine_net(u, rgb, net, ref, acc, conf, band)
+    assert c0 is None and torch.equal(d0, d1)
+    assert torch.isnan(c1[0, 0, 0]) and ((c1 > 0) & (c1 < 1)).flatten()[1:].all()
+    d2, c2 = apply_refine_net(u, rgb, net, ref, acc, conf, band, with_confidence=False)  # not asked for: the head does not run
+    assert c2 is None and torch.equal(d2, d0)
+    assert {n for n, p in u.named_parameters() if p.requires_grad} == {n for n, _ in u.named_parameters() if n.startswith("unc.")}
+    x = torch.randn(2, u.cfg.in_channels, *HW)
+    fresh = _jittered(RefineNet(RefineNetConfig(uncertainty=True)))  # everything trainable: the head's loss still reaches only the head
+    fresh.outputs(x)[1].sum().backward()
+    assert all(p.grad is None for n, p in fresh.named_parameters() if not n.startswith("unc."))
+    log_scale = u.outputs(x)[1].detach()
+    back = refine_net_from_dict(refine_net_to_dict(u))  # the checkpoint keeps the head
+    assert back.cfg.uncertainty and torch.allclose(back.outputs(x)[1], log_scale, atol=5e-2)
+    # the Laplace model's P(|log error| < log 1.25): falls as the predicted scale grows
+    s = stage_confidence(torch.tensor([-6.0, -2.0, 0.0, 2.0]))
+    assert s[0] > 0.999 and (s.diff() < 0).all() and s[-1] < 0.05
 
 
 def _tiny_matching_model():
@@ -160,6 +196,20 @@ def test_train_refine_net_end_to_end(staged, tmp_path, capsys):
     a, b = (load_checkpoint(p)[CHECKPOINT_KEY]["state"] for p in (out, tuned))
     assert all(torch.equal(a[k], b[k]) for k in a)  # lr 0: the stage it started from, unchanged
     assert load_checkpoint(tuned)[CHECKPOINT_KEY]["meta"]["started_from"]["steps"] == 3
+    # an uncertainty head on the stage --model carries: only the head trains, so the depth stays bit-identical
+    unc = tmp_path / "unc.pt"
+    capsys.readouterr()
+    assert script.main(["train", "--model", str(out), "--data", str(data), "--steps", "2", "--batch", "2", "--init-stage", "--uncertainty",
+                        "--report", str(data), "--write", str(unc)]) == 0
+    a, b = (load_checkpoint(p)[CHECKPOINT_KEY]["state"] for p in (out, unc))
+    assert all(torch.equal(a[k], b[k]) for k in a) and any(k.startswith("unc.") for k in b)
+    assert load_checkpoint(unc)[CHECKPOINT_KEY]["meta"]["uncertainty"] is True
+    assert "sparsification 25 / 50 / 75 / 100 % by stage uncertainty" in capsys.readouterr().out
+    # fine-tuning a stage that has a head (no --uncertainty) keeps the head and trains it along
+    assert script.main(["train", "--model", str(unc), "--data", str(data), "--steps", "1", "--batch", "2", "--init-stage",
+                        "--write", str(tuned)]) == 0
+    c = load_checkpoint(tuned)[CHECKPOINT_KEY]
+    assert c["meta"]["uncertainty"] is True and any(k.startswith("unc.") for k in c["state"])
     with pytest.raises(SystemExit, match="no 'refine_net'"):
         script.main(["train", "--model", str(plain), "--data", str(data), "--steps", "1", "--init-stage", "--write", str(tuned)])
     with pytest.raises(SystemExit, match="one non-negative weight per --data"):

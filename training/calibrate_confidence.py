@@ -15,7 +15,10 @@
    volume peak mass) is mapped to P(depth within 25 %) by isotonic regression
    (mvgd_core.calibration): one table where the matching distribution peaks inside the depth
    range, one where it peaks at the first / last hypothesis (a failed match; --no-edge-table
-   fits a single table). Stored under "confidence_calibration" in a copy of the checkpoint
+   fits a single table), one for the pixels the photometric refinement replaced, and (stop 37)
+   one over the learned stage's own score where the checkpoint's stage has an uncertainty
+   output (`train_refine_net.py train --uncertainty`; --no-stage-table leaves those pixels to
+   the peak-mass tables). Stored under "confidence_calibration" in a copy of the checkpoint
    (--write; written atomically, so OUT may equal IN). MVGDPredictor.from_checkpoint applies it
    to every confidence it returns; a rerun always refits from the raw score.
 2. Evaluate on the sets evaluate_model.py holds out (its section helpers and seeds: procedural
@@ -108,18 +111,20 @@ def eval_sets(args, data: DataConfig, hw) -> tuple[dict, dict, list[str]]:
 
 class RawPredictor(MVGDPredictor):
     """MVGDPredictor that returns the raw peak mass and keeps the calibration's inputs of its
-    last call in `last` = (raw, out_of_range, refined), all (B, H, W); refined: the pixels the
-    photometric refinement replaced (all False without it)."""
+    last call in `last` = (raw, out_of_range, refined, stage), all (B, H, W); refined: the pixels
+    the photometric refinement replaced (all False without it); stage: the learned stage's own
+    confidence (NaN where it has none)."""
 
-    def confidence(self, match, hw, refined=None):
+    def confidence(self, match, hw, refined=None, stage=None):
         raw, edge = match_confidence(match, hw)
-        self.last = (raw, edge, torch.zeros_like(edge) if refined is None else refined.bool())
+        self.last = (raw, edge, torch.zeros_like(edge) if refined is None else refined.bool(),
+                     torch.full_like(raw, float("nan")) if stage is None else stage.float())
         return raw
 
 
 def predict_pixels(pred: RawPredictor, samples, steps: int, batch: int, what: str) -> list[dict]:
-    """Per sample {"depth", "gt", "raw", "edge", "refined" (H, W) np, "regime"}: depth, GT, raw
-    confidence, out-of-range flag, refined flag, observability regime (as model_eval)."""
+    """Per sample {"depth", "gt", "raw", "edge", "refined", "stage" (H, W) np, "regime"}: depth, GT,
+    raw confidence, out-of-range flag, refined flag, the stage's score, observability regime (as model_eval)."""
     out = []
     for i in range(0, len(samples), batch):
         chunk = samples[i : i + batch]
@@ -127,23 +132,24 @@ def predict_pixels(pred: RawPredictor, samples, steps: int, batch: int, what: st
         d, _ = pred.predict_batch(collate_samples(chunk), "depth", steps=steps, seed=i, return_confidence=True)
         if pred.last is None:
             raise SystemExit("calibrate_confidence: the model gives no confidence (ModelConfig.matching is off)")
-        raw, edge, refined = pred.last
+        raw, edge, refined, stage = pred.last
         for j, s in enumerate(chunk):
             hw = tuple(s.tgt_depth.shape[-2:])
             reg = observability(s.tgt_depth, s.tgt_K, s.tgt_T_wc, s.cond_K, s.cond_T_wc, hw, cond_hw=hw).regime
             out.append({"depth": d[j].numpy(), "gt": s.tgt_depth.numpy(), "raw": raw[j].numpy(), "edge": edge[j].numpy(),
-                        "refined": refined[j].numpy(), "regime": reg})
+                        "refined": refined[j].numpy(), "stage": stage[j].numpy(), "regime": reg})
         log(f"  {what}: {min(i + batch, len(samples))}/{len(samples)} targets")
     return out
 
 
-def pooled(recs, key: str = "raw") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(recs' `key` scores, delta1 inlier, out-of-range flag, refined flag) over their valid pixels, 1-D."""
-    vals, oks, edges, refs = [np.zeros(0)], [np.zeros(0, bool)], [np.zeros(0, bool)], [np.zeros(0, bool)]
+def pooled(recs, key: str = "raw") -> tuple[np.ndarray, ...]:
+    """(recs' `key` scores, delta1 inlier, out-of-range flag, refined flag, stage score) over their valid pixels, 1-D."""
+    cols = {k: [np.zeros(0, bool if k in ("ok", "edge", "refined") else np.float64)] for k in ("val", "ok", "edge", "refined", "stage")}
     for r in recs:
         ok, valid = delta1_correct(r["depth"], r["gt"])
-        vals.append(r[key][valid]), oks.append(ok[valid]), edges.append(r["edge"][valid]), refs.append(r["refined"][valid])
-    return np.concatenate(vals), np.concatenate(oks), np.concatenate(edges), np.concatenate(refs)
+        for k, v in (("val", r[key]), ("ok", ok), ("edge", r["edge"]), ("refined", r["refined"]), ("stage", r["stage"])):
+            cols[k].append(v[valid])
+    return tuple(np.concatenate(cols[k]) for k in ("val", "ok", "edge", "refined", "stage"))
 
 
 # --------------------------------------------------------------------------- metrics
@@ -164,13 +170,15 @@ def set_metrics(recs, cal: ConfidenceCalibration, bins: int) -> dict:
     """ECE, reliability and sparsification, raw and calibrated, over all targets and the observable ones."""
     out = {}
     for regime, rs in (("all", recs), ("observable", [r for r in recs if r["regime"] == "observable"])):
-        raw, ok, edge, refined = pooled(rs)
-        cal_p = cal.apply(raw, edge, refined)
+        raw, ok, edge, refined, stage = pooled(rs)
+        cal_p = cal.apply(raw, edge, refined, stage)
+        staged = np.isfinite(stage)
         out[regime] = {"targets": len(rs), "pixels": int(raw.size), "delta1_rate": float(ok.mean()) if raw.size else float("nan"),
                        "out_of_range_share": float(edge.mean()) if raw.size else float("nan"),
                        "refined_share": float(refined.mean()) if raw.size else float("nan"),
                        "delta1_rate_refined": float(ok[refined].mean()) if refined.any() else float("nan"),
                        "delta1_rate_out_of_range": float(ok[edge].mean()) if edge.any() else float("nan"),
+                       "stage_share": float(staged.mean()) if raw.size else float("nan"),
                        "ece_raw": expected_calibration_error(raw, ok, bins), "ece_calibrated": expected_calibration_error(cal_p, ok, bins),
                        "reliability_raw": reliability(raw, ok, bins), "reliability_calibrated": reliability(cal_p, ok, bins),
                        "sparsification_raw": curves(rs, "raw"), "sparsification_calibrated": curves(rs, "cal"),
@@ -275,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="one table for all pixels (default: a second table where the matching mode is the first / last hypothesis)")
     ap.add_argument("--no-refined-table", dest="refined_table", action="store_false",
                     help="no third table for the pixels the photometric refinement replaced (default: one, when it replaced any)")
+    ap.add_argument("--no-stage-table", dest="stage_table", action="store_false",
+                    help="no fourth table over the learned stage's own score (default: one, when the checkpoint's stage has an "
+                         "uncertainty output); without it those pixels get the peak-mass tables, as before stop 37")
     ap.add_argument("--views", type=int, default=3, help="conditioning views per target (as evaluate_model)")
     ap.add_argument("--steps", type=int, default=1, help="DDIM steps (1 = the node's default)")
     ap.add_argument("--batch", type=int, default=8)
@@ -297,20 +308,22 @@ def fit(args, pred: "RawPredictor", data: DataConfig, hw) -> tuple[ConfidenceCal
         recs += got
     if not recs:
         raise SystemExit(f"calibrate_confidence: nothing to fit on ({'; '.join(notes)})")
-    raw, ok, edge, refined = pooled(recs)
+    raw, ok, edge, refined, stage = pooled(recs)
     source = (f"cond targets, {args.views} views, {args.steps} DDIM step(s): " + ", ".join(f"{k} {len(v)}" for k, v in fits.items())
               + f" (procedural seed {FIT_SEEDS[0]}, HoloLens train frames at seed {FIT_SEEDS[1]})")
     cal = ConfidenceCalibration.fit(raw, ok, edge if args.edge_table else None, bins=args.knots, source=source,
-                                    refined=refined if args.refined_table else None)
+                                    refined=refined if args.refined_table else None, stage=stage if args.stage_table else None)
     summary = {"source": source, "pixels": int(raw.size), "delta1_rate": float(ok.mean()), "delta1_rate_per_set": rates,
                "out_of_range_share": float(edge.mean()),
                "delta1_rate_out_of_range": float(ok[edge].mean()) if edge.any() else float("nan"),
                "refined_share": float(refined.mean()), "delta1_rate_refined": float(ok[refined].mean()) if refined.any() else float("nan"),
-               "knots": [len(cal.x), len(cal.edge_x), len(cal.refined_x)], "ece_raw": expected_calibration_error(raw, ok, args.bins),
-               "ece_calibrated": expected_calibration_error(cal.apply(raw, edge, refined), ok, args.bins)}
+               "stage_share": float(np.isfinite(stage).mean()),
+               "knots": [len(cal.x), len(cal.edge_x), len(cal.refined_x), len(cal.stage_x)], "ece_raw": expected_calibration_error(raw, ok, args.bins),
+               "ece_calibrated": expected_calibration_error(cal.apply(raw, edge, refined, stage), ok, args.bins)}
     log(f"fitted on {raw.size} pixels ({summary['delta1_rate']:.3f} inliers; {summary['out_of_range_share']:.3f} out of range, "
         f"{summary['delta1_rate_out_of_range']:.3f} inliers there; {summary['refined_share']:.3f} refined, "
-        f"{summary['delta1_rate_refined']:.3f} inliers there): {len(cal.x)} + {len(cal.edge_x)} + {len(cal.refined_x)} knots; "
+        f"{summary['delta1_rate_refined']:.3f} inliers there; {summary['stage_share']:.3f} with the stage's score): "
+        f"{len(cal.x)} + {len(cal.edge_x)} + {len(cal.refined_x)} + {len(cal.stage_x)} knots; "
         f"fit-set ECE {summary['ece_raw']:.3f} -> {summary['ece_calibrated']:.3f}")
     return cal, summary, notes
 
@@ -352,11 +365,11 @@ def main(argv=None) -> int:
     for name, samples in sets.items():
         recs = predict_pixels(pred, samples, args.steps, args.batch, f"eval {name}")
         for r in recs:
-            r["cal"] = cal.apply(r["raw"], r["edge"], r["refined"])
+            r["cal"] = cal.apply(r["raw"], r["edge"], r["refined"], r["stage"])
         report["eval"][name] = {**infos[name], "metrics": set_metrics(recs, cal, args.bins)}
 
     print(f"\n## Confidence calibration\n\n`{cmd}`\n\nFit: {fit_summary['source']}; {fit_summary['pixels']} pixels, "
-          f"{len(cal.x)} + {len(cal.edge_x)} + {len(cal.refined_x)} knots (in range + out of range + refined), "
+          f"{len(cal.x)} + {len(cal.edge_x)} + {len(cal.refined_x)} + {len(cal.stage_x)} knots (in range + out of range + refined + stage), "
           f"fit-set ECE {fmt(fit_summary['ece_raw'])} -> "
           f"{fmt(fit_summary['ece_calibrated'])}.\n")
     print(markdown(report))

@@ -54,7 +54,9 @@ from mvgd_core.metrics import depth_metrics  # noqa: E402
 from mvgd_core.model_eval import held_out_samples, sequence_samples  # noqa: E402
 from mvgd_core.observability import observability_with_mask  # noqa: E402
 from mvgd_core.refine import RefineConfig, refine_batch  # noqa: E402
-from mvgd_core.refine_net import CHECKPOINT_KEY, BandCost, RefineNet, RefineNetConfig, net_inputs, refine_net_to_dict  # noqa: E402
+from mvgd_core.refine_net import (CHECKPOINT_KEY, BandCost, RefineNet, RefineNetConfig, net_inputs, refine_net_to_dict,  # noqa: E402
+                                  with_uncertainty)
+from mvgd_core.sparsification import FRACTIONS, sparsification_curve  # noqa: E402
 
 TENSORS = ("rgb", "net", "ref", "acc", "conf", "gt", "cost", "agg", "checked")
 
@@ -228,11 +230,20 @@ def log_l1(pred_log: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return ((pred_log - torch.log(gt.clamp_min(1e-3))).abs() * ok).sum() / ok.sum().clamp_min(1)
 
 
+def laplace_nll(pred_log: torch.Tensor, log_scale: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood (up to log 2) of the detached |log depth error| under a Laplace
+    of scale exp(log_scale), over valid GT pixels: minimised where exp(log_scale) = E|error|."""
+    ok = (gt > 0) & torch.isfinite(gt)
+    r = (pred_log - torch.log(gt.clamp_min(1e-3))).abs().detach()
+    return ((r * torch.exp(-log_scale) + log_scale) * ok).sum() / ok.sum().clamp_min(1)
+
+
 def stage_config(args, span: float) -> RefineNetConfig:
     """A new stage's config for sets gathered with band `span`: the defaults, or --channels (a
     capacity ablation) / --hypotheses (the band depths it reads, for a band gathered with more)."""
     base = RefineNetConfig()
-    return RefineNetConfig(channels=tuple(args.channels or base.channels), hypotheses=args.hypotheses or base.hypotheses, span=span)
+    return RefineNetConfig(channels=tuple(args.channels or base.channels), hypotheses=args.hypotheses or base.hypotheses, span=span,
+                           uncertainty=args.uncertainty)
 
 
 def observable_median(d: dict, model: RefineNet | None) -> tuple[float, float]:
@@ -252,9 +263,9 @@ def train_stage(d: dict, args, start: RefineNet | None = None, curve_sets: dict 
     if start is not None:  # fine-tune (e.g. on the node's own keyframe sets)
         if not math.isclose(start.cfg.span, d["span"]):
             raise SystemExit(f"train_refine_net: the stage to fine-tune read a band of span {start.cfg.span}, the sets have {d['span']}")
-        model = start.train()
+        model = (with_uncertainty(start) if args.uncertainty else start).train()
     curve, measuring_s, t0 = [], 0.0, time.time()
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=1e-4)
     bar = tqdm(range(args.steps), desc="train refine_net", unit="step")
     for step in bar:
         for g in opt.param_groups:
@@ -262,7 +273,10 @@ def train_stage(d: dict, args, start: RefineNet | None = None, curve_sets: dict 
         x, log_ref, gt = batch_inputs(d, draw_targets(d["sizes"], args.weights, args.batch), model.cfg)
         if torch.rand(()) < 0.5:  # mirror: the band's cost is per pixel, so flipping is exact
             x, log_ref, gt = x.flip(-1), log_ref.flip(-1), gt.flip(-1)
-        loss = log_l1(log_ref + model(x), gt)
+        corr, log_scale = model.outputs(x)
+        loss = log_l1(log_ref + corr, gt) if corr.requires_grad else corr.new_zeros(())  # a frozen stage (--init-stage --uncertainty)
+        if log_scale is not None:
+            loss = loss + laplace_nll(log_ref + corr, log_scale, gt)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -295,6 +309,27 @@ def per_target(d: dict, model: RefineNet | None, batch: int = 32) -> tuple[np.nd
     return np.array(absrel), np.array(d1)
 
 
+@torch.no_grad()
+def sparsification(d: dict, model: RefineNet, batch: int = 32) -> dict[str, dict]:
+    """Sparsification curves of the stage's depth over the observable targets' pixels (pooled; all
+    targets when none is observable), ranked by the network's peak mass (the raw score the shipped
+    calibration maps), by the stage's own uncertainty (-log scale) where it has one, and the oracle."""
+    obs = [i for i, r in enumerate(d["regime"]) if r == "observable"] or list(range(len(d["regime"])))
+    preds, gts, stage_conf = [], [], []
+    for i in range(0, len(obs), batch):
+        idx = obs[i:i + batch]
+        x, log_ref, gt = batch_inputs(d, idx, model.cfg)
+        corr, log_scale = model.outputs(x)
+        preds.append(torch.exp(log_ref + corr))
+        gts.append(gt)
+        stage_conf.append(torch.zeros_like(corr) if log_scale is None else -log_scale)
+    pred, gt = torch.cat(preds), torch.cat(gts)
+    out = {"peak mass": sparsification_curve(pred, gt, d["conf"][obs].float())}
+    if model.cfg.uncertainty:
+        out["stage uncertainty"] = sparsification_curve(pred, gt, torch.cat(stage_conf))
+    return out
+
+
 def report(d: dict, model: RefineNet, name: str) -> None:
     obs = np.array([r == "observable" for r in d["regime"]])
     a0, b0 = per_target(d, None)
@@ -303,6 +338,10 @@ def report(d: dict, model: RefineNet, name: str) -> None:
         if m.any():
             log(f"{name} {label} (n={int(m.sum())}): median AbsRel / delta1 refined {np.median(a0[m]):.3f} / {np.median(b0[m]):.3f}"
                 f" -> stage {np.median(a1[m]):.3f} / {np.median(b1[m]):.3f}")
+    curves = sparsification(d, model)
+    fr = " / ".join(f"{round(100 * f)}" for f in FRACTIONS)
+    for k, c in list(curves.items()) + [("oracle", {"abs_rel": next(iter(curves.values()))["oracle"]})]:
+        log(f"{name} sparsification {fr} % by {k}: " + " / ".join(f"{v:.3f}" for v in c["abs_rel"]))
 
 
 def train(args) -> None:
@@ -326,7 +365,7 @@ def train(args) -> None:
     meta = {"steps": args.steps, "batch": args.batch, "lr": args.lr, "init_stage": args.init_stage, "weights": args.weights,
             "targets": len(d["regime"]), "data": list(args.data),
             "cpu_minutes": round(minutes * args.threads, 1), "threads": args.threads, "command": cmd,
-            "channels": list(model.cfg.channels), "hypotheses": model.cfg.hypotheses, "curve": curve}
+            "channels": list(model.cfg.channels), "hypotheses": model.cfg.hypotheses, "uncertainty": model.cfg.uncertainty, "curve": curve}
     if args.init_stage:  # keep the provenance of the stage it started from
         meta["started_from"] = ckpt[CHECKPOINT_KEY].get("meta", {})
     save_checkpoint(args.write, {**ckpt, CHECKPOINT_KEY: refine_net_to_dict(model, meta)})
@@ -399,6 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--write", required=True, help="checkpoint to write (may be --model)")
     t.add_argument("--report", nargs="*", default=[], help="gathered sets to report before / after on")
     t.add_argument("--channels", type=int, nargs="+", help="a new stage's U-Net widths, finest first (default: RefineNetConfig's)")
+    t.add_argument("--uncertainty", action="store_true", help="the stage also learns the log scale of its depth's error (its own "
+                   "confidence); with --init-stage, only that head trains: the model's stage gets it and keeps its depth")
     t.add_argument("--hypotheses", type=int, help="band depths a new stage reads (default: RefineNetConfig's; a band of another size is resampled)")
     t.add_argument("--curve-every", type=int, default=0, help="also measure on the --report sets every N steps (a learning curve, "
                    "stored in the stage's meta with the training seconds of each point)")
