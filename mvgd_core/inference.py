@@ -196,7 +196,8 @@ class MVGDPredictor:
             return x0.float().cpu(), inp.scale.float().cpu()
         return x0.float().cpu(), inp.scale.float().cpu(), None if context is None else context.match
 
-    def confidence(self, match, hw: tuple[int, int], refined: torch.Tensor | None = None, stage: torch.Tensor | None = None) -> torch.Tensor:
+    def confidence(self, match, hw: tuple[int, int], refined: torch.Tensor | None = None,
+                   stage: torch.Tensor | None = None) -> torch.Tensor:
         """(B, H, W) float32 CPU at the model's resolution hw, where calibrate_confidence.py fits
         the table: P(depth within 25 %) with self.calibration, else the raw peak mass (bilinear).
         refined (B, H, W) bool: pixels the photometric refinement replaced (their own table);
@@ -331,7 +332,7 @@ class MVGDPredictor:
         replaced = staged = None
         if task == "depth":
             out, replaced, staged = self._refined(self.to_depth(x0, scale), cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc,
-                                                  refine, None, match, None, return_confidence)
+                                                  refine, sources=None, match=match, learned=None, stage_confidence=return_confidence)
             out, _ = self.fused(out, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, views)
             out = out[:, None]  # (B, 1, h, w)
             mode = "nearest"
@@ -379,8 +380,8 @@ class MVGDPredictor:
         depth = rgb = confidence = replaced = staged = rescale = observable = fused = None
         if task == "depth":
             net = self.to_depth(x0, scale)
-            d, replaced, staged = self._refined(net, cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], refine, refine_sources, match,
-                                                refine_net, with_confidence)
+            d, replaced, staged = self._refined(net, cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], refine, refine_sources,
+                                                match, refine_net, stage_confidence=with_confidence)
             rescale = None if replaced is None else frame_rescale(net[0], d[0], replaced[0])
             d, fused = self.fused(d, cond_K, cond_T, tgt_K_model[None], tgt_T[None], views)
             observable = observable_share(d[0], tgt_K_model, tgt_T, cond_K[0], cond_T[0])

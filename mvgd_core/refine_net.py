@@ -18,8 +18,9 @@ and the band's raw and aggregated cost over `hypotheses` depths. Output: a log-d
 the refined depth (the last layer starts at zero: an untrained stage changes nothing) and, with
 `uncertainty` (stop 37), the log scale b of a Laplace distribution over the corrected log depth's
 error, trained by its negative log-likelihood on the detached error, from a head over the U-Net's
-detached features (so it never moves the depth): the stage's own confidence, which sees the band, the image and the two stages' disagreement, where
-the network's peak mass (`calibration.match_confidence`) sees only the network's volume.
+detached features (so it never moves the depth): the stage's own confidence, which sees the band,
+the image and the two stages' disagreement, where the network's peak mass
+(`calibration.match_confidence`) sees only the network's volume.
 Shapes: B targets of H x W at the model's resolution; depth in pose units.
 """
 from __future__ import annotations

@@ -224,7 +224,7 @@ def test_predictor_gives_refined_pixels_the_refined_table(ckpt_paths, monkeypatc
     pred.calibration = dataclasses.replace(cal, refined_x=(0.0, 1.0), refined_y=(0.99, 0.99))
     h, w = pred.image_size
 
-    def left_half_replaced(depth, *args):
+    def left_half_replaced(depth, *args, **kw):
         mask = torch.zeros_like(depth, dtype=torch.bool)
         mask[..., : w // 2] = True
         return depth, mask, None
@@ -274,7 +274,7 @@ def test_predictor_gives_stage_pixels_the_stage_table(ckpt_paths, monkeypatch):
     pred.calibration = dataclasses.replace(cal, stage_x=(0.0, 1.0), stage_y=(0.0, 0.5))
     h, w = pred.image_size
 
-    def top_half_staged(depth, *args):
+    def top_half_staged(depth, *args, **kw):
         staged = torch.full_like(depth, float("nan"))
         staged[..., : h // 2, :] = 0.8
         return depth, None, staged

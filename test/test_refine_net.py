@@ -65,8 +65,8 @@ def test_checkpoint_entry_round_trip_and_malformed_entry():
     assert all(v.dtype == torch.float16 for v in d["state"].values() if v.is_floating_point()) and d["meta"] == {"steps": 3}
     back = refine_net_from_dict(d)
     rgb, net, ref, acc, conf, band = _inputs()
-    torch.testing.assert_close(apply_refine_net(back, rgb, net, ref, acc, conf, band)[0], apply_refine_net(m, rgb, net, ref, acc, conf, band)[0],
-                               rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(apply_refine_net(back, rgb, net, ref, acc, conf, band)[0],
+                               apply_refine_net(m, rgb, net, ref, acc, conf, band)[0], rtol=2e-2, atol=2e-2)
     with pytest.raises(ValueError, match=CHECKPOINT_KEY):
         refine_net_from_dict({**d, "state": {}})
     with pytest.raises(ValueError, match="channels"):

@@ -318,7 +318,8 @@ def fit(args, pred: "RawPredictor", data: DataConfig, hw) -> tuple[ConfidenceCal
                "delta1_rate_out_of_range": float(ok[edge].mean()) if edge.any() else float("nan"),
                "refined_share": float(refined.mean()), "delta1_rate_refined": float(ok[refined].mean()) if refined.any() else float("nan"),
                "stage_share": float(np.isfinite(stage).mean()),
-               "knots": [len(cal.x), len(cal.edge_x), len(cal.refined_x), len(cal.stage_x)], "ece_raw": expected_calibration_error(raw, ok, args.bins),
+               "knots": [len(cal.x), len(cal.edge_x), len(cal.refined_x), len(cal.stage_x)],
+               "ece_raw": expected_calibration_error(raw, ok, args.bins),
                "ece_calibrated": expected_calibration_error(cal.apply(raw, edge, refined, stage), ok, args.bins)}
     log(f"fitted on {raw.size} pixels ({summary['delta1_rate']:.3f} inliers; {summary['out_of_range_share']:.3f} out of range, "
         f"{summary['delta1_rate_out_of_range']:.3f} inliers there; {summary['refined_share']:.3f} refined, "
