@@ -3,7 +3,8 @@
 #
 #   here, once:  python training/gpu_kit.py        # gpu_kit/: the HoloLens training part, 9 MiB
 #   device:      run(command="bash training/gpu_session.sh", carry=["gpu_kit"], timeout_s=600)
-#   here, after: python training/evaluate_model.py --model <files_at>/candidate.pt ...  (the card's commands)
+#   here, after: python training/finish_model.py --model <files_at>/candidate.pt --write FINISHED   (stage, head, calibration)
+#                python training/evaluate_model.py --model FINISHED ...  (the card's commands)
 #
 # A task is lent 15 device-minutes in all, the machine's start included, and one command may run
 # 10: so this trains TRAIN_MIN (default 6) minutes from the shipped model on the usual mixture
