@@ -170,6 +170,29 @@ def test_predictor_applies_the_stage_at_live_cameras_only(staged):
     np.testing.assert_allclose(p1.predict(*args).depth, d0, rtol=1e-6)
 
 
+def test_predictor_runs_the_uncertainty_head_only_when_a_confidence_is_asked_for(staged, tmp_path):
+    """A stage with an uncertainty head: the head runs only for a confidence (nobody pays for one not
+    asked for), the depth is the same either way, and the live confidence is the stage's own score."""
+    plain, _ = staged
+    stage = _jittered(RefineNet(RefineNetConfig(uncertainty=True)))
+    path = tmp_path / "head.pt"
+    save_checkpoint(path, {**load_checkpoint(plain), CHECKPOINT_KEY: refine_net_to_dict(stage)})
+    pred = MVGDPredictor.from_checkpoint(path, device="cpu", steps=1)
+    calls = []
+    pred.refine_net.unc.register_forward_hook(lambda *a: calls.append(1))
+    live = collate_samples(_samples("cond"))
+    d0 = pred.predict_batch(live, "depth", steps=1)
+    assert calls == []
+    d1, conf = pred.predict_batch(live, "depth", steps=1, return_confidence=True)
+    assert len(calls) == 1 and torch.equal(d0, d1)
+    no_head = RefineNet(RefineNetConfig())
+    no_head.load_state_dict({k: v for k, v in stage.state_dict().items() if not k.startswith("unc.")})
+    save_checkpoint(path, {**load_checkpoint(plain), CHECKPOINT_KEY: refine_net_to_dict(no_head)})
+    d2, peak_mass = MVGDPredictor.from_checkpoint(path, device="cpu", steps=1).predict_batch(live, "depth", steps=1, return_confidence=True)
+    torch.testing.assert_close(d2, d1, rtol=1e-3, atol=1e-3)  # the same stage's depth (float16 round trip)
+    assert (conf - peak_mass).abs().mean() > 0.01  # uncalibrated: the live confidence is the head's, not the peak mass
+
+
 def test_train_refine_net_end_to_end(staged, tmp_path, capsys):
     script = load_script("training/train_refine_net.py")
     plain, _ = staged
