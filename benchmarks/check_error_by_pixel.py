@@ -91,6 +91,11 @@ def two_peaks(prob: torch.Tensor, hyp: torch.Tensor) -> torch.Tensor:
     return hyp[idx]
 
 
+def out_of_band(net: torch.Tensor, gt: torch.Tensor, span: float) -> torch.Tensor:
+    """(H, W) bool: valid GT pixels whose truth lies outside the refinement's band [net / span, net * span]."""
+    return torch.isfinite(gt) & (gt > 0) & ((gt > net * span) | (gt < net / span))
+
+
 def band_scores(net: torch.Tensor, depth: torch.Tensor, gt: torch.Tensor, matchable: torch.Tensor, textured: torch.Tensor,
                 prob: torch.Tensor, hyp: torch.Tensor, span: float) -> dict:
     """Pixels whose truth lies outside the refinement's band [net / span, net * span] (neither it nor
@@ -100,7 +105,7 @@ def band_scores(net: torch.Tensor, depth: torch.Tensor, gt: torch.Tensor, matcha
     of its two highest peaks (an oracle pick) and its probability mass within 25 % of the truth,
     out of the band and inside it. NaN where a class is empty."""
     valid = torch.isfinite(gt) & (gt > 0)
-    out = valid & ((gt > net * span) | (gt < net / span))
+    out = out_of_band(net, gt, span)
     rel = lambda d, k: float(((d.float() - gt).abs() / gt.clamp_min(1e-9))[k].mean()) if k.any() else float("nan")  # noqa: E731
     med = lambda x, k: float(x[k].median()) if k.any() else float("nan")  # noqa: E731
     peaks = two_peaks(prob.float(), hyp)
@@ -129,7 +134,7 @@ def mvs_out_of_band(sample, net: torch.Tensor, depth: torch.Tensor, span: float)
     ref = int(relative_reference(s.cond_K[None], s.cond_T_wc[None], s.tgt_K[None], s.tgt_T_wc[None])[2][0])
     r = mvs_at_view(s.cond_rgb, s.cond_K, s.cond_T_wc, ref)
     gt = s.tgt_depth
-    out = torch.isfinite(gt) & (gt > 0) & ((gt > net * span) | (gt < net / span))
+    out = out_of_band(net, gt, span)
     kept = out & r.valid
     rel = lambda d: float(((d.float() - gt).abs() / gt.clamp_min(1e-9))[kept].mean()) if kept.any() else float("nan")  # noqa: E731
     return {"out_of_band_mvs_kept_share": int(kept.sum()) / int(out.sum()) if out.any() else float("nan"),
@@ -143,11 +148,12 @@ def volume_in_pixels(match, scale: torch.Tensor, hw: tuple[int, int]) -> tuple[t
     return prob.half(), match.hyp.float().cpu()[None] * scale[:, None]
 
 
-def predict(pred: MVGDPredictor, samples: list, novel: bool, batch_size: int = 8):
+def predict(pred: MVGDPredictor, samples: list, novel: bool, volumes: bool, batch_size: int = 8):
     """(network depth (S, H, W), published depth (S, H, W), replaced (S, H, W) bool, volume) at the
     model's resolution, 1 DDIM step, as evaluate_model predicts them (`model_eval._predict`): the
     photometric refinement, and at novel targets the views' own live depth fused in. volume: a
-    (prob, hypotheses) pair per target (`volume_in_pixels`), None for a model without matching."""
+    (prob, hypotheses) pair per target (`volume_in_pixels`) with `volumes`, else (or for a model
+    without matching) None."""
     nets, outs, reps, vols = [], [], [], []
     for i in range(0, len(samples), batch_size):
         b = collate_samples(samples[i : i + batch_size])
@@ -161,7 +167,8 @@ def predict(pred: MVGDPredictor, samples: list, novel: bool, batch_size: int = 8
         nets.append(net)
         outs.append(out)
         reps.append(torch.zeros_like(out, dtype=torch.bool) if rep is None else rep)
-        vols += [None] * len(net) if match is None else list(zip(*volume_in_pixels(match, scale, tuple(net.shape[-2:]))))
+        with_volume = volumes and match is not None
+        vols += list(zip(*volume_in_pixels(match, scale, tuple(net.shape[-2:])))) if with_volume else [None] * len(net)
     return torch.cat(nets), torch.cat(outs), torch.cat(reps), vols
 
 
@@ -181,9 +188,9 @@ def evaluate_set(pred: MVGDPredictor, samples: list, novel: bool, picks: list | 
     """Median split scores over the observable targets; `picks` (if a list) gets (sample, depth,
     classes image) of each of them, in order, for the figure; with_mvs: classical MVS on the
     pixels outside the band too (`mvs_out_of_band`)."""
-    net, depth, replaced, volume = predict(pred, samples, novel)
+    net, depth, replaced, volume = predict(pred, samples, novel, volumes=not novel and pred.refine.enabled)  # the band: live cameras
     rows = {"mvgd": [], "network": []}
-    with_band = not novel and pred.refine.enabled and volume[0] is not None  # the band exists at live cameras
+    with_band = volume[0] is not None
     for j, s in enumerate(samples):
         if sample_observability(s).regime != "observable":
             continue

@@ -201,8 +201,8 @@ class MVGDPredictor:
         """(B, H, W) float32 CPU at the model's resolution hw, where calibrate_confidence.py fits
         the table: P(depth within 25 %) with self.calibration, else the raw peak mass (bilinear).
         refined (B, H, W) bool: pixels the photometric refinement replaced (their own table);
-        stage (B, H, W): the learned stage's own confidence, NaN where none (`refined(...,
-        stage_confidence=True)`; its own table, and where uncalibrated it replaces the peak mass)."""
+        stage (B, H, W): the learned stage's own confidence, NaN where none (`refined_staged`; its
+        own table, and where uncalibrated it replaces the peak mass)."""
         raw, out_of_range = match_confidence(match, hw)
         if self.calibration is not None:
             return self.calibration.apply(raw, out_of_range, refined, stage)
@@ -214,21 +214,21 @@ class MVGDPredictor:
         return param_to_depth(x0.mean(dim=1), cfg.d_min, cfg.d_max) * scale[:, None, None]
 
     def refined(self, depth, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine: bool | None = None, sources: int | None = None,
-                match=None, learned: bool | None = None, stage_confidence: bool = False):
+                match=None, learned: bool | None = None):
         """(depth (B, H, W), replaced (B, H, W) bool or None): depth at the model's resolution
         (inputs as for `sample`) after the photometric refinement when it is on (`refine`: None =
         self.refine.enabled), and where it replaced the network's depth (None: it did not run).
         sources: at most this many sources at a live camera (None: self.refine.max_sources).
         match: `sample`'s match output, required with a learned stage (`learned`: None =
         self.use_refine_net): live cameras' depth goes through that stage too (it reads the
-        network's confidence). stage_confidence: also return, third, the stage's own confidence
-        (B, H, W) (NaN where no stage with an uncertainty head ran; None: none ran), the input of
-        `confidence`; without it the head is skipped (nobody pays for a confidence not asked for)."""
-        out = self._refined(depth, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine, sources, match, learned, stage_confidence)
-        return out if stage_confidence else out[:2]
+        network's confidence)."""
+        return self.refined_staged(depth, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine, sources, match, learned)[:2]
 
-    def _refined(self, depth, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine, sources, match, learned, stage_confidence):
-        """`refined` with the stage's confidence always in the tuple (None unless asked for)."""
+    def refined_staged(self, depth, cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine: bool | None = None, sources: int | None = None,
+                       match=None, learned: bool | None = None, stage_confidence: bool = False):
+        """`refined`'s (depth, replaced) and, third, the learned stage's own confidence (B, H, W), the
+        input of `confidence`: NaN where no stage with an uncertainty head ran, None when none ran or
+        without `stage_confidence` (then the head is skipped: nobody pays for a confidence not asked for)."""
         if not (self.refine.enabled if refine is None else refine):
             return depth, None, None
         cfg = dataclasses.replace(self.refine, enabled=True, max_sources=sources or self.refine.max_sources)
@@ -284,13 +284,13 @@ class MVGDPredictor:
         self.synthesis.enabled); that depth (B, H, W) and `refined`'s mask, exactly what task
         "depth" with the same seed gives (None, None when off): the view's depth at no extra cost.
         view_depth: as for `fused`; the warp uses the fused depth, and `fused`'s mask comes fourth,
-        the stage's confidence (`refined(..., stage_confidence=True)`) last. cond_feats: as for `sample`."""
+        the stage's confidence (`refined_staged`) last. cond_feats: as for `sample`."""
         if not (self.synthesis.enabled if synthesize is None else synthesize):
             return rgb, None, None, None, None
         x0, scale, match = self.sample(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, "depth", steps, seed, return_match=True,
                                        cond_feats=cond_feats)
-        depth, replaced, staged = self.refined(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine,
-                                               match=match, stage_confidence=True)
+        depth, replaced, staged = self.refined_staged(self.to_depth(x0, scale), cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, refine,
+                                                      match=match, stage_confidence=True)
         depth, fused = self.fused(depth, cond_K, cond_T_wc, tgt_K, tgt_T_wc, view_depth)
         cfg = dataclasses.replace(self.synthesis, enabled=True)
         return synthesize_batch(cond_rgb, cond_K, cond_T_wc, tgt_K, tgt_T_wc, depth, rgb, cfg), depth, replaced, fused, staged
@@ -331,8 +331,8 @@ class MVGDPredictor:
         x0, scale, match = self.sample(cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, task, steps, seed, return_match=True)
         replaced = staged = None
         if task == "depth":
-            out, replaced, staged = self._refined(self.to_depth(x0, scale), cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc,
-                                                  refine, sources=None, match=match, learned=None, stage_confidence=return_confidence)
+            out, replaced, staged = self.refined_staged(self.to_depth(x0, scale), cond_rgb, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc,
+                                                        refine, match=match, stage_confidence=return_confidence)
             out, _ = self.fused(out, cond_K, batch.cond_T_wc, tgt_K, batch.tgt_T_wc, views)
             out = out[:, None]  # (B, 1, h, w)
             mode = "nearest"
@@ -380,8 +380,8 @@ class MVGDPredictor:
         depth = rgb = confidence = replaced = staged = rescale = observable = fused = None
         if task == "depth":
             net = self.to_depth(x0, scale)
-            d, replaced, staged = self._refined(net, cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], refine, refine_sources,
-                                                match, refine_net, stage_confidence=with_confidence)
+            d, replaced, staged = self.refined_staged(net, cond_rgb, cond_K, cond_T, tgt_K_model[None], tgt_T[None], refine, refine_sources,
+                                                      match, refine_net, stage_confidence=with_confidence)
             rescale = None if replaced is None else frame_rescale(net[0], d[0], replaced[0])
             d, fused = self.fused(d, cond_K, cond_T, tgt_K_model[None], tgt_T[None], views)
             observable = observable_share(d[0], tgt_K_model, tgt_T, cond_K[0], cond_T[0])

@@ -229,7 +229,7 @@ def test_predictor_gives_refined_pixels_the_refined_table(ckpt_paths, monkeypatc
         mask[..., : w // 2] = True
         return depth, mask, None
 
-    monkeypatch.setattr(pred, "_refined", left_half_replaced)
+    monkeypatch.setattr(pred, "refined_staged", left_half_replaced)
     b = _batch(pred)
     _, conf = pred.predict_batch(b, "depth", steps=1, return_confidence=True)
     assert torch.allclose(conf[..., : w // 2], torch.tensor(0.99)) and (conf[..., w // 2 :] < 0.95).all()
@@ -279,7 +279,7 @@ def test_predictor_gives_stage_pixels_the_stage_table(ckpt_paths, monkeypatch):
         staged[..., : h // 2, :] = 0.8
         return depth, None, staged
 
-    monkeypatch.setattr(pred, "_refined", top_half_staged)
+    monkeypatch.setattr(pred, "refined_staged", top_half_staged)
     b = _batch(pred)
     _, conf = pred.predict_batch(b, "depth", steps=1, return_confidence=True)
     assert torch.allclose(conf[:, : h // 2], torch.tensor(0.4)) and not torch.allclose(conf[:, h // 2 :], torch.tensor(0.4))

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
+STAGE_SCRIPT = [sys.executable, str(ROOT / "training" / "train_refine_net.py")]
 
 
 class GatheredSet(NamedTuple):
@@ -83,7 +84,7 @@ def run(cmd: list[str], log_path: Path) -> None:
 
 def gather_sets(a, sets: list[GatheredSet]) -> dict[str, Path]:
     """{name: path} of every set, gathering the missing ones: one process per lane, the lanes side by side."""
-    script = [sys.executable, str(ROOT / "training" / "train_refine_net.py"), "gather", "--model", str(a.model), "--threads", "1"]
+    script = STAGE_SCRIPT + ["gather", "--model", str(a.model), "--threads", "1"]
     paths = {s.name: a.work / f"{s.name}.pt" for s in sets}
 
     def lane(k: int) -> None:
@@ -101,7 +102,7 @@ def gather_sets(a, sets: list[GatheredSet]) -> dict[str, Path]:
 
 def train_steps(a, sets: list[GatheredSet], paths: dict[str, Path]) -> Path:
     """The stage, then its head (stage.pt, head.pt in --work, each skipped when it exists): head.pt."""
-    script = [sys.executable, str(ROOT / "training" / "train_refine_net.py"), "train", "--threads", str(a.threads)]
+    script = STAGE_SCRIPT + ["train", "--threads", str(a.threads)]
     train = [s for s in sets if s.weight is not None]
     report = [str(paths[s.name]) for s in sets if s.weight is None]
     data = ["--data", *[str(paths[s.name]) for s in train], "--weights", *[str(s.weight) for s in train]]

@@ -224,18 +224,22 @@ def batch_inputs(d: dict, idx, cfg: RefineNetConfig):
     return x, log_ref, d["gt"][idx]
 
 
+def _log_error(pred_log: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(|log depth error|, valid GT pixels), both shaped like gt."""
+    return (pred_log - torch.log(gt.clamp_min(1e-3))).abs(), (gt > 0) & torch.isfinite(gt)
+
+
 def log_l1(pred_log: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """Mean |log depth error| over valid GT pixels."""
-    ok = (gt > 0) & torch.isfinite(gt)
-    return ((pred_log - torch.log(gt.clamp_min(1e-3))).abs() * ok).sum() / ok.sum().clamp_min(1)
+    err, ok = _log_error(pred_log, gt)
+    return (err * ok).sum() / ok.sum().clamp_min(1)
 
 
 def laplace_nll(pred_log: torch.Tensor, log_scale: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """Mean negative log-likelihood (up to log 2) of the detached |log depth error| under a Laplace
     of scale exp(log_scale), over valid GT pixels: minimised where exp(log_scale) = E|error|."""
-    ok = (gt > 0) & torch.isfinite(gt)
-    r = (pred_log - torch.log(gt.clamp_min(1e-3))).abs().detach()
-    return ((r * torch.exp(-log_scale) + log_scale) * ok).sum() / ok.sum().clamp_min(1)
+    err, ok = _log_error(pred_log.detach(), gt)
+    return ((err * torch.exp(-log_scale) + log_scale) * ok).sum() / ok.sum().clamp_min(1)
 
 
 def stage_config(args, span: float) -> RefineNetConfig:
@@ -322,10 +326,11 @@ def sparsification(d: dict, model: RefineNet, batch: int = 32) -> dict[str, dict
         corr, log_scale = model.outputs(x)
         preds.append(torch.exp(log_ref + corr))
         gts.append(gt)
-        stage_conf.append(torch.zeros_like(corr) if log_scale is None else -log_scale)
+        if log_scale is not None:
+            stage_conf.append(-log_scale)
     pred, gt = torch.cat(preds), torch.cat(gts)
     out = {"peak mass": sparsification_curve(pred, gt, d["conf"][obs].float())}
-    if model.cfg.uncertainty:
+    if stage_conf:
         out["stage uncertainty"] = sparsification_curve(pred, gt, torch.cat(stage_conf))
     return out
 
@@ -340,8 +345,9 @@ def report(d: dict, model: RefineNet, name: str) -> None:
                 f" -> stage {np.median(a1[m]):.3f} / {np.median(b1[m]):.3f}")
     curves = sparsification(d, model)
     fr = " / ".join(f"{round(100 * f)}" for f in FRACTIONS)
-    for k, c in list(curves.items()) + [("oracle", {"abs_rel": next(iter(curves.values()))["oracle"]})]:
-        log(f"{name} sparsification {fr} % by {k}: " + " / ".join(f"{v:.3f}" for v in c["abs_rel"]))
+    ranks = {k: c["abs_rel"] for k, c in curves.items()} | {"oracle": curves["peak mass"]["oracle"]}
+    for k, values in ranks.items():
+        log(f"{name} sparsification {fr} % by {k}: " + " / ".join(f"{v:.3f}" for v in values))
 
 
 def train(args) -> None:
